@@ -1,0 +1,217 @@
+"""The ``aekit`` command: parse, build configs, call one function. Bad input is one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, data, evaluate, runs
+from .errors import AekitError
+from .models import ACTIVATIONS, LOSSES, MODEL_HELP, MODELS, PRESETS, ModelConfig
+from .train import DEVICES, SCHEDULES, Interrupted, TrainConfig
+
+log = logging.getLogger("aekit")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must list positive integers")
+    return values
+
+
+def image_size(text: str) -> tuple[int, int]:
+    values = int_list(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} must be HxW, e.g. 28x28")
+    return values
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="aekit", description="Autoencoders in PyTorch: train, evaluate beside PCA, encode.")
+    parser.add_argument("--version", action="version", version=f"aekit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    t = TrainConfig()
+
+    train = commands.add_parser(
+        "train", help="train an autoencoder into a run directory",
+        description="Train an autoencoder and evaluate it beside PCA with the same number of components. "
+        "Writes config.json, model.safetensors, checkpoint.safetensors (for --resume), history.csv and "
+        "metrics.json into --out. Defaults are the chapter's: Adam, lr 1e-3, batch 128, 10 epochs, MSE.",
+    )  # fmt: skip
+    g = train.add_argument_group("data")
+    g.add_argument("--data", default="mnist", metavar="NAME|PATH",
+                   help=f"a dataset ({', '.join(sorted(data.DATASETS))}) or a .npy/.npz/.csv file or image folder "
+                   "(default: mnist)")
+    g.add_argument("--data-dir", help="folder searched first for the MNIST files (then $AEKIT_DATA, the bundled "
+                   "copy, the user cache)")
+    g.add_argument("--test-fraction", type=positive_float, default=0.2,
+                   help="share held out for testing when the data has no test split (default: 0.2)")
+    g.add_argument("--label-column", help="CSV column holding labels (name or 0-based index)")
+    g.add_argument("--image-size", type=image_size, metavar="HxW", help="resize a folder's images to HxW")
+    g.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N examples only")
+    g = train.add_argument_group("model")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="chapter",
+                   help="; ".join(f"{k}: {v['help']}" for k, v in PRESETS.items()))
+    g.add_argument("--model", choices=sorted(MODELS), default="mlp",
+                   help="; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items()))
+    g.add_argument("--latent-dim", type=positive_int, metavar="K", help="code size (overrides the preset)")
+    g.add_argument("--hidden", type=int_list, metavar="W,W", help="hidden widths, e.g. 256,64 (overrides the preset)")
+    g.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu", help="hidden nonlinearity")
+    g = train.add_argument_group("training")
+    g.add_argument("--loss", choices=LOSSES, help=f"reconstruction loss (default: {t.loss})")
+    g.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default: {t.lr:g})")
+    g.add_argument("--batch-size", type=positive_int, help=f"default: {t.batch_size}")
+    g.add_argument("--epochs", type=positive_int, help=f"default: {t.epochs}; with --resume, train to this many")
+    g.add_argument("--weight-decay", type=float, help="Adam's L2 penalty (default: 0)")
+    g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: none)")
+    g.add_argument("--clip-grad", type=positive_float, metavar="NORM", help="clip the gradient norm")
+    g.add_argument("--seed", type=int, help=f"seeds weights, batch order and noise (default: {t.seed})")
+    g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda, then mps, then cpu)")
+    g = train.add_argument_group("run directory")
+    g.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default: runs/latest)")
+    g.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show progress bars (default: when the terminal is interactive)")
+
+    ev = commands.add_parser("evaluate", help="test metrics of a run beside PCA at the same code size",
+                             description="Evaluate RUN on its test split: MSE per pixel, SSE per image "
+                             "(Hinton & Salakhutdinov 2006's unit), BCE per pixel and PSNR, beside PCA fitted on "
+                             "the same training data with as many components as the code. Writes metrics.json.")
+    ev.add_argument("run", type=Path, metavar="RUN")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument("--device", choices=DEVICES, default="auto")
+
+    for name, what in (("encode", "codes (N, latent_dim)"), ("reconstruct", "reconstructions, in the data's units")):
+        p = commands.add_parser(name, help=f"write the {what} of a dataset or file",
+                                description=f"Write the {what} of INPUT through RUN's model. INPUT is a dataset "
+                                "name (its --split) or a .npy/.npz/.csv file or image folder shaped like the "
+                                "training data. The output's suffix picks the format: .npy or .csv.")  # fmt: skip
+        p.add_argument("run", type=Path, metavar="RUN")
+        p.add_argument("--input", required=True, metavar="NAME|PATH")
+        p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
+        p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.csv")
+        p.add_argument("--device", choices=DEVICES, default="auto")
+
+    commands.add_parser("datasets", help="list the built-in datasets and the file formats accepted",
+                        description="List the built-in datasets, where MNIST is found, and the accepted files.")
+    return parser
+
+
+def cmd_train(args) -> int:
+    preset = PRESETS[args.preset]
+    model_config = replace(ModelConfig(), model=args.model, activation=args.activation, **preset["model"])
+    if args.latent_dim:
+        model_config = replace(model_config, latent_dim=args.latent_dim)
+    if args.hidden:
+        model_config = replace(model_config, hidden=args.hidden)
+    data_config = data.DataConfig(name=args.data, data_dir=args.data_dir, test_fraction=args.test_fraction,
+                                  label_column=args.label_column, image_size=args.image_size, limit=args.limit)
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    train_config = TrainConfig(**{**preset.get("train", {}), **given})  # explicit options beat the preset
+    out = args.resume or args.out
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    history, metrics = runs.train_run(
+        out, model_config, data_config, train_config, resume=args.resume is not None, overwrite=args.overwrite,
+        progress=progress, epochs=args.epochs if args.resume else None,
+        device=args.device if args.resume else None,
+    )
+    print(evaluate.format_metrics(metrics))
+    print(f"run saved in {out}/ (config.json, model.safetensors, history.csv, metrics.json)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    metrics = runs.evaluate_run(args.run, args.device)
+    print(json.dumps(metrics, indent=2) if args.json else evaluate.format_metrics(metrics))
+    return 0
+
+
+def cmd_encode_or_reconstruct(args) -> int:
+    suffix = args.out.suffix.lower()
+    if suffix not in (".npy", ".csv"):
+        raise AekitError(f"--out {args.out}: use a .npy or .csv file name")
+    run = runs.load_run(args.run, args.device)
+    x, _ = run.inputs(args.input, args.split)
+    if args.command == "encode":
+        result = evaluate.encode(run.model, x).numpy()
+    else:
+        result = run.to_data_space(evaluate.reconstruct(run.model, x)).numpy()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".npy":
+        np.save(args.out, result)
+    else:
+        np.savetxt(args.out, result.reshape(len(result), -1), delimiter=",", fmt="%.7g")
+    what = "codes" if args.command == "encode" else "reconstructions"
+    print(f"wrote {what} of shape {result.shape} to {args.out}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    for name, (_, help_text) in sorted(data.DATASETS.items()):
+        print(f"{name:<8} {help_text}")
+    try:
+        print(f"\nMNIST found in {data.find_mnist(download=False)}")
+    except AekitError as err:
+        print(f"\nMNIST: {err}")
+    print("search order: --data-dir, $AEKIT_DATA, the bundled copy, the user cache; then a checked download")
+    print("\nyour own data (--data PATH): .npy or .npz arrays (N, D) or (N, C, H, W); a numeric .csv table "
+          "(header optional, --label-column); a folder of .png/.jpg images (one subfolder per class gives labels)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct,
+            "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except AekitError as err:
+        print(f"aekit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except Interrupted as err:
+        print(f"aekit {args.command}: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"aekit {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,494 @@
+"""Datasets as tensors: MNIST (bundled and checked), scikit-learn's digits, and the user's own files.
+
+Everything ends up as one float32 tensor per split, held in memory and batched by slicing. Two scalings:
+
+- ``"unit"``: values in [0, 1] (pixels); the model ends in a sigmoid and BCE is allowed.
+- ``"standard"``: each feature standardized with the training split's mean and std (tabular data); the model
+  has a linear output and :class:`Scaler` maps its output back to the original units.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+# SHA-256 of the *decompressed* IDX bytes: the same for every mirror, whatever gzip wrapper it serves.
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+BUNDLED_MNIST = Path(__file__).parent / "datasets" / "mnist"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/): code -> big-endian numpy dtype.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+# --------------------------------------------------------------------------------------------- IDX / MNIST
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse the bytes of an (uncompressed) IDX file into an array, checking its header against its payload.
+
+    Raises
+    ------
+    DataError
+        If the magic number, the type code, the dimensions or the payload length is wrong; the message names
+        ``name``.
+    """
+    if len(raw) < 4:
+        raise DataError(f"{name}: not an IDX file (only {len(raw)} bytes)")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"{name}: not an IDX file (bad magic number 0x{raw[:4].hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{name}: IDX header declares {ndim} dimensions but the file ends after {len(raw)} bytes")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{name}: IDX dimensions {dims} need {expected} payload bytes but the file has {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx_gz(path: Path, sha256: str | None = None) -> np.ndarray:
+    """Read a gzip-compressed IDX file; if ``sha256`` is given, check the decompressed bytes against it."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: not a valid gzip file ({err})") from None
+    array = parse_idx(raw, str(path))
+    if sha256 is not None:
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != sha256:
+            raise DataError(
+                f"{path}: SHA-256 mismatch (got {digest[:12]}..., expected {sha256[:12]}...): "
+                "the file is corrupt or not the canonical MNIST; delete it and try again"
+            )
+    return array
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aekit" / "mnist"
+
+
+def mnist_search_path(data_dir: str | Path | None = None) -> list[Path]:
+    """The folders searched for MNIST, in order: ``data_dir``, ``$AEKIT_DATA``, the bundled copy, the cache."""
+    dirs = [Path(data_dir)] if data_dir else []
+    if os.environ.get("AEKIT_DATA"):
+        dirs.append(Path(os.environ["AEKIT_DATA"]))
+    return dirs + [BUNDLED_MNIST, _cache_dir()]
+
+
+def find_mnist(data_dir: str | Path | None = None, download: bool = True) -> Path:
+    """Return the first folder on :func:`mnist_search_path` holding all four MNIST files.
+
+    If none does and ``download`` is true, download them (checked, written atomically) into ``data_dir`` or,
+    without one, the user cache folder.
+    """
+    searched = mnist_search_path(data_dir)
+    for folder in searched:
+        if all((folder / name).is_file() for name in MNIST_SHA256):
+            return folder
+    target = Path(data_dir) if data_dir else _cache_dir()
+    where = ", ".join(str(p) for p in searched)
+    if not download:
+        raise DataError(f"MNIST not found in {where}; put the four .gz files in one of them or set AEKIT_DATA")
+    try:
+        download_mnist(target)
+    except OSError as err:
+        raise DataError(
+            f"MNIST not found in {where} and the download failed ({err}); put the four files "
+            f"{', '.join(MNIST_SHA256)} in {target} (or set AEKIT_DATA to their folder)"
+        ) from None
+    return target
+
+
+def download_mnist(target: Path) -> None:
+    """Download the missing MNIST files into ``target``, verifying each before it is atomically renamed."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name, sha in MNIST_SHA256.items():
+        if (target / name).is_file():
+            continue
+        last_error: Exception | None = None
+        for mirror in MNIST_MIRRORS:
+            log.info("downloading %s%s", mirror, name)
+            try:
+                with urllib.request.urlopen(mirror + name, timeout=30) as response:
+                    payload = response.read()
+                if hashlib.sha256(gzip.decompress(payload)).hexdigest() != sha:
+                    raise OSError(f"{mirror}{name}: checksum mismatch")
+            except (OSError, EOFError, zlib.error) as err:
+                last_error = err
+                continue
+            atomic_write_bytes(target / name, payload)
+            break
+        else:
+            raise OSError(str(last_error))
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_mnist_arrays(root: str | Path | None = None, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64, checked by SHA-256."""
+    folder = find_mnist(root)
+    prefix = "train" if train else "t10k"
+    images = read_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", MNIST_SHA256[f"{prefix}-images-idx3-ubyte.gz"])
+    labels = read_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", MNIST_SHA256[f"{prefix}-labels-idx1-ubyte.gz"])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{folder}: MNIST images {images.shape} and labels {labels.shape} do not match")
+    return images, labels.astype(np.int64)
+
+
+class MNIST(torch.utils.data.Dataset):
+    """MNIST with torchvision's contract (``datasets.MNIST`` + ``ToImage()`` + ``ToDtype(float32, scale=True)``).
+
+    Items are ``(image, label)`` with ``image`` a float32 tensor ``(1, 28, 28)`` in [0, 1]; ``.data`` holds the
+    uint8 images ``(N, 28, 28)`` and ``.targets`` the int64 labels, as in torchvision. Nothing is downloaded
+    when the files are bundled or found (see :func:`mnist_search_path`).
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        A folder holding the four ``.gz`` files; searched first.
+    train : bool, default True
+        The 60,000 training images, or the 10,000 test images.
+    """
+
+    classes = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
+               "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"]  # fmt: skip
+
+    def __init__(self, root: str | Path | None = None, train: bool = True):
+        images, labels = load_mnist_arrays(root, train)
+        self.train = train
+        self.data = torch.from_numpy(images.copy())
+        self.targets = torch.from_numpy(labels)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.data[index].unsqueeze(0).float().div_(255), int(self.targets[index])
+
+
+# ------------------------------------------------------------------------------------------ the data contract
+@dataclass
+class DataConfig:
+    """Which data to train on; stored in every run so the same data can be loaded again."""
+
+    name: str = "mnist"  # "mnist", "digits", or a path to a .npy/.npz/.csv file or a folder of images
+    data_dir: str | None = None  # folder searched first for the MNIST files
+    test_fraction: float = 0.2  # share held out for testing when the data has no test split of its own
+    split_seed: int = 0  # seed of that split (fixed, so runs with other training seeds share a test set)
+    label_column: str | None = None  # CSV column with labels (name or 0-based index), left out of the features
+    image_size: tuple[int, int] | None = None  # resize a folder's images to (H, W); needed if their sizes differ
+    limit: int | None = None  # keep only the first N training examples (quick experiments, tests)
+
+
+@dataclass
+class Scaler:
+    """Per-feature standardization learned on the training split: ``(x - mean) / std``."""
+
+    mean: torch.Tensor  # (*input_shape)
+    std: torch.Tensor  # (*input_shape)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Scaler:
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std[std < 1e-8] = 1.0  # a constant feature stays at 0 rather than blowing up
+        return cls(torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32))
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def inverse_transform(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
+@dataclass
+class Data:
+    """A dataset ready for training: float32 tensors in model space, labels if any, and how it was scaled."""
+
+    x_train: torch.Tensor  # (N, *input_shape)
+    x_test: torch.Tensor  # (M, *input_shape)
+    y_train: torch.Tensor | None = None  # (N,) int64
+    y_test: torch.Tensor | None = None  # (M,) int64
+    scaling: str = "unit"  # "unit": values in [0, 1]; "standard": standardized by `scaler`
+    scaler: Scaler | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to_model_space(self, x: np.ndarray, source: str = "input") -> torch.Tensor:
+        """Check a raw array against this data's shape and scale it as the training data was."""
+        x = check_finite(x, source)
+        if tuple(x.shape[1:]) != self.input_shape:
+            want = "(N, " + ", ".join(map(str, self.input_shape)) + ")"
+            raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
+        return scale(x, self.scaling, self.scaler)[0]
+
+    def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Map model-space values (e.g. reconstructions) back to the data's original units."""
+        return self.scaler.inverse_transform(x) if self.scaler is not None else x
+
+
+def check_finite(x: np.ndarray, source: str) -> np.ndarray:
+    """Reject empty, non-numeric or non-finite arrays with a message naming ``source``."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{source}: values must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2 or len(x) == 0 or x[0].size == 0:
+        raise DataError(f"{source}: need a non-empty array of shape (N, features...), got {x.shape}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).argmax())
+        raise DataError(f"{source}: contains NaN or infinite values (first in row {bad})")
+    return x
+
+
+def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None) -> tuple[torch.Tensor, Scaler | None]:
+    """Bring a raw array into model space; fits a :class:`Scaler` for ``"standard"`` if none is given."""
+    if scaling == "unit":
+        if x.dtype == np.uint8:
+            return torch.from_numpy(x.astype(np.float32) / 255), None
+        if x.min() < 0 or x.max() > 1:
+            raise DataError(f"values must lie in [0, 1] for this model, got [{x.min():.3g}, {x.max():.3g}]")
+        return torch.from_numpy(x.astype(np.float32)), None
+    scaler = scaler or Scaler.fit(x.astype(np.float64))
+    return scaler.transform(torch.from_numpy(x.astype(np.float32))), scaler
+
+
+def auto_scaling(x: np.ndarray) -> str:
+    """``"unit"`` for uint8 data or data already in [0, 1]; ``"standard"`` for anything else."""
+    if x.dtype == np.uint8 or (x.min() >= 0 and x.max() <= 1):
+        return "unit"
+    return "standard"
+
+
+# ------------------------------------------------------------------------------------------ loading
+def _mnist(config: DataConfig) -> tuple[np.ndarray, ...]:
+    x_train, y_train = load_mnist_arrays(config.data_dir, train=True)
+    x_test, y_test = load_mnist_arrays(config.data_dir, train=False)
+    return x_train[:, None], y_train, x_test[:, None], y_test  # (N, 1, 28, 28) uint8
+
+
+def _digits(config: DataConfig) -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8) in [0, 1]
+    return split(x, bunch.target.astype(np.int64), config)
+
+
+DATASETS = {
+    "mnist": (_mnist, "MNIST handwritten digits, 60,000 train / 10,000 test, 1x28x28 (bundled)"),
+    "digits": (_digits, "scikit-learn's 8x8 digits, 1,797 images, 1x8x8 (bundled with scikit-learn)"),
+}
+
+
+def split(x: np.ndarray, y: np.ndarray | None, config: DataConfig) -> tuple[np.ndarray, ...]:
+    """Seeded train/test split for data without a test split of its own."""
+    if not 0 < config.test_fraction < 1:
+        raise DataError(f"test_fraction={config.test_fraction} must be between 0 and 1")
+    n_test = max(1, round(len(x) * config.test_fraction))
+    if len(x) - n_test < 1:
+        raise DataError(f"{config.name}: {len(x)} rows are too few to hold out a test split")
+    order = np.random.default_rng(config.split_seed).permutation(len(x))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], None if y is None else y[train], x[test], None if y is None else y[test]
+
+
+def read_file(path: str | Path, config: DataConfig | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a user's data file or image folder into ``(x, labels or None)``, checked for shape and values."""
+    config = config or DataConfig(name=str(path))
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        x, y = _read_image_folder(path, config.image_size)
+    elif path.suffix.lower() == ".npy":
+        x, y = _load_numpy(path), None
+    elif path.suffix.lower() == ".npz":
+        x, y = _read_npz(path)
+    elif path.suffix.lower() == ".csv":
+        x, y = _read_csv(path, config.label_column)
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        x, y = _read_images([path], config.image_size), None
+    else:
+        raise DataError(f"{path}: unsupported file type; use .npy, .npz, .csv, an image or a folder of images")
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(y)} labels for {len(x)} rows")
+    return check_finite(x, str(path)), y
+
+
+def _load_numpy(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:  # object arrays need pickle, which we never load
+        raise DataError(f"{path}: cannot load ({err})") from None
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: not a valid NumPy file ({err})") from None
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    archive = _load_numpy(path)
+    keys = list(archive.keys())
+    x_key = next((k for k in ("x", "X", "data", "images") if k in keys), keys[0] if len(keys) == 1 else None)
+    if x_key is None:
+        raise DataError(f"{path}: cannot tell which array holds the data among {keys}; name it 'x'")
+    y_key = next((k for k in ("y", "labels", "targets") if k in keys), None)
+    return archive[x_key], None if y_key is None else np.asarray(archive[y_key]).astype(np.int64)
+
+
+def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    if not rows:
+        raise DataError(f"{path}: the file is empty")
+
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    header = rows[0] if not all(numeric(c) for c in rows[0]) else [str(i) for i in range(len(rows[0]))]
+    body = rows[1:] if header is rows[0] else rows
+    if not body:
+        raise DataError(f"{path}: no data rows below the header")
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {i + 1} has {len(row)} fields, expected {len(header)}")
+    columns = list(zip(*body))
+    label_index = None
+    if label_column is not None:
+        if label_column in header:
+            label_index = header.index(label_column)
+        elif label_column.isdigit() and int(label_column) < len(header):
+            label_index = int(label_column)
+        else:
+            raise DataError(f"{path}: no column {label_column!r}; columns are {header}")
+    features = []
+    for j, column in enumerate(columns):
+        if j == label_index:
+            continue
+        for i, cell in enumerate(column):
+            if not numeric(cell):
+                raise DataError(f"{path}: column {header[j]!r} is not numeric (row {i + 1}: {cell!r})")
+        features.append(np.array(column, dtype=np.float64))
+    if not features:
+        raise DataError(f"{path}: no feature columns left besides the label column")
+    labels = None
+    if label_index is not None:
+        try:
+            labels = np.array(columns[label_index], dtype=np.float64).astype(np.int64)
+        except ValueError:
+            labels = np.unique(columns[label_index], return_inverse=True)[1].astype(np.int64)
+    return np.stack(features, axis=1), labels
+
+
+def _read_image_folder(root: Path, image_size) -> tuple[np.ndarray, np.ndarray | None]:
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no .png or .jpg images in this folder")
+    classes = sorted({p.parent for p in files})
+    labels = None
+    if len(classes) > 1 or classes[0] != root:  # one subfolder per class, as torchvision's ImageFolder
+        labels = np.array([classes.index(p.parent) for p in files], dtype=np.int64)
+    return _read_images(files, image_size), labels
+
+
+def _read_images(files: list[Path], image_size) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataError(f"{path}: not a readable image ({err})") from None
+    mode = "L" if all(im.mode in ("1", "L", "LA", "I", "I;16") for im in images) else "RGB"
+    if image_size is not None:
+        h, w = image_size
+        images = [im.resize((w, h), Image.BILINEAR) for im in images]
+    sizes = {im.size for im in images}
+    if len(sizes) > 1:
+        (w1, h1), (w2, h2) = sorted(sizes)[:2]
+        raise DataError(f"images have different sizes ({h1}x{w1} and {h2}x{w2}); pass --image-size HxW to resize them")
+    arrays = [np.asarray(im.convert(mode), dtype=np.uint8) for im in images]
+    x = np.stack(arrays)  # (N, H, W) or (N, H, W, 3)
+    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
+
+
+def load(config: DataConfig) -> Data:
+    """Load the dataset a :class:`DataConfig` names, split it and scale it into model space."""
+    if config.name in DATASETS:
+        x_train, y_train, x_test, y_test = DATASETS[config.name][0](config)
+    elif Path(config.name).suffix.lower() in ARRAY_SUFFIXES + IMAGE_SUFFIXES or Path(config.name).is_dir():
+        x, y = read_file(config.name, config)
+        x_train, y_train, x_test, y_test = split(x, y, config)
+    else:
+        raise DataError(
+            f"unknown dataset {config.name!r}; choose one of {sorted(DATASETS)} or give a path to a "
+            ".npy, .npz, .csv file or a folder of images"
+        )
+    if config.limit is not None:
+        if config.limit < 1:
+            raise DataError(f"limit={config.limit} must be a positive number of training examples")
+        x_train = x_train[: config.limit]
+        y_train = None if y_train is None else y_train[: config.limit]
+    scaling = auto_scaling(x_train)
+    train, scaler = scale(x_train, scaling)
+    test, _ = scale(x_test, scaling, scaler)
+    as_labels = lambda y: None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
+    return Data(train, test, as_labels(y_train), as_labels(y_test), scaling, scaler)

@@ -1,0 +1,132 @@
+"""Run directories end to end: train one (data -> model -> loop -> metrics), load one, evaluate one.
+
+This is what the CLI calls; from Python, :func:`train_run` and :func:`load_run` do the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from . import data as data_mod
+from .data import Data, DataConfig, Scaler
+from .errors import CheckpointError, ConfigError, DataError
+from .evaluate import evaluate_model
+from .models import AutoEncoder, ModelConfig, build_model
+from .train import TrainConfig, pick_device, prepare_run_dir, train
+
+log = logging.getLogger(__name__)
+
+RUN_SCHEMA = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def train_run(
+    out: str | Path,
+    model_config: ModelConfig | None = None,
+    data_config: DataConfig | None = None,
+    train_config: TrainConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    epochs: int | None = None,
+    device: str | None = None,
+) -> tuple[list[dict], dict]:
+    """Train a model into run directory ``out`` and evaluate it beside PCA; returns (history, metrics).
+
+    With ``resume``, the configs stored in ``out`` are used and training continues from its checkpoint;
+    ``epochs`` and ``device`` may still be changed (to train longer, or elsewhere).
+    """
+    out = Path(out)
+    prepare_run_dir(out, resume, overwrite)
+    if resume:
+        stored = checkpoint.read_config(out, RUN_SCHEMA)
+        model_config, data_config, train_config = stored["model"], stored["data"], stored["train"]
+    model_config = model_config or ModelConfig()
+    data_config = data_config or DataConfig()
+    train_config = train_config or TrainConfig()
+    if epochs is not None:
+        train_config = replace(train_config, epochs=epochs)
+    if device is not None:
+        train_config = replace(train_config, device=device)
+    train_config.validate()
+    data = data_mod.load(data_config)
+    if train_config.loss == "bce" and data.scaling != "unit":
+        raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
+    model_config = replace(model_config, input_shape=data.input_shape,
+                           output="sigmoid" if data.scaling == "unit" else "linear").validate()  # fmt: skip
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config)
+    checkpoint.write_config(out, {"model": model_config, "data": data_config, "train": train_config})
+    history = train(model, data, train_config, out, resume=resume, progress=progress)
+    metrics = evaluate_model(model, data)
+    checkpoint.write_json(out / checkpoint.METRICS, metrics)
+    return history, metrics
+
+
+@dataclass
+class Run:
+    """A finished (or checkpointed) run loaded for inference: configs, model and scaler."""
+
+    path: Path
+    model_config: ModelConfig
+    data_config: DataConfig
+    train_config: TrainConfig
+    model: AutoEncoder
+    scaler: Scaler | None
+
+    @property
+    def scaling(self) -> str:
+        return "standard" if self.scaler is not None else "unit"
+
+    def data(self) -> Data:
+        """Load the run's dataset again (same split, same scaling)."""
+        loaded = data_mod.load(self.data_config)
+        if loaded.input_shape != self.model_config.input_shape:
+            raise DataError(f"{self.path}: its data now has shape {loaded.input_shape}, the model "
+                            f"{self.model_config.input_shape}")  # fmt: skip
+        return loaded
+
+    def inputs(self, source: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Model-space inputs and labels from a dataset name (its ``split``) or a user file."""
+        if source in data_mod.DATASETS:
+            loaded = data_mod.load(DataConfig(name=source, data_dir=self.data_config.data_dir,
+                                              test_fraction=self.data_config.test_fraction,
+                                              split_seed=self.data_config.split_seed))  # fmt: skip
+            x, y = (loaded.x_test, loaded.y_test) if split == "test" else (loaded.x_train, loaded.y_train)
+            if loaded.input_shape != self.model_config.input_shape:
+                raise DataError(f"{source}: shape {loaded.input_shape} does not match the model's input "
+                                f"{self.model_config.input_shape}")  # fmt: skip
+            return x, y
+        raw, labels = data_mod.read_file(source, DataConfig(name=source, image_size=self.data_config.image_size,
+                                                             label_column=self.data_config.label_column))  # fmt: skip
+        template = Data(torch.empty(0, *self.model_config.input_shape), torch.empty(0), scaling=self.scaling,
+                        scaler=self.scaler)  # fmt: skip
+        return template.to_model_space(raw, source), None if labels is None else torch.from_numpy(labels)
+
+    def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scaler.inverse_transform(x) if self.scaler is not None else x
+
+
+def load_run(path: str | Path, device: str = "cpu") -> Run:
+    """Load a run directory's configs and weights (JSON and safetensors only; nothing is executed)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such run directory")
+    configs = checkpoint.read_config(path, RUN_SCHEMA)
+    model, scaler = checkpoint.load_model(path, configs["model"])
+    model.to(pick_device(device))
+    return Run(path, configs["model"], configs["data"], configs["train"], model, scaler)
+
+
+def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:
+    """Evaluate a run on its test split, beside PCA; writes ``metrics.json`` unless ``write`` is false."""
+    run = load_run(path, device)
+    metrics = evaluate_model(run.model, run.data())
+    if write:
+        checkpoint.write_json(run.path / checkpoint.METRICS, metrics)
+    return metrics
+

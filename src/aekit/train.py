@@ -1,0 +1,284 @@
+"""One training loop for every model: batches sliced from in-memory tensors, Adam, checkpoints every epoch.
+
+Resuming is exact: the batch order of epoch ``e`` and every random draw inside it come from generators seeded
+by ``(seed, e)``, and a mid-epoch checkpoint (Ctrl-C) also stores the RNG state, so a resumed run ends with
+the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .data import Data
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .models import LOSSES, AutoEncoder
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = ("none", "cosine", "onecycle")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    """How to train; stored in every run's ``config.json``. Defaults are the chapter's."""
+
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 128  # examples per optimizer step
+    lr: float = 1e-3  # Adam's (peak) learning rate
+    weight_decay: float = 0.0  # Adam's L2 penalty
+    loss: str = "mse"  # reconstruction loss: "mse" (mean squared error) or "bce" (binary cross-entropy)
+    schedule: str = "none"  # learning-rate schedule over all steps: "none", "cosine" or "onecycle"
+    seed: int = 0  # seeds the initial weights, the batch order and every random draw
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda" or "mps"
+    clip_grad: float | None = None  # clip the gradient norm to this value (None: no clipping)
+
+    def validate(self) -> TrainConfig:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs={self.epochs} must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr={self.lr} must be a positive number")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"weight_decay={self.weight_decay} must be zero or positive")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            raise ConfigError(f"clip_grad={self.clip_grad} must be positive")
+        return self
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; a named device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' was asked for but is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate at global ``step``: a pure function of the step, so resuming needs no scheduler state."""
+    t = step / max(1, total_steps)
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * t))
+    if config.schedule == "onecycle":  # linear warm-up over the first 10%, then cosine down to ~0
+        warm = 0.1
+        if t < warm:
+            return config.lr * (0.04 + 0.96 * t / warm)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
+    return config.lr
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63)
+
+
+@torch.no_grad()
+def squared_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Per-example squared error summed over all features, ``(N,)`` float64, computed in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        diff = model(xb) - xb
+        out.append(diff.reshape(len(xb), -1).double().pow(2).sum(1).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+class _StopFlag:
+    """Turns SIGINT into a flag the loop checks after each step, so Ctrl-C saves a clean checkpoint."""
+
+    def __init__(self):
+        self.raised = False
+        self.previous = None
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave SIGINT alone
+            self.previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C after saving a checkpoint; ``str()`` says how to resume."""
+
+
+def train(
+    model: AutoEncoder,
+    data: Data,
+    config: TrainConfig,
+    run: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """Train ``model`` on ``data`` and return the history: one plain dict per epoch.
+
+    Parameters
+    ----------
+    model : AutoEncoder
+        Any model of :data:`aekit.models.MODELS`; trained in place.
+    data : Data
+        Training and test tensors in model space (see :func:`aekit.data.load`).
+    config : TrainConfig
+        Optimizer, schedule, epochs, seed and device.
+    run : path, optional
+        A run directory to checkpoint into after every epoch (``config.json`` is the caller's to write).
+    resume : bool
+        Continue from ``run``'s checkpoint instead of starting afresh.
+    progress : bool
+        Show a progress bar per epoch.
+    """
+    config.validate()
+    device = pick_device(config.device)
+    model.to(device).train()
+    x_train = data.x_train.to(device)
+    n, batch = len(x_train), config.batch_size
+    steps_per_epoch = math.ceil(n / batch)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: list[dict] = []
+    start_epoch, start_step, sums = 0, 0, {}
+    run = Path(run) if run is not None else None
+    if resume:
+        if run is None or not (run / checkpoint.CHECKPOINT).is_file():
+            log.info("no checkpoint in %s yet: starting from epoch 1", run)
+        else:
+            state, _ = checkpoint.load_checkpoint(run, model, optimizer)
+            history, start_epoch, start_step = state["history"], state["epoch"], state["step"]
+            sums = state.get("sums", {})
+            if start_epoch >= config.epochs:
+                log.info("%s already finished %d epochs", run, start_epoch)
+    if run is not None:
+        run.mkdir(parents=True, exist_ok=True)
+
+    def save(epoch: int, step: int, sums: dict) -> None:
+        progress_state = {"epoch": epoch, "step": step, "history": history, "sums": sums}
+        checkpoint.save_checkpoint(run, model, optimizer, data.scaler, progress_state)
+
+    with _StopFlag() as stop:
+        for epoch in range(start_epoch, config.epochs):
+            began = time.perf_counter()
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)))
+            order = order.to(device)
+            first_step = start_step if epoch == start_epoch else 0
+            if first_step == 0:
+                torch.manual_seed(epoch_seed(config.seed, epoch) + 1)  # noise, dropout, sampling
+                sums = {}
+            # Running sums of loss terms weighted by batch size, kept as tensors to avoid a sync per step.
+            totals = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in sums.items() if k != "_seen"}
+            seen = int(sums.get("_seen", 0))
+            bar = tqdm(range(first_step, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
+                       disable=not progress, leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
+            for step in bar:
+                global_step = epoch * steps_per_epoch + step
+                lr = learning_rate(config, global_step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                xb = x_train.index_select(0, order[step * batch : (step + 1) * batch])
+                loss, terms = model.loss(xb, config.loss)
+                value = loss.item()
+                if not math.isfinite(value):
+                    where = f" (last good checkpoint: {run / checkpoint.CHECKPOINT})" if run else ""
+                    raise TrainingDiverged(
+                        f"loss became {value} at epoch {epoch + 1}, step {step + 1}; try a lower learning rate "
+                        f"than {config.lr:g} or --clip-grad{where}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+                optimizer.step()
+                for name, term in {"loss": loss, **terms}.items():
+                    term = term.detach().double() * len(xb)
+                    totals[name] = totals[name] + term if name in totals else term
+                seen += len(xb)
+                if bar.n % 50 == 0:
+                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                if stop.raised:
+                    if run is None:
+                        raise KeyboardInterrupt
+                    sums = {k: float(v) for k, v in totals.items()} | {"_seen": seen}
+                    if step + 1 == steps_per_epoch:  # finished the epoch anyway: record it properly
+                        break
+                    save(epoch, step + 1, sums)
+                    raise Interrupted(
+                        f"interrupted at epoch {epoch + 1}, step {step + 1}; checkpoint saved, continue with: "
+                        f"aekit train --resume {run}"
+                    )
+            bar.close()
+            train_terms = {k: float(v) / seen for k, v in totals.items()}
+            errors = squared_errors(model, data.x_test)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_terms.pop("loss"),
+                "test_mse_per_pixel": float(errors.mean()) / math.prod(data.input_shape),
+                "test_sse_per_image": float(errors.mean()),
+                "seconds": round(time.perf_counter() - began, 3),
+            }
+            row.update({f"train_{k}": v for k, v in train_terms.items()})
+            history.append(row)
+            log.info(
+                "epoch %d/%d  train loss %.5f  test MSE/pixel %.5f  test SSE/image %.3f  %.1fs",
+                row["epoch"], config.epochs, row["train_loss"], row["test_mse_per_pixel"],
+                row["test_sse_per_image"], row["seconds"],
+            )  # fmt: skip
+            if run is not None:
+                save(epoch + 1, 0, {})
+                checkpoint.save_model(run, model, data.scaler, epoch + 1)
+                checkpoint.write_history(run, history)
+            if stop.raised:
+                raise Interrupted(
+                    f"interrupted after epoch {epoch + 1}; checkpoint saved, continue with: aekit train --resume {run}"
+                )
+    return history
+
+
+def prepare_run_dir(run: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into an existing run unless told to resume it or overwrite it."""
+    if resume:
+        if not (run / checkpoint.CONFIG).is_file():
+            raise CheckpointError(f"{run}: nothing to resume (no {checkpoint.CONFIG}); start it without --resume")
+        return
+    if run.exists() and any(run.iterdir()):
+        if not overwrite:
+            raise CheckpointError(
+                f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it"
+            )
+        for name in (checkpoint.CONFIG, checkpoint.MODEL, checkpoint.CHECKPOINT, checkpoint.HISTORY,
+                     checkpoint.METRICS):  # fmt: skip
+            (run / name).unlink(missing_ok=True)
+    run.mkdir(parents=True, exist_ok=True)

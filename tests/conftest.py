@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+import torch
+
+import aekit
+import aekit.data
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits as aekit Data: small enough to train on in a second."""
+    return aekit.data.load(aekit.DataConfig(name="digits"))
+
+
+@pytest.fixture
+def low_rank(tmp_path):
+    """A (400, 20) table of rank 3 plus a little noise, saved as .npy."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)) @ rng.normal(size=(3, 20)) + 0.01 * rng.normal(size=(400, 20))
+    path = tmp_path / "low_rank.npy"
+    np.save(path, x.astype(np.float32))
+    return path

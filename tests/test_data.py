@@ -1,0 +1,240 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from aekit import data
+from aekit.data import DataConfig, MNIST, parse_idx, read_idx_gz
+from aekit.errors import DataError
+
+
+def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
+    return bytes([0, 0, code, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes()
+
+
+def write_gz(path, payload: bytes):
+    path.write_bytes(gzip.compress(payload))
+    return path
+
+
+# ------------------------------------------------------------------------------------------ IDX parser
+def test_parse_idx_round_trip():
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    np.testing.assert_array_equal(parse_idx(idx_bytes(array)), array)
+
+
+def test_parse_idx_big_endian_int32():
+    array = np.array([1, -2, 70000], dtype=">i4")
+    np.testing.assert_array_equal(parse_idx(idx_bytes(array, code=0x0C), "x"), [1, -2, 70000])
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"", "not an IDX file \\(only 0 bytes\\)"),
+        (b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00", "bad magic number 0x01000801"),
+        (b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "bad magic number 0x00000701"),
+        (b"\x00\x00\x08\x00", "bad magic number"),
+        (b"\x00\x00\x08\x03\x00\x00", "declares 3 dimensions but the file ends after 6 bytes"),
+        (b"\x00\x00\x08\x01" + struct.pack(">I", 5) + b"\x00" * 4, "need 5 payload bytes but the file has 4"),
+        (b"\x00\x00\x08\x01" + struct.pack(">I", 5) + b"\x00" * 6, "need 5 payload bytes but the file has 6"),
+    ],
+)
+def test_parse_idx_rejects_corruption(raw, message):
+    with pytest.raises(DataError, match=f"^bad.idx: .*{message}"):
+        parse_idx(raw, "bad.idx")
+
+
+def test_read_idx_gz_truncated(tmp_path):
+    good = gzip.compress(idx_bytes(np.zeros((10, 28, 28), np.uint8)))
+    path = tmp_path / "t.gz"
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match="t.gz: not a valid gzip file"):
+        read_idx_gz(path)
+
+
+def test_read_idx_gz_not_gzip(tmp_path):
+    path = tmp_path / "plain.gz"
+    path.write_bytes(b"this is not gzip")
+    with pytest.raises(DataError, match="plain.gz: not a valid gzip file"):
+        read_idx_gz(path)
+
+
+def test_read_idx_gz_checksum_mismatch(tmp_path):
+    path = write_gz(tmp_path / "x.gz", idx_bytes(np.zeros((2, 2), np.uint8)))
+    with pytest.raises(DataError, match="x.gz: SHA-256 mismatch"):
+        read_idx_gz(path, sha256="0" * 64)
+
+
+def test_read_idx_gz_missing(tmp_path):
+    with pytest.raises(DataError, match="missing.gz: file not found"):
+        read_idx_gz(tmp_path / "missing.gz")
+
+
+# ------------------------------------------------------------------------------------------ MNIST
+def test_bundled_mnist_contract():
+    train, test = MNIST(train=True), MNIST(train=False)
+    assert len(train) == 60000 and len(test) == 10000
+    image, label = test[0]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32
+    assert 0 <= image.min() and image.max() <= 1 and isinstance(label, int)
+    assert test.data.shape == (10000, 28, 28) and test.data.dtype == torch.uint8
+    assert test.targets.dtype == torch.int64
+    assert torch.equal(image[0], test.data[0].float() / 255)
+    counts = torch.bincount(train.targets).tolist()
+    assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert abs(train.data.float().mean().item() / 255 - 0.1307) < 1e-4
+
+
+def test_mnist_works_with_a_dataloader():
+    loader = torch.utils.data.DataLoader(MNIST(train=False), batch_size=16)
+    x, y = next(iter(loader))
+    assert x.shape == (16, 1, 28, 28) and y.shape == (16,)
+
+
+def test_mnist_search_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("AEKIT_DATA", str(tmp_path / "env"))
+    path = data.mnist_search_path(tmp_path / "explicit")
+    assert path[:3] == [tmp_path / "explicit", tmp_path / "env", data.BUNDLED_MNIST]
+    assert data.find_mnist(download=False) == data.BUNDLED_MNIST  # env folder is empty: falls through
+
+
+def test_corrupt_mnist_in_data_dir_is_named(tmp_path):
+    for name in data.MNIST_SHA256:
+        (tmp_path / name).write_bytes((data.BUNDLED_MNIST / name).read_bytes())
+    good = gzip.decompress((tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    write_gz(tmp_path / "t10k-labels-idx1-ubyte.gz", good[:-1] + bytes([(good[-1] + 1) % 10]))  # one label off
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: SHA-256 mismatch"):
+        MNIST(root=tmp_path, train=False)
+
+
+def test_download_when_missing_verifies_and_writes_atomically(tmp_path, monkeypatch):
+    served, bundled = [], data.BUNDLED_MNIST
+
+    class Response:
+        def __init__(self, payload):
+            self.payload = payload
+
+        def read(self):
+            return self.payload
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def fake_urlopen(url, timeout):
+        name = url.rsplit("/", 1)[1]
+        served.append(name)
+        return Response((bundled / name).read_bytes())
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(data, "BUNDLED_MNIST", tmp_path / "nowhere")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    target = tmp_path / "dl"
+    assert data.find_mnist(target) == target
+    assert sorted(served) == sorted(data.MNIST_SHA256)
+    assert sorted(p.name for p in target.iterdir()) == sorted(data.MNIST_SHA256)  # no temp files left
+    assert len(MNIST(root=target, train=False)) == 10000
+
+
+def test_no_network_message_says_where_to_put_files(tmp_path, monkeypatch):
+    def offline(url, timeout):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(data, "BUNDLED_MNIST", tmp_path / "nowhere")
+    monkeypatch.delenv("AEKIT_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="download failed .*network is unreachable.*put the four files"):
+        data.find_mnist()
+    assert not any((tmp_path / "cache").rglob("*.gz"))
+
+
+# ------------------------------------------------------------------------------------------ the data contract
+def test_load_mnist_is_unit_scaled_tensors():
+    d = data.load(DataConfig(name="mnist", limit=1000))
+    assert d.x_train.shape == (1000, 1, 28, 28) and d.x_test.shape == (10000, 1, 28, 28)
+    assert d.x_train.dtype == torch.float32 and d.scaling == "unit" and d.scaler is None
+    assert 0 <= float(d.x_train.min()) and float(d.x_train.max()) <= 1
+
+
+def test_digits_split_is_seeded_and_disjoint(digits):
+    again = data.load(DataConfig(name="digits"))
+    assert torch.equal(digits.x_test, again.x_test)
+    assert len(digits.x_train) + len(digits.x_test) == 1797 and digits.input_shape == (1, 8, 8)
+
+
+def test_tabular_csv_is_standardized_and_decodes_back(tmp_path):
+    rng = np.random.default_rng(1)
+    table = rng.normal(loc=50, scale=10, size=(100, 3))
+    lines = ["a,b,label,c"] + [f"{r[0]},{r[1]},{i % 2},{r[2]}" for i, r in enumerate(table)]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines))
+    d = data.load(DataConfig(name=str(path), label_column="label"))
+    assert d.scaling == "standard" and d.input_shape == (3,)
+    assert torch.allclose(d.x_train.mean(0), torch.zeros(3), atol=1e-5)
+    assert set(d.y_train.tolist()) == {0, 1}
+    raw = torch.from_numpy(table.astype(np.float32))
+    assert torch.allclose(d.to_data_space(d.scaler.transform(raw)), raw, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a,b\n1,2\n3,x\n", "column 'b' is not numeric \\(row 2: 'x'\\)"),
+        ("a,b\n1,2\n3\n", "row 2 has 1 fields, expected 2"),
+        ("a,b\n", "no data rows"),
+        ("", "the file is empty"),
+        ("a,b\n1,nan\n2,3\n", "NaN or infinite"),
+    ],
+)
+def test_bad_csv(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        data.read_file(path)
+
+
+def test_array_files(tmp_path):
+    np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan]]))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
+    np.save(tmp_path / "objects.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "flat.npy", np.zeros(5))
+    with pytest.raises(DataError, match="nan.npy: contains NaN or infinite values \\(first in row 0\\)"):
+        data.read_file(tmp_path / "nan.npy")
+    with pytest.raises(DataError, match="empty.npy: need a non-empty array"):
+        data.read_file(tmp_path / "empty.npy")
+    with pytest.raises(DataError, match="objects.npy: cannot load"):
+        data.read_file(tmp_path / "objects.npy")
+    with pytest.raises(DataError, match="flat.npy: need a non-empty array of shape \\(N, features...\\)"):
+        data.read_file(tmp_path / "flat.npy")
+    np.savez(tmp_path / "xy.npz", x=np.ones((4, 2)), y=np.arange(4))
+    x, y = data.read_file(tmp_path / "xy.npz")
+    assert x.shape == (4, 2) and y.tolist() == [0, 1, 2, 3]
+
+
+def test_unknown_dataset_lists_choices():
+    with pytest.raises(DataError, match="unknown dataset 'fashion'; choose one of \\['digits', 'mnist'\\]"):
+        data.load(DataConfig(name="fashion"))
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for label in ("cats", "dogs"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((6, 5), 40 * i, np.uint8)).save(tmp_path / label / f"{i}.png")
+    x, y = data.read_file(tmp_path)
+    assert x.shape == (6, 1, 6, 5) and x.dtype == np.uint8 and y.tolist() == [0, 0, 0, 1, 1, 1]
+    Image.fromarray(np.zeros((7, 7), np.uint8)).save(tmp_path / "cats" / "odd.png")
+    with pytest.raises(DataError, match="different sizes .*--image-size"):
+        data.read_file(tmp_path)
+    x, _ = data.read_file(tmp_path, DataConfig(name=str(tmp_path), image_size=(4, 4)))
+    assert x.shape == (7, 1, 4, 4)
+    d = data.load(DataConfig(name=str(tmp_path), image_size=(4, 4)))
+    assert d.scaling == "unit" and float(d.x_train.max()) <= 1
