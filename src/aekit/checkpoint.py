@@ -176,7 +176,8 @@ def load_model_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], pat
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f"{path}: tensors do not match the config (missing {missing}, unexpected {unexpected})")
-    for name, value in state.items():
+    for name in expected:  # the model's own order, so the first mismatch named is the earliest layer
+        value = state[name]
         if value.shape != expected[name].shape or value.dtype != expected[name].dtype:
             raise CheckpointError(
                 f"{path}: tensor {name!r} is {value.dtype} {tuple(value.shape)} but the config needs "

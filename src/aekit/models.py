@@ -174,7 +174,8 @@ PRESETS: dict[str, dict] = {
 
 
 def model_name(cls: type) -> str:
-    return next((name for name, c in MODELS.items() if c is cls), cls.__name__.lower())
+    """The MODELS name of ``cls`` or of its nearest registered base class (so subclasses still rebuild)."""
+    return next((name for base in cls.__mro__ for name, c in MODELS.items() if c is base), cls.__name__.lower())
 
 
 def build_model(config: ModelConfig) -> AutoEncoder:

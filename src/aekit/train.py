@@ -226,7 +226,7 @@ def train(
                     term = term.detach().double() * len(xb)
                     totals[name] = totals[name] + term if name in totals else term
                 seen += len(xb)
-                if bar.n % 50 == 0:
+                if step % 50 == 0:
                     bar.set_postfix(loss=f"{value:.4f}", refresh=False)
                 if stop.raised:
                     if run is None:

@@ -1,0 +1,100 @@
+"""Seconds per epoch of aekit's training loop against a bare loop and the machine's matmul limit.
+
+Trains the ``chapter`` preset (784-256-32, Adam, lr 1e-3, batch 128, MSE) on MNIST:
+
+- bare: the shortest correct loop over preloaded tensors (same model, optimizer, batch size), nothing else;
+- aekit: ``aekit.train.train`` with its progress bar, per-epoch test evaluation and checkpointing on;
+- limit: the FLOPs of one epoch divided by the fp32 matmul rate torch reaches here, measured in this run.
+
+Rounds alternate (bare, aekit, bare, aekit, ...) so that a noisy neighbour hurts both alike; the median
+seconds per epoch of each is reported, with the ratios. Run: ``python benchmarks/train_speed.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+import aekit
+from aekit import data as data_mod
+from aekit.train import TrainConfig, squared_errors, train
+
+
+def bare_epoch(model, optimizer, x, batch_size, seed) -> float:
+    began = time.perf_counter()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    for start in range(0, len(x), batch_size):
+        xb = x[order[start : start + batch_size]]
+        loss = F.mse_loss(model(xb), xb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - began
+
+
+def matmul_gflops(seconds: float = 2.0) -> float:
+    """Sustained fp32 matmul rate (GFLOP/s) of torch on this machine, from 1024x1024 products."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    count, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        a @ b
+        count += 1
+    return 2 * 1024**3 * count / (time.perf_counter() - began) / 1e9
+
+
+def epoch_flops(model: aekit.AutoEncoder, n: int) -> float:
+    """Matmul FLOPs of one epoch: forward 2, backward 4 per weight and example (input grads of layer 1 skipped)."""
+    weights = [m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    first = weights[0]
+    return n * (6 * sum(weights) - 2 * first)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per round (default 3)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each (default 2)")
+    args = parser.parse_args()
+
+    data = data_mod.load(data_mod.DataConfig(name="mnist"))
+    x = data.x_train
+    config = TrainConfig(epochs=args.epochs, device="cpu")
+    bare_times, aekit_times, sse = [], [], {"bare": [], "aekit": []}
+    for round_ in range(args.rounds):
+        torch.manual_seed(round_)
+        model = aekit.AutoEncoder()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for epoch in range(args.epochs):
+            bare_times.append(bare_epoch(model, optimizer, x, 128, seed=epoch))
+        sse["bare"].append(float(squared_errors(model, data.x_test).mean()))
+
+        torch.manual_seed(round_)
+        model = aekit.AutoEncoder()
+        with tempfile.TemporaryDirectory() as run:
+            began = time.perf_counter()
+            history = train(model, data, config, run=run, progress=True)
+            aekit_times.append((time.perf_counter() - began) / args.epochs)  # includes eval and checkpoints
+        sse["aekit"].append(history[-1]["test_sse_per_image"])
+
+    gflops = matmul_gflops()
+    limit = epoch_flops(aekit.AutoEncoder(), len(x)) / (gflops * 1e9)
+    bare, ours = statistics.median(bare_times), statistics.median(aekit_times)
+    print(f"threads: {torch.get_num_threads()}  matmul: {gflops:.0f} GFLOP/s  epoch: "
+          f"{epoch_flops(aekit.AutoEncoder(), len(x)) / 1e9:.0f} GFLOP")  # fmt: skip
+    print(f"{'':<10}{'s/epoch':>10}{'vs bare':>10}{'% of limit':>12}{'test SSE':>10}")
+    for name, seconds, key in (("limit", limit, None), ("bare", bare, "bare"), ("aekit", ours, "aekit")):
+        final = f"{statistics.mean(sse[key]):>10.3f}" if key else ""
+        print(f"{name:<10}{seconds:>10.3f}{seconds / bare:>10.3f}{100 * limit / seconds:>11.1f}%{final}")
+    print(f"aekit / bare = {ours / bare:.3f}  (core bar: <= 1.10; performance goal: <= 0.75)")
+    assert math.isfinite(ours)
+
+
+if __name__ == "__main__":
+    main()

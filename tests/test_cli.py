@@ -1,0 +1,107 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aekit.cli import main
+
+TRAIN = ["train", "--data", "digits", "--latent-dim", "4", "--hidden", "16", "--epochs", "1", "--device", "cpu",
+         "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture
+def run(tmp_path, capsys):
+    path = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(path)]) == 0
+    capsys.readouterr()
+    return path
+
+
+def exit_code(argv):
+    """main()'s return value, or the code of the SystemExit that argparse raises on a usage error."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+def one_error_line(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_train_prints_model_and_pca_rows(tmp_path, capsys):
+    assert main([*TRAIN, "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "autoencoder (k=4)" in out and "PCA (k=4)" in out and "run saved in" in out
+
+
+def test_evaluate_json(run, capsys):
+    assert main(["evaluate", str(run), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["latent_dim"] == 4 and metrics["pca_test_sse_per_image"] > 0
+
+
+def test_encode_and_reconstruct(run, tmp_path, capsys):
+    assert main(["encode", str(run), "--input", "digits", "--out", str(tmp_path / "z.npy")]) == 0
+    assert np.load(tmp_path / "z.npy").shape == (359, 4)
+    assert main(["reconstruct", str(run), "--input", "digits", "--out", str(tmp_path / "r.csv")]) == 0
+    assert np.loadtxt(tmp_path / "r.csv", delimiter=",").shape == (359, 64)
+    images = np.random.default_rng(0).random((5, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "mine.npy", images)
+    assert main(["encode", str(run), "--input", str(tmp_path / "mine.npy"), "--out", str(tmp_path / "m.csv")]) == 0
+    assert np.loadtxt(tmp_path / "m.csv", delimiter=",").shape == (5, 4)
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["train", "--data", "fashion"], ["unknown dataset 'fashion'"]),
+        (["train", "--preset", "huge"], ["invalid choice: 'huge'"]),
+        (["train", "--epochs", "0"], ["--epochs", "'0' must be at least 1"]),
+        (["train", "--lr", "abc"], ["'abc' is not a number"]),
+        (["train", "--data", "missing.npy"], ["missing.npy: no such file or folder"]),
+        (["evaluate", "nowhere"], ["nowhere: no such run directory"]),
+        (["train", "--weight-decay", "-1", "--data", "digits"], ["weight_decay=-1.0 must be zero or positive"]),
+        (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, needles, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert exit_code(argv) == 2
+    one_error_line(capsys, *needles)
+
+
+def test_bad_user_files_are_one_line(run, tmp_path, capsys):
+    np.save(tmp_path / "nan.npy", np.full((2, 1, 8, 8), np.nan))
+    np.save(tmp_path / "shape.npy", np.zeros((2, 10)))
+    assert main(["encode", str(run), "--input", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "z.npy")]) == 2
+    one_error_line(capsys, "nan.npy: contains NaN")
+    assert main(["encode", str(run), "--input", str(tmp_path / "shape.npy"), "--out", str(tmp_path / "z.npy")]) == 2
+    one_error_line(capsys, "shape (2, 10) does not match the model's input (N, 1, 8, 8)")
+    assert main(["encode", str(run), "--input", "digits", "--out", str(tmp_path / "z.txt")]) == 2
+    one_error_line(capsys, "use a .npy or .csv file name")
+
+
+def test_existing_run_refused_naming_both_options(run, capsys):
+    assert main([*TRAIN, "--out", str(run)]) == 2
+    one_error_line(capsys, "--resume", "--overwrite")
+
+
+def test_resume_from_cli(run, capsys):
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert len((run / "history.csv").read_text().splitlines()) == 3
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "aekit", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for option in ("--preset", "--resume", "--overwrite", "--device", "chapter", "hinton2006", "--loss"):
+        assert option in result.stdout
+    result = subprocess.run([sys.executable, "-m", "aekit", "datasets"], capture_output=True, text=True)
+    assert result.returncode == 0 and "mnist" in result.stdout and "digits" in result.stdout

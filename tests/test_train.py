@@ -1,0 +1,172 @@
+import os
+import signal
+from dataclasses import replace
+
+import pytest
+import torch
+
+import aekit
+from aekit import checkpoint
+from aekit.errors import CheckpointError, ConfigError, TrainingDiverged
+from aekit.evaluate import evaluate_model
+from aekit.models import AutoEncoder
+from aekit.train import Interrupted, TrainConfig, learning_rate, squared_errors, train
+
+FAST = TrainConfig(epochs=3, batch_size=64, lr=3e-3, device="cpu")
+
+
+def small_model(data, seed=0):
+    torch.manual_seed(seed)
+    return AutoEncoder(data.input_shape, latent_dim=8, hidden=(32,))
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_train_step_changes_weights_and_evaluation_does_not(digits):
+    model = small_model(digits)
+    before = weights(model)
+    evaluate_model(model, digits)
+    squared_errors(model, digits.x_test)
+    assert same_weights(before, weights(model))
+    train(model, replace(digits, x_train=digits.x_train[:64]), replace(FAST, epochs=1), progress=False)
+    after = weights(model)
+    assert all(not torch.equal(before[k], after[k]) for k in before)  # every tensor moved
+
+
+def test_training_learns_past_pca_on_small_data(digits):
+    model = small_model(digits)
+    start = float(squared_errors(model, digits.x_test).mean())
+    history = train(model, digits, replace(FAST, epochs=40), progress=False)
+    metrics = evaluate_model(model, digits)
+    assert history[-1]["test_sse_per_image"] == pytest.approx(metrics["test_sse_per_image"], rel=1e-5)
+    assert metrics["test_sse_per_image"] < 0.25 * start
+    assert metrics["test_sse_per_image"] < metrics["pca_test_sse_per_image"]  # nonlinear beats PCA-8 here
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_same_seed_same_numbers(digits, tmp_path):
+    runs = [aekit.train_run(tmp_path / str(i), aekit.ModelConfig(latent_dim=4, hidden=(16,)),
+                            aekit.DataConfig(name="digits"), replace(FAST, epochs=2), progress=False)
+            for i in range(2)]  # fmt: skip
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
+    assert strip(runs[0][0]) == strip(runs[1][0])
+    assert runs[0][1] == runs[1][1]
+
+
+def test_resume_equals_uninterrupted(digits, tmp_path):
+    full = small_model(digits)
+    train(full, digits, FAST, tmp_path / "full", progress=False)
+
+    part = small_model(digits)
+    train(part, digits, replace(FAST, epochs=1), tmp_path / "part", progress=False)
+    resumed = small_model(digits, seed=123)  # different init: everything must come from the checkpoint
+    history = train(resumed, digits, FAST, tmp_path / "part", resume=True, progress=False)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert same_weights(weights(full), weights(resumed))
+    no_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert no_time(checkpoint.read_history(tmp_path / "part")) == no_time(checkpoint.read_history(tmp_path / "full"))
+
+
+class SignalAtStep(AutoEncoder):
+    """Sends itself SIGINT on the given call of loss(): a Ctrl-C in the middle of an epoch."""
+
+    at_call = 5
+
+    def loss(self, x, kind="mse"):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == self.at_call:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().loss(x, kind)
+
+
+def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(digits, tmp_path):
+    full = small_model(digits)
+    full_history = train(full, digits, FAST, tmp_path / "full", progress=False)
+
+    torch.manual_seed(0)
+    model = SignalAtStep(digits.input_shape, latent_dim=8, hidden=(32,))
+    model.at_call = 30  # epoch 2 (23 steps per epoch)
+    with pytest.raises(Interrupted, match="interrupted at epoch 2, step 7; .*aekit train --resume"):
+        train(model, digits, FAST, tmp_path / "cut", progress=False)
+    progress, _ = checkpoint.load_checkpoint(tmp_path / "cut", small_model(digits), torch.optim.Adam(
+        small_model(digits).parameters()))
+    assert (progress["epoch"], progress["step"]) == (1, 7)
+
+    resumed = small_model(digits, seed=9)
+    history = train(resumed, digits, FAST, tmp_path / "cut", resume=True, progress=False)
+    assert same_weights(weights(full), weights(resumed))
+    for a, b in zip(history, full_history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-12)
+
+
+class NaNAtStep(AutoEncoder):
+    def loss(self, x, kind="mse"):
+        self.calls = getattr(self, "calls", 0) + 1
+        loss, terms = super().loss(x, kind)
+        return (loss * float("nan"), terms) if self.calls == 30 else (loss, terms)
+
+
+def test_divergence_stops_with_epoch_and_step_and_keeps_last_checkpoint(digits, tmp_path):
+    torch.manual_seed(0)
+    model = NaNAtStep(digits.input_shape, latent_dim=8, hidden=(32,))
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 7; try a lower learning rate"):
+        train(model, digits, FAST, tmp_path / "run", progress=False)
+    progress, _ = checkpoint.load_checkpoint(tmp_path / "run", small_model(digits), torch.optim.Adam(
+        small_model(digits).parameters()))
+    assert progress["epoch"] == 1
+    assert len(checkpoint.read_history(tmp_path / "run")) == 1
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path):
+    run = tmp_path / "run"
+    aekit.train_run(run, aekit.ModelConfig(latent_dim=2, hidden=(8,)), aekit.DataConfig(name="digits"),
+                    replace(FAST, epochs=1), progress=False)  # fmt: skip
+    with pytest.raises(CheckpointError, match="already holds a run; pass --resume to continue it or --overwrite"):
+        aekit.train_run(run, data_config=aekit.DataConfig(name="digits"), progress=False)
+    history, _ = aekit.train_run(run, resume=True, epochs=2, progress=False)
+    assert [row["epoch"] for row in history] == [1, 2]
+    history, _ = aekit.train_run(run, aekit.ModelConfig(latent_dim=2, hidden=(8,)), aekit.DataConfig(name="digits"),
+                                 replace(FAST, epochs=1), overwrite=True, progress=False)  # fmt: skip
+    assert len(history) == 1
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epochs": 0}, "epochs=0 must be at least 1"),
+        ({"lr": -1.0}, "lr=-1.0 must be a positive number"),
+        ({"loss": "l1"}, "unknown loss 'l1'"),
+        ({"schedule": "linear"}, "unknown schedule 'linear'"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+    ],
+)
+def test_train_config_validation(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes).validate()
+
+
+def test_schedules():
+    config = TrainConfig(lr=1.0, schedule="cosine")
+    assert learning_rate(config, 0, 100) == 1.0 and learning_rate(config, 100, 100) == pytest.approx(0)
+    one = replace(config, schedule="onecycle")
+    assert learning_rate(one, 0, 100) < learning_rate(one, 10, 100) == pytest.approx(1.0)
+    assert learning_rate(replace(config, schedule="none"), 50, 100) == 1.0
+
+
+def test_bce_training_on_standardized_data_is_refused(low_rank, tmp_path):
+    with pytest.raises(ConfigError, match="loss 'bce' needs data in \\[0, 1\\]"):
+        aekit.train_run(tmp_path / "r", data_config=aekit.DataConfig(name=str(low_rank)),
+                        train_config=TrainConfig(loss="bce"), progress=False)  # fmt: skip
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda(digits):
+    model = small_model(digits)
+    history = train(model, digits, replace(FAST, epochs=1, device="cuda"), progress=False)
+    assert next(model.parameters()).is_cuda and history[0]["train_loss"] > 0
