@@ -12,8 +12,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "setting up $(VENV) (first run only)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@$(PY) -m pip install -qq --disable-pip-version-check "torch==2.13.0"
+	@$(PY) -m pip install -qq --disable-pip-version-check -e ".[test]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -127,3 +127,46 @@ def test_interrupted_write_leaves_old_file_intact(run, monkeypatch):
         checkpoint.save_model(run, aekit.load_run(run).model, None, 99)
     assert (run / checkpoint.MODEL).read_bytes() == before
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------------------------------ fuzzing
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+field_names = st.sampled_from(["model", "input_shape", "latent_dim", "hidden", "activation", "output", "epochs",
+                               "lr", "name", "image_size", "limit", "clip_grad", "seed", "other"])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(field_names, json_values, max_size=6) | json_values)
+def test_fuzz_config_loader(raw):
+    for cls in RUN_SCHEMA.values():
+        try:
+            config = checkpoint.config_from_dict(cls, raw)
+            if cls is ModelConfig:
+                aekit.build_model(config)
+            elif cls is TrainConfig:
+                config.validate()
+        except (ConfigError, CheckpointError):
+            pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_fuzz_run_files(tmp_path_factory, raw):
+    run = tmp_path_factory.mktemp("run")
+    (run / checkpoint.CONFIG).write_bytes(raw)
+    (run / checkpoint.MODEL).write_bytes(raw)
+    try:
+        aekit.load_run(run)
+    except (ConfigError, CheckpointError):
+        pass
+    try:
+        checkpoint.load_tensors(run / checkpoint.MODEL)
+    except CheckpointError:
+        pass

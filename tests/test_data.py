@@ -238,3 +238,40 @@ def test_image_folder(tmp_path):
     assert x.shape == (7, 1, 4, 4)
     d = data.load(DataConfig(name=str(tmp_path), image_size=(4, 4)))
     assert d.scaling == "unit" and float(d.x_train.max()) <= 1
+
+
+# ------------------------------------------------------------------------------------------ fuzzing
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_fuzz_idx_parser_random_bytes(raw):
+    try:
+        parse_idx(raw, "fuzz")
+    except DataError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 255), st.integers(1, 4), st.lists(st.integers(0, 2**32 - 1), min_size=4, max_size=4),
+       st.binary(max_size=64))
+def test_fuzz_idx_parser_plausible_headers(code, ndim, dims, payload):
+    raw = bytes([0, 0, code, ndim]) + b"".join(struct.pack(">I", d) for d in dims[:ndim]) + payload
+    try:
+        array = parse_idx(raw, "fuzz")
+    except DataError:
+        return
+    assert array.shape == tuple(dims[:ndim])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_gz_reader(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("gz") / "f.gz"
+    path.write_bytes(raw)
+    try:
+        read_idx_gz(path)
+    except DataError:
+        pass

@@ -170,3 +170,43 @@ def test_trains_on_cuda(digits):
     model = small_model(digits)
     history = train(model, digits, replace(FAST, epochs=1, device="cuda"), progress=False)
     assert next(model.parameters()).is_cuda and history[0]["train_loss"] > 0
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
+    """Kill a real training process several times at different moments; the resumed run must end identical."""
+    import subprocess
+    import sys
+    import time
+
+    from aekit.checkpoint import load_tensors
+
+    argv = [sys.executable, "-m", "aekit", "train", "--data", "mnist", "--limit", "12000", "--latent-dim", "8",
+            "--hidden", "128", "--epochs", "6", "--batch-size", "64", "--device", "cpu", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every process: same arithmetic
+    subprocess.run([*argv, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+
+    cut = tmp_path / "cut"
+    delays = [0.3, 1.1, 0.7, 1.6]  # after the process has started training: mid-epoch, mid-write, ...
+    finished_at_kill = []
+    for i, delay in enumerate(delays):
+        cmd = [*argv, "--out", str(cut)] if i == 0 else ["--resume", str(cut)]
+        cmd = cmd if i == 0 else [*argv[:3], "train", *cmd, "--no-progress"]
+        process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while not (cut / "config.json").exists() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            finished_at_kill.append(len(checkpoint.read_history(cut)))
+        process.wait()
+    assert len(finished_at_kill) >= 3 and max(finished_at_kill) < 6, finished_at_kill  # killed before the end
+    finish = subprocess.run([*argv[:3], "train", "--resume", str(cut), "--no-progress"], env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    assert finish.returncode == 0, finish.stderr
+    full, _ = load_tensors(tmp_path / "full" / "model.safetensors")
+    resumed, _ = load_tensors(cut / "model.safetensors")
+    assert full.keys() == resumed.keys()
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    assert len(checkpoint.read_history(cut)) == 6

@@ -13,6 +13,7 @@ import csv
 import gzip
 import hashlib
 import logging
+import math
 import os
 import tempfile
 import urllib.request
@@ -66,7 +67,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: IDX header declares {ndim} dimensions but the file ends after {len(raw)} bytes")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow on hostile headers
     if len(raw) - header != expected:
         raise DataError(
             f"{name}: IDX dimensions {dims} need {expected} payload bytes but the file has {len(raw) - header}"

@@ -20,6 +20,7 @@ from .errors import ConfigError
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
 OUTPUTS = ("sigmoid", "linear")  # sigmoid for data in [0, 1], linear for standardized data
 LOSSES = ("mse", "bce")
+MAX_WEIGHTS = 5e8  # refuse configs whose model would not fit in a sane amount of memory (2 GB of fp32)
 
 
 @dataclass
@@ -47,6 +48,10 @@ class ModelConfig:
             raise ConfigError(f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
         if self.output not in OUTPUTS:
             raise ConfigError(f"output={self.output!r} must be one of {list(OUTPUTS)}")
+        widths = [math.prod(self.input_shape), *self.hidden, self.latent_dim]
+        n_weights = 2 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        if n_weights > MAX_WEIGHTS:  # a hostile or mistyped config must not allocate terabytes
+            raise ConfigError(f"this model would have {n_weights:.3g} weights, more than the {MAX_WEIGHTS:.0e} allowed")
         return self
 
     def to_dict(self) -> dict:
