@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aekit-installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup browser clean
 
 setup: $(STAMP)
 
@@ -18,9 +18,19 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@$(PY) -m aekit train --preset chapter --out runs/demo --overwrite
+	@$(PY) -m aekit error-vs-dim runs/demo --epochs 3
+	@$(PY) -m aekit report runs/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	@$(PY) -m pytest -q
+
+# The report test renders report.html in a real headless Chromium; install it from the system packages if we
+# can (root with apt), else that one test is skipped with its reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && echo "installing chromium for the report test" && \
+	  apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+	echo "note: Chromium is not installed; the browser test of the report will be skipped"
 
 clean:
 	rm -rf runs/demo .pytest_cache

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, data, evaluate, runs
+from . import __version__, checkpoint, data, evaluate, plots, report, runs
 from .errors import AekitError
 from .models import ACTIVATIONS, LOSSES, MODEL_HELP, MODELS, PRESETS, ModelConfig
 from .train import DEVICES, SCHEDULES, Interrupted, TrainConfig
@@ -130,6 +130,31 @@ def build_parser() -> Parser:
         p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.csv")
         p.add_argument("--device", choices=DEVICES, default="auto")
 
+    p = commands.add_parser("plot", help="draw one of the chapter's figures for a run",
+                            description="Draw a figure for RUN as PNG and SVG (default folder: RUN/figures). "
+                            "reconstructions: test images, AE and PCA reconstructions with SSE per image; samples: "
+                            "decoded z ~ N(0, I) beside z from a Gaussian fitted to the codes; latent: t-SNE and "
+                            "PCA of 1000 test codes by label; interpolation: decoding between two codes; curves: "
+                            "loss per epoch. For error against code size see 'aekit error-vs-dim'.")  # fmt: skip
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("kind", choices=plots.KINDS, metavar="KIND", help=", ".join(plots.KINDS))
+    p.add_argument("--out", type=Path, metavar="DIR", help="folder for the figure (default: RUN/figures)")
+
+    p = commands.add_parser("report", help="write RUN/report.html: metrics beside PCA and every figure",
+                            description="Draw every figure for RUN and write one self-contained HTML report "
+                            "(figures embedded) with the config, the metrics beside PCA and the chapter's claims "
+                            "in numbers.")  # fmt: skip
+    p.add_argument("run", type=Path, metavar="RUN")
+
+    p = commands.add_parser("error-vs-dim", help="test error against code size, AE beside PCA (trains models)",
+                            description="Train RUN's model at each code size (into RUN/sweep/k<d>; finished ones "
+                            "are reused) and draw test SSE per image against code size beside PCA's, into "
+                            "RUN/figures/error-vs-dim.png; the report picks it up.")  # fmt: skip
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--dims", type=int_list, default=(2, 4, 8, 16, 32, 64), metavar="K,K",
+                   help="code sizes (default: 2,4,8,16,32,64)")
+    p.add_argument("--epochs", type=positive_int, help="epochs per model (default: RUN's own)")
+
     commands.add_parser("datasets", help="list the built-in datasets and the file formats accepted",
                         description="List the built-in datasets, where MNIST is found, and the accepted files.")
     return parser
@@ -197,8 +222,36 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    run = runs.load_run(args.run)
+    folder = args.out or args.run / "figures"
+    if args.kind == "curves":
+        metrics = checkpoint.read_json(args.run / checkpoint.METRICS) if (args.run / checkpoint.METRICS).is_file() else {}
+        plots.curves(checkpoint.read_history(args.run), metrics.get("pca_test_sse_per_image"), path=folder / "curves")
+    else:
+        getattr(plots, args.kind)(run.model, run.data(), path=folder / args.kind)
+    print(f"wrote {folder / args.kind}.png and .svg")
+    return 0
+
+
+def cmd_report(args) -> int:
+    runs.load_run(args.run)  # one clear error if RUN is not a run
+    print(f"report written: {report.write_report(args.run)}")
+    return 0
+
+
+def cmd_error_vs_dim(args) -> int:
+    result = runs.sweep_error_vs_dim(args.run, args.dims, args.epochs, progress=sys.stderr.isatty())
+    print(f"{'k':>4}{'autoencoder':>14}{'PCA':>10}   (test SSE per image, {result['epochs']} epochs each)")
+    for k, a, p in zip(result["dims"], result["autoencoder"], result["pca"]):
+        print(f"{k:>4}{a:>14.3f}{p:>10.3f}")
+    print(f"figure written: {args.run / 'figures' / 'error-vs-dim.png'}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct,
-            "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets}  # fmt: skip
+            "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets, "plot": cmd_plot,
+            "report": cmd_report, "error-vs-dim": cmd_error_vs_dim}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,13 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import torch
 from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from .data import Data
 from .models import AutoEncoder
@@ -91,3 +96,76 @@ def format_metrics(metrics: dict[str, float]) -> str:
             cells.append(f"{value:>12.5f}" if n == "test_mse_per_pixel" else f"{value:>12.3f}")
         lines.append(f"{label:<20}" + "".join(cells))
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ the chapter's claims
+def pca_codes(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """PCA codes of the training and test data (fitted on the training data), as the AE's codes are."""
+    train = x_train.reshape(len(x_train), -1).numpy()
+    pca = PCA(n_components=min(n_components, *train.shape), svd_solver="covariance_eigh"
+              if train.shape[0] > train.shape[1] else "full").fit(train)  # fmt: skip
+    return pca.transform(train), pca.transform(x_test.reshape(len(x_test), -1).numpy())
+
+
+def gaussian_like(codes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Map standard-normal ``noise`` (n, d) to samples of the Gaussian fitted to ``codes`` (mean, covariance)."""
+    d = codes.shape[1]
+    cov = torch.cov(codes.T).reshape(d, d)
+    cov = cov + (1e-6 * cov.diagonal().mean() + 1e-12) * torch.eye(d, dtype=cov.dtype)  # keep it positive definite
+    return codes.mean(0) + noise.to(cov.dtype) @ torch.linalg.cholesky(cov).T
+
+
+def holes(model: AutoEncoder, x_test: torch.Tensor, n_samples: int = 1000, seed: int = 0) -> dict:
+    """Can random z ~ N(0, I) be told apart from the codes of real data? (a classifier two-sample test)
+
+    ``holes`` is the 5-fold cross-validated accuracy of a 5-nearest-neighbour classifier separating
+    ``n_samples`` random z from as many test codes: 0.5 means z ~ N(0, I) lands where real codes are (what a
+    VAE aims for); 1.0 means random z never land among the codes, so decoding them gives what the decoder never
+    learned. ``holes_fitted`` is the same for z drawn from a Gaussian fitted to the codes.
+    """
+    from sklearn.model_selection import cross_val_score
+
+    n = min(n_samples, len(x_test) // 2)
+    codes = encode(model, x_test[: 2 * n]).double()  # (2n, d)
+    held, fit_on = codes[:n], codes[n:]
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, codes.shape[1], generator=generator, dtype=torch.float64)
+    fitted = gaussian_like(fit_on, z)
+    out = {}
+    for name, other in (("holes", z), ("holes_fitted", fitted)):
+        x = torch.cat([held, other]).numpy()
+        y = np.r_[np.zeros(len(held)), np.ones(len(other))]
+        folds = min(5, len(held))
+        out[name] = float(cross_val_score(KNeighborsClassifier(n_neighbors=5), x, y, cv=folds).mean())
+    return out
+
+
+def probe_accuracies(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray) -> dict:
+    """Test accuracy of a logistic-regression probe and of 5-NN, fitted on ``train`` features."""
+    logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(train, y_train)
+    knn = KNeighborsClassifier(n_neighbors=5).fit(train, y_train)
+    return {"logreg": float(logreg.score(test, y_test)), "knn": float(knn.score(test, y_test))}
+
+
+def feature_quality(model: AutoEncoder, data: Data, n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> dict:
+    """Probe accuracies on the AE's codes, on PCA codes of the same size, and on the raw inputs.
+
+    Probes are fitted on ``n_train`` random training examples and scored on ``n_test`` random test examples.
+    """
+    if data.y_train is None or data.y_test is None:
+        return {}
+    rng = np.random.default_rng(seed)
+    tr = rng.permutation(len(data.x_train))[:n_train]
+    te = rng.permutation(len(data.x_test))[:n_test]
+    x_train, x_test = data.x_train[tr], data.x_test[te]
+    y_train, y_test = data.y_train[tr].numpy(), data.y_test[te].numpy()
+    features = {
+        "ae": (encode(model, x_train).numpy(), encode(model, x_test).numpy()),
+        "pca": pca_codes(x_train, x_test, model.config.latent_dim),
+        "pixels": (x_train.reshape(len(x_train), -1).numpy(), x_test.reshape(len(x_test), -1).numpy()),
+    }
+    out = {}
+    for name, (train, test) in features.items():
+        for probe, accuracy in probe_accuracies(train, y_train, test, y_test).items():
+            out[f"probe_{probe}_{name}"] = accuracy
+    return out

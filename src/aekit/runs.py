@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, plots
 from . import data as data_mod
 from .data import Data, DataConfig, Scaler
 from .errors import CheckpointError, ConfigError, DataError
-from .evaluate import evaluate_model
+from .evaluate import evaluate_model, feature_quality, holes, pca_reconstruct, reconstruction_metrics
 from .models import AutoEncoder, ModelConfig, build_model
 from .train import TrainConfig, pick_device, prepare_run_dir, train
 
@@ -34,11 +34,13 @@ def train_run(
     progress: bool = True,
     epochs: int | None = None,
     device: str | None = None,
+    analysis: bool = True,
 ) -> tuple[list[dict], dict]:
     """Train a model into run directory ``out`` and evaluate it beside PCA; returns (history, metrics).
 
     With ``resume``, the configs stored in ``out`` are used and training continues from its checkpoint;
-    ``epochs`` and ``device`` may still be changed (to train longer, or elsewhere).
+    ``epochs`` and ``device`` may still be changed (to train longer, or elsewhere). Without ``analysis``, the
+    holes measure and the probes are left out of the metrics (they take a few seconds).
     """
     out = Path(out)
     prepare_run_dir(out, resume, overwrite)
@@ -62,9 +64,14 @@ def train_run(
     model = build_model(model_config)
     checkpoint.write_config(out, {"model": model_config, "data": data_config, "train": train_config})
     history = train(model, data, train_config, out, resume=resume, progress=progress)
-    metrics = evaluate_model(model, data)
+    metrics = full_metrics(model, data) if analysis else evaluate_model(model, data)
     checkpoint.write_json(out / checkpoint.METRICS, metrics)
     return history, metrics
+
+
+def full_metrics(model: AutoEncoder, data: Data) -> dict:
+    """Reconstruction metrics beside PCA, the holes measure and, for labelled data, the probe accuracies."""
+    return {**evaluate_model(model, data), **holes(model, data.x_test), **feature_quality(model, data)}
 
 
 @dataclass
@@ -125,8 +132,49 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
 def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:
     """Evaluate a run on its test split, beside PCA; writes ``metrics.json`` unless ``write`` is false."""
     run = load_run(path, device)
-    metrics = evaluate_model(run.model, run.data())
+    metrics = full_metrics(run.model, run.data())
     if write:
         checkpoint.write_json(run.path / checkpoint.METRICS, metrics)
     return metrics
 
+
+
+def sweep_error_vs_dim(
+    path: str | Path, dims: tuple[int, ...] = (2, 4, 8, 16, 32, 64), epochs: int | None = None, progress: bool = False
+) -> dict:
+    """Train RUN's model at each code size in ``dims`` (into ``RUN/sweep/k<d>``) and measure it beside PCA.
+
+    A sweep run that already finished with the same settings is reused, not trained again. Returns
+    ``{"dims", "autoencoder", "pca", "epochs"}`` (test SSE per image) and draws ``RUN/figures/error-vs-dim``.
+    """
+    base = load_run(path)
+    data = base.data()
+    train_config = replace(base.train_config, epochs=epochs or base.train_config.epochs)
+    ae, pca = [], []
+    for dim in dims:
+        out = Path(path) / "sweep" / f"k{dim}"
+        model_config = replace(base.model_config, latent_dim=dim)
+        if _finished(out, model_config, train_config):
+            metrics = checkpoint.read_json(out / checkpoint.METRICS)
+        else:
+            log.info("error-vs-dim: training k=%d for %d epochs", dim, train_config.epochs)
+            _, metrics = train_run(out, model_config, base.data_config, train_config, overwrite=True,
+                                   progress=progress, analysis=False)
+        ae.append(metrics["test_sse_per_image"])
+        pca.append(reconstruction_metrics(data.x_test, pca_reconstruct(data.x_train, data.x_test, dim),
+                                          unit=data.scaling == "unit")["test_sse_per_image"])  # fmt: skip
+    result = {"dims": list(dims), "autoencoder": ae, "pca": pca, "epochs": train_config.epochs}
+    checkpoint.write_json(Path(path) / "sweep" / "error-vs-dim.json", result)
+    plots.error_vs_dim(list(dims), ae, pca, train_config.epochs, path=Path(path) / "figures" / "error-vs-dim")
+    return result
+
+
+def _finished(out: Path, model_config: ModelConfig, train_config: TrainConfig) -> bool:
+    if not (out / checkpoint.METRICS).is_file():
+        return False
+    try:
+        stored = checkpoint.read_config(out, RUN_SCHEMA)
+    except (ConfigError, CheckpointError):
+        return False
+    same_model = replace(stored["model"], input_shape=model_config.input_shape, output=model_config.output)
+    return same_model == model_config and stored["train"] == train_config

@@ -1,0 +1,216 @@
+"""The chapter's figures, each a function returning a matplotlib Figure (saved as PNG and SVG when given a path).
+
+Uses matplotlib's object API (no pyplot), so nothing here touches the user's backend or global state.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .data import Data
+from .errors import DataError
+from .evaluate import encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
+from .models import AutoEncoder
+
+log = logging.getLogger(__name__)
+
+KINDS = ("reconstructions", "samples", "latent", "interpolation", "curves")  # error-vs-dim: see sweep_error_vs_dim
+
+
+def save(fig: Figure, path: str | Path | None) -> Figure:
+    """Write ``fig`` as ``path.png`` and ``path.svg`` (``path`` without suffix) if a path is given."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in (".png", ".svg"):
+            fig.savefig(path.with_suffix(suffix), dpi=110, bbox_inches="tight")
+    return fig
+
+
+def is_image_data(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 3 and shape[0] in (1, 3)
+
+
+def _require_images(model: AutoEncoder, what: str) -> None:
+    if not is_image_data(model.config.input_shape):
+        raise DataError(f"the {what} figure needs image data (C, H, W); this model's input is "
+                        f"{model.config.input_shape}")  # fmt: skip
+
+
+def _show(ax, image: torch.Tensor) -> None:
+    """One image (C, H, W) in [0, 1] on an axis, without ticks."""
+    image = image.detach().clamp(0, 1).cpu()
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _grid(images: torch.Tensor, ncol: int) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images into one ``(C, rows*H, ncol*W)`` image with 1-pixel gaps."""
+    n, c, h, w = images.shape
+    rows = -(-n // ncol)
+    canvas = torch.ones(c, rows * (h + 1) - 1, ncol * (w + 1) - 1)
+    for i, image in enumerate(images):
+        r, col = divmod(i, ncol)
+        canvas[:, r * (h + 1) : r * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = image
+    return canvas
+
+
+def reconstructions(model: AutoEncoder, data: Data, n: int = 6, seed: int = 0, path=None) -> Figure:
+    """Random test images (top), the autoencoder's reconstructions, and PCA's with as many components.
+
+    Each row is labelled with its SSE per image on the images shown, as in Hinton & Salakhutdinov 2006, Fig. 2.
+    """
+    _require_images(model, "reconstructions")
+    index = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
+    x = data.x_test[index]
+    k = model.config.latent_dim
+    rows = [("original", x), (f"AE, {k}-D", reconstruct(model, x))]
+    rows.append((f"PCA, k={k}", pca_reconstruct(data.x_train, x, k).float()))
+    fig = Figure(figsize=(1.3 * n + 2.2, 4.2))
+    axes = fig.subplots(3, n, squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        sse = float((images - x).reshape(n, -1).pow(2).sum(1).mean())
+        for c in range(n):
+            _show(axes[r, c], images[c])
+        axes[r, 0].set_ylabel(label, fontsize=9)
+        note = "" if r == 0 else f"SSE/image {sse:.2f}"
+        axes[r, -1].text(1.08, 0.5, note, transform=axes[r, -1].transAxes, va="center", fontsize=9)
+    fig.suptitle("Test images and their reconstructions")
+    return save(fig, path)
+
+
+def fitted_gaussian_samples(model: AutoEncoder, data: Data, n: int, seed: int = 0) -> torch.Tensor:
+    """Codes drawn from a Gaussian fitted (mean and full covariance) to the training codes."""
+    noise = torch.randn(n, model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return gaussian_like(encode(model, data.x_train[:10000]).double(), noise).float()
+
+
+@torch.no_grad()
+def decode(model: AutoEncoder, z: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return model.decode(z.to(next(model.parameters()).device)).cpu()
+
+
+def samples(model: AutoEncoder, data: Data, n: int = 36, seed: int = 0, path=None) -> Figure:
+    """Decoded z ~ N(0, I) (left: the chapter's holes) beside z from a Gaussian fitted to training codes."""
+    _require_images(model, "samples")
+    z = torch.randn(n, model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    panels = [("z ~ N(0, I)", decode(model, z)),
+              ("z ~ Gaussian fitted to training codes", decode(model, fitted_gaussian_samples(model, data, n, seed)))]  # fmt: skip
+    fig = Figure(figsize=(10, 5.3))
+    ncol = int(np.ceil(np.sqrt(n)))
+    for ax, (title, images) in zip(fig.subplots(1, 2), panels):
+        _show(ax, _grid(images, ncol))
+        ax.set_title(title, fontsize=11)
+    fig.suptitle("Decoding random codes")
+    return save(fig, path)
+
+
+def latent(model: AutoEncoder, data: Data, n: int = 1000, seed: int = 0, path=None) -> Figure:
+    """The codes of ``n`` random test images, coloured by label: t-SNE, and PCA of the codes (raw if 2-D)."""
+    from sklearn.manifold import TSNE
+
+    index = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
+    codes = encode(model, data.x_test[index]).numpy()
+    labels = data.y_test[index].numpy() if data.y_test is not None else None
+    k = codes.shape[1]
+    panels = []
+    if k == 2:
+        panels.append(("codes (2-D, as they are)", codes, ("z1", "z2")))
+    elif k == 1:
+        panels.append(("codes (1-D) against example index", np.c_[codes[:, 0], np.arange(len(codes))], ("z", "example")))
+    else:
+        panels.append(("PCA of the codes", pca_codes(torch.from_numpy(codes), torch.from_numpy(codes), 2)[0],
+                       ("PC 1", "PC 2")))  # fmt: skip
+    if len(codes) > 5:
+        embedded = TSNE(n_components=2, random_state=42, perplexity=min(30.0, (len(codes) - 1) / 3)).fit_transform(codes)
+        panels.insert(0, (f"t-SNE of the {k}-D codes", embedded, ("t-SNE 1", "t-SNE 2")))
+    fig = Figure(figsize=(6 * len(panels) + 1, 5.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, points, (xlabel, ylabel)) in zip(axes, panels):
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels if labels is not None else "tab:blue",
+                             cmap="tab10", s=7, alpha=0.75, vmin=-0.5, vmax=9.5)  # fmt: skip
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    if labels is not None:
+        bar = fig.colorbar(scatter, ax=list(axes), ticks=range(int(labels.max()) + 1))
+        bar.set_label("label")
+    fig.suptitle(f"Latent codes of {len(codes)} test images")
+    return save(fig, path)
+
+
+def interpolation(model: AutoEncoder, data: Data, pairs: int = 4, steps: int = 10, seed: int = 0, path=None) -> Figure:
+    """Decode along the straight line between the codes of two test images, for a few random pairs."""
+    _require_images(model, "interpolation")
+    index = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
+    x = data.x_test[index]
+    codes = encode(model, x)
+    t = torch.linspace(0, 1, steps)[:, None]
+    fig = Figure(figsize=(1.1 * (steps + 2), 1.25 * pairs + 0.6))
+    axes = fig.subplots(pairs, steps + 2, squeeze=False)
+    for p in range(pairs):
+        a, b = codes[2 * p], codes[2 * p + 1]
+        images = decode(model, (1 - t) * a + t * b)
+        _show(axes[p, 0], x[2 * p])
+        _show(axes[p, -1], x[2 * p + 1])
+        for s in range(steps):
+            _show(axes[p, s + 1], images[s])
+    axes[0, 0].set_title("start", fontsize=9)
+    axes[0, -1].set_title("end", fontsize=9)
+    axes[0, 1].set_title("decoded along the line →", fontsize=9, loc="left")
+    fig.suptitle("Interpolating between the codes of two test images")
+    return save(fig, path)
+
+
+def curves(history: list[dict], pca_sse: float | None = None, path=None) -> Figure:
+    """Training loss and test error per epoch (left), test SSE per image against PCA's (right)."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    left.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
+    left.plot(epochs, [row["test_mse_per_pixel"] for row in history], "s-", label="test MSE per pixel")
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss")
+    left.set_yscale("log")
+    left.legend()
+    left.set_title("Loss per epoch")
+    right.plot(epochs, [row["test_sse_per_image"] for row in history], "o-", color="tab:green", label="autoencoder")
+    if pca_sse is not None:
+        right.axhline(pca_sse, color="tab:red", linestyle="--", label="PCA, same code size")
+    right.set_xlabel("epoch")
+    right.set_ylabel("test SSE per image")
+    right.legend()
+    right.set_title("Test error per epoch")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def error_vs_dim(dims: list[int], ae_sse: list[float], pca_sse: list[float], epochs: int | None = None,
+                 path=None) -> Figure:  # fmt: skip
+    """Test SSE per image against code size, for the autoencoder and for PCA."""
+    fig = Figure(figsize=(6.5, 4.3), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(dims, ae_sse, "o-", label="autoencoder" + (f" ({epochs} epochs each)" if epochs else ""))
+    ax.plot(dims, pca_sse, "s--", label="PCA")
+    for d, a, p in zip(dims, ae_sse, pca_sse):
+        ax.annotate(f"{a:.1f}", (d, a), textcoords="offset points", xytext=(0, -13), ha="center", fontsize=8)
+        ax.annotate(f"{p:.1f}", (d, p), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims, [str(d) for d in dims])
+    ax.set_xlabel("code size k")
+    ax.set_ylabel("test SSE per image")
+    ax.set_title("Reconstruction error against code size")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save(fig, path)

@@ -1,0 +1,62 @@
+from dataclasses import replace
+
+import pytest
+import torch
+from PIL import Image
+
+from aekit import plots
+from aekit.errors import DataError
+from aekit.models import AutoEncoder
+from aekit.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module", params=[2, 64])
+def trained(request, digits):
+    torch.manual_seed(0)
+    model = AutoEncoder(digits.input_shape, latent_dim=request.param, hidden=(32,))
+    history = train(model, digits, TrainConfig(epochs=2, batch_size=64, device="cpu"), progress=False)
+    return model, history
+
+
+def png_size(path):
+    with Image.open(path) as image:
+        return image.size
+
+
+@pytest.mark.parametrize("kind", ["reconstructions", "samples", "latent", "interpolation"])
+def test_figures_are_written(trained, digits, tmp_path, kind):
+    model, _ = trained
+    getattr(plots, kind)(model, digits, path=tmp_path / kind)
+    assert (tmp_path / f"{kind}.svg").stat().st_size > 1000
+    width, height = png_size(tmp_path / f"{kind}.png")
+    assert width >= 400 and height >= 150
+
+
+def test_curves_and_error_vs_dim(trained, tmp_path):
+    _, history = trained
+    plots.curves(history, pca_sse=3.0, path=tmp_path / "curves")
+    plots.error_vs_dim([2, 4, 8], [9.0, 6.0, 4.0], [12.0, 9.0, 5.0], epochs=3, path=tmp_path / "evd")
+    assert png_size(tmp_path / "curves.png")[0] >= 600 and png_size(tmp_path / "evd.png")[0] >= 400
+
+
+def test_latent_figure_has_a_label_colour_bar(trained, digits):
+    model, _ = trained
+    fig = plots.latent(model, digits, n=200)
+    assert any(ax.get_ylabel() == "label" for ax in fig.axes)  # the colour bar's axis
+    titles = [ax.get_title() for ax in fig.axes]
+    if model.config.latent_dim == 2:
+        assert "codes (2-D, as they are)" in titles
+    else:
+        assert "PCA of the codes" in titles and any(t.startswith("t-SNE") for t in titles)
+
+
+def test_image_figures_refuse_tabular_models(digits):
+    tabular = AutoEncoder((5,), latent_dim=2, hidden=(8,), output="linear")
+    with pytest.raises(DataError, match="needs image data"):
+        plots.reconstructions(tabular, replace(digits, x_test=torch.zeros(4, 5)))
+
+
+def test_grid_tiles_images():
+    images = torch.zeros(5, 1, 3, 3)
+    grid = plots._grid(images, ncol=3)
+    assert grid.shape == (1, 2 * 4 - 1, 3 * 4 - 1)
