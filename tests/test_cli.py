@@ -105,3 +105,18 @@ def test_module_entry_point_help():
         assert option in result.stdout
     result = subprocess.run([sys.executable, "-m", "aekit", "datasets"], capture_output=True, text=True)
     assert result.returncode == 0 and "mnist" in result.stdout and "digits" in result.stdout
+
+
+def test_score_writes_one_anomaly_score_per_row(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 6)) + 0.05 * rng.normal(size=(300, 6))
+    np.savetxt(tmp_path / "train.csv", table, delimiter=",", header="a,b,c,d,e,f", comments="")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "train.csv"), "--latent-dim", "2", "--hidden", "16",
+                 "--epochs", "30", "--batch-size", "32", "--out", str(run), "--no-progress"]) == 0  # fmt: skip
+    odd = np.vstack([table[:5], rng.normal(size=(5, 6)) * 4])  # 5 typical rows, 5 off the data's plane
+    np.savetxt(tmp_path / "new.csv", odd, delimiter=",", header="a,b,c,d,e,f", comments="")
+    assert main(["score", str(run), "--input", str(tmp_path / "new.csv"), "--out", str(tmp_path / "s.csv")]) == 0
+    scores = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    assert scores.shape == (10,) and scores[:5].max() < scores[5:].min()
+    assert (tmp_path / "s.csv").read_text().startswith("score\n")

@@ -12,9 +12,11 @@ from .errors import AekitError, CheckpointError, ConfigError, DataError, Trainin
 from .models import MODELS, PRESETS, AutoEncoder, ModelConfig, build_model  # noqa: E402
 from .train import TrainConfig, train  # noqa: E402
 from .runs import Run, evaluate_run, load_run, train_run  # noqa: E402
+from .estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer  # noqa: E402
 
 __all__ = [
     "MNIST", "Data", "DataConfig", "AekitError", "CheckpointError", "ConfigError", "DataError",
     "TrainingDiverged", "MODELS", "PRESETS", "AutoEncoder", "ModelConfig", "build_model", "TrainConfig",
-    "train", "Run", "evaluate_run", "load_run", "train_run", "__version__",
+    "train", "Run", "evaluate_run", "load_run", "train_run", "AutoEncoderOutlierDetector", "AutoEncoderTransformer",
+    "__version__",
 ]  # fmt: skip

@@ -14,7 +14,7 @@ import numpy as np
 from . import __version__, checkpoint, data, evaluate, plots, report, runs
 from .errors import AekitError
 from .models import ACTIVATIONS, LOSSES, MODEL_HELP, MODELS, PRESETS, ModelConfig
-from .train import DEVICES, SCHEDULES, Interrupted, TrainConfig
+from .train import DEVICES, SCHEDULES, Interrupted, TrainConfig, squared_errors
 
 log = logging.getLogger("aekit")
 
@@ -130,6 +130,16 @@ def build_parser() -> Parser:
         p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.csv")
         p.add_argument("--device", choices=DEVICES, default="auto")
 
+    p = commands.add_parser("score", help="write one anomaly score (reconstruction error) per row",
+                            description="Score each example of INPUT by RUN's reconstruction error: the mean "
+                            "squared error over its features, in the units the model was trained in (standardized "
+                            "for tables, [0, 1] for images). Higher is more abnormal. Writes a one-column CSV.")  # fmt: skip
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--input", required=True, metavar="NAME|PATH")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+
     p = commands.add_parser("plot", help="draw one of the chapter's figures for a run",
                             description="Draw a figure for RUN as PNG and SVG (default folder: RUN/figures). "
                             "reconstructions: test images, AE and PCA reconstructions with SSE per image; samples: "
@@ -222,6 +232,17 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    run = runs.load_run(args.run, args.device)
+    x, _ = run.inputs(args.input, args.split)
+    scores = squared_errors(run.model, x) / x[0].numel()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savetxt(args.out, scores.numpy(), delimiter=",", header="score", comments="", fmt="%.8g")
+    print(f"wrote {len(scores)} anomaly scores to {args.out} (median {float(scores.median()):.4g}, "
+          f"max {float(scores.max()):.4g})")
+    return 0
+
+
 def cmd_plot(args) -> int:
     run = runs.load_run(args.run)
     folder = args.out or args.run / "figures"
@@ -250,7 +271,7 @@ def cmd_error_vs_dim(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct,
-            "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets, "plot": cmd_plot,
+            "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets, "plot": cmd_plot, "score": cmd_score,
             "report": cmd_report, "error-vs-dim": cmd_error_vs_dim}  # fmt: skip
 
 

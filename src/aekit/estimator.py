@@ -1,0 +1,245 @@
+"""scikit-learn estimators: the autoencoder as a drop-in nonlinear PCA, and as an anomaly detector.
+
+Two classes sharing one fitting routine, rather than one class with both roles, because scikit-learn's
+contracts differ: a transformer's ``fit_transform`` must equal ``fit().transform`` while an outlier detector's
+``fit_predict`` returns labels, and ``check_estimator`` runs different checks on each.
+
+Following PyOD rather than scikit-learn, the detector's ``decision_function`` is the reconstruction error
+itself (higher is more abnormal) and ``threshold_`` separates inliers from outliers; ``predict`` returns 1 for
+inliers and -1 for outliers as scikit-learn's detectors do, and ``score_samples`` is the negated error (lower is
+more abnormal) as in scikit-learn.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .data import Data
+from .models import LOSSES, MODELS, ModelConfig, build_model
+from .train import DEVICES, TrainConfig, train
+
+
+class _AutoEncoderBase(BaseEstimator):
+    """Parameters and the fitting routine shared by both estimators."""
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden=(64,),
+        model="mlp",
+        loss="mse",
+        max_epochs=50,
+        batch_size=128,
+        lr=1e-3,
+        weight_decay=0.0,
+        scale=True,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.hidden = hidden
+        self.model = model
+        self.loss = loss
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.scale = scale
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        for name in ("n_components", "max_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if not isinstance(self.lr, numbers.Real) or not self.lr > 0:
+            raise ValueError(f"lr={self.lr!r} must be a positive number")
+        if self.model not in MODELS:
+            raise ValueError(f"model={self.model!r} must be one of {sorted(MODELS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r} must be one of {list(LOSSES)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device={self.device!r} must be one of {list(DEVICES)}")
+        hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else self.hidden
+        if not all(isinstance(h, numbers.Integral) and h > 0 for h in hidden):
+            raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive layer widths")
+
+    def _validate(self, X, reset: bool) -> np.ndarray:
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+
+    def _to_model_space(self, X: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        return (x - self._mean) / self._scale if self.scale else x
+
+    def _fit(self, X):
+        self._check_params()
+        X = self._validate(X, reset=True)
+        if self.loss == "bce" and (self.scale or X.min() < 0 or X.max() > 1):
+            raise ValueError("loss='bce' needs scale=False and X in [0, 1]")
+        if self.scale:
+            std = X.std(axis=0)
+            self.mean_, self.scale_ = X.mean(axis=0), np.where(std < 1e-8, 1.0, std)
+        seed = check_random_state(self.random_state).randint(2**31 - 1)
+        hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
+        config = ModelConfig(model=self.model, input_shape=(X.shape[1],), latent_dim=self.n_components,
+                             hidden=hidden, output="sigmoid" if self.loss == "bce" else "linear")  # fmt: skip
+        train_config = TrainConfig(epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+                                   weight_decay=self.weight_decay, loss=self.loss, seed=seed, device=self.device)  # fmt: skip
+        x = self._to_model_space(X)
+        with torch.random.fork_rng(devices=[]):  # leave the caller's global torch RNG as it was
+            torch.manual_seed(seed)
+            model = build_model(config)
+            self.history_ = train(model, Data(x_train=x, x_test=x[:1000]), train_config, progress=self.verbose > 0)
+        self.model_ = model.cpu().eval()
+        return x
+
+    @property
+    def _mean(self):
+        return torch.as_tensor(self.mean_, dtype=torch.float32)
+
+    @property
+    def _scale(self):
+        return torch.as_tensor(self.scale_, dtype=torch.float32)
+
+    @torch.no_grad()
+    def _errors(self, X) -> np.ndarray:
+        """Mean squared reconstruction error of each row, in the standardized space the model was trained in."""
+        check_is_fitted(self, "model_")
+        x = self._to_model_space(self._validate(X, reset=False))
+        return (self.model_(x) - x).double().pow(2).mean(1).numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _AutoEncoderBase):
+    """An autoencoder with PCA's interface: ``fit``, ``transform`` to codes, ``inverse_transform`` back.
+
+    Parameters
+    ----------
+    n_components : int, default 2
+        Size of the code (the number of output features of ``transform``).
+    hidden : tuple of int, default (64,)
+        Encoder hidden widths; the decoder mirrors them. ``()`` gives a linear autoencoder, PCA's subspace.
+    model : str, default "mlp"
+        A key of :data:`aekit.models.MODELS`.
+    loss : {"mse", "bce"}, default "mse"
+        Reconstruction loss; "bce" needs ``scale=False`` and X in [0, 1].
+    max_epochs : int, default 50
+        Passes over the training data.
+    batch_size : int, default 128
+    lr : float, default 1e-3
+        Adam's learning rate.
+    weight_decay : float, default 0.0
+    scale : bool, default True
+        Standardize each feature (statistics in ``mean_`` and ``scale_``); ``inverse_transform`` undoes it.
+    device : {"auto", "cpu", "cuda", "mps"}, default "auto"
+    random_state : int, RandomState or None, default None
+        Seeds the weights and batch order; an int makes ``fit`` reproducible.
+    verbose : int, default 0
+        Show a progress bar per epoch when positive.
+
+    Attributes
+    ----------
+    model_ : aekit.AutoEncoder
+        The trained network (on the CPU, in eval mode).
+    history_ : list of dict
+        One row per epoch (train loss, error on up to 1000 training rows, seconds).
+    mean_, scale_ : ndarray of shape (n_features_in_,)
+        Standardization statistics (only with ``scale=True``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when X had column names.
+    """
+
+    def fit(self, X, y=None):
+        """Train the autoencoder on X; returns self."""
+        self._fit(X)
+        return self
+
+    @torch.no_grad()
+    def transform(self, X):
+        """Codes of X, shape (n_samples, n_components)."""
+        check_is_fitted(self, "model_")
+        X = self._validate(X, reset=False)
+        return self.model_.encode(self._to_model_space(X)).numpy().astype(X.dtype)
+
+    @torch.no_grad()
+    def inverse_transform(self, X):
+        """Decode codes back to the input space, in the original units."""
+        check_is_fitted(self, "model_")
+        z = np.asarray(X, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.n_components:
+            raise ValueError(f"expected codes of shape (n_samples, {self.n_components}), got {z.shape}")
+        x = self.model_.decode(torch.from_numpy(np.ascontiguousarray(z)))
+        if self.scale:
+            x = x * self._scale + self._mean
+        return x.numpy().astype(np.float64)
+
+    def score_samples(self, X):
+        """Negative mean squared reconstruction error of each row (standardized units): higher is more typical."""
+        return -self._errors(X)
+
+    def score(self, X, y=None):
+        """Mean of :meth:`score_samples` over X."""
+        return float(self.score_samples(X).mean())
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+
+class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
+    """Anomaly detection by reconstruction error, with PyOD's interface.
+
+    Takes :class:`AutoEncoderTransformer`'s parameters, plus ``contamination``: the expected share of
+    outliers in the training data, which sets ``threshold_``.
+
+    Attributes
+    ----------
+    threshold_ : float
+        Reconstruction errors above it are outliers (the ``1 - contamination`` quantile of training errors).
+    decision_scores_ : ndarray of shape (n_samples,)
+        Reconstruction errors of the training rows.
+    """
+
+    def __init__(self, contamination=0.1, n_components=2, *, hidden=(64,), model="mlp", loss="mse", max_epochs=50,
+                 batch_size=128, lr=1e-3, weight_decay=0.0, scale=True, device="auto", random_state=None,
+                 verbose=0):  # fmt: skip
+        super().__init__(n_components, hidden=hidden, model=model, loss=loss, max_epochs=max_epochs,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, scale=scale, device=device,
+                         random_state=random_state, verbose=verbose)  # fmt: skip
+        self.contamination = contamination
+
+    def fit(self, X, y=None):
+        """Train on X (mostly inliers) and set ``threshold_``; returns self."""
+        if not isinstance(self.contamination, numbers.Real) or not 0 < self.contamination <= 0.5:
+            raise ValueError(f"contamination={self.contamination!r} must be in (0, 0.5]")
+        self._fit(X)
+        self.decision_scores_ = self._errors(X)
+        self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
+        return self
+
+    def decision_function(self, X):
+        """Reconstruction error of each row: higher is more abnormal."""
+        return self._errors(X)
+
+    def score_samples(self, X):
+        """Negative reconstruction error, scikit-learn's convention: lower is more abnormal."""
+        return -self._errors(X)
+
+    def predict(self, X):
+        """1 for inliers, -1 for outliers (error above ``threshold_``)."""
+        return np.where(self.decision_function(X) > self.threshold_, -1, 1)

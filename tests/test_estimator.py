@@ -1,0 +1,122 @@
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from aekit.estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer
+
+# PyOD's convention, asked for by users of anomaly detectors: decision_function is the reconstruction error
+# (higher is more abnormal). scikit-learn's check_outliers_train expects the opposite sign (decision >= 0 for
+# inliers), so that one check is expected to fail; predict, fit_predict and contamination follow scikit-learn.
+EXPECTED_FAILURES = {
+    "check_outliers_train": "decision_function follows PyOD: higher is more abnormal, not scikit-learn's sign",
+}
+
+
+def expected_failed_checks(estimator):
+    return EXPECTED_FAILURES if isinstance(estimator, AutoEncoderOutlierDetector) else {}
+
+
+@parametrize_with_checks(
+    [AutoEncoderTransformer(max_epochs=2, random_state=0, device="cpu"),
+     AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device="cpu")],
+    expected_failed_checks=expected_failed_checks,
+)  # fmt: skip
+def test_scikit_learn_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture
+def noisy_low_rank():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(1000, 3)) @ rng.normal(size=(3, 20)) + 0.3 * rng.normal(size=(1000, 20))
+
+
+def sse(X, X_hat):
+    return float(((X - X_hat) ** 2).sum(1).mean())
+
+
+def test_linear_autoencoder_matches_pca_within_one_percent(noisy_low_rank):
+    X = noisy_low_rank
+    pca = PCA(3).fit(X)
+    ae = AutoEncoderTransformer(3, hidden=(), max_epochs=300, lr=3e-3, batch_size=64, scale=False, random_state=0)
+    ae.fit(X)
+    ratio = sse(X, ae.inverse_transform(ae.transform(X))) / sse(X, pca.inverse_transform(pca.transform(X)))
+    assert 1 - 1e-6 <= ratio < 1.01  # PCA is optimal among rank-3 linear maps; the AE gets within 1%
+
+
+def test_fit_transform_equals_fit_then_transform(noisy_low_rank):
+    a = AutoEncoderTransformer(2, max_epochs=3, random_state=1).fit_transform(noisy_low_rank)
+    b = AutoEncoderTransformer(2, max_epochs=3, random_state=1).fit(noisy_low_rank).transform(noisy_low_rank)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_inverse_transform_round_trip_on_representable_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 2)) @ rng.normal(size=(2, 8)) * 5 + 100  # rank 2, far from standardized units
+    ae = AutoEncoderTransformer(2, hidden=(), max_epochs=200, lr=1e-2, batch_size=64, random_state=0).fit(X)
+    X_hat = ae.inverse_transform(ae.transform(X))
+    assert np.abs(X_hat - X).max() < 0.05 * X.std()
+
+
+def test_pipeline_beats_random_features_and_works_in_grid_search():
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = X[:1400], X[1400:], y[:1400], y[1400:]
+    ae = make_pipeline(AutoEncoderTransformer(16, hidden=(64,), max_epochs=30, random_state=0),
+                       LogisticRegression(max_iter=1000))  # fmt: skip
+    noise = make_pipeline(FunctionTransformer(lambda X: np.random.default_rng(0).normal(size=(len(X), 16))),
+                          LogisticRegression(max_iter=1000))  # fmt: skip
+    ae_score = ae.fit(X_train, y_train).score(X_test, y_test)
+    assert ae_score > 0.8 > noise.fit(X_train, y_train).score(X_test, y_test) + 0.5
+    search = GridSearchCV(make_pipeline(AutoEncoderTransformer(max_epochs=3, random_state=0),
+                                        LogisticRegression(max_iter=200)),
+                          {"autoencodertransformer__n_components": [2, 8]}, cv=2).fit(X_train[:400], y_train[:400])  # fmt: skip
+    assert search.best_params_["autoencodertransformer__n_components"] == 8
+
+
+def test_pickle_and_clone(noisy_low_rank):
+    ae = AutoEncoderTransformer(3, max_epochs=2, random_state=0).fit(noisy_low_rank)
+    again = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(again.transform(noisy_low_rank), ae.transform(noisy_low_rank))
+    fresh = clone(ae)
+    assert fresh.get_params() == ae.get_params() and not hasattr(fresh, "model_")
+
+
+def test_dataframe_feature_names():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(50, 3)), columns=["a", "b", "c"])
+    ae = AutoEncoderTransformer(2, max_epochs=1, random_state=0).fit(frame)
+    assert list(ae.feature_names_in_) == ["a", "b", "c"]
+    assert list(ae.get_feature_names_out()) == ["autoencodertransformer0", "autoencodertransformer1"]
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [({"n_components": 0}, "n_components=0 must be a positive integer"), ({"lr": -1}, "lr=-1 must be a positive"),
+     ({"model": "rnn"}, "model='rnn' must be one of"), ({"loss": "bce"}, "loss='bce' needs scale=False")],
+)  # fmt: skip
+def test_bad_parameters_name_the_value(params, message, noisy_low_rank):
+    with pytest.raises(ValueError, match=message):
+        AutoEncoderTransformer(**params).fit(noisy_low_rank)
+
+
+def test_outlier_detector_flags_points_off_the_data():
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(2, 10))
+    inliers = rng.normal(size=(500, 2)) @ basis
+    outliers = rng.normal(size=(20, 10)) * 3
+    detector = AutoEncoderOutlierDetector(contamination=0.05, n_components=2, hidden=(), max_epochs=100, lr=1e-2,
+                                          random_state=0).fit(inliers)  # fmt: skip
+    assert np.mean(detector.predict(inliers) == 1) >= 0.94
+    assert np.mean(detector.predict(outliers) == -1) >= 0.9
+    assert detector.decision_function(outliers).min() > detector.threshold_ >= np.median(detector.decision_scores_)
+    np.testing.assert_allclose(detector.score_samples(outliers), -detector.decision_function(outliers))
