@@ -210,3 +210,70 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     assert full.keys() == resumed.keys()
     assert all(torch.equal(full[k], resumed[k]) for k in full)
     assert len(checkpoint.read_history(cut)) == 6
+
+
+# ------------------------------------------------------------------------------------------ every model learns
+from aekit.evaluate import evaluate_model, holes  # noqa: E402
+from aekit.models import MODELS, ModelConfig, build_model  # noqa: E402
+
+DIGITS_FIT = TrainConfig(epochs=30, batch_size=64, lr=3e-3, device="cpu")
+
+
+def fit(data, config: ModelConfig, train_config=DIGITS_FIT):
+    torch.manual_seed(0)
+    model = build_model(replace(config, input_shape=data.input_shape))
+    train(model, data, train_config, progress=False)
+    return model
+
+
+def test_linear_autoencoder_finds_the_pca_subspace(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 3)) @ rng.normal(size=(3, 20)) + 0.3 * rng.normal(size=(1000, 20))
+    np.save(tmp_path / "low_rank.npy", x)
+    data = aekit.data.load(aekit.DataConfig(name=str(tmp_path / "low_rank.npy")))
+    model = fit(data, ModelConfig(model="linear", latent_dim=3, output="linear"),
+                TrainConfig(epochs=300, batch_size=64, lr=3e-3, device="cpu"))  # fmt: skip
+    metrics = evaluate_model(model, data)
+    assert metrics["test_sse_per_image"] == pytest.approx(metrics["pca_test_sse_per_image"], rel=0.01)
+    assert metrics["linear_max_principal_angle_deg"] < 5
+
+
+def test_denoising_beats_the_noisy_input(digits):
+    model = fit(digits, ModelConfig(model="denoising", latent_dim=16, hidden=(64,), noise="gaussian", noise_level=0.3))
+    metrics = evaluate_model(model, digits)
+    assert metrics["denoise_psnr_denoised"] > metrics["denoise_psnr_noisy"] + 3  # dB
+
+
+def test_sparse_codes_are_smaller_than_plain_ones(digits):
+    plain = evaluate_model(fit(digits, ModelConfig(model="mlp", latent_dim=16, hidden=(64,))), digits)
+    sparse = evaluate_model(fit(digits, ModelConfig(model="sparse", latent_dim=16, hidden=(64,), sparsity=0.01)),
+                            digits)  # fmt: skip
+    assert sparse["code_mean_abs"] < 0.5 * plain["code_mean_abs"]
+    assert sparse["code_near_zero"] > plain["code_near_zero"]
+
+
+def test_vae_latent_space_has_fewer_holes_than_a_plain_autoencoder(digits):
+    bce = replace(DIGITS_FIT, loss="bce")
+    vae = fit(digits, ModelConfig(model="vae", latent_dim=8, hidden=(64,)), bce)
+    plain = fit(digits, ModelConfig(model="mlp", latent_dim=8, hidden=(64,)), bce)
+    assert holes(vae, digits.x_test)["holes"] < holes(plain, digits.x_test)["holes"] - 0.1
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_saves_loads_and_resumes(name, digits, tmp_path):
+    config = ModelConfig(model=name, latent_dim=4, hidden=(16,), channels=(4, 8))
+    train_config = TrainConfig(epochs=2, batch_size=128, device="cpu")
+    _, metrics = aekit.train_run(tmp_path / "full", config, aekit.DataConfig(name="digits"), train_config,
+                                 progress=False, analysis=False)  # fmt: skip
+    aekit.train_run(tmp_path / "cut", config, aekit.DataConfig(name="digits"), replace(train_config, epochs=1),
+                    progress=False, analysis=False)  # fmt: skip
+    _, resumed = aekit.train_run(tmp_path / "cut", resume=True, epochs=2, progress=False, analysis=False)
+    assert resumed == metrics
+    full, cut = aekit.load_run(tmp_path / "full"), aekit.load_run(tmp_path / "cut")
+    assert full.model_config.model == name and type(full.model) is MODELS[name]
+    with torch.no_grad():
+        assert torch.equal(full.model(digits.x_test), cut.model(digits.x_test))
+    if name == "vae":
+        assert {"train_kl", "train_recon"} <= set(checkpoint.read_history(tmp_path / "full")[0])

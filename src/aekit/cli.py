@@ -13,7 +13,7 @@ import numpy as np
 
 from . import __version__, checkpoint, data, evaluate, plots, report, runs
 from .errors import AekitError
-from .models import ACTIVATIONS, LOSSES, MODEL_HELP, MODELS, PRESETS, ModelConfig
+from .models import ACTIVATIONS, BODIES, LOSSES, MODEL_HELP, MODELS, NOISES, PRESETS, ModelConfig
 from .train import DEVICES, SCHEDULES, Interrupted, TrainConfig, squared_errors
 
 log = logging.getLogger("aekit")
@@ -94,6 +94,14 @@ def build_parser() -> Parser:
     g.add_argument("--latent-dim", type=positive_int, metavar="K", help="code size (overrides the preset)")
     g.add_argument("--hidden", type=int_list, metavar="W,W", help="hidden widths, e.g. 256,64 (overrides the preset)")
     g.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu", help="hidden nonlinearity")
+    g.add_argument("--body", choices=BODIES, help="encoder/decoder of denoising, sparse and vae models (default: mlp)")
+    g.add_argument("--channels", type=int_list, metavar="C,C", help="conv body: channels per stride-2 layer "
+                   "(default: 32,64)")
+    g.add_argument("--noise", choices=NOISES, help="denoising: kind of corruption (default: gaussian)")
+    g.add_argument("--noise-level", type=float, metavar="X", help="denoising: sigma of gaussian noise, or the "
+                   "fraction of features masked / salt-and-peppered (default: 0.3)")
+    g.add_argument("--sparsity", type=float, metavar="W", help="sparse: weight of the L1 penalty on codes (default: 1e-3)")
+    g.add_argument("--beta", type=float, metavar="B", help="vae: weight of the KL term (default: 1)")
     g = train.add_argument_group("training")
     g.add_argument("--loss", choices=LOSSES, help=f"reconstruction loss (default: {t.loss})")
     g.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default: {t.lr:g})")
@@ -145,7 +153,8 @@ def build_parser() -> Parser:
                             "reconstructions: test images, AE and PCA reconstructions with SSE per image; samples: "
                             "decoded z ~ N(0, I) beside z from a Gaussian fitted to the codes; latent: t-SNE and "
                             "PCA of 1000 test codes by label; interpolation: decoding between two codes; curves: "
-                            "loss per epoch. For error against code size see 'aekit error-vs-dim'.")  # fmt: skip
+                            "loss per epoch; denoising: noisy, denoised and clean test images (denoising models). For error against "
+                            "code size see 'aekit error-vs-dim'.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("kind", choices=plots.KINDS, metavar="KIND", help=", ".join(plots.KINDS))
     p.add_argument("--out", type=Path, metavar="DIR", help="folder for the figure (default: RUN/figures)")
@@ -177,6 +186,9 @@ def cmd_train(args) -> int:
         model_config = replace(model_config, latent_dim=args.latent_dim)
     if args.hidden:
         model_config = replace(model_config, hidden=args.hidden)
+    for name in ("body", "channels", "noise", "noise_level", "sparsity", "beta"):
+        if getattr(args, name) is not None:
+            model_config = replace(model_config, **{name: getattr(args, name)})
     data_config = data.DataConfig(name=args.data, data_dir=args.data_dir, test_fraction=args.test_fraction,
                                   label_column=args.label_column, image_size=args.image_size, limit=args.limit)
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
@@ -246,6 +258,8 @@ def cmd_score(args) -> int:
 def cmd_plot(args) -> int:
     run = runs.load_run(args.run)
     folder = args.out or args.run / "figures"
+    if args.kind == "denoising" and run.model_config.model != "denoising":
+        raise AekitError(f"the denoising figure needs a denoising model; {args.run} holds a {run.model_config.model!r} model")
     if args.kind == "curves":
         metrics = checkpoint.read_json(args.run / checkpoint.METRICS) if (args.run / checkpoint.METRICS).is_file() else {}
         plots.curves(checkpoint.read_history(args.run), metrics.get("pca_test_sse_per_image"), path=folder / "curves")

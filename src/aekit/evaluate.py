@@ -60,6 +60,14 @@ def encode(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch
     return torch.cat([model.encode(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
+@torch.no_grad()
+def sample_codes(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Codes as the decoder sees them in training (:meth:`AutoEncoder.sample_codes`), on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model.sample_codes(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
 def pca_reconstruct(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> torch.Tensor:
     """Fit PCA with ``n_components`` on the training data and return its reconstruction of the test data."""
     train = x_train.reshape(len(x_train), -1).numpy()
@@ -71,7 +79,12 @@ def pca_reconstruct(x_train: torch.Tensor, x_test: torch.Tensor, n_components: i
 
 
 def evaluate_model(model: AutoEncoder, data: Data) -> dict[str, float]:
-    """The model's test metrics, with PCA's (same training data, as many components as the code) beside them."""
+    """The model's test metrics, with PCA's (same training data, as many components as the code) beside them.
+
+    Also the codes' mean absolute value and share of near-zero units (sparsity), and what each kind of model
+    adds: denoised against noisy error for a denoising model, the principal angle to PCA's subspace for the
+    linear one.
+    """
     unit = data.scaling == "unit"
     k = model.config.latent_dim
     metrics = reconstruction_metrics(data.x_test, reconstruct(model, data.x_test), unit)
@@ -79,7 +92,41 @@ def evaluate_model(model: AutoEncoder, data: Data) -> dict[str, float]:
     metrics.update({f"pca_{name}": value for name, value in pca.items()})
     metrics["latent_dim"] = k
     metrics["n_test"] = len(data.x_test)
+    codes = encode(model, data.x_test)
+    metrics["code_mean_abs"] = float(codes.abs().mean())
+    metrics["code_near_zero"] = float((codes.abs() < NEAR_ZERO).double().mean())
+    if model.config.model == "denoising":
+        metrics.update(denoising_metrics(model, data))
+    if model.config.model == "linear":
+        metrics["linear_max_principal_angle_deg"] = principal_angle_to_pca(model, data.x_train)
     return metrics
+
+
+NEAR_ZERO = 1e-2  # a code unit with |z| below this counts as off
+
+
+def denoising_metrics(model: AutoEncoder, data: Data, seed: int = 0) -> dict[str, float]:
+    """Error of the corrupted test inputs and of the model's denoised outputs, both against the clean inputs."""
+    from .models import corrupt
+
+    noisy = corrupt(data.x_test, model.config, torch.Generator().manual_seed(seed))
+    unit = data.scaling == "unit"
+    before = reconstruction_metrics(data.x_test, noisy, unit)
+    after = reconstruction_metrics(data.x_test, reconstruct(model, noisy), unit)
+    key = "psnr" if unit else "test_mse_per_pixel"
+    return {f"denoise_{key}_noisy": before[key], f"denoise_{key}_denoised": after[key]}
+
+
+def principal_angle_to_pca(model: AutoEncoder, x_train: torch.Tensor) -> float:
+    """Largest principal angle (degrees) between the decoder's column space and the top-k PCA subspace."""
+    from scipy.linalg import subspace_angles
+
+    decoder_columns = next(m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)).weight  # (D, k)
+    train = x_train.reshape(len(x_train), -1).numpy()
+    k = model.config.latent_dim
+    pca = PCA(n_components=k, svd_solver="covariance_eigh" if train.shape[0] > train.shape[1] else "full").fit(train)
+    angles = subspace_angles(decoder_columns.detach().cpu().double().numpy(), pca.components_.T.astype(np.float64))
+    return float(np.degrees(angles.max()))
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -118,7 +165,7 @@ def gaussian_like(codes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 def holes(model: AutoEncoder, x_test: torch.Tensor, n_samples: int = 1000, seed: int = 0) -> dict:
     """Can random z ~ N(0, I) be told apart from the codes of real data? (a classifier two-sample test)
 
-    ``holes`` is the 5-fold cross-validated accuracy of a 5-nearest-neighbour classifier separating
+    The codes are what the decoder is trained on: the encoder's outputs, or a VAE's posterior samples. ``holes`` is the 5-fold cross-validated accuracy of a 5-nearest-neighbour classifier separating
     ``n_samples`` random z from as many test codes: 0.5 means z ~ N(0, I) lands where real codes are (what a
     VAE aims for); 1.0 means random z never land among the codes, so decoding them gives what the decoder never
     learned. ``holes_fitted`` is the same for z drawn from a Gaussian fitted to the codes.
@@ -126,7 +173,9 @@ def holes(model: AutoEncoder, x_test: torch.Tensor, n_samples: int = 1000, seed:
     from sklearn.model_selection import cross_val_score
 
     n = min(n_samples, len(x_test) // 2)
-    codes = encode(model, x_test[: 2 * n]).double()  # (2n, d)
+    with torch.random.fork_rng(devices=[]):  # a VAE's codes are samples: seeded, without touching global state
+        torch.manual_seed(seed)
+        codes = sample_codes(model, x_test[: 2 * n]).double()  # (2n, d)
     held, fit_on = codes[:n], codes[n:]
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn(n, codes.shape[1], generator=generator, dtype=torch.float64)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .data import Data
 from .errors import DataError
@@ -19,7 +20,7 @@ from .models import AutoEncoder
 
 log = logging.getLogger(__name__)
 
-KINDS = ("reconstructions", "samples", "latent", "interpolation", "curves")  # error-vs-dim: see sweep_error_vs_dim
+KINDS = ("reconstructions", "samples", "latent", "interpolation", "curves", "denoising")  # and error-vs-dim
 
 
 def save(fig: Figure, path: str | Path | None) -> Figure:
@@ -85,6 +86,29 @@ def reconstructions(model: AutoEncoder, data: Data, n: int = 6, seed: int = 0, p
         note = "" if r == 0 else f"SSE/image {sse:.2f}"
         axes[r, -1].text(1.08, 0.5, note, transform=axes[r, -1].transAxes, va="center", fontsize=9)
     fig.suptitle("Test images and their reconstructions")
+    return save(fig, path)
+
+
+def denoising(model: AutoEncoder, data: Data, n: int = 8, seed: int = 0, path=None) -> Figure:
+    """Corrupted test images (top), the model's denoised outputs, and the clean images, with each row's PSNR."""
+    from .evaluate import reconstruction_metrics
+    from .models import corrupt
+
+    _require_images(model, "denoising")
+    index = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
+    clean = data.x_test[index]
+    noisy = corrupt(clean, model.config, torch.Generator().manual_seed(seed))
+    rows = [("noisy", noisy), ("denoised", reconstruct(model, noisy)), ("clean", clean)]
+    fig = Figure(figsize=(1.3 * n + 2.2, 4.2))
+    axes = fig.subplots(3, n, squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            _show(axes[r, c], images[c])
+        axes[r, 0].set_ylabel(label, fontsize=9)
+        if r < 2:
+            psnr = reconstruction_metrics(clean, images, unit=True)["psnr"]
+            axes[r, -1].text(1.08, 0.5, f"PSNR {psnr:.1f} dB", transform=axes[r, -1].transAxes, va="center", fontsize=9)
+    fig.suptitle(f"Denoising: {model.config.noise} noise, level {model.config.noise_level:g}")
     return save(fig, path)
 
 
@@ -173,9 +197,22 @@ def interpolation(model: AutoEncoder, data: Data, pairs: int = 4, steps: int = 1
 
 
 def curves(history: list[dict], pca_sse: float | None = None, path=None) -> Figure:
-    """Training loss and test error per epoch (left), test SSE per image against PCA's (right)."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    """Training loss and test error per epoch (left), test SSE per image against PCA's (right).
+
+    A VAE's history adds a third panel: the ELBO's terms (reconstruction and KL) per epoch.
+    """
+    elbo = "train_kl" in history[0]
+    fig = Figure(figsize=(16 if elbo else 11, 4), layout="constrained")
+    left, right, *more = fig.subplots(1, 3 if elbo else 2)
+    if elbo:
+        terms = more[0]
+        for key, label in (("train_recon", "reconstruction"), ("train_kl", "KL(q(z|x) || N(0, I))")):
+            terms.plot([row["epoch"] for row in history], [row[key] for row in history], "o-", label=label)
+        terms.set_xlabel("epoch")
+        terms.set_ylabel("per example (nats for BCE)")
+        terms.set_title("ELBO terms per epoch")
+        terms.legend()
+        terms.grid(alpha=0.3)
     epochs = [row["epoch"] for row in history]
     left.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
     left.plot(epochs, [row["test_mse_per_pixel"] for row in history], "s-", label="test MSE per pixel")
@@ -191,8 +228,9 @@ def curves(history: list[dict], pca_sse: float | None = None, path=None) -> Figu
     right.set_ylabel("test SSE per image")
     right.legend()
     right.set_title("Test error per epoch")
-    for ax in (left, right):
+    for ax in (left, right, *more):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return save(fig, path)
 
 

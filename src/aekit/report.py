@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import checkpoint, plots
 from .data import atomic_write_bytes
-from .evaluate import METRIC_NAMES
+from .evaluate import METRIC_NAMES, NEAR_ZERO
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +21,27 @@ CAPTIONS = {
     "reconstructions": "Random test images (top), the autoencoder's reconstructions and PCA's with as many "
     "components. Look at the strokes PCA blurs and the numbers on the right: SSE per image on these images.",
     "samples": "Left: decoding z ~ N(0, I). A plain autoencoder never learned where its codes live, so these "
-    "are mostly not digits (the chapter's holes). Right: z from a Gaussian fitted to the training codes.",
+    "are mostly not digits (the chapter's holes); a VAE was trained to make them digits. Right: z from a Gaussian "
+    "fitted to the training codes.",
     "latent": "Codes of 1000 random test images, coloured by label. Look for one cluster per digit and the "
     "empty space between clusters.",
     "interpolation": "Decoding along the straight line between two test images' codes. Look at whether the "
     "in-between images stay digit-like or pass through blurry non-digits.",
+    "denoising": "Corrupted test images (top), the model's outputs and the clean images, with each row's PSNR "
+    "against the clean ones. Look at whether the noise is gone and the strokes are kept.",
     "curves": "Training loss and test error per epoch; on the right the test SSE per image against PCA's. "
     "Look for the gap between the curves (overfitting) and whether the last epochs still improve.",
     "error-vs-dim": "Test SSE per image against code size for the autoencoder and PCA. Look at how many PCA "
     "components the autoencoder's error is worth.",
+}
+EXTRA_METRICS = {
+    "code_mean_abs": "mean |z| of the test codes",
+    "code_near_zero": f"share of code units with |z| < {NEAR_ZERO:g}",
+    "denoise_psnr_noisy": "PSNR of the noisy test images (dB)",
+    "denoise_psnr_denoised": "PSNR of the denoised test images (dB)",
+    "denoise_test_mse_per_pixel_noisy": "MSE per feature of the noisy test data",
+    "denoise_test_mse_per_pixel_denoised": "MSE per feature of the denoised test data",
+    "linear_max_principal_angle_deg": "largest principal angle between the decoder's columns and PCA's subspace (deg)",
 }
 HEADS = {"test_mse_per_pixel": "MSE / pixel", "test_sse_per_image": "SSE / image", "test_bce_per_pixel": "BCE / pixel",
          "psnr": "PSNR (dB)"}  # fmt: skip
@@ -57,6 +69,8 @@ def make_figures(run_path: str | Path) -> dict[str, Path]:
         "interpolation": lambda p: plots.interpolation(run.model, data, path=p),
         "curves": lambda p: plots.curves(history, metrics.get("pca_test_sse_per_image"), path=p),
     }
+    if run.model_config.model == "denoising":
+        drawers["denoising"] = lambda p: plots.denoising(run.model, data, path=p)
     for name, draw in drawers.items():
         if name != "curves" and name != "latent" and not plots.is_image_data(run.model_config.input_shape):
             continue  # image figures do not apply to tabular data
@@ -122,6 +136,11 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
         parts.append("<p><b>Feature quality:</b> test accuracy of probes fitted on training features.</p>")
         parts.append(_table([[n, f"{a:.3f}", f"{b:.3f}"] for n, a, b in probes if a is not None],
                             ["features", "logistic regression", "5-nearest neighbours"]))  # fmt: skip
+
+    extra = [(label, metrics[key]) for key, label in EXTRA_METRICS.items() if key in metrics]
+    if extra:
+        parts.append("<h2>More numbers</h2>")
+        parts.append(_table([[label, _fmt(value)] for label, value in extra], ["measure", "value"]))
 
     parts.append("<h2>Figures</h2>")
     for name in (*plots.KINDS, "error-vs-dim"):

@@ -62,7 +62,7 @@ def train_run(
                            output="sigmoid" if data.scaling == "unit" else "linear").validate()  # fmt: skip
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
-    checkpoint.write_config(out, {"model": model_config, "data": data_config, "train": train_config})
+    checkpoint.write_config(out, {"model": model.config, "data": data_config, "train": train_config})
     history = train(model, data, train_config, out, resume=resume, progress=progress)
     metrics = full_metrics(model, data) if analysis else evaluate_model(model, data)
     checkpoint.write_json(out / checkpoint.METRICS, metrics)
