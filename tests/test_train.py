@@ -277,3 +277,33 @@ def test_every_model_saves_loads_and_resumes(name, digits, tmp_path):
         assert torch.equal(full.model(digits.x_test), cut.model(digits.x_test))
     if name == "vae":
         assert {"train_kl", "train_recon"} <= set(checkpoint.read_history(tmp_path / "full")[0])
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one(tmp_path):
+    """2 CPU processes with DDP (gloo): identical weights on both, a single-process run's result, one writer."""
+    import subprocess
+    import sys
+
+    from aekit.checkpoint import load_tensors
+
+    common = ["train", "--data", "digits", "--latent-dim", "4", "--hidden", "32", "--epochs", "3",
+              "--batch-size", "64", "--device", "cpu", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "aekit", *common, "--out", str(tmp_path / "one")], env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "aekit", *common, "--out", str(tmp_path / "two")], env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "all 2 processes hold identical weights" in ddp.stderr
+    assert ddp.stderr.count("epoch 3/3") == 1 and ddp.stdout.count("run saved in") == 1  # rank 0 alone reports
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert len(checkpoint.read_history(tmp_path / "two")) == 3
+    one, _ = load_tensors(tmp_path / "one" / "model.safetensors")
+    two, _ = load_tensors(tmp_path / "two" / "model.safetensors")
+    for name in one:  # same global batch, same examples per step: equal up to the order of float sums
+        torch.testing.assert_close(two[name], one[name], rtol=1e-3, atol=1e-4)
+    _, metadata = load_tensors(tmp_path / "two" / "checkpoint.safetensors")
+    assert '"world": 2' in metadata["progress"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -200,8 +201,9 @@ def cmd_train(args) -> int:
         progress=progress, epochs=args.epochs if args.resume else None,
         device=args.device if args.resume else None,
     )
-    print(evaluate.format_metrics(metrics))
-    print(f"run saved in {out}/ (config.json, model.safetensors, history.csv, metrics.json)")
+    if metrics:  # under torchrun, only rank 0 evaluates and reports
+        print(evaluate.format_metrics(metrics))
+        print(f"run saved in {out}/ (config.json, model.safetensors, history.csv, metrics.json)")
     return 0
 
 
@@ -291,7 +293,8 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_o
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    quiet = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 speaks for all
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return COMMANDS[args.command](args)
     except AekitError as err:

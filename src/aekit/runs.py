@@ -17,7 +17,7 @@ from .data import Data, DataConfig, Scaler
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluate import evaluate_model, feature_quality, holes, pca_reconstruct, reconstruction_metrics
 from .models import AutoEncoder, ModelConfig, build_model
-from .train import TrainConfig, pick_device, prepare_run_dir, train
+from .train import TrainConfig, barrier, pick_device, prepare_run_dir, process_group, rank_and_world, train
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,18 @@ def train_run(
     ``epochs`` and ``device`` may still be changed (to train longer, or elsewhere). Without ``analysis``, the
     holes measure and the probes are left out of the metrics (they take a few seconds).
     """
-    out = Path(out)
-    prepare_run_dir(out, resume, overwrite)
+    with process_group():
+        return _train_run(Path(out), model_config, data_config, train_config, resume, overwrite, progress, epochs,
+                          device, analysis)  # fmt: skip
+
+
+def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis):
+    rank, _ = rank_and_world()
+    prepare_run_dir(out, resume, overwrite, write=False)  # every process checks, so all fail alike
+    barrier()
+    if rank == 0:
+        prepare_run_dir(out, resume, overwrite)
+    barrier()
     if resume:
         stored = checkpoint.read_config(out, RUN_SCHEMA)
         model_config, data_config, train_config = stored["model"], stored["data"], stored["train"]
@@ -62,8 +72,11 @@ def train_run(
                            output="sigmoid" if data.scaling == "unit" else "linear").validate()  # fmt: skip
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
-    checkpoint.write_config(out, {"model": model.config, "data": data_config, "train": train_config})
+    if rank == 0:
+        checkpoint.write_config(out, {"model": model.config, "data": data_config, "train": train_config})
     history = train(model, data, train_config, out, resume=resume, progress=progress)
+    if rank != 0:  # rank 0 evaluates and writes; the others are done
+        return history, {}
     metrics = full_metrics(model, data) if analysis else evaluate_model(model, data)
     checkpoint.write_json(out / checkpoint.METRICS, metrics)
     return history, metrics

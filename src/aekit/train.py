@@ -7,14 +7,21 @@ the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from . import checkpoint
@@ -137,6 +144,50 @@ class Interrupted(Exception):
     """Training stopped on Ctrl-C after saving a checkpoint; ``str()`` says how to resume."""
 
 
+class Objective(nn.Module):
+    """The model's loss as a module's forward, so DistributedDataParallel can wrap it and sync gradients."""
+
+    def __init__(self, model: AutoEncoder, kind: str):
+        super().__init__()
+        self.model, self.kind = model, kind
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.model.loss(x, self.kind)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0 and 1 outside a torchrun job)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@contextmanager
+def process_group():
+    """Join the torchrun job this process was started in (``RANK`` in the environment), if any.
+
+    gloo on the CPU, nccl on CUDA; the group is destroyed on exit, also on error. Outside torchrun, or inside
+    an already initialized group, it does nothing.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or "RANK" not in os.environ or dist.is_initialized():
+        yield
+        return
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _all_sum(values: list[float], device) -> list[float]:
+    """Sum ``values`` over all processes (returned as is in a single process)."""
+    if rank_and_world()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def train(
     model: AutoEncoder,
     data: Data,
@@ -146,6 +197,10 @@ def train(
     progress: bool = True,
 ) -> list[dict]:
     """Train ``model`` on ``data`` and return the history: one plain dict per epoch.
+
+    Under torchrun, each process trains on its shard of every epoch's permutation with DistributedDataParallel
+    (``batch_size`` is the global batch, split evenly); losses and metrics are summed over processes before they
+    are logged or used, and only rank 0 writes to ``run``.
 
     Parameters
     ----------
@@ -163,16 +218,27 @@ def train(
         Show a progress bar per epoch.
     """
     config.validate()
+    rank, world = rank_and_world()
     device = pick_device(config.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if config.batch_size % world:
+        raise ConfigError(f"batch_size={config.batch_size} must be divisible by the {world} processes")
     model.to(device).train()
     x_train = data.x_train.to(device)
-    n, batch = len(x_train), config.batch_size
-    steps_per_epoch = math.ceil(n / batch)
+    n, batch = len(x_train), config.batch_size // world
+    # Each process's share of an epoch's shuffled indices (all of them in a single process).
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    steps_per_epoch = math.ceil(len(sampler) / batch)
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    objective = Objective(model, config.loss)
+    step_fn = DistributedDataParallel(objective) if world > 1 else objective
     history: list[dict] = []
     start_epoch, start_step, sums = 0, 0, {}
     run = Path(run) if run is not None else None
+    writer = run is not None and rank == 0
     if resume:
         if run is None or not (run / checkpoint.CHECKPOINT).is_file():
             log.info("no checkpoint in %s yet: starting from epoch 1", run)
@@ -180,37 +246,44 @@ def train(
             state, _ = checkpoint.load_checkpoint(run, model, optimizer)
             history, start_epoch, start_step = state["history"], state["epoch"], state["step"]
             sums = state.get("sums", {})
+            if start_step and state.get("world", 1) != world:
+                raise CheckpointError(f"{run} stopped mid-epoch with {state.get('world', 1)} processes; resume it "
+                                      f"with as many (not {world})")  # fmt: skip
             if start_epoch >= config.epochs:
                 log.info("%s already finished %d epochs", run, start_epoch)
-    if run is not None:
+
+    if writer:
         run.mkdir(parents=True, exist_ok=True)
 
     def save(epoch: int, step: int, sums: dict) -> None:
-        progress_state = {"epoch": epoch, "step": step, "history": history, "sums": sums}
-        checkpoint.save_checkpoint(run, model, optimizer, data.scaler, progress_state)
+        if writer:
+            state = {"epoch": epoch, "step": step, "history": history, "sums": sums, "world": world}
+            checkpoint.save_checkpoint(run, model, optimizer, data.scaler, state)
 
     with _StopFlag() as stop:
         for epoch in range(start_epoch, config.epochs):
             began = time.perf_counter()
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)))
-            order = order.to(device)
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler), device=device)
             first_step = start_step if epoch == start_epoch else 0
             if first_step == 0:
-                torch.manual_seed(epoch_seed(config.seed, epoch) + 1)  # noise, dropout, sampling
+                torch.manual_seed(epoch_seed(config.seed, epoch) + rank)  # noise, sampling: one stream per process
                 sums = {}
             # Running sums of loss terms weighted by batch size, kept as tensors to avoid a sync per step.
             totals = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in sums.items() if k != "_seen"}
             seen = int(sums.get("_seen", 0))
             bar = tqdm(range(first_step, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
-                       disable=not progress, leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
+                       disable=not progress or rank != 0, leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
             for step in bar:
-                global_step = epoch * steps_per_epoch + step
-                lr = learning_rate(config, global_step, total_steps)
+                lr = learning_rate(config, epoch * steps_per_epoch + step, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 xb = x_train.index_select(0, order[step * batch : (step + 1) * batch])
-                loss, terms = model.loss(xb, config.loss)
-                value = loss.item()
+                loss, terms = step_fn(xb)
+                value, stopping = loss.item(), stop.raised
+                if world > 1:  # every process stops at the same step, for NaN or for Ctrl-C
+                    total, flags = _all_sum([value, float(stop.raised)], device)
+                    value, stopping = total / world, flags > 0
                 if not math.isfinite(value):
                     where = f" (last good checkpoint: {run / checkpoint.CHECKPOINT})" if run else ""
                     raise TrainingDiverged(
@@ -228,7 +301,8 @@ def train(
                 seen += len(xb)
                 if step % 50 == 0:
                     bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-                if stop.raised:
+                if stopping:
+                    stop.raised = True
                     if run is None:
                         raise KeyboardInterrupt
                     sums = {k: float(v) for k, v in totals.items()} | {"_seen": seen}
@@ -240,23 +314,27 @@ def train(
                         f"aekit train --resume {run}"
                     )
             bar.close()
-            train_terms = {k: float(v) / seen for k, v in totals.items()}
-            errors = squared_errors(model, data.x_test)
+            names = sorted(totals)
+            *sums_all, seen_all = _all_sum([float(totals[k]) for k in names] + [float(seen)], device)
+            train_terms = {k: v / seen_all for k, v in zip(names, sums_all)}
+            errors = squared_errors(model, data.x_test[rank::world])
+            sse, count = _all_sum([float(errors.sum()), float(len(errors))], device)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": train_terms.pop("loss"),
-                "test_mse_per_pixel": float(errors.mean()) / math.prod(data.input_shape),
-                "test_sse_per_image": float(errors.mean()),
+                "test_mse_per_pixel": sse / count / math.prod(data.input_shape),
+                "test_sse_per_image": sse / count,
                 "seconds": round(time.perf_counter() - began, 3),
             }
             row.update({f"train_{k}": v for k, v in train_terms.items()})
             history.append(row)
-            log.info(
-                "epoch %d/%d  train loss %.5f  test MSE/pixel %.5f  test SSE/image %.3f  %.1fs",
-                row["epoch"], config.epochs, row["train_loss"], row["test_mse_per_pixel"],
-                row["test_sse_per_image"], row["seconds"],
-            )  # fmt: skip
-            if run is not None:
+            if rank == 0:
+                log.info(
+                    "epoch %d/%d  train loss %.5f  test MSE/pixel %.5f  test SSE/image %.3f  %.1fs",
+                    row["epoch"], config.epochs, row["train_loss"], row["test_mse_per_pixel"],
+                    row["test_sse_per_image"], row["seconds"],
+                )  # fmt: skip
+            if writer:
                 save(epoch + 1, 0, {})
                 checkpoint.save_model(run, model, data.scaler, epoch + 1)
                 checkpoint.write_history(run, history)
@@ -264,21 +342,39 @@ def train(
                 raise Interrupted(
                     f"interrupted after epoch {epoch + 1}; checkpoint saved, continue with: aekit train --resume {run}"
                 )
+    if world > 1:
+        check_identical_weights(model)
     return history
 
 
-def prepare_run_dir(run: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to train into an existing run unless told to resume it or overwrite it."""
+def check_identical_weights(model: nn.Module) -> None:
+    """Compare a fingerprint of the weights across processes; DDP must have kept them identical."""
+    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
+    digests: list[str] = [""] * dist.get_world_size()
+    dist.all_gather_object(digests, digest)
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"processes ended with different weights: {digests}")
+    if dist.get_rank() == 0:
+        log.info("all %d processes hold identical weights (sha256 %s...)", len(digests), digest[:12])
+
+
+def prepare_run_dir(run: Path, resume: bool, overwrite: bool, write: bool = True) -> None:
+    """Refuse to train into an existing run unless told to resume it or overwrite it; with ``write``, clear
+    the old run's files (``overwrite``) and create the folder."""
     if resume:
         if not (run / checkpoint.CONFIG).is_file():
             raise CheckpointError(f"{run}: nothing to resume (no {checkpoint.CONFIG}); start it without --resume")
         return
-    if run.exists() and any(run.iterdir()):
-        if not overwrite:
-            raise CheckpointError(
-                f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it"
-            )
+    if run.exists() and any(run.iterdir()) and not overwrite:
+        raise CheckpointError(f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if write:
         for name in (checkpoint.CONFIG, checkpoint.MODEL, checkpoint.CHECKPOINT, checkpoint.HISTORY,
                      checkpoint.METRICS):  # fmt: skip
             (run / name).unlink(missing_ok=True)
-    run.mkdir(parents=True, exist_ok=True)
+        run.mkdir(parents=True, exist_ok=True)
+
+
+def barrier() -> None:
+    """Wait for every process of a torchrun job (nothing in a single process)."""
+    if rank_and_world()[1] > 1:
+        dist.barrier()
