@@ -90,11 +90,11 @@ def build_parser() -> Parser:
     g = train.add_argument_group("model")
     g.add_argument("--preset", choices=sorted(PRESETS), default="chapter",
                    help="; ".join(f"{k}: {v['help']}" for k, v in PRESETS.items()))
-    g.add_argument("--model", choices=sorted(MODELS), default="mlp",
-                   help="; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items()))
+    g.add_argument("--model", choices=sorted(MODELS),
+                   help="; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items()) + " (default: the preset's, mlp)")
     g.add_argument("--latent-dim", type=positive_int, metavar="K", help="code size (overrides the preset)")
     g.add_argument("--hidden", type=int_list, metavar="W,W", help="hidden widths, e.g. 256,64 (overrides the preset)")
-    g.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu", help="hidden nonlinearity")
+    g.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden nonlinearity (default: relu)")
     g.add_argument("--body", choices=BODIES, help="encoder/decoder of denoising, sparse and vae models (default: mlp)")
     g.add_argument("--channels", type=int_list, metavar="C,C", help="conv body: channels per stride-2 layer "
                    "(default: 32,64)")
@@ -182,12 +182,9 @@ def build_parser() -> Parser:
 
 def cmd_train(args) -> int:
     preset = PRESETS[args.preset]
-    model_config = replace(ModelConfig(), model=args.model, activation=args.activation, **preset["model"])
-    if args.latent_dim:
-        model_config = replace(model_config, latent_dim=args.latent_dim)
-    if args.hidden:
-        model_config = replace(model_config, hidden=args.hidden)
-    for name in ("body", "channels", "noise", "noise_level", "sparsity", "beta"):
+    model_config = ModelConfig(**preset["model"])
+    for name in ("model", "latent_dim", "hidden", "activation", "body", "channels", "noise", "noise_level",
+                 "sparsity", "beta"):  # explicit options beat the preset
         if getattr(args, name) is not None:
             model_config = replace(model_config, **{name: getattr(args, name)})
     data_config = data.DataConfig(name=args.data, data_dir=args.data_dir, test_fraction=args.test_fraction,

@@ -297,8 +297,8 @@ def check_finite(x: np.ndarray, source: str) -> np.ndarray:
 def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None) -> tuple[torch.Tensor, Scaler | None]:
     """Bring a raw array into model space; fits a :class:`Scaler` for ``"standard"`` if none is given."""
     if scaling == "unit":
-        if x.dtype == np.uint8:
-            return torch.from_numpy(x.astype(np.float32) / 255), None
+        if x.dtype == np.uint8:  # one float32 copy, divided in place: no second full-size temporary
+            return torch.from_numpy(x.astype(np.float32)).div_(255), None
         if x.min() < 0 or x.max() > 1:
             raise DataError(f"values must lie in [0, 1] for this model, got [{x.min():.3g}, {x.max():.3g}]")
         return torch.from_numpy(x.astype(np.float32)), None

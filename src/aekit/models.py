@@ -380,6 +380,12 @@ PRESETS: dict[str, dict] = {
         "help": "784-1000-500-250-30, Hinton & Salakhutdinov 2006's deep autoencoder",
         "model": {"hidden": (1000, 500, 250), "latent_dim": 30},
     },
+    "conv30": {
+        "help": "convolutional, 30-D code, cosine schedule, 40 epochs: beats the paper's 3.00 SSE/image "
+        "(README, results)",
+        "model": {"model": "conv", "latent_dim": 30, "channels": (32, 64)},
+        "train": {"epochs": 40, "lr": 2e-3, "schedule": "cosine"},
+    },
 }
 
 

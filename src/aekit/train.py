@@ -84,6 +84,15 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def make_adam(model: nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device: one pass over each tensor per step
+    instead of about ten, the same update up to rounding. Falls back to the default implementation."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # fused Adam is missing for this device or this torch
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     """The learning rate at global ``step``: a pure function of the step, so resuming needs no scheduler state."""
     t = step / max(1, total_steps)
@@ -232,7 +241,7 @@ def train(
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
     steps_per_epoch = math.ceil(len(sampler) / batch)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_adam(model, config)
     objective = Objective(model, config.loss)
     step_fn = DistributedDataParallel(objective) if world > 1 else objective
     history: list[dict] = []
