@@ -59,7 +59,7 @@ def epoch_flops(model: aekit.AutoEncoder, n: int) -> float:
 
 
 MEMORY_PROBE = """
-import resource, sys, tempfile, torch, aekit
+import sys, tempfile, torch, aekit
 from aekit.train import TrainConfig, train
 if sys.argv[1] == "mnist":
     data = aekit.data.load(aekit.DataConfig(name="mnist"))
@@ -67,7 +67,8 @@ else:  # the framework alone: same imports, model, optimizer and loop, on 1,000 
     data = aekit.Data(torch.rand(1000, 1, 28, 28), torch.rand(100, 1, 28, 28))
 with tempfile.TemporaryDirectory() as run:
     train(aekit.AutoEncoder(), data, TrainConfig(epochs=1, device="cpu"), run=run, progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
+print(int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024)
 """
 
 
@@ -77,11 +78,48 @@ def peak_rss_mb(what: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def profile_step(data, steps: int = 200) -> None:
+    """Where one training step of aekit's loop spends its time, grouped: matmuls, optimizer, the rest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from aekit.train import AdamStep, Objective, make_adam
+
+    torch.manual_seed(0)
+    model = aekit.AutoEncoder()
+    objective, optimizer = Objective(model, "mse"), make_adam(model, TrainConfig())
+    step = AdamStep(optimizer)
+    order = torch.randperm(len(data.x_train))
+
+    def run(n):
+        for i in range(n):
+            xb = data.x_train.index_select(0, order[i * 128 : (i + 1) * 128])
+            loss, _ = objective(xb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            step()
+
+    run(20)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(steps)
+    groups: dict[str, float] = {}
+    for event in prof.key_averages():
+        name = event.key
+        group = ("matmul (mm, addmm)" if name in ("aten::mm", "aten::addmm") else
+                 "optimizer (fused Adam kernel)" if name in ("aten::_fused_adam_", "aten::_foreach_add_") else
+                 "batch gather (index_select)" if name == "aten::index_select" else "everything else")  # fmt: skip
+        groups[group] = groups.get(group, 0.0) + event.self_cpu_time_total
+    total = sum(groups.values())
+    print(f"\nprofile of aekit's step ({steps} steps, {total / steps / 1000:.2f} ms/step under the profiler):")
+    for group, micros in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"  {group:<32}{micros / steps / 1000:>7.3f} ms  {100 * micros / total:>5.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per round (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each (default 2)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide aekit's progress bar")
+    parser.add_argument("--profile", action="store_true", help="also profile one step of aekit's loop")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory measurement")
     args = parser.parse_args()
 
@@ -117,6 +155,9 @@ def main() -> None:
     print(f"aekit / bare = {ours / bare:.3f}  (core bar: <= 1.10; performance goal: <= 0.75)")
     drift = abs(statistics.mean(sse["aekit"]) / statistics.mean(sse["bare"]) - 1)
     print(f"final test SSE differs from the bare loop's by {100 * drift:.1f}% (goal: within 2%)")
+
+    if args.profile:
+        profile_step(data)
 
     if not args.skip_memory:
         framework, peak = peak_rss_mb("framework"), peak_rss_mb("mnist")

@@ -120,3 +120,30 @@ def test_score_writes_one_anomaly_score_per_row(tmp_path, capsys):
     scores = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
     assert scores.shape == (10,) and scores[:5].max() < scores[5:].min()
     assert (tmp_path / "s.csv").read_text().startswith("score\n")
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv", "denoising", "sparse", "linear", "vae"])
+def test_every_model_trains_on_a_small_user_array(model, tmp_path, capsys):
+    images = np.random.default_rng(0).random((60, 1, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "mine.npy", images)
+    code = exit_code(["train", "--data", str(tmp_path / "mine.npy"), "--model", model, "--latent-dim", "3",
+                      "--hidden", "8", "--channels", "4", "--epochs", "2", "--batch-size", "16", "--out",
+                      str(tmp_path / "run"), "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "autoencoder (k=3)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["model"] == model
+
+
+def test_conv_on_a_table_is_one_clear_error(tmp_path, capsys):
+    np.save(tmp_path / "table.npy", np.random.default_rng(0).normal(size=(40, 5)))
+    assert exit_code(["train", "--data", str(tmp_path / "table.npy"), "--model", "conv", "--out",
+                      str(tmp_path / "run")]) == 2  # fmt: skip
+    one_error_line(capsys, "a convolutional model needs image data (C, H, W); this data has shape (5,)")
+
+
+def test_presets_fill_model_and_training_settings(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("aekit.runs.train_run", lambda out, m, d, t, **kw: seen.update(m=m, t=t) or ([], {}))
+    assert main(["train", "--preset", "conv30", "--epochs", "3", "--out", str(tmp_path / "r")]) == 0
+    assert seen["m"].model == "conv" and seen["m"].latent_dim == 30
+    assert seen["t"].schedule == "cosine" and seen["t"].lr == 2e-3 and seen["t"].epochs == 3  # explicit beats preset

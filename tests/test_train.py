@@ -307,3 +307,24 @@ def test_torchrun_two_processes_match_one(tmp_path):
         torch.testing.assert_close(two[name], one[name], rtol=1e-3, atol=1e-4)
     _, metadata = load_tensors(tmp_path / "two" / "checkpoint.safetensors")
     assert '"world": 2' in metadata["progress"]
+
+
+def test_adam_step_is_bit_identical_to_adam(digits):
+    from aekit.train import AdamStep, make_adam
+
+    models = [small_model(digits), small_model(digits)]
+    optimizers = [make_adam(m, replace(FAST, weight_decay=1e-4)) for m in models]
+    fast = AdamStep(optimizers[1])
+    for step in range(5):
+        xb = digits.x_train[step * 32 : (step + 1) * 32]
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad()
+            model.loss(xb)[0].backward()
+        optimizers[0].step()
+        fast()
+        for g in optimizers:
+            g.param_groups[0]["lr"] = 1e-3 * (step + 2)  # a schedule changes lr between steps
+    assert fast.lists is not None or not fast.fast  # the direct kernel path was taken where torch has it
+    assert same_weights(weights(models[0]), weights(models[1]))
+    state = [optimizers[i].state_dict()["state"] for i in (0, 1)]
+    assert all(torch.equal(state[0][k][n], state[1][k][n]) for k in state[0] for n in state[0][k])

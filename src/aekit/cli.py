@@ -128,34 +128,33 @@ def build_parser() -> Parser:
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--device", choices=DEVICES, default="auto")
 
-    for name, what in (("encode", "codes (N, latent_dim)"), ("reconstruct", "reconstructions, in the data's units")):
-        p = commands.add_parser(name, help=f"write the {what} of a dataset or file",
-                                description=f"Write the {what} of INPUT through RUN's model. INPUT is a dataset "
-                                "name (its --split) or a .npy/.npz/.csv file or image folder shaped like the "
-                                "training data. The output's suffix picks the format: .npy or .csv.")  # fmt: skip
+    inputs = "INPUT is a dataset name (its --split) or a .npy/.npz/.csv file or image folder shaped like the training data."
+    for name, help_text, description, out in (
+        ("encode", "write the codes (N, latent_dim) of a dataset or file",
+         f"Write the codes of INPUT through RUN's encoder. {inputs} The output's suffix picks .npy or .csv.",
+         "FILE.npy|FILE.csv"),
+        ("reconstruct", "write the reconstructions of a dataset or file, in the data's units",
+         f"Write the reconstructions of INPUT, in the data's original units. {inputs} The output's suffix picks "
+         ".npy or .csv.", "FILE.npy|FILE.csv"),
+        ("score", "write one anomaly score (reconstruction error) per row",
+         f"Score each example of INPUT by RUN's reconstruction error: the mean squared error over its features, in "
+         f"the units the model was trained in (standardized for tables, [0, 1] for images). Higher is more "
+         f"abnormal. {inputs} Writes a one-column CSV.", "FILE.csv"),
+    ):  # fmt: skip
+        p = commands.add_parser(name, help=help_text, description=description)
         p.add_argument("run", type=Path, metavar="RUN")
         p.add_argument("--input", required=True, metavar="NAME|PATH")
         p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
-        p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.csv")
+        p.add_argument("--out", required=True, type=Path, metavar=out)
         p.add_argument("--device", choices=DEVICES, default="auto")
-
-    p = commands.add_parser("score", help="write one anomaly score (reconstruction error) per row",
-                            description="Score each example of INPUT by RUN's reconstruction error: the mean "
-                            "squared error over its features, in the units the model was trained in (standardized "
-                            "for tables, [0, 1] for images). Higher is more abnormal. Writes a one-column CSV.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
-    p.add_argument("--input", required=True, metavar="NAME|PATH")
-    p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
-    p.add_argument("--device", choices=DEVICES, default="auto")
 
     p = commands.add_parser("plot", help="draw one of the chapter's figures for a run",
                             description="Draw a figure for RUN as PNG and SVG (default folder: RUN/figures). "
                             "reconstructions: test images, AE and PCA reconstructions with SSE per image; samples: "
                             "decoded z ~ N(0, I) beside z from a Gaussian fitted to the codes; latent: t-SNE and "
                             "PCA of 1000 test codes by label; interpolation: decoding between two codes; curves: "
-                            "loss per epoch; denoising: noisy, denoised and clean test images (denoising models). For error against "
-                            "code size see 'aekit error-vs-dim'.")  # fmt: skip
+                            "loss per epoch; denoising: noisy, denoised and clean test images (denoising models). "
+                            "For error against code size see 'aekit error-vs-dim'.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("kind", choices=plots.KINDS, metavar="KIND", help=", ".join(plots.KINDS))
     p.add_argument("--out", type=Path, metavar="DIR", help="folder for the figure (default: RUN/figures)")
