@@ -1,6 +1,5 @@
 import json
 import pickle
-from dataclasses import replace
 
 import numpy as np
 import pytest

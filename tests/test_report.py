@@ -2,7 +2,6 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import replace
 
 import pytest
 import torch

@@ -270,15 +270,21 @@ class Data:
 
     def to_model_space(self, x: np.ndarray, source: str = "input") -> torch.Tensor:
         """Check a raw array against this data's shape and scale it as the training data was."""
-        x = check_finite(x, source)
-        if tuple(x.shape[1:]) != self.input_shape:
-            want = "(N, " + ", ".join(map(str, self.input_shape)) + ")"
-            raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
-        return scale(x, self.scaling, self.scaler)[0]
+        return to_model_space(x, self.input_shape, self.scaling, self.scaler, source)
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
         """Map model-space values (e.g. reconstructions) back to the data's original units."""
         return self.scaler.inverse_transform(x) if self.scaler is not None else x
+
+
+def to_model_space(x: np.ndarray, input_shape: tuple[int, ...], scaling: str, scaler: Scaler | None,
+                   source: str = "input") -> torch.Tensor:  # fmt: skip
+    """Check a raw array (values, shape) against a model's input and scale it as its training data was."""
+    x = check_finite(x, source)
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        want = "(N, " + ", ".join(map(str, input_shape)) + ")"
+        raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
+    return scale(x, scaling, scaler)[0]
 
 
 def check_finite(x: np.ndarray, source: str) -> np.ndarray:

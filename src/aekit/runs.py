@@ -123,9 +123,8 @@ class Run:
             return x, y
         raw, labels = data_mod.read_file(source, DataConfig(name=source, image_size=self.data_config.image_size,
                                                              label_column=self.data_config.label_column))  # fmt: skip
-        template = Data(torch.empty(0, *self.model_config.input_shape), torch.empty(0), scaling=self.scaling,
-                        scaler=self.scaler)  # fmt: skip
-        return template.to_model_space(raw, source), None if labels is None else torch.from_numpy(labels)
+        x = data_mod.to_model_space(raw, self.model_config.input_shape, self.scaling, self.scaler, source)
+        return x, None if labels is None else torch.from_numpy(labels)
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
         return self.scaler.inverse_transform(x) if self.scaler is not None else x
