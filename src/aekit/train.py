@@ -327,8 +327,8 @@ def train(
             if first_step == 0:
                 torch.manual_seed(epoch_seed(config.seed, epoch) + rank)  # noise, sampling: one stream per process
                 sums = {}
-            # Running sums of loss terms weighted by batch size, kept as tensors to avoid a sync per step.
-            totals = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in sums.items() if k != "_seen"}
+            # Running sums of the loss and its terms, weighted by batch size (plain floats: loss.item() already syncs).
+            totals = {k: v for k, v in sums.items() if k != "_seen"}
             seen = int(sums.get("_seen", 0))
             bar = tqdm(range(first_step, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
                        disable=not progress or rank != 0, leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
@@ -338,7 +338,8 @@ def train(
                     group["lr"] = lr
                 xb = x_train.index_select(0, order[step * batch : (step + 1) * batch])
                 loss, terms = step_fn(xb)
-                value, stopping = loss.item(), stop.raised
+                local = loss.item()
+                value, stopping = local, stop.raised
                 if world > 1:  # every process stops at the same step, for NaN or for Ctrl-C
                     total, flags = _all_sum([value, float(stop.raised)], device)
                     value, stopping = total / world, flags > 0
@@ -353,9 +354,8 @@ def train(
                 if config.clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 adam_step()
-                for name, term in {"loss": loss, **terms}.items():
-                    term = term.detach().double() * len(xb)
-                    totals[name] = totals[name] + term if name in totals else term
+                for name, term in {"loss": local, **{k: t.item() for k, t in terms.items()}}.items():
+                    totals[name] = totals.get(name, 0.0) + term * len(xb)
                 seen += len(xb)
                 if step % 50 == 0:
                     bar.set_postfix(loss=f"{value:.4f}", refresh=False)
@@ -363,7 +363,7 @@ def train(
                     stop.raised = True
                     if run is None:
                         raise KeyboardInterrupt
-                    sums = {k: float(v) for k, v in totals.items()} | {"_seen": seen}
+                    sums = totals | {"_seen": seen}
                     if step + 1 == steps_per_epoch:  # finished the epoch anyway: record it properly
                         break
                     save(epoch, step + 1, sums)
@@ -373,7 +373,7 @@ def train(
                     )
             bar.close()
             names = sorted(totals)
-            *sums_all, seen_all = _all_sum([float(totals[k]) for k in names] + [float(seen)], device)
+            *sums_all, seen_all = _all_sum([totals[k] for k in names] + [float(seen)], device)
             train_terms = {k: v / seen_all for k, v in zip(names, sums_all)}
             errors = squared_errors(model, data.x_test[rank::world])
             sse, count = _all_sum([float(errors.sum()), float(len(errors))], device)
