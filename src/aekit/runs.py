@@ -121,8 +121,7 @@ class Run:
                 raise DataError(f"{source}: shape {loaded.input_shape} does not match the model's input "
                                 f"{self.model_config.input_shape}")  # fmt: skip
             return x, y
-        raw, labels = data_mod.read_file(source, DataConfig(name=source, image_size=self.data_config.image_size,
-                                                             label_column=self.data_config.label_column))  # fmt: skip
+        raw, labels = data_mod.read_file(source, self.data_config.label_column, self.data_config.image_size)
         x = data_mod.to_model_space(raw, self.model_config.input_shape, self.scaling, self.scaler, source)
         return x, None if labels is None else torch.from_numpy(labels)
 

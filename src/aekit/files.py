@@ -1,0 +1,159 @@
+"""The user's own data files as arrays: .npy, .npz, numeric .csv tables, and PNG/JPEG images or folders of them.
+
+Every reader checks what it returns: numeric, non-empty, finite, labels matching rows; each problem is one
+:class:`~aekit.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def check_finite(x: np.ndarray, source: str) -> np.ndarray:
+    """Reject empty, non-numeric or non-finite arrays with a message naming ``source``."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{source}: values must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2 or len(x) == 0 or x[0].size == 0:
+        raise DataError(f"{source}: need a non-empty array of shape (N, features...), got {x.shape}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).argmax())
+        raise DataError(f"{source}: contains NaN or infinite values (first in row {bad})")
+    return x
+
+
+def read_file(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """Read a user's data file or image folder into ``(x, labels or None)``, checked for shape and values.
+
+    ``label_column`` names the CSV column holding labels (name or 0-based index); ``image_size`` (H, W) resizes
+    images, needed when a folder's images differ in size.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        x, y = _read_image_folder(path, image_size)
+    elif path.suffix.lower() == ".npy":
+        x, y = _load_numpy(path), None
+    elif path.suffix.lower() == ".npz":
+        x, y = _read_npz(path)
+    elif path.suffix.lower() == ".csv":
+        x, y = _read_csv(path, label_column)
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        x, y = _read_images([path], image_size), None
+    else:
+        raise DataError(f"{path}: unsupported file type; use .npy, .npz, .csv, an image or a folder of images")
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(y)} labels for {len(x)} rows")
+    return check_finite(x, str(path)), y
+
+
+def _load_numpy(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:  # object arrays need pickle, which we never load
+        raise DataError(f"{path}: cannot load ({err})") from None
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: not a valid NumPy file ({err})") from None
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    archive = _load_numpy(path)
+    keys = list(archive.keys())
+    x_key = next((k for k in ("x", "X", "data", "images") if k in keys), keys[0] if len(keys) == 1 else None)
+    if x_key is None:
+        raise DataError(f"{path}: cannot tell which array holds the data among {keys}; name it 'x'")
+    y_key = next((k for k in ("y", "labels", "targets") if k in keys), None)
+    return archive[x_key], None if y_key is None else np.asarray(archive[y_key]).astype(np.int64)
+
+
+def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    if not rows:
+        raise DataError(f"{path}: the file is empty")
+
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    header = rows[0] if not all(numeric(c) for c in rows[0]) else [str(i) for i in range(len(rows[0]))]
+    body = rows[1:] if header is rows[0] else rows
+    if not body:
+        raise DataError(f"{path}: no data rows below the header")
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {i + 1} has {len(row)} fields, expected {len(header)}")
+    columns = list(zip(*body))
+    label_index = None
+    if label_column is not None:
+        if label_column in header:
+            label_index = header.index(label_column)
+        elif label_column.isdigit() and int(label_column) < len(header):
+            label_index = int(label_column)
+        else:
+            raise DataError(f"{path}: no column {label_column!r}; columns are {header}")
+    features = []
+    for j, column in enumerate(columns):
+        if j == label_index:
+            continue
+        for i, cell in enumerate(column):
+            if not numeric(cell):
+                raise DataError(f"{path}: column {header[j]!r} is not numeric (row {i + 1}: {cell!r})")
+        features.append(np.array(column, dtype=np.float64))
+    if not features:
+        raise DataError(f"{path}: no feature columns left besides the label column")
+    labels = None
+    if label_index is not None:
+        try:
+            labels = np.array(columns[label_index], dtype=np.float64).astype(np.int64)
+        except ValueError:
+            labels = np.unique(columns[label_index], return_inverse=True)[1].astype(np.int64)
+    return np.stack(features, axis=1), labels
+
+
+def _read_image_folder(root: Path, image_size) -> tuple[np.ndarray, np.ndarray | None]:
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no .png or .jpg images in this folder")
+    classes = sorted({p.parent for p in files})
+    labels = None
+    if len(classes) > 1 or classes[0] != root:  # one subfolder per class, as torchvision's ImageFolder
+        labels = np.array([classes.index(p.parent) for p in files], dtype=np.int64)
+    return _read_images(files, image_size), labels
+
+
+def _read_images(files: list[Path], image_size) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataError(f"{path}: not a readable image ({err})") from None
+    mode = "L" if all(im.mode in ("1", "L", "LA", "I", "I;16") for im in images) else "RGB"
+    if image_size is not None:
+        h, w = image_size
+        images = [im.resize((w, h), Image.BILINEAR) for im in images]
+    sizes = {im.size for im in images}
+    if len(sizes) > 1:
+        (w1, h1), (w2, h2) = sorted(sizes)[:2]
+        raise DataError(f"images have different sizes ({h1}x{w1} and {h2}x{w2}); pass --image-size HxW to resize them")
+    arrays = [np.asarray(im.convert(mode), dtype=np.uint8) for im in images]
+    x = np.stack(arrays)  # (N, H, W) or (N, H, W, 3)
+    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
