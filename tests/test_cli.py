@@ -147,3 +147,16 @@ def test_presets_fill_model_and_training_settings(tmp_path, monkeypatch):
     assert main(["train", "--preset", "conv30", "--epochs", "3", "--out", str(tmp_path / "r")]) == 0
     assert seen["m"].model == "conv" and seen["m"].latent_dim == 30
     assert seen["t"].schedule == "cosine" and seen["t"].lr == 2e-3 and seen["t"].epochs == 3  # explicit beats preset
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_a_missing_gpu_is_one_clear_error(tmp_path, capsys):
+    assert exit_code(["train", "--data", "digits", "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+    one_error_line(capsys, "device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+
+
+def test_bad_input_with_overwrite_keeps_the_old_run(run, capsys):
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--data", "fashion", "--out", str(run), "--overwrite"]) == 2
+    one_error_line(capsys, "unknown dataset 'fashion'")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -49,11 +49,9 @@ def train_run(
 
 def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis):
     rank, _ = rank_and_world()
-    prepare_run_dir(out, resume, overwrite, write=False)  # every process checks, so all fail alike
-    barrier()
-    if rank == 0:
-        prepare_run_dir(out, resume, overwrite)
-    barrier()
+    # Everything that can fail on bad input happens before the run directory is touched, so a typo with
+    # --overwrite cannot cost the old run. Every process checks, so all fail alike.
+    prepare_run_dir(out, resume, overwrite, write=False)
     if resume:
         stored = checkpoint.read_config(out, RUN_SCHEMA)
         model_config, data_config, train_config = stored["model"], stored["data"], stored["train"]
@@ -65,6 +63,7 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     if device is not None:
         train_config = replace(train_config, device=device)
     train_config.validate()
+    pick_device(train_config.device)
     data = data_mod.load(data_config)
     if train_config.loss == "bce" and data.scaling != "unit":
         raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
@@ -72,8 +71,11 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
                            output="sigmoid" if data.scaling == "unit" else "linear").validate()  # fmt: skip
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
+    barrier()
     if rank == 0:
+        prepare_run_dir(out, resume, overwrite)
         checkpoint.write_config(out, {"model": model.config, "data": data_config, "train": train_config})
+    barrier()
     history = train(model, data, train_config, out, resume=resume, progress=progress)
     if rank != 0:  # rank 0 evaluates and writes; the others are done
         return history, {}
