@@ -17,7 +17,8 @@ from .data import Data, DataConfig, Scaler
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluate import evaluate_model, feature_quality, holes, pca_reconstruct, reconstruction_metrics
 from .models import AutoEncoder, ModelConfig, build_model
-from .train import TrainConfig, barrier, pick_device, prepare_run_dir, process_group, rank_and_world, train
+from .distributed import barrier, process_group, rank_and_world
+from .train import TrainConfig, pick_device, prepare_run_dir, train
 
 log = logging.getLogger(__name__)
 

@@ -7,18 +7,15 @@ the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
@@ -26,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .data import Data
+from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .models import LOSSES, AutoEncoder
 
@@ -212,39 +210,6 @@ class Objective(nn.Module):
         return self.model.loss(x, self.kind)
 
 
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes (0 and 1 outside a torchrun job)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-@contextmanager
-def process_group():
-    """Join the torchrun job this process was started in (``RANK`` in the environment), if any.
-
-    gloo on the CPU, nccl on CUDA; the group is destroyed on exit, also on error. Outside torchrun, or inside
-    an already initialized group, it does nothing.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or "RANK" not in os.environ or dist.is_initialized():
-        yield
-        return
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
-def _all_sum(values: list[float], device) -> list[float]:
-    """Sum ``values`` over all processes (returned as is in a single process)."""
-    if rank_and_world()[1] == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 def train(
     model: AutoEncoder,
     data: Data,
@@ -341,7 +306,7 @@ def train(
                 local = loss.item()
                 value, stopping = local, stop.raised
                 if world > 1:  # every process stops at the same step, for NaN or for Ctrl-C
-                    total, flags = _all_sum([value, float(stop.raised)], device)
+                    total, flags = all_sum([value, float(stop.raised)], device)
                     value, stopping = total / world, flags > 0
                 if not math.isfinite(value):
                     where = f" (last good checkpoint: {run / checkpoint.CHECKPOINT})" if run else ""
@@ -373,10 +338,10 @@ def train(
                     )
             bar.close()
             names = sorted(totals)
-            *sums_all, seen_all = _all_sum([totals[k] for k in names] + [float(seen)], device)
+            *sums_all, seen_all = all_sum([totals[k] for k in names] + [float(seen)], device)
             train_terms = {k: v / seen_all for k, v in zip(names, sums_all)}
             errors = squared_errors(model, data.x_test[rank::world])
-            sse, count = _all_sum([float(errors.sum()), float(len(errors))], device)
+            sse, count = all_sum([float(errors.sum()), float(len(errors))], device)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": train_terms.pop("loss"),
@@ -405,17 +370,6 @@ def train(
     return history
 
 
-def check_identical_weights(model: nn.Module) -> None:
-    """Compare a fingerprint of the weights across processes; DDP must have kept them identical."""
-    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()
-    digests: list[str] = [""] * dist.get_world_size()
-    dist.all_gather_object(digests, digest)
-    if len(set(digests)) != 1:
-        raise RuntimeError(f"processes ended with different weights: {digests}")
-    if dist.get_rank() == 0:
-        log.info("all %d processes hold identical weights (sha256 %s...)", len(digests), digest[:12])
-
-
 def prepare_run_dir(run: Path, resume: bool, overwrite: bool, write: bool = True) -> None:
     """Refuse to train into an existing run unless told to resume it or overwrite it; with ``write``, clear
     the old run's files (``overwrite``) and create the folder."""
@@ -430,9 +384,3 @@ def prepare_run_dir(run: Path, resume: bool, overwrite: bool, write: bool = True
                      checkpoint.METRICS):  # fmt: skip
             (run / name).unlink(missing_ok=True)
         run.mkdir(parents=True, exist_ok=True)
-
-
-def barrier() -> None:
-    """Wait for every process of a torchrun job (nothing in a single process)."""
-    if rank_and_world()[1] > 1:
-        dist.barrier()
