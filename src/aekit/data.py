@@ -272,7 +272,12 @@ class Data:
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
         """Map model-space values (e.g. reconstructions) back to the data's original units."""
-        return self.scaler.inverse_transform(x) if self.scaler is not None else x
+        return to_data_space(x, self.scaler)
+
+
+def to_data_space(x: torch.Tensor, scaler: Scaler | None) -> torch.Tensor:
+    """Undo the standardization of ``scaler`` (``None``: data used as is)."""
+    return scaler.inverse_transform(x) if scaler is not None else x
 
 
 def to_model_space(x: np.ndarray, input_shape: tuple[int, ...], scaling: str, scaler: Scaler | None,

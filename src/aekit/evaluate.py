@@ -45,36 +45,39 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool) -> 
 
 
 @torch.no_grad()
+def batched(fn, model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """``fn`` (a method of ``model``) applied to ``x`` in batches, in eval mode, on the model's device; on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([fn(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
 def reconstruct(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Reconstructions of ``x`` in model space, batched, in eval mode, returned on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return batched(model, model, x, batch_size)
 
 
-@torch.no_grad()
 def encode(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Codes ``(N, latent_dim)`` of ``x``, batched, in eval mode, returned on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return batched(model.encode, model, x, batch_size)
 
 
-@torch.no_grad()
 def sample_codes(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Codes as the decoder sees them in training (:meth:`AutoEncoder.sample_codes`), on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.sample_codes(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return batched(model.sample_codes, model, x, batch_size)
+
+
+def fit_pca(x_train: torch.Tensor, n_components: int) -> PCA:
+    """PCA of the flattened training data (covariance eigendecomposition when examples outnumber features)."""
+    train = x_train.reshape(len(x_train), -1).numpy()
+    solver = "covariance_eigh" if train.shape[0] > train.shape[1] else "full"
+    return PCA(n_components=min(n_components, *train.shape), svd_solver=solver).fit(train)
 
 
 def pca_reconstruct(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> torch.Tensor:
     """Fit PCA with ``n_components`` on the training data and return its reconstruction of the test data."""
-    train = x_train.reshape(len(x_train), -1).numpy()
+    pca = fit_pca(x_train, n_components)
     test = x_test.reshape(len(x_test), -1).numpy()
-    n_components = min(n_components, *train.shape)
-    pca = PCA(n_components=n_components, svd_solver="covariance_eigh" if train.shape[0] > train.shape[1] else "full")
-    pca.fit(train)
     return torch.from_numpy(pca.inverse_transform(pca.transform(test))).reshape(x_test.shape)
 
 
@@ -122,9 +125,7 @@ def principal_angle_to_pca(model: AutoEncoder, x_train: torch.Tensor) -> float:
     from scipy.linalg import subspace_angles
 
     decoder_columns = next(m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)).weight  # (D, k)
-    train = x_train.reshape(len(x_train), -1).numpy()
-    k = model.config.latent_dim
-    pca = PCA(n_components=k, svd_solver="covariance_eigh" if train.shape[0] > train.shape[1] else "full").fit(train)
+    pca = fit_pca(x_train, model.config.latent_dim)
     angles = subspace_angles(decoder_columns.detach().cpu().double().numpy(), pca.components_.T.astype(np.float64))
     return float(np.degrees(angles.max()))
 
@@ -148,10 +149,8 @@ def format_metrics(metrics: dict[str, float]) -> str:
 # ------------------------------------------------------------------------------------------ the chapter's claims
 def pca_codes(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> tuple[np.ndarray, np.ndarray]:
     """PCA codes of the training and test data (fitted on the training data), as the AE's codes are."""
-    train = x_train.reshape(len(x_train), -1).numpy()
-    pca = PCA(n_components=min(n_components, *train.shape), svd_solver="covariance_eigh"
-              if train.shape[0] > train.shape[1] else "full").fit(train)  # fmt: skip
-    return pca.transform(train), pca.transform(x_test.reshape(len(x_test), -1).numpy())
+    pca = fit_pca(x_train, n_components)
+    return pca.transform(x_train.reshape(len(x_train), -1).numpy()), pca.transform(x_test.reshape(len(x_test), -1).numpy())
 
 
 def gaussian_like(codes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .data import Data
 from .errors import DataError
-from .evaluate import encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
+from .evaluate import batched, encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
 from .models import AutoEncoder
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,8 @@ def fitted_gaussian_samples(model: AutoEncoder, data: Data, n: int, seed: int = 
     return gaussian_like(encode(model, data.x_train[:10000]).double(), noise).float()
 
 
-@torch.no_grad()
 def decode(model: AutoEncoder, z: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    return model.decode(z.to(next(model.parameters()).device)).cpu()
+    return batched(model.decode, model, z)
 
 
 def samples(model: AutoEncoder, data: Data, n: int = 36, seed: int = 0, path=None) -> Figure:

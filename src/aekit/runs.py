@@ -15,7 +15,7 @@ from . import checkpoint, plots
 from . import data as data_mod
 from .data import Data, DataConfig, Scaler
 from .errors import CheckpointError, ConfigError, DataError
-from .evaluate import evaluate_model, feature_quality, holes, pca_reconstruct, reconstruction_metrics
+from .evaluate import evaluate_model, feature_quality, holes
 from .models import AutoEncoder, ModelConfig, build_model
 from .distributed import barrier, process_group, rank_and_world
 from .train import TrainConfig, pick_device, prepare_run_dir, train
@@ -129,7 +129,7 @@ class Run:
         return x, None if labels is None else torch.from_numpy(labels)
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scaler.inverse_transform(x) if self.scaler is not None else x
+        return data_mod.to_data_space(x, self.scaler)
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
@@ -162,7 +162,6 @@ def sweep_error_vs_dim(
     ``{"dims", "autoencoder", "pca", "epochs"}`` (test SSE per image) and draws ``RUN/figures/error-vs-dim``.
     """
     base = load_run(path)
-    data = base.data()
     train_config = replace(base.train_config, epochs=epochs or base.train_config.epochs)
     ae, pca = [], []
     for dim in dims:
@@ -175,8 +174,7 @@ def sweep_error_vs_dim(
             _, metrics = train_run(out, model_config, base.data_config, train_config, overwrite=True,
                                    progress=progress, analysis=False)
         ae.append(metrics["test_sse_per_image"])
-        pca.append(reconstruction_metrics(data.x_test, pca_reconstruct(data.x_train, data.x_test, dim),
-                                          unit=data.scaling == "unit")["test_sse_per_image"])  # fmt: skip
+        pca.append(metrics["pca_test_sse_per_image"])  # each run already measured PCA at its own code size
     result = {"dims": list(dims), "autoencoder": ae, "pca": pca, "epochs": train_config.epochs}
     checkpoint.write_json(Path(path) / "sweep" / "error-vs-dim.json", result)
     plots.error_vs_dim(list(dims), ae, pca, train_config.epochs, path=Path(path) / "figures" / "error-vs-dim")
