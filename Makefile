@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aekit-installed
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test fuzz setup browser clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	@$(PY) -m pytest -q
+
+# The property tests with many random examples (make test runs them derandomized, 200 examples each).
+fuzz: $(STAMP)
+	@AEKIT_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -k fuzz -p no:cacheprovider
 
 # The report test renders report.html in a real headless Chromium; install it from the system packages if we
 # can (root with apt), else that one test is skipped with its reason.

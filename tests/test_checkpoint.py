@@ -129,7 +129,7 @@ def test_interrupted_write_leaves_old_file_intact(run, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ fuzzing
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 json_values = st.recursive(
@@ -141,7 +141,6 @@ field_names = st.sampled_from(["model", "input_shape", "latent_dim", "hidden", "
                                "lr", "name", "image_size", "limit", "clip_grad", "seed", "other"])  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.dictionaries(field_names, json_values, max_size=6) | json_values)
 def test_fuzz_config_loader(raw):
     for cls in RUN_SCHEMA.values():
@@ -155,7 +154,6 @@ def test_fuzz_config_loader(raw):
             pass
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_fuzz_run_files(tmp_path_factory, raw):
     run = tmp_path_factory.mktemp("run")

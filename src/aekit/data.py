@@ -64,6 +64,8 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{name}: IDX header declares {ndim} dimensions but the file ends after {len(raw)} bytes")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if 0 in dims:  # an empty dataset is of no use, and numpy refuses shapes like (0, 2**30, 2**30) anyway
+        raise DataError(f"{name}: IDX dimensions {dims} hold no values")
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow on hostile headers
     if len(raw) - header != expected:
