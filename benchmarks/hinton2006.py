@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     preset = PRESETS[args.preset]
-    model_config = aekit.ModelConfig(**preset["model"])
+    model_config = preset["model"]
     train_config = aekit.TrainConfig(**preset.get("train", {}))
     if args.epochs:
         train_config = replace(train_config, epochs=args.epochs)
@@ -40,7 +40,7 @@ def main() -> None:
     for name, sse in PAPER:
         print(f"  {name:<52}{sse:>7.2f}")
     print(f"  {'PCA-30, measured here':<52}{metrics['pca_test_sse_per_image']:>7.2f}")
-    label = f"aekit {args.preset} ({model_config.model}, {train_config.epochs} epochs, {minutes:.0f} min)"
+    label = f"aekit {args.preset} ({model_config.name}, {train_config.epochs} epochs, {minutes:.0f} min)"
     print(f"  {label:<52}{metrics['test_sse_per_image']:>7.2f}")
 
 

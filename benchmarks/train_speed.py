@@ -82,11 +82,11 @@ def profile_step(data, steps: int = 200) -> None:
     """Where one training step of aekit's loop spends its time, grouped: matmuls, optimizer, the rest."""
     from torch.profiler import ProfilerActivity, profile
 
-    from aekit.train import AdamStep, Objective, make_adam
+    from aekit.train import AdamStep, LossModule, make_adam
 
     torch.manual_seed(0)
     model = aekit.AutoEncoder()
-    objective, optimizer = Objective(model, "mse"), make_adam(model, TrainConfig())
+    objective, optimizer = LossModule(model, "mse"), make_adam(model, TrainConfig())
     step = AdamStep(optimizer)
     order = torch.randperm(len(data.x_train))
 

@@ -1,5 +1,8 @@
 import json
 import pickle
+import shutil
+from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,9 +10,11 @@ import torch
 
 import aekit
 from aekit import checkpoint
+from aekit.checkpoint import RunDir
 from aekit.data import DataConfig
 from aekit.errors import CheckpointError, ConfigError
-from aekit.models import ModelConfig
+from aekit.evaluate import encode
+from aekit.models import ModelConfig, make_config
 from aekit.runs import RUN_SCHEMA
 from aekit.train import TrainConfig
 
@@ -19,7 +24,7 @@ TINY = TrainConfig(epochs=1, batch_size=64, device="cpu")
 @pytest.fixture
 def run(tmp_path):
     path = tmp_path / "run"
-    aekit.train_run(path, ModelConfig(latent_dim=3, hidden=(16,)), DataConfig(name="digits"), TINY, progress=False)
+    aekit.train_run(path, make_config(latent_dim=3, hidden=(16,)), DataConfig(name="digits"), TINY, progress=False)
     return path
 
 
@@ -28,29 +33,29 @@ def test_save_load_gives_identical_outputs(run, digits):
     again = aekit.load_run(run)
     with torch.no_grad():
         assert torch.equal(loaded.model(digits.x_test), again.model(digits.x_test))
-    tensors, metadata = checkpoint.load_tensors(run / checkpoint.CHECKPOINT)
+    tensors, metadata = checkpoint.load_tensors(run / RunDir.CHECKPOINT)
     fresh = aekit.build_model(loaded.model_config)
     fresh.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     with torch.no_grad():
         assert torch.equal(fresh.eval()(digits.x_test), loaded.model(digits.x_test))
-    assert loaded.model_config == ModelConfig(latent_dim=3, hidden=(16,), input_shape=(1, 8, 8))
+    assert loaded.model_config == make_config(latent_dim=3, hidden=(16,), input_shape=(1, 8, 8))
     assert loaded.train_config == TINY and loaded.data_config == DataConfig(name="digits")
 
 
 def test_run_directory_layout(run):
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        [checkpoint.CONFIG, checkpoint.MODEL, checkpoint.CHECKPOINT, checkpoint.HISTORY, checkpoint.METRICS]
+        [RunDir.CONFIG, RunDir.MODEL, RunDir.CHECKPOINT, RunDir.HISTORY, RunDir.METRICS]
     )
-    history = checkpoint.read_history(run)
+    history = RunDir(run).read_history()
     assert list(history[0]) == checkpoint.HISTORY_COLUMNS
-    metrics = json.loads((run / checkpoint.METRICS).read_text())
+    metrics = json.loads((run / RunDir.METRICS).read_text())
     for name in ("test_mse_per_pixel", "test_sse_per_image", "test_bce_per_pixel", "psnr"):
         assert name in metrics and f"pca_{name}" in metrics
 
 
 def test_standardized_data_keeps_its_scaler(low_rank, tmp_path):
     path = tmp_path / "tab"
-    aekit.train_run(path, ModelConfig(latent_dim=3, hidden=(16,)), DataConfig(name=str(low_rank)), TINY,
+    aekit.train_run(path, make_config(latent_dim=3, hidden=(16,)), DataConfig(name=str(low_rank)), TINY,
                     progress=False)  # fmt: skip
     loaded = aekit.load_run(path)
     raw = np.load(low_rank)
@@ -66,7 +71,7 @@ def test_pickle_in_place_of_weights_is_refused_without_running_it(run, tmp_path)
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    for name in (checkpoint.MODEL, checkpoint.CHECKPOINT):
+    for name in (RunDir.MODEL, RunDir.CHECKPOINT):
         (run / name).write_bytes(pickle.dumps(Exploit()))
     with pytest.raises(CheckpointError, match="model.safetensors: not a valid safetensors file"):
         aekit.load_run(run)
@@ -76,9 +81,9 @@ def test_pickle_in_place_of_weights_is_refused_without_running_it(run, tmp_path)
 
 
 def test_tensors_that_do_not_match_the_config_are_refused(run):
-    config = json.loads((run / checkpoint.CONFIG).read_text())
+    config = json.loads((run / RunDir.CONFIG).read_text())
     config["model"]["latent_dim"] = 4
-    (run / checkpoint.CONFIG).write_text(json.dumps(config))
+    (run / RunDir.CONFIG).write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="tensor 'encoder.2.weight' is torch.float32 \\(3, 16\\) but the config needs"):
         aekit.load_run(run)
 
@@ -89,25 +94,92 @@ def test_tensors_that_do_not_match_the_config_are_refused(run):
         (lambda c: c["model"].update(depth=3), "config.json:model: unknown field\\(s\\) \\['depth'\\]"),
         (lambda c: c["model"].update(latent_dim="3"), "config.json:model.latent_dim: '3' is not a valid int"),
         (lambda c: c["train"].update(lr=None), "config.json:train.lr: None is not a valid float"),
-        (lambda c: c["model"].update(hidden=[16, "x"]), "config.json:model.hidden: 'x' is not a valid int"),
+        (lambda c: c["model"]["body"].update(hidden=[16, "x"]), "config.json:model.body.hidden: 'x' is not a valid int"),
+        (lambda c: c["model"]["body"].update(beta=2.0), "config.json:model.body: unknown field\\(s\\) \\['beta'\\]"),
+        (lambda c: c["model"]["body"].update(kind="rnn"), "config.json:model.body: kind 'rnn' is not one of \\['conv'"),
+        (lambda c: c["model"].update(objective="vae"), "config.json:model.objective: kind 'vae' is not one of"),
         (lambda c: c.update(extra={}), "unknown section\\(s\\) \\['extra'\\]"),
         (lambda c: c.update(format="other"), "not an aekit run config"),
     ],
 )
 def test_bad_config_json_is_refused(run, edit, message):
-    config = json.loads((run / checkpoint.CONFIG).read_text())
+    config = json.loads((run / RunDir.CONFIG).read_text())
     edit(config)
-    (run / checkpoint.CONFIG).write_text(json.dumps(config))
+    (run / RunDir.CONFIG).write_text(json.dumps(config))
     with pytest.raises((ConfigError, CheckpointError), match=message):
         aekit.load_run(run)
 
 
-def test_config_round_trip_through_json():
-    configs = {"model": ModelConfig(hidden=(4, 3)), "data": DataConfig(image_size=(5, 6)),
-               "train": TrainConfig(clip_grad=1.0)}  # fmt: skip
+@pytest.mark.parametrize("model", sorted(aekit.SHORTCUTS) + ["conv+vae", "linear+vq"])
+def test_config_round_trip_through_json(model):
+    body, objective = model.split("+") if "+" in model else aekit.SHORTCUTS[model]
+    configs = {"model": make_config(body=body, objective=objective, input_shape=(1, 8, 8)),
+               "data": DataConfig(image_size=(5, 6)), "train": TrainConfig(clip_grad=1.0)}  # fmt: skip
     for name, cls in RUN_SCHEMA.items():
         raw = json.loads(json.dumps(checkpoint.config_to_dict(configs[name])))
         assert checkpoint.config_from_dict(cls, raw) == configs[name]
+    stored = checkpoint.config_to_dict(configs["model"])
+    assert stored["body"]["kind"] == body and stored["objective"]["kind"] == objective
+    assert set(stored["body"]) == {"kind"} | {f.name for f in fields(aekit.BODIES[body])}  # only what applies
+
+
+def test_config_json_is_version_2_and_holds_only_what_applies(run):
+    raw = json.loads((run / RunDir.CONFIG).read_text())
+    assert raw["format"] == "aekit-run/2"
+    assert raw["model"] == {"input_shape": [1, 8, 8], "latent_dim": 3, "output": "sigmoid",
+                            "body": {"kind": "mlp", "hidden": [16], "activation": "relu"},
+                            "objective": {"kind": "plain"}}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ version-1 runs
+FIXTURES = Path(__file__).parent / "data"
+V1_RUNS = ["v1-mlp", "v1-conv-vae", "v1-denoising", "v1-linear"]
+
+
+@pytest.mark.parametrize("name", V1_RUNS)
+def test_version_1_run_evaluates_to_the_same_metrics(name, tmp_path):
+    """Runs written by aekit 0.1.0 (committed with the metrics and codes that version computed) still load,
+    evaluate to the same numbers, encode to the same codes, and keep their weights' names."""
+    run = tmp_path / name
+    shutil.copytree(FIXTURES / name, run)
+    before = json.loads((run / RunDir.METRICS).read_text())
+    assert json.loads((run / RunDir.CONFIG).read_text())["format"] == "aekit-run/1"
+    metrics = aekit.evaluate_run(run, device="cpu", write=False)
+    assert set(metrics) == set(before)
+    for key, value in before.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    loaded = aekit.load_run(run)
+    codes = encode(loaded.model, loaded.data().x_test[:10]).numpy()
+    assert np.array_equal(codes, np.load(run / "expected-codes.npy"))
+
+
+def test_version_1_configs_migrate_to_their_body_and_objective():
+    configs = {name: RunDir(FIXTURES / name).read_config(RUN_SCHEMA)["model"] for name in V1_RUNS}
+    assert configs["v1-mlp"] == make_config("mlp", input_shape=(1, 8, 8), latent_dim=3, hidden=(16,))
+    assert configs["v1-conv-vae"] == make_config("vae", body="conv", input_shape=(1, 8, 8), latent_dim=3,
+                                                 channels=(4, 8), beta=0.5)  # fmt: skip
+    assert configs["v1-denoising"].objective == aekit.Denoising("masking", 0.25)
+    assert configs["v1-linear"] == make_config("linear", input_shape=(1, 8, 8), latent_dim=3, output="linear")
+
+
+@pytest.mark.parametrize("name", V1_RUNS)
+def test_version_1_run_resumes_as_before_and_is_rewritten_as_version_2(name, tmp_path):
+    run = tmp_path / name
+    shutil.copytree(FIXTURES / name, run)
+    expected = json.loads((run / "expected-resumed-to-3.json").read_text())  # what aekit 0.1.0 computed
+    history, _ = aekit.train_run(run, resume=True, epochs=3, progress=False, analysis=False)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for key in ("train_loss", "test_sse_per_image"):
+        assert history[-1][key] == pytest.approx(expected[key], rel=1e-5), key
+    assert json.loads((run / RunDir.CONFIG).read_text())["format"] == "aekit-run/2"
+    assert aekit.load_run(run).model_config == RunDir(FIXTURES / name).read_config(RUN_SCHEMA)["model"]
+
+
+def test_version_1_model_record_with_unknown_fields_is_refused():
+    with pytest.raises(ConfigError, match="unknown field\\(s\\) \\['depth'\\] in a version-1 model"):
+        checkpoint.migrate_model_v1({"model": "mlp", "depth": 3})
+    with pytest.raises(ConfigError, match="'gan' is not a version-1 model"):
+        checkpoint.migrate_model_v1({"model": "gan"})
 
 
 def test_missing_run_directory(tmp_path):
@@ -116,15 +188,15 @@ def test_missing_run_directory(tmp_path):
 
 
 def test_interrupted_write_leaves_old_file_intact(run, monkeypatch):
-    before = (run / checkpoint.MODEL).read_bytes()
+    before = (run / RunDir.MODEL).read_bytes()
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(aekit.data.os, "replace", crash)  # the rename at the end of every atomic write
     with pytest.raises(OSError, match="disk full"):
-        checkpoint.save_model(run, aekit.load_run(run).model, None, 99)
-    assert (run / checkpoint.MODEL).read_bytes() == before
+        RunDir(run).save_model(aekit.load_run(run).model, None, 99)
+    assert (run / RunDir.MODEL).read_bytes() == before
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -157,13 +229,13 @@ def test_fuzz_config_loader(raw):
 @given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_fuzz_run_files(tmp_path_factory, raw):
     run = tmp_path_factory.mktemp("run")
-    (run / checkpoint.CONFIG).write_bytes(raw)
-    (run / checkpoint.MODEL).write_bytes(raw)
+    (run / RunDir.CONFIG).write_bytes(raw)
+    (run / RunDir.MODEL).write_bytes(raw)
     try:
         aekit.load_run(run)
     except (ConfigError, CheckpointError):
         pass
     try:
-        checkpoint.load_tensors(run / checkpoint.MODEL)
+        checkpoint.load_tensors(run / RunDir.MODEL)
     except CheckpointError:
         pass

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 
+import aekit
 from aekit.cli import main
 
 TRAIN = ["train", "--data", "digits", "--latent-dim", "4", "--hidden", "16", "--epochs", "1", "--device", "cpu",
@@ -122,30 +123,80 @@ def test_score_writes_one_anomaly_score_per_row(tmp_path, capsys):
     assert (tmp_path / "s.csv").read_text().startswith("score\n")
 
 
-@pytest.mark.parametrize("model", ["mlp", "conv", "denoising", "sparse", "linear", "vae"])
+@pytest.mark.parametrize("model", ["mlp", "conv", "denoising", "sparse", "linear", "vae", "vq", "vae --body conv",
+                                   "vq --body conv", "denoising --body conv"])
 def test_every_model_trains_on_a_small_user_array(model, tmp_path, capsys):
     images = np.random.default_rng(0).random((60, 1, 6, 6)).astype(np.float32)
     np.save(tmp_path / "mine.npy", images)
-    code = exit_code(["train", "--data", str(tmp_path / "mine.npy"), "--model", model, "--latent-dim", "3",
-                      "--hidden", "8", "--channels", "4", "--epochs", "2", "--batch-size", "16", "--out",
-                      str(tmp_path / "run"), "--no-progress"])  # fmt: skip
+    name, *more = model.split()
+    body = more[1] if more else aekit.SHORTCUTS[name][0]
+    own = {"mlp": ["--hidden", "8"], "conv": ["--channels", "4"], "linear": []}[body]
+    own += ["--groups", "3", "--codebook-size", "16"] if name == "vq" else []
+    code = exit_code(["train", "--data", str(tmp_path / "mine.npy"), "--model", name, *more, "--latent-dim", "3",
+                      *own, "--epochs", "2", "--batch-size", "16", "--out", str(tmp_path / "run"), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     assert "autoencoder (k=3)" in capsys.readouterr().out
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["model"] == model
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert (stored["body"]["kind"], stored["objective"]["kind"]) == (body, aekit.SHORTCUTS[name][1])
+
+
+def test_vq_trains_on_mnist_from_the_cli(tmp_path, capsys):
+    assert main(["train", "--model", "vq", "--limit", "2000", "--epochs", "1", "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["vq_codebook_usage"] > 0 and metrics["vq_perplexity"] > 1
+    assert main(["plot", str(tmp_path / "run"), "codebook"]) == 0
+    assert (tmp_path / "run" / "figures" / "codebook.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--beta", "7"], "option --beta does not apply to a mlp body with the plain objective: it belongs to the vae objective"),
+        (["--model", "conv", "--hidden", "8"], "option --hidden does not apply to a conv body with the plain objective: it belongs to the mlp body"),
+        (["--model", "vae", "--noise", "masking"], "option --noise does not apply to a mlp body with the vae objective: it belongs to the denoising objective"),
+        (["--model", "linear", "--activation", "tanh"], "option --activation does not apply to a linear body with the plain objective: it belongs to the mlp body and the conv body"),
+        (["--objective", "vq", "--sparsity", "0.1"], "option --sparsity does not apply to a mlp body with the vq objective: it belongs to the sparse objective"),
+        (["--model", "vq", "--groups", "5"], "groups=5 must be a positive divisor of the code size latent_dim=32"),
+        (["--body", "rnn"], "argument --body: invalid choice: 'rnn'"),
+    ],
+)
+def test_an_option_that_does_not_apply_is_one_clear_error(args, message, tmp_path, capsys):
+    assert exit_code(["train", *args, "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_part_option_is_a_flag_with_the_fields_default_and_help():
+    from dataclasses import fields
+
+    result = subprocess.run([sys.executable, "-m", "aekit", "train", "--help"], capture_output=True, text=True,
+                            env={**__import__("os").environ, "COLUMNS": "200"})  # fmt: skip
+    for part in (*aekit.BODIES.values(), *aekit.OBJECTIVES.values()):
+        for f in fields(part):
+            flag = "--" + f.name.replace("_", "-")
+            assert flag in result.stdout, flag
+            assert f.metadata["help"] in " ".join(result.stdout.split()), f.name
+
+
+def test_resume_refuses_settings_it_would_drop(run, capsys):
+    assert main(["train", "--resume", str(run), "--beta", "3"]) == 2
+    one_error_line(capsys, f"--resume continues {run} with its stored settings; only --epochs and --device may "
+                           "change (drop --beta)")  # fmt: skip
 
 
 def test_conv_on_a_table_is_one_clear_error(tmp_path, capsys):
     np.save(tmp_path / "table.npy", np.random.default_rng(0).normal(size=(40, 5)))
     assert exit_code(["train", "--data", str(tmp_path / "table.npy"), "--model", "conv", "--out",
                       str(tmp_path / "run")]) == 2  # fmt: skip
-    one_error_line(capsys, "a convolutional model needs image data (C, H, W); this data has shape (5,)")
+    one_error_line(capsys, "a convolutional body needs image data (C, H, W); this data has shape (5,)")
 
 
 def test_presets_fill_model_and_training_settings(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr("aekit.runs.train_run", lambda out, m, d, t, **kw: seen.update(m=m, t=t) or ([], {}))
     assert main(["train", "--preset", "conv30", "--epochs", "3", "--out", str(tmp_path / "r")]) == 0
-    assert seen["m"].model == "conv" and seen["m"].latent_dim == 30
+    assert seen["m"].body == aekit.ConvBody(channels=(32, 64)) and seen["m"].latent_dim == 30
     assert seen["t"].schedule == "cosine" and seen["t"].lr == 2e-3 and seen["t"].epochs == 3  # explicit beats preset
 
 
@@ -160,3 +211,10 @@ def test_bad_input_with_overwrite_keeps_the_old_run(run, capsys):
     assert main(["train", "--data", "fashion", "--out", str(run), "--overwrite"]) == 2
     one_error_line(capsys, "unknown dataset 'fashion'")
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_figure_that_does_not_apply_is_one_clear_error(run, capsys):
+    assert main(["plot", str(run), "denoising"]) == 2
+    one_error_line(capsys, "the denoising figure belongs to the denoising objective; this model is mlp")
+    assert main(["plot", str(run), "codebook"]) == 2
+    one_error_line(capsys, "the codebook figure belongs to the vq objective; this model is mlp")

@@ -9,6 +9,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import aekit
 from aekit.estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer
 
 # PyOD's convention, asked for by users of anomaly detectors: decision_function is the reconstruction error
@@ -102,7 +103,12 @@ def test_dataframe_feature_names():
 @pytest.mark.parametrize(
     "params, message",
     [({"n_components": 0}, "n_components=0 must be a positive integer"), ({"lr": -1}, "lr=-1 must be a positive"),
-     ({"model": "rnn"}, "model='rnn' must be one of"), ({"loss": "bce"}, "loss='bce' needs scale=False")],
+     ({"model": "rnn"}, "unknown model 'rnn'; choose one of"), ({"loss": "bce"}, "loss='bce' needs scale=False"),
+     ({"beta": 2.0}, "option 'beta' does not apply to a mlp body with the plain objective: it belongs to the vae objective"),
+     ({"model": "conv", "hidden": (8,)}, "option 'hidden' does not apply to a conv body .*: it belongs to the mlp body"),
+     ({"model": "conv"}, "a convolutional body needs image data \\(C, H, W\\); this data has shape \\(20,\\)"),
+     ({"input_shape": (1, 3, 3)}, "input_shape=\\(1, 3, 3\\) holds 9 values per row but X has 20 features"),
+     ({"objective": "vq", "groups": 3}, "groups=3 must be a positive divisor of the code size latent_dim=2")],
 )  # fmt: skip
 def test_bad_parameters_name_the_value(params, message, noisy_low_rank):
     with pytest.raises(ValueError, match=message):
@@ -120,3 +126,42 @@ def test_outlier_detector_flags_points_off_the_data():
     assert np.mean(detector.predict(outliers) == -1) >= 0.9
     assert detector.decision_function(outliers).min() > detector.threshold_ >= np.median(detector.decision_scores_)
     np.testing.assert_allclose(detector.score_samples(outliers), -detector.decision_function(outliers))
+
+
+def test_every_part_option_is_an_estimator_parameter():
+    from dataclasses import fields
+
+    import aekit
+
+    options = {f.name for part in (*aekit.BODIES.values(), *aekit.OBJECTIVES.values()) for f in fields(part)}
+    for cls in (AutoEncoderTransformer, AutoEncoderOutlierDetector):
+        assert options | {"model", "body", "objective", "input_shape"} <= set(cls().get_params())
+
+
+@pytest.mark.parametrize(
+    "params, body, objective",
+    [({"model": "vae", "beta": 0.5, "activation": "tanh"}, aekit.MLPBody(hidden=(64,), activation="tanh"),
+      aekit.Variational(0.5)),
+     ({"model": "denoising", "body": "conv", "input_shape": (1, 4, 4), "channels": (4,), "noise": "masking",
+       "noise_level": 0.2}, aekit.ConvBody((4,)), aekit.Denoising("masking", 0.2)),
+     ({"objective": "sparse", "body": "linear", "sparsity": 0.1, "input_shape": (16,)}, aekit.LinearBody(),
+      aekit.Sparse(0.1)),
+     ({"model": "vq", "codebook_size": 8, "groups": 2, "commitment": 0.5, "hidden": 16}, aekit.MLPBody(hidden=(16,)),
+      aekit.VectorQuantized(8, 2, 0.5))],
+)  # fmt: skip
+def test_every_body_and_objective_option_reaches_the_model(params, body, objective):
+    X = np.random.default_rng(0).random((64, 16))
+    ae = AutoEncoderTransformer(2, max_epochs=1, random_state=0, **params).fit(X)
+    assert ae.model_.config.body == body and ae.model_.config.objective == objective
+    assert ae.transform(X).shape == (64, 2)
+
+
+def test_conv_body_on_image_rows_with_input_shape():
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 36)) * (rng.random((1, 36)) > 0.5)  # 6x6 "images" sharing a stroke pattern
+    ae = AutoEncoderTransformer(4, model="conv", input_shape=(1, 6, 6), channels=(4, 8), max_epochs=20,
+                                random_state=0).fit(X)  # fmt: skip
+    assert ae.model_.config.input_shape == (1, 6, 6)
+    assert ae.transform(X).shape == (120, 4) and ae.inverse_transform(ae.transform(X)).shape == X.shape
+    assert ae.score(X) > AutoEncoderTransformer(4, model="conv", input_shape=(1, 6, 6), channels=(4, 8),
+                                                max_epochs=1, random_state=0).fit(X).score(X)  # it learned

@@ -17,7 +17,7 @@ FIGURES = ["reconstructions", "samples", "latent", "interpolation", "curves"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "run"
-    aekit.train_run(path, aekit.ModelConfig(latent_dim=8, hidden=(32,)), aekit.DataConfig(name="digits"),
+    aekit.train_run(path, aekit.make_config(latent_dim=8, hidden=(32,)), aekit.DataConfig(name="digits"),
                     TrainConfig(epochs=3, batch_size=64, device="cpu"), progress=False)  # fmt: skip
     return path
 

@@ -1,15 +1,21 @@
-"""The run directory: configs as JSON, tensors as safetensors, history as CSV. Never pickle.
+"""The run directory, owned by :class:`RunDir`: its file names, and reading and writing each file. Never pickle.
 
 A run directory holds::
 
-    config.json              {"format", "aekit_version", "model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+    config.json              {"format": "aekit-run/2", "aekit_version", "model", "data", "train"}
     model.safetensors        "model.*" weights (+ "scaler.mean"/"scaler.std" for standardized data)
-    checkpoint.safetensors   weights, optimizer state, RNG state and progress: what --resume reads
+    checkpoint.safetensors   weights, optimizer state, RNG state and the TrainState: what --resume reads
     history.csv              one row per finished epoch
     metrics.json             final test metrics beside the PCA baseline
 
 Every file is written to a temporary file, flushed and renamed, so a reader (or a resumed run) never sees a
 half-written one. Loading reads only JSON and safetensors, so a run directory cannot execute code.
+
+Formats: ``aekit-run/2`` stores the model's body and objective as tagged parts
+(``"body": {"kind": "conv", "channels": [32, 64], ...}``). ``aekit-run/1`` (aekit 0.1.0) stored one flat
+record (``{"model": "vae", "body": "conv", "hidden", "channels", "noise", ..., "beta"}``) holding every option of
+every model; :func:`migrate_model_v1` turns it into version 2 when it is read. Weight names did not change, so
+version-1 weights and checkpoints load as they are; a resumed version-1 run is rewritten as version 2.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import io
 import json
 import types
 import typing
-from dataclasses import MISSING, asdict, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -30,20 +36,27 @@ from safetensors.torch import save as st_save
 from . import __version__
 from .data import Scaler, atomic_write_bytes
 from .errors import CheckpointError, ConfigError
-from .models import AutoEncoder, ModelConfig, build_model
+from .models import BODIES, OBJECTIVES, AutoEncoder, Body, ModelConfig, Objective, Part, build_model
 
-FORMAT = "aekit-run/1"
-CONFIG = "config.json"
-MODEL = "model.safetensors"
-CHECKPOINT = "checkpoint.safetensors"
-HISTORY = "history.csv"
-METRICS = "metrics.json"
+FORMAT = "aekit-run/2"
+FORMAT_V1 = "aekit-run/1"
+TAGGED = {Body: BODIES, Objective: OBJECTIVES}  # fields holding one of several kinds, stored with a "kind" tag
 HISTORY_COLUMNS = ["epoch", "train_loss", "test_mse_per_pixel", "test_sse_per_image", "seconds"]
 
 
 # ------------------------------------------------------------------------------------------ configs <-> JSON
 def config_to_dict(config) -> dict:
-    return asdict(config)
+    """A config dataclass as a JSON-able dict; a body or objective becomes ``{"kind": ..., **options}``."""
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, Part):
+            out[f.name] = {"kind": value.kind, **asdict(value)}
+        elif is_dataclass(value):
+            out[f.name] = config_to_dict(value)
+        else:
+            out[f.name] = value
+    return out
 
 
 def config_from_dict(cls, data, where: str = "config"):
@@ -52,7 +65,7 @@ def config_from_dict(cls, data, where: str = "config"):
         raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(set(data) - set(known), key=str)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
     values = {}
@@ -66,7 +79,7 @@ def config_from_dict(cls, data, where: str = "config"):
 
 
 def _coerce(value, hint, where: str):
-    """Check a JSON value against a type hint (int, float, str, bool, tuples, optionals), converting lists."""
+    """Check a JSON value against a type hint (int, float, str, bool, tuples, optionals, parts), converting lists."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -89,6 +102,12 @@ def _coerce(value, hint, where: str):
         if len(value) != len(args):
             raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    if hint in TAGGED:
+        registry = TAGGED[hint]
+        if not isinstance(value, dict) or value.get("kind") not in registry:
+            kind = value.get("kind") if isinstance(value, dict) else value
+            raise ConfigError(f"{where}: kind {kind!r} is not one of {sorted(registry)}")
+        return config_from_dict(registry[value["kind"]], {k: v for k, v in value.items() if k != "kind"}, where)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -110,6 +129,38 @@ def _type_name(hint) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+V1_MODEL_FIELDS = {"model", "input_shape", "latent_dim", "hidden", "activation", "output", "body", "channels", "noise",
+                   "noise_level", "sparsity", "beta"}  # fmt: skip
+
+
+def migrate_model_v1(old, where: str = "config") -> dict:
+    """Version 1's flat model record -> version 2's ``{input_shape, latent_dim, output, body, objective}``.
+
+    Version 1 kept every option of every model; only those that applied to the stored model carry over.
+    """
+    if not isinstance(old, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(old).__name__}")
+    unknown = sorted(set(old) - V1_MODEL_FIELDS, key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown} in a version-1 model")
+    name, body_name = old.get("model", "mlp"), old.get("body", "mlp")
+    objectives = {"mlp": "plain", "conv": "plain", "linear": "plain", "denoising": "denoising", "sparse": "sparse",
+                  "vae": "vae"}  # fmt: skip
+    if name not in objectives:
+        raise ConfigError(f"{where}.model: {name!r} is not a version-1 model ({sorted(objectives)})")
+    if name == "linear":
+        body = {"kind": "linear"}
+    elif name == "conv" or (body_name == "conv" and name != "mlp"):
+        body = {"kind": "conv", "channels": old.get("channels", [32, 64]), "activation": old.get("activation", "relu")}
+    else:
+        body = {"kind": "mlp", "hidden": old.get("hidden", [256]), "activation": old.get("activation", "relu")}
+    objective = {"kind": objectives[name]}
+    own = {"denoising": ("noise", "noise_level"), "sparse": ("sparsity",), "vae": ("beta",)}.get(name, ())
+    objective.update({k: old[k] for k in own if k in old})
+    top = {k: old[k] for k in ("input_shape", "latent_dim", "output") if k in old}
+    return {**top, "body": body, "objective": objective}
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
@@ -121,23 +172,6 @@ def read_json(path: Path):
         raise CheckpointError(f"{path}: file not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
-
-
-def write_config(run: Path, configs: dict) -> None:
-    """Write ``config.json`` from a dict of named dataclass configs (``model``, ``data``, ``train``)."""
-    write_json(run / CONFIG, {"format": FORMAT, "aekit_version": __version__,
-                              **{k: config_to_dict(v) for k, v in configs.items()}})  # fmt: skip
-
-
-def read_config(run: Path, schema: dict[str, type]) -> dict:
-    """Read ``config.json`` into the dataclasses named by ``schema`` (section name -> class)."""
-    raw = read_json(Path(run) / CONFIG)
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise CheckpointError(f"{Path(run) / CONFIG}: not an aekit run config (format must be {FORMAT!r})")
-    extra = sorted(set(raw) - set(schema) - {"format", "aekit_version"})
-    if extra:
-        raise ConfigError(f"{Path(run) / CONFIG}: unknown section(s) {extra}")
-    return {name: config_from_dict(cls, raw.get(name, {}), f"{CONFIG}:{name}") for name, cls in schema.items()}
 
 
 # ------------------------------------------------------------------------------------------ tensors
@@ -189,88 +223,179 @@ def load_model_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], pat
     return None
 
 
-def save_model(run: Path, model: AutoEncoder, scaler: Scaler | None, epoch: int) -> None:
-    save_tensors(run / MODEL, model_tensors(model, scaler), {"epoch": str(epoch), "aekit_version": __version__})
+# ------------------------------------------------------------------------------------------ training state
+@dataclass
+class TrainState:
+    """Where training stands: what a checkpoint stores besides the weights, the optimizer and the RNG."""
+
+    epoch: int = 0  # finished epochs
+    step: int = 0  # finished steps of the current epoch (not 0 only after a Ctrl-C mid-epoch)
+    sums: dict[str, float] = field(default_factory=dict)  # this epoch's loss terms summed, weighted by batch size
+    seen: int = 0  # examples behind ``sums``
+    history: list[dict] = field(default_factory=list)  # one row per finished epoch
+    world: int = 1  # processes that trained it (a mid-epoch stop resumes with as many)
+
+    def add(self, terms: dict[str, float], count: int) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value * count
+        self.seen += count
+
+    @classmethod
+    def from_json(cls, raw: dict, where: str) -> TrainState:
+        """Read the stored state (version 1 kept ``seen`` inside ``sums`` as ``"_seen"``)."""
+        try:
+            sums = {k: float(v) for k, v in raw.get("sums", {}).items()}
+            seen = int(raw.get("seen", sums.pop("_seen", 0)))
+            sums.pop("_seen", None)
+            state = cls(int(raw["epoch"]), int(raw["step"]), sums, seen, list(raw["history"]), int(raw.get("world", 1)))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"{where}: checkpoint progress is ill-typed ({err!r})") from None
+        if state.epoch < 0 or state.step < 0 or state.seen < 0 or state.world < 1:
+            raise CheckpointError(f"{where}: checkpoint progress is out of range ({raw!r:.200})")
+        return state
 
 
-def load_model(run: Path, model_config: ModelConfig) -> tuple[AutoEncoder, Scaler | None]:
-    """Rebuild the model from its config and load ``model.safetensors`` into it (on the CPU, in eval mode)."""
-    model = build_model(model_config)
-    tensors, _ = load_tensors(Path(run) / MODEL)
-    scaler = load_model_tensors(model, tensors, Path(run) / MODEL)
-    return model.eval(), scaler
+# ------------------------------------------------------------------------------------------ the directory
+class RunDir:
+    """A run directory: the one place that knows its file names and how each file is read and written."""
 
+    CONFIG = "config.json"
+    MODEL = "model.safetensors"
+    CHECKPOINT = "checkpoint.safetensors"
+    HISTORY = "history.csv"
+    METRICS = "metrics.json"
+    FILES = (CONFIG, MODEL, CHECKPOINT, HISTORY, METRICS)
 
-# ------------------------------------------------------------------------------------------ resumable state
-def save_checkpoint(run: Path, model, optimizer, scaler: Scaler | None, progress: dict) -> None:
-    """Write everything --resume needs in one file, in one atomic rename.
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
 
-    ``progress`` is JSON-able: epoch, step within the epoch, history so far, running sums.
-    """
-    tensors = model_tensors(model, scaler)
-    state = optimizer.state_dict()
-    plain_state = {}
-    for index, entries in state["state"].items():
-        for key, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{index}.{key}"] = value
-            else:
-                plain_state[f"{index}.{key}"] = value
-    tensors["rng.torch"] = torch.get_rng_state()
-    metadata = {
-        "aekit_version": __version__,
-        "progress": json.dumps(progress),
-        "optim_groups": json.dumps(state["param_groups"]),
-        "optim_plain": json.dumps(plain_state),
-    }
-    save_tensors(Path(run) / CHECKPOINT, tensors, metadata)
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
 
+    def __str__(self) -> str:
+        return str(self.path)
 
-def load_checkpoint(run: Path, model, optimizer) -> tuple[dict, Scaler | None]:
-    """Restore model, optimizer and RNG state from ``checkpoint.safetensors``; returns (progress, scaler)."""
-    path = Path(run) / CHECKPOINT
-    tensors, metadata = load_tensors(path)
-    scaler = load_model_tensors(model, tensors, path)
-    try:
-        progress = json.loads(metadata["progress"])
-        groups = json.loads(metadata["optim_groups"])
-        plain = json.loads(metadata["optim_plain"])
-    except (KeyError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: checkpoint metadata is missing or corrupt ({err})") from None
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    for key, value in plain.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: optimizer state does not match the model ({err})") from None
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
-    return progress, scaler
+    def holds_run(self) -> bool:
+        return self.path.is_dir() and any(self.path.iterdir())
 
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
 
-# ------------------------------------------------------------------------------------------ history
-def write_history(run: Path, history: list[dict]) -> None:
-    """Write ``history.csv``: the standard columns first, then any extra terms a model reports."""
-    columns = list(HISTORY_COLUMNS)
-    for row in history:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_bytes(Path(run) / HISTORY, buffer.getvalue().encode())
+    def clear(self) -> None:
+        """Delete the run's own files (not other files a user put there) and make sure the folder exists."""
+        for name in self.FILES:
+            (self.path / name).unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
 
+    # -- config.json
+    def write_config(self, configs: dict) -> None:
+        """Write ``config.json`` from a dict of named dataclass configs (``model``, ``data``, ``train``)."""
+        write_json(self.path / self.CONFIG, {"format": FORMAT, "aekit_version": __version__,
+                                             **{k: config_to_dict(v) for k, v in configs.items()}})  # fmt: skip
 
-def read_history(run: Path) -> list[dict]:
-    path = Path(run) / HISTORY
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
-                for row in csv.DictReader(handle)]  # fmt: skip
+    def read_config(self, schema: dict[str, type]) -> dict:
+        """Read ``config.json`` (either format) into the dataclasses named by ``schema`` (section -> class)."""
+        path = self.path / self.CONFIG
+        raw = read_json(path)
+        if not isinstance(raw, dict) or raw.get("format") not in (FORMAT, FORMAT_V1):
+            raise CheckpointError(f"{path}: not an aekit run config (format must be {FORMAT!r} or {FORMAT_V1!r})")
+        extra = sorted(set(raw) - set(schema) - {"format", "aekit_version"})
+        if extra:
+            raise ConfigError(f"{path}: unknown section(s) {extra}")
+        if raw["format"] == FORMAT_V1 and "model" in raw:
+            raw = {**raw, "model": migrate_model_v1(raw["model"], f"{self.CONFIG}:model")}
+        return {name: config_from_dict(cls, raw.get(name, {}), f"{self.CONFIG}:{name}") for name, cls in schema.items()}
+
+    # -- model.safetensors
+    def save_model(self, model: AutoEncoder, scaler: Scaler | None, epoch: int) -> None:
+        save_tensors(self.path / self.MODEL, model_tensors(model, scaler),
+                     {"epoch": str(epoch), "aekit_version": __version__})  # fmt: skip
+
+    def load_model(self, model_config: ModelConfig) -> tuple[AutoEncoder, Scaler | None]:
+        """Rebuild the model from its config and load ``model.safetensors`` into it (on the CPU, in eval mode)."""
+        model = build_model(model_config)
+        tensors, _ = load_tensors(self.path / self.MODEL)
+        scaler = load_model_tensors(model, tensors, self.path / self.MODEL)
+        return model.eval(), scaler
+
+    # -- checkpoint.safetensors
+    def save_checkpoint(self, model, optimizer, scaler: Scaler | None, state: TrainState) -> None:
+        """Write everything --resume needs in one file, in one atomic rename."""
+        tensors = model_tensors(model, scaler)
+        optim = optimizer.state_dict()
+        plain_state = {}
+        for index, entries in optim["state"].items():
+            for key, value in entries.items():
+                if torch.is_tensor(value):
+                    tensors[f"optim.{index}.{key}"] = value
+                else:
+                    plain_state[f"{index}.{key}"] = value
+        tensors["rng.torch"] = torch.get_rng_state()
+        metadata = {
+            "aekit_version": __version__,
+            "progress": json.dumps(asdict(state)),
+            "optim_groups": json.dumps(optim["param_groups"]),
+            "optim_plain": json.dumps(plain_state),
+        }
+        save_tensors(self.path / self.CHECKPOINT, tensors, metadata)
+
+    def load_checkpoint(self, model, optimizer) -> tuple[TrainState, Scaler | None]:
+        """Restore model, optimizer and RNG state from ``checkpoint.safetensors``; returns (state, scaler)."""
+        path = self.path / self.CHECKPOINT
+        tensors, metadata = load_tensors(path)
+        scaler = load_model_tensors(model, tensors, path)
+        try:
+            state = TrainState.from_json(json.loads(metadata["progress"]), str(path))
+            groups = json.loads(metadata["optim_groups"])
+            plain = json.loads(metadata["optim_plain"])
+        except (KeyError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path}: checkpoint metadata is missing or corrupt ({err})") from None
+        optim: dict[int, dict] = {}
+        try:
+            for key, value in tensors.items():
+                if key.startswith("optim."):
+                    _, index, name = key.split(".", 2)
+                    optim.setdefault(int(index), {})[name] = value
+            for key, value in plain.items():
+                index, name = key.split(".", 1)
+                optim.setdefault(int(index), {})[name] = value
+            optimizer.load_state_dict({"state": optim, "param_groups": groups})
+        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{path}: optimizer state does not match the model ({err})") from None
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"])
+        return state, scaler
+
+    def save_epoch(self, model, optimizer, scaler: Scaler | None, state: TrainState) -> None:
+        """After a finished epoch: the checkpoint, the weights and the history."""
+        self.save_checkpoint(model, optimizer, scaler, state)
+        self.save_model(model, scaler, state.epoch)
+        self.write_history(state.history)
+
+    # -- history.csv
+    def write_history(self, history: list[dict]) -> None:
+        """Write ``history.csv``: the standard columns first, then any extra terms a model reports."""
+        columns = list(HISTORY_COLUMNS)
+        for row in history:
+            columns += [k for k in row if k not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_bytes(self.path / self.HISTORY, buffer.getvalue().encode())
+
+    def read_history(self) -> list[dict]:
+        path = self.path / self.HISTORY
+        if not path.is_file():
+            return []
+        with open(path, newline="") as handle:
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+                    for row in csv.DictReader(handle)]  # fmt: skip
+
+    # -- metrics.json
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(self.path / self.METRICS, metrics)
+
+    def read_metrics(self) -> dict:
+        """The stored metrics, or ``{}`` before the run has finished."""
+        return read_json(self.path / self.METRICS) if self.has(self.METRICS) else {}

@@ -7,14 +7,16 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields, replace
+import typing
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint, data, evaluate, plots, report, runs
+from . import __version__, data, evaluate, plots, report, runs
+from .checkpoint import RunDir
 from .errors import AekitError
-from .models import ACTIVATIONS, BODIES, LOSSES, MODEL_HELP, MODELS, NOISES, PRESETS, ModelConfig
+from .models import BODIES, LOSSES, OBJECTIVES, PRESETS, SHORTCUTS, Body, make_config, option_owners
 from .train import DEVICES, SCHEDULES, Interrupted, TrainConfig, squared_errors
 
 log = logging.getLogger("aekit")
@@ -87,22 +89,19 @@ def build_parser() -> Parser:
     g.add_argument("--label-column", help="CSV column holding labels (name or 0-based index)")
     g.add_argument("--image-size", type=image_size, metavar="HxW", help="resize a folder's images to HxW")
     g.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N examples only")
-    g = train.add_argument_group("model")
+    g = train.add_argument_group(
+        "model", "A model is a body (the encoder/decoder) and an objective (what training minimises); --model names "
+        "a pair, --body and --objective override its parts. Each option below belongs to the parts named in its help; "
+        "giving one to a model without that part is an error.")  # fmt: skip
     g.add_argument("--preset", choices=sorted(PRESETS), default="chapter",
                    help="; ".join(f"{k}: {v['help']}" for k, v in PRESETS.items()))
-    g.add_argument("--model", choices=sorted(MODELS),
-                   help="; ".join(f"{k}: {v}" for k, v in MODEL_HELP.items()) + " (default: the preset's, mlp)")
+    g.add_argument("--model", choices=sorted(SHORTCUTS), help="; ".join(f"{k}: {b} body + {o} objective"
+                   for k, (b, o) in SHORTCUTS.items()) + " (default: the preset's, mlp)")  # fmt: skip
+    g.add_argument("--body", choices=sorted(BODIES), help="; ".join(f"{k}: {c.help}" for k, c in BODIES.items()))
+    g.add_argument("--objective", choices=sorted(OBJECTIVES),
+                   help="; ".join(f"{k}: {c.help}" for k, c in OBJECTIVES.items()))
     g.add_argument("--latent-dim", type=positive_int, metavar="K", help="code size (overrides the preset)")
-    g.add_argument("--hidden", type=int_list, metavar="W,W", help="hidden widths, e.g. 256,64 (overrides the preset)")
-    g.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden nonlinearity (default: relu)")
-    g.add_argument("--body", choices=BODIES, help="encoder/decoder of denoising, sparse and vae models (default: mlp)")
-    g.add_argument("--channels", type=int_list, metavar="C,C", help="conv body: channels per stride-2 layer "
-                   "(default: 32,64)")
-    g.add_argument("--noise", choices=NOISES, help="denoising: kind of corruption (default: gaussian)")
-    g.add_argument("--noise-level", type=float, metavar="X", help="denoising: sigma of gaussian noise, or the "
-                   "fraction of features masked / salt-and-peppered (default: 0.3)")
-    g.add_argument("--sparsity", type=float, metavar="W", help="sparse: weight of the L1 penalty on codes (default: 1e-3)")
-    g.add_argument("--beta", type=float, metavar="B", help="vae: weight of the KL term (default: 1)")
+    add_part_options(g)
     g = train.add_argument_group("training")
     g.add_argument("--loss", choices=LOSSES, help=f"reconstruction loss (default: {t.loss})")
     g.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default: {t.lr:g})")
@@ -153,7 +152,8 @@ def build_parser() -> Parser:
                             "reconstructions: test images, AE and PCA reconstructions with SSE per image; samples: "
                             "decoded z ~ N(0, I) beside z from a Gaussian fitted to the codes; latent: t-SNE and "
                             "PCA of 1000 test codes by label; interpolation: decoding between two codes; curves: "
-                            "loss per epoch; denoising: noisy, denoised and clean test images (denoising models). "
+                            "loss per epoch; denoising: noisy, denoised and clean test images (denoising objective); "
+                            "codebook: how often each codebook vector is used (vq objective). "
                             "For error against code size see 'aekit error-vs-dim'.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("kind", choices=plots.KINDS, metavar="KIND", help=", ".join(plots.KINDS))
@@ -181,11 +181,13 @@ def build_parser() -> Parser:
 
 def cmd_train(args) -> int:
     preset = PRESETS[args.preset]
-    model_config = ModelConfig(**preset["model"])
-    for name in ("model", "latent_dim", "hidden", "activation", "body", "channels", "noise", "noise_level",
-                 "sparsity", "beta"):  # explicit options beat the preset
-        if getattr(args, name) is not None:
-            model_config = replace(model_config, **{name: getattr(args, name)})
+    if args.resume is not None:
+        refuse_settings_on_resume(args)
+    options = {name: getattr(args, name) for name in part_option_names() if getattr(args, name) is not None}
+    if args.latent_dim is not None:
+        options["latent_dim"] = args.latent_dim
+    model_config = make_config(args.model, body=args.body, objective=args.objective, base=preset["model"],
+                               spell=flag, **options)  # fmt: skip
     data_config = data.DataConfig(name=args.data, data_dir=args.data_dir, test_fraction=args.test_fraction,
                                   label_column=args.label_column, image_size=args.image_size, limit=args.limit)
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
@@ -201,6 +203,46 @@ def cmd_train(args) -> int:
         print(evaluate.format_metrics(metrics))
         print(f"run saved in {out}/ (config.json, model.safetensors, history.csv, metrics.json)")
     return 0
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def part_option_names() -> list[str]:
+    """Every option of every body and objective (the CLI's model flags), in registry order, once each."""
+    names = [f.name for part in (*BODIES.values(), *OBJECTIVES.values()) for f in fields(part)]
+    return list(dict.fromkeys(names))
+
+
+def add_part_options(group) -> None:
+    """One flag per body/objective option, its type, choices, help and default read from the dataclass field."""
+    for name in part_option_names():
+        owners = [part for part in (*BODIES.values(), *OBJECTIVES.values()) if name in {f.name for f in fields(part)}]
+        spec = next(f for f in fields(owners[0]) if f.name == name)
+        hint = typing.get_type_hints(owners[0])[name]
+        defaults = dict.fromkeys(_shown(next(f for f in fields(p) if f.name == name).default) for p in owners)
+        convert = {int: int, float: float, str: str}.get(hint, int_list)
+        metavar = None if spec.metadata["choices"] else {int: "N", float: "X", str: "NAME"}.get(hint, "N,N")
+        where = " and ".join(owner.replace("the ", "") for owner in option_owners(name))
+        group.add_argument(flag(name), type=convert, choices=spec.metadata["choices"], metavar=metavar,
+                           help=f"{spec.metadata['help']} ({where}; default: {' / '.join(defaults)})")  # fmt: skip
+
+
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+RESUME_MAY_CHANGE = {"resume", "epochs", "device", "progress", "command", "out", "overwrite", "preset"}
+
+
+def refuse_settings_on_resume(args) -> None:
+    """--resume continues with the run's stored settings; any other setting given with it would be dropped."""
+    defaults = vars(build_parser().parse_args(["train"]))
+    given = [flag(dest) for dest, value in vars(args).items() if dest not in RESUME_MAY_CHANGE and value != defaults[dest]]
+    if given:
+        raise AekitError(f"--resume continues {args.resume} with its stored settings; only --epochs and --device may "
+                         f"change (drop {', '.join(given)})")  # fmt: skip
 
 
 def cmd_evaluate(args) -> int:
@@ -256,13 +298,9 @@ def cmd_score(args) -> int:
 def cmd_plot(args) -> int:
     run = runs.load_run(args.run)
     folder = args.out or args.run / "figures"
-    if args.kind == "denoising" and run.model_config.model != "denoising":
-        raise AekitError(f"the denoising figure needs a denoising model; {args.run} holds a {run.model_config.model!r} model")
-    if args.kind == "curves":
-        metrics = checkpoint.read_json(args.run / checkpoint.METRICS) if (args.run / checkpoint.METRICS).is_file() else {}
-        plots.curves(checkpoint.read_history(args.run), metrics.get("pca_test_sse_per_image"), path=folder / "curves")
-    else:
-        getattr(plots, args.kind)(run.model, run.data(), path=folder / args.kind)
+    rundir = RunDir(args.run)
+    plots.draw(args.kind, run.model, run.data() if args.kind != "curves" else None, rundir.read_history(),
+               rundir.read_metrics(), path=folder / args.kind)  # fmt: skip
     print(f"wrote {folder / args.kind}.png and .svg")
     return 0
 

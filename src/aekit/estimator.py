@@ -12,7 +12,9 @@ more abnormal) as in scikit-learn.
 
 from __future__ import annotations
 
+import math
 import numbers
+from dataclasses import fields
 
 import numpy as np
 import torch
@@ -21,7 +23,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import Data
-from .models import LOSSES, MODELS, ModelConfig, build_model
+from .models import BODIES, LOSSES, OBJECTIVES, MLPBody, ModelConfig, build_model, make_config
+
+# Every option of every body and objective is a parameter of both estimators (None: the part's default).
+PART_OPTIONS = list(dict.fromkeys(f.name for part in (*BODIES.values(), *OBJECTIVES.values()) for f in fields(part)))
+ESTIMATOR_BASE = ModelConfig(body=MLPBody(hidden=(64,)))  # a small default body for tables
 from .train import DEVICES, TrainConfig, train
 
 
@@ -32,8 +38,20 @@ class _AutoEncoderBase(BaseEstimator):
         self,
         n_components=2,
         *,
-        hidden=(64,),
         model="mlp",
+        body=None,
+        objective=None,
+        input_shape=None,
+        hidden=None,
+        activation=None,
+        channels=None,
+        noise=None,
+        noise_level=None,
+        sparsity=None,
+        beta=None,
+        codebook_size=None,
+        groups=None,
+        commitment=None,
         loss="mse",
         max_epochs=50,
         batch_size=128,
@@ -45,8 +63,20 @@ class _AutoEncoderBase(BaseEstimator):
         verbose=0,
     ):
         self.n_components = n_components
-        self.hidden = hidden
         self.model = model
+        self.body = body
+        self.objective = objective
+        self.input_shape = input_shape
+        self.hidden = hidden
+        self.activation = activation
+        self.channels = channels
+        self.noise = noise
+        self.noise_level = noise_level
+        self.sparsity = sparsity
+        self.beta = beta
+        self.codebook_size = codebook_size
+        self.groups = groups
+        self.commitment = commitment
         self.loss = loss
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -64,15 +94,25 @@ class _AutoEncoderBase(BaseEstimator):
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         if not isinstance(self.lr, numbers.Real) or not self.lr > 0:
             raise ValueError(f"lr={self.lr!r} must be a positive number")
-        if self.model not in MODELS:
-            raise ValueError(f"model={self.model!r} must be one of {sorted(MODELS)}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r} must be one of {list(LOSSES)}")
         if self.device not in DEVICES:
             raise ValueError(f"device={self.device!r} must be one of {list(DEVICES)}")
-        hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else self.hidden
-        if not all(isinstance(h, numbers.Integral) and h > 0 for h in hidden):
-            raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive layer widths")
+
+    def _model_config(self, n_features: int) -> ModelConfig:
+        """The model the parameters describe: ``model`` (a shortcut), ``body`` and ``objective`` pick the parts,
+        and each part option that is not None is routed to its part (refused if neither part has it)."""
+        shape = (n_features,) if self.input_shape is None else tuple(int(d) for d in np.atleast_1d(self.input_shape))
+        if math.prod(shape) != n_features:
+            raise ValueError(f"input_shape={self.input_shape!r} holds {math.prod(shape)} values per row but X has "
+                             f"{n_features} features")  # fmt: skip
+        options = {name: getattr(self, name) for name in PART_OPTIONS if getattr(self, name) is not None}
+        if "hidden" in options:
+            hidden = options["hidden"]
+            options["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
+        output = "sigmoid" if self.loss == "bce" else "linear"
+        return make_config(self.model, body=self.body, objective=self.objective, base=ESTIMATOR_BASE,
+                           input_shape=shape, latent_dim=self.n_components, output=output, **options)  # fmt: skip
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
@@ -89,10 +129,8 @@ class _AutoEncoderBase(BaseEstimator):
         if self.scale:
             std = X.std(axis=0)
             self.mean_, self.scale_ = X.mean(axis=0), np.where(std < 1e-8, 1.0, std)
+        config = self._model_config(X.shape[1])
         seed = check_random_state(self.random_state).randint(2**31 - 1)
-        hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
-        config = ModelConfig(model=self.model, input_shape=(X.shape[1],), latent_dim=self.n_components,
-                             hidden=hidden, output="sigmoid" if self.loss == "bce" else "linear")  # fmt: skip
         train_config = TrainConfig(epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                                    weight_decay=self.weight_decay, loss=self.loss, seed=seed, device=self.device)  # fmt: skip
         x = self._to_model_space(X)
@@ -131,10 +169,20 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     ----------
     n_components : int, default 2
         Size of the code (the number of output features of ``transform``).
-    hidden : tuple of int, default (64,)
-        Encoder hidden widths; the decoder mirrors them. ``()`` gives a linear autoencoder, PCA's subspace.
     model : str, default "mlp"
-        A key of :data:`aekit.models.MODELS`.
+        A key of :data:`aekit.SHORTCUTS`: a body and an objective (``"vae"`` is the mlp body with the
+        variational objective).
+    body, objective : str, optional
+        Override the shortcut's parts: a key of :data:`aekit.BODIES` (mlp, conv, linear) and of
+        :data:`aekit.OBJECTIVES` (plain, denoising, sparse, vae, vq).
+    input_shape : tuple of int, optional
+        The shape each row is reshaped to, e.g. ``(1, 28, 28)`` so a conv body sees images. Default: flat rows.
+    hidden, activation, channels, noise, noise_level, sparsity, beta, codebook_size, groups, commitment : optional
+        Options of the chosen body and objective (see :class:`aekit.MLPBody`, :class:`aekit.ConvBody`,
+        :class:`aekit.Denoising`, :class:`aekit.Sparse`, :class:`aekit.Variational`,
+        :class:`aekit.VectorQuantized`); None takes the part's default, except ``hidden``, whose default here is
+        ``(64,)``. An option given to a model without that part raises ``ValueError``. ``hidden=()`` with the
+        mlp body, or ``body="linear"``, gives a linear autoencoder: PCA's subspace.
     loss : {"mse", "bce"}, default "mse"
         Reconstruction loss; "bce" needs ``scale=False`` and X in [0, 1].
     max_epochs : int, default 50
@@ -183,7 +231,7 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         z = np.asarray(X, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.n_components:
             raise ValueError(f"expected codes of shape (n_samples, {self.n_components}), got {z.shape}")
-        x = self.model_.decode(torch.from_numpy(np.ascontiguousarray(z)))
+        x = self.model_.decode(torch.from_numpy(np.ascontiguousarray(z))).reshape(len(z), -1)  # rows, not images
         if self.scale:
             x = x * self._scale + self._mean
         return x.numpy().astype(np.float64)
@@ -215,12 +263,16 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         Reconstruction errors of the training rows.
     """
 
-    def __init__(self, contamination=0.1, n_components=2, *, hidden=(64,), model="mlp", loss="mse", max_epochs=50,
-                 batch_size=128, lr=1e-3, weight_decay=0.0, scale=True, device="auto", random_state=None,
-                 verbose=0):  # fmt: skip
-        super().__init__(n_components, hidden=hidden, model=model, loss=loss, max_epochs=max_epochs,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, scale=scale, device=device,
-                         random_state=random_state, verbose=verbose)  # fmt: skip
+    def __init__(self, contamination=0.1, n_components=2, *, model="mlp", body=None, objective=None, input_shape=None,
+                 hidden=None, activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
+                 codebook_size=None, groups=None, commitment=None, loss="mse", max_epochs=50, batch_size=128, lr=1e-3,
+                 weight_decay=0.0, scale=True, device="auto", random_state=None, verbose=0):  # fmt: skip
+        super().__init__(n_components, model=model, body=body, objective=objective, input_shape=input_shape,
+                         hidden=hidden, activation=activation, channels=channels, noise=noise, noise_level=noise_level,
+                         sparsity=sparsity, beta=beta, codebook_size=codebook_size, groups=groups,
+                         commitment=commitment, loss=loss, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, scale=scale, device=device, random_state=random_state,
+                         verbose=verbose)  # fmt: skip
         self.contamination = contamination
 
     def fit(self, X, y=None):

@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .data import Data
-from .models import AutoEncoder
+from .models import AutoEncoder, Denoising, LinearBody, VectorQuantized, corrupt
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,8 @@ def pca_reconstruct(x_train: torch.Tensor, x_test: torch.Tensor, n_components: i
 def evaluate_model(model: AutoEncoder, data: Data) -> dict[str, float]:
     """The model's test metrics, with PCA's (same training data, as many components as the code) beside them.
 
-    Also the codes' mean absolute value and share of near-zero units (sparsity), and what each kind of model
-    adds: denoised against noisy error for a denoising model, the principal angle to PCA's subspace for the
-    linear one.
+    Also the codes' mean absolute value and share of near-zero units (sparsity), and what the model's body and
+    objective add (:data:`PART_METRICS`).
     """
     unit = data.scaling == "unit"
     k = model.config.latent_dim
@@ -98,10 +97,9 @@ def evaluate_model(model: AutoEncoder, data: Data) -> dict[str, float]:
     codes = encode(model, data.x_test)
     metrics["code_mean_abs"] = float(codes.abs().mean())
     metrics["code_near_zero"] = float((codes.abs() < NEAR_ZERO).double().mean())
-    if model.config.model == "denoising":
-        metrics.update(denoising_metrics(model, data))
-    if model.config.model == "linear":
-        metrics["linear_max_principal_angle_deg"] = principal_angle_to_pca(model, data.x_train)
+    for part in (model.config.body, model.config.objective):
+        if type(part) in PART_METRICS:
+            metrics.update(PART_METRICS[type(part)](model, data))
     return metrics
 
 
@@ -110,14 +108,30 @@ NEAR_ZERO = 1e-2  # a code unit with |z| below this counts as off
 
 def denoising_metrics(model: AutoEncoder, data: Data, seed: int = 0) -> dict[str, float]:
     """Error of the corrupted test inputs and of the model's denoised outputs, both against the clean inputs."""
-    from .models import corrupt
-
-    noisy = corrupt(data.x_test, model.config, torch.Generator().manual_seed(seed))
+    noisy = corrupt(data.x_test, model.config.objective, model.config.output, torch.Generator().manual_seed(seed))
     unit = data.scaling == "unit"
     before = reconstruction_metrics(data.x_test, noisy, unit)
     after = reconstruction_metrics(data.x_test, reconstruct(model, noisy), unit)
     key = "psnr" if unit else "test_mse_per_pixel"
     return {f"denoise_{key}_noisy": before[key], f"denoise_{key}_denoised": after[key]}
+
+
+def linear_metrics(model: AutoEncoder, data: Data) -> dict[str, float]:
+    return {"linear_max_principal_angle_deg": principal_angle_to_pca(model, data.x_train)}
+
+
+def codebook_counts(model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+    """How often each codebook vector of a VQ model is chosen for ``x`` (every slice of every code counts)."""
+    objective = model.config.objective
+    symbols = batched(lambda xb: objective.symbols(model, xb), model, x)  # (N, groups)
+    return torch.bincount(symbols.flatten(), minlength=objective.codebook_size)
+
+
+def codebook_metrics(model: AutoEncoder, data: Data) -> dict[str, float]:
+    """Share of the codebook used on the test set, and the perplexity of the symbols (exp of their entropy)."""
+    counts = codebook_counts(model, data.x_test).double()
+    p = counts[counts > 0] / counts.sum()
+    return {"vq_codebook_usage": float((counts > 0).double().mean()), "vq_perplexity": float((-(p * p.log()).sum()).exp())}
 
 
 def principal_angle_to_pca(model: AutoEncoder, x_train: torch.Tensor) -> float:
@@ -128,6 +142,10 @@ def principal_angle_to_pca(model: AutoEncoder, x_train: torch.Tensor) -> float:
     pca = fit_pca(x_train, model.config.latent_dim)
     angles = subspace_angles(decoder_columns.detach().cpu().double().numpy(), pca.components_.T.astype(np.float64))
     return float(np.degrees(angles.max()))
+
+
+# What a body or an objective adds to the metrics, keyed by its class.
+PART_METRICS = {Denoising: denoising_metrics, LinearBody: linear_metrics, VectorQuantized: codebook_metrics}
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -1,17 +1,27 @@
-"""Model configs, model classes and the name -> class table.
+"""Models: a body (the encoder/decoder architecture) times an objective (what training minimises).
 
-Every model shares the chapter's API: ``encode(x) -> z`` of shape ``(N, latent_dim)``, ``decode(z) -> x_hat``
-of shape ``(N, *input_shape)``, ``forward(x) -> x_hat`` of ``x``'s shape, and ``loss(x, kind)`` that returns
-the training objective with its named parts, so one training loop, one checkpoint format and one evaluation
-serve them all. A model is a body (fully connected or convolutional encoder/decoder) and an objective
-(plain, denoising, sparse, variational).
+    bodies      MLPBody(hidden, activation)   ConvBody(channels, activation)   LinearBody()
+    objectives  Plain()   Denoising(noise, noise_level)   Sparse(sparsity)   Variational(beta)
+                VectorQuantized(codebook_size, groups, commitment)
+
+Each part is a small dataclass holding only its own options, each option a field with its default and help
+(the CLI builds its flags from them), and its own validation. The body builds the encoder and decoder; the
+objective says what the code is and what the loss is. :class:`ModelConfig` holds one of each plus the input
+shape, the code size and the output nonlinearity, and the one :class:`AutoEncoder` class is built from it. The
+names users type (``mlp``, ``conv``, ``linear``, ``denoising``, ``sparse``, ``vae``, ``vq``) are shortcuts for
+pairs (:data:`SHORTCUTS`); any body goes with any objective. Adding a kind is one class here plus its tests
+(and, if it has its own metric or figure, one entry in ``evaluate.PART_METRICS`` or ``plots.PART_FIGURES``).
+
+Every model has the chapter's API: ``encode(x) -> z`` of shape ``(N, latent_dim)``, ``decode(z) -> x_hat`` of
+shape ``(N, *input_shape)``, ``forward(x) -> x_hat`` of ``x``'s shape, and ``loss(x, kind)`` returning the
+training objective with its named parts, so one training loop, one run format and one evaluation serve all.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,70 +32,65 @@ from .errors import ConfigError
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
 OUTPUTS = ("sigmoid", "linear")  # sigmoid for data in [0, 1], linear for standardized data
 LOSSES = ("mse", "bce")
-BODIES = ("mlp", "conv")
 NOISES = ("gaussian", "masking", "salt-pepper")
 MAX_WEIGHTS = 5e8  # refuse configs whose model would not fit in a sane amount of memory (2 GB of fp32)
+MAX_LAYERS = 64  # per encoder (the decoder mirrors it): a mistyped or hostile config must not build for minutes
 
 
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a model; stored in every run's ``config.json``."""
+def option(default, help: str, choices: tuple[str, ...] | None = None):
+    """A part's option: a dataclass field whose help text (and choices) the CLI turns into a flag."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
-    model: str = "mlp"  # architecture and objective: a key of MODELS
-    input_shape: tuple[int, ...] = (1, 28, 28)  # one example's shape: (C, H, W) for images, (D,) for tables
-    latent_dim: int = 32  # size of the code z
-    hidden: tuple[int, ...] = (256,)  # fully connected body: encoder hidden widths (the decoder mirrors them)
-    activation: str = "relu"  # hidden-layer nonlinearity: a key of ACTIVATIONS
-    output: str = "sigmoid"  # "sigmoid" for data in [0, 1], "linear" for standardized data
-    body: str = "mlp"  # encoder/decoder of denoising, sparse and vae models: "mlp" or "conv"
-    channels: tuple[int, ...] = (32, 64)  # convolutional body: channels of each stride-2 conv layer
-    noise: str = "gaussian"  # denoising: "gaussian" (sigma), "masking" or "salt-pepper" (fraction of features)
-    noise_level: float = 0.3  # denoising: sigma of the Gaussian noise, or the fraction of features corrupted
-    sparsity: float = 1e-3  # sparse: weight of the L1 penalty on the codes
-    beta: float = 1.0  # vae: weight of the KL term
 
-    def validate(self) -> ModelConfig:
-        """Check every field, naming the bad value; returns self."""
-        if self.model not in MODELS:
-            raise ConfigError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
-        if not self.input_shape or any(int(d) < 1 for d in self.input_shape):
-            raise ConfigError(f"input_shape={self.input_shape} must be a non-empty tuple of positive sizes")
-        if self.latent_dim < 1:
-            raise ConfigError(f"latent_dim={self.latent_dim} must be a positive integer")
-        if any(int(h) < 1 for h in self.hidden):
-            raise ConfigError(f"hidden={self.hidden} must hold positive layer widths")
-        if not self.channels or any(int(c) < 1 for c in self.channels):
-            raise ConfigError(f"channels={self.channels} must hold positive channel counts")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
-        if self.output not in OUTPUTS:
-            raise ConfigError(f"output={self.output!r} must be one of {list(OUTPUTS)}")
-        if self.body not in BODIES:
-            raise ConfigError(f"body={self.body!r} must be one of {list(BODIES)}")
-        if self.noise not in NOISES:
-            raise ConfigError(f"noise={self.noise!r} must be one of {list(NOISES)}")
-        if not 0 <= self.noise_level < (math.inf if self.noise == "gaussian" else 1):
-            raise ConfigError(f"noise_level={self.noise_level} must be a sigma >= 0 for gaussian noise, "
-                              "a fraction in [0, 1) otherwise")  # fmt: skip
-        if not (self.sparsity >= 0 and math.isfinite(self.sparsity)):
-            raise ConfigError(f"sparsity={self.sparsity} must be zero or positive")
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise ConfigError(f"beta={self.beta} must be zero or positive")
-        convolutional = self.model == "conv" or (self.body == "conv" and self.model != "linear")
-        if convolutional and len(self.input_shape) != 3:
-            raise ConfigError(f"a convolutional model needs image data (C, H, W); this data has shape "
-                              f"{tuple(self.input_shape)}: use --model mlp or --body mlp")  # fmt: skip
-        widths = [math.prod(self.input_shape), *self.hidden, self.latent_dim]
-        n_weights = 2 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-        if n_weights > MAX_WEIGHTS:  # a hostile or mistyped config must not allocate terabytes
-            raise ConfigError(f"this model would have {n_weights:.3g} weights, more than the {MAX_WEIGHTS:.0e} allowed")
-        return self
+class Part:
+    """A body or an objective: a dataclass of its own options, with a ``kind`` name used in files and flags."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    kind: ClassVar[str]
+    help: ClassVar[str]
+
+    def validate(self, config: ModelConfig) -> None:
+        """Check this part's options (and that it suits ``config``); raise :class:`ConfigError` naming the value."""
+
+    def options(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{self.kind}({shown})"
+
+
+def _check_activation(activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+
+
+def _check_widths(name: str, values: tuple[int, ...], allow_empty: bool) -> None:
+    if (not values and not allow_empty) or any(not isinstance(v, int) or v < 1 for v in values):
+        raise ConfigError(f"{name}={values} must hold positive {'layer widths' if name == 'hidden' else 'counts'}")
+    if len(values) > MAX_LAYERS:
+        raise ConfigError(f"{name} lists {len(values)} layers; at most {MAX_LAYERS} are allowed")
 
 
 # ------------------------------------------------------------------------------------------ bodies
+class Body(Part):
+    """Builds the encoder (input -> ``code_width`` numbers) and the decoder (``latent_dim`` -> input-sized logits)."""
+
+    def build(self, config: ModelConfig, code_width: int) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+    def n_weights(self, config: ModelConfig, code_width: int) -> int:
+        """The number of weights :meth:`build` would allocate, computed without allocating them."""
+        raise NotImplementedError
+
+    def shape_input(self, x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
+        """``(N, ...)`` -> what the encoder takes (flat rows by default)."""
+        return x.reshape(len(x), math.prod(input_shape))
+
+    def default_output(self, unit_data: bool) -> str:
+        """The output nonlinearity for data in [0, 1] (``unit_data``) or standardized data."""
+        return "sigmoid" if unit_data else "linear"
+
+
 def mlp(widths: list[int], activation: str) -> nn.Sequential:
     """Linear layers of the given widths with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
@@ -94,6 +99,51 @@ def mlp(widths: list[int], activation: str) -> nn.Sequential:
         if i < len(widths) - 2:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+def _linear_weights(widths: list[int]) -> int:
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
+@dataclass
+class MLPBody(Body):
+    """Fully connected encoder and decoder; the decoder mirrors the encoder's widths."""
+
+    kind: ClassVar[str] = "mlp"
+    help: ClassVar[str] = "fully connected encoder and decoder (the chapter's)"
+    hidden: tuple[int, ...] = option((256,), "encoder hidden widths, e.g. 256,64 (the decoder mirrors them)")
+    activation: str = option("relu", "hidden-layer nonlinearity", tuple(ACTIVATIONS))
+
+    def validate(self, config):
+        _check_widths("hidden", self.hidden, allow_empty=True)
+        _check_activation(self.activation)
+
+    def build(self, config, code_width):
+        widths = [math.prod(config.input_shape), *self.hidden]
+        return mlp([*widths, code_width], self.activation), mlp([config.latent_dim, *reversed(widths)], self.activation)
+
+    def n_weights(self, config, code_width):
+        widths = [math.prod(config.input_shape), *self.hidden]
+        return _linear_weights([*widths, code_width]) + _linear_weights([config.latent_dim, *reversed(widths)])
+
+
+@dataclass
+class LinearBody(Body):
+    """One linear layer each way. With MSE and a linear output it learns PCA's subspace, so it keeps a linear
+    output whatever the data (give ``output="sigmoid"`` in Python for a logistic PCA)."""
+
+    kind: ClassVar[str] = "linear"
+    help: ClassVar[str] = "one linear layer each way: with MSE it learns PCA's subspace"
+
+    def build(self, config, code_width):
+        return mlp([math.prod(config.input_shape), code_width], "relu"), mlp([config.latent_dim, math.prod(config.input_shape)], "relu")
+
+    def n_weights(self, config, code_width):
+        d = math.prod(config.input_shape)
+        return _linear_weights([d, code_width]) + _linear_weights([config.latent_dim, d])
+
+    def default_output(self, unit_data):
+        return "linear"
 
 
 class ConvEncoder(nn.Module):
@@ -137,9 +187,331 @@ class ConvDecoder(nn.Module):
         return y[:, :, : self.input_shape[1], : self.input_shape[2]]
 
 
-# ------------------------------------------------------------------------------------------ models
+@dataclass
+class ConvBody(Body):
+    """Stride-2 3x3 convolutions and their transposed mirror, for images (C, H, W) of any H x W."""
+
+    kind: ClassVar[str] = "conv"
+    help: ClassVar[str] = "convolutional encoder and decoder for images (C, H, W) of any H x W"
+    channels: tuple[int, ...] = option((32, 64), "channels of each stride-2 conv layer, e.g. 32,64")
+    activation: str = option("relu", "hidden-layer nonlinearity", tuple(ACTIVATIONS))
+
+    def validate(self, config):
+        _check_widths("channels", self.channels, allow_empty=False)
+        _check_activation(self.activation)
+        if len(config.input_shape) != 3:
+            raise ConfigError(f"a convolutional body needs image data (C, H, W); this data has shape "
+                              f"{tuple(config.input_shape)}: use the mlp body")  # fmt: skip
+
+    def _feature_shape(self, config) -> tuple[int, int, int]:
+        _, h, w = config.input_shape
+        for _ in self.channels:
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return self.channels[-1], h, w
+
+    def build(self, config, code_width):
+        encoder = ConvEncoder(config.input_shape, self.channels, code_width, self.activation)
+        decoder = ConvDecoder(config.input_shape, self.channels, config.latent_dim, self.activation,
+                              encoder.feature_shape)  # fmt: skip
+        return encoder, decoder
+
+    def n_weights(self, config, code_width):
+        ins = [config.input_shape[0], *self.channels]
+        convs = 2 * sum(9 * a * b for a, b in zip(ins[:-1], ins[1:])) + sum(ins[1:]) + sum(ins[:-1])  # and mirror
+        features = math.prod(self._feature_shape(config))
+        return convs + _linear_weights([features, code_width]) + _linear_weights([config.latent_dim, features])
+
+    def shape_input(self, x, input_shape):
+        return x.reshape(len(x), *input_shape)
+
+
+# ------------------------------------------------------------------------------------------ objectives
+class Objective(Part):
+    """What the code is (``encode``) and what training minimises (``loss``); plain reconstruction by default."""
+
+    def code_width(self, latent_dim: int) -> int:
+        """Width of the encoder's output (a VAE's holds a mean and a log-variance per code unit)."""
+        return latent_dim
+
+    def bottleneck(self, latent_dim: int) -> nn.Module | None:
+        """Extra parameters between encoder and decoder (a VQ codebook), stored as ``bottleneck.*``."""
+        return None
+
+    def encode(self, model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+        return model.encoder(model.shaped(x))
+
+    def sample_codes(self, model: AutoEncoder, x: torch.Tensor) -> torch.Tensor:
+        """Codes as the decoder sees them in training (a VAE's are samples); compared with the prior."""
+        return self.encode(model, x)
+
+    def loss(self, model: AutoEncoder, x: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = model.decode_logits(self.encode(model, x))
+        return reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output), {}
+
+
+@dataclass
+class Plain(Objective):
+    """Reconstruction error alone: the chapter's objective."""
+
+    kind: ClassVar[str] = "plain"
+    help: ClassVar[str] = "reconstruction error alone (the chapter's)"
+
+
+@dataclass
+class Denoising(Objective):
+    """Reconstruct the clean input from a corrupted copy (Vincent et al. 2008)."""
+
+    kind: ClassVar[str] = "denoising"
+    help: ClassVar[str] = "reconstructs clean inputs from corrupted ones"
+    noise: str = option("gaussian", "kind of corruption", NOISES)
+    noise_level: float = option(0.3, "sigma of gaussian noise, or the fraction of features masked / salt-and-peppered")
+
+    def validate(self, config):
+        if self.noise not in NOISES:
+            raise ConfigError(f"noise={self.noise!r} must be one of {list(NOISES)}")
+        if not 0 <= self.noise_level < (math.inf if self.noise == "gaussian" else 1):
+            raise ConfigError(f"noise_level={self.noise_level} must be a sigma >= 0 for gaussian noise, "
+                              "a fraction in [0, 1) otherwise")  # fmt: skip
+
+    def loss(self, model, x, kind):
+        logits = model.decode_logits(self.encode(model, corrupt(x, self, model.config.output)))
+        return reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output), {}
+
+
+@dataclass
+class Sparse(Objective):
+    """Reconstruction plus ``sparsity`` times the mean absolute code (an L1 penalty)."""
+
+    kind: ClassVar[str] = "sparse"
+    help: ClassVar[str] = "L1 penalty on the codes"
+    sparsity: float = option(1e-3, "weight of the L1 penalty on the codes")
+
+    def validate(self, config):
+        if not (self.sparsity >= 0 and math.isfinite(self.sparsity)):
+            raise ConfigError(f"sparsity={self.sparsity} must be zero or positive")
+
+    def loss(self, model, x, kind):
+        z = self.encode(model, x)
+        logits = model.decode_logits(z)
+        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output)
+        l1 = z.abs().mean()
+        return recon + self.sparsity * l1, {"recon": recon, "l1": l1}
+
+
+@dataclass
+class Variational(Objective):
+    """A VAE (Kingma & Welling 2014): Gaussian q(z|x), reparameterized samples, KL to N(0, I) weighted by ``beta``.
+
+    ``encode`` returns the posterior mean. The loss is per example: the reconstruction summed over features
+    (MSE or BCE) plus ``beta`` times the KL divergence, averaged over the batch (the negative ELBO for beta=1).
+    """
+
+    kind: ClassVar[str] = "vae"
+    help: ClassVar[str] = "variational: Gaussian encoder, KL term to N(0, I); decoding random z gives data"
+    beta: float = option(1.0, "weight of the KL term")
+
+    def validate(self, config):
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ConfigError(f"beta={self.beta} must be zero or positive")
+
+    def code_width(self, latent_dim):
+        return 2 * latent_dim
+
+    def posterior(self, model, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z|x), each ``(N, latent_dim)``."""
+        mean, log_var = model.encoder(model.shaped(x)).chunk(2, dim=1)
+        return mean, log_var.clamp(-30, 20)
+
+    def encode(self, model, x):
+        return self.posterior(model, x)[0]
+
+    def sample_codes(self, model, x):
+        mean, log_var = self.posterior(model, x)
+        return mean + torch.randn_like(mean) * (0.5 * log_var).exp()
+
+    def loss(self, model, x, kind):
+        mean, log_var = self.posterior(model, x)
+        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
+        logits = model.decode_logits(z)
+        d = logits[0].numel()
+        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output) * d  # per example
+        kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
+        return recon + self.beta * kl, {"recon": recon, "kl": kl}
+
+
+class Codebook(nn.Module):
+    """``size`` learned vectors of ``dim`` numbers; ``quantize`` snaps each slice of a code to its nearest one."""
+
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        self.vectors = nn.Parameter(torch.empty(size, dim).uniform_(-1 / size, 1 / size))  # (K, d), as the paper's code
+
+    def quantize(self, z: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest codebook vectors of ``z`` (N, groups * d), and their indices (N, groups)."""
+        flat = z.reshape(-1, self.vectors.shape[1])  # (N * groups, d)
+        distances = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.vectors.T + self.vectors.pow(2).sum(1)
+        index = distances.argmin(1)
+        return self.vectors[index].reshape(z.shape), index.reshape(len(z), groups)
+
+
+@dataclass
+class VectorQuantized(Objective):
+    """VQ-VAE's bottleneck (van den Oord et al. 2017), for one code vector per example.
+
+    The code is cut into ``groups`` slices; each snaps to its nearest of ``codebook_size`` shared codebook
+    vectors, so a code is ``groups`` discrete symbols (``codebook_size ** groups`` possible codes). The decoder
+    sees the snapped code; the gradient passes straight through to the encoder. The loss adds the codebook term
+    ``||sg[z_e] - e||^2`` and ``commitment`` times ``||z_e - sg[e]||^2`` (per element, like the reconstruction).
+    ``encode`` returns the snapped code.
+    """
+
+    kind: ClassVar[str] = "vq"
+    help: ClassVar[str] = "vector quantization (VQ-VAE): codes snap to a learned codebook"
+    codebook_size: int = option(512, "number of codebook vectors")
+    groups: int = option(8, "slices of the code, each quantized on its own (must divide the code size)")
+    commitment: float = option(0.25, "weight of the commitment loss (the paper's beta)")
+
+    def validate(self, config):
+        if not (isinstance(self.codebook_size, int) and 1 <= self.codebook_size <= 2**20):
+            raise ConfigError(f"codebook_size={self.codebook_size} must be an integer from 1 to {2**20}")
+        if not (isinstance(self.groups, int) and self.groups >= 1 and config.latent_dim % self.groups == 0):
+            raise ConfigError(f"groups={self.groups} must be a positive divisor of the code size "
+                              f"latent_dim={config.latent_dim}")  # fmt: skip
+        if not (self.commitment >= 0 and math.isfinite(self.commitment)):
+            raise ConfigError(f"commitment={self.commitment} must be zero or positive")
+
+    def bottleneck(self, latent_dim):
+        return Codebook(self.codebook_size, latent_dim // self.groups)
+
+    def symbols(self, model, x) -> torch.Tensor:
+        """The discrete code of each example: ``(N, groups)`` codebook indices."""
+        return model.bottleneck.quantize(model.encoder(model.shaped(x)), self.groups)[1]
+
+    def encode(self, model, x):
+        return model.bottleneck.quantize(model.encoder(model.shaped(x)), self.groups)[0]
+
+    def loss(self, model, x, kind):
+        z_e = model.encoder(model.shaped(x))
+        z_q, _ = model.bottleneck.quantize(z_e, self.groups)
+        codebook = F.mse_loss(z_q, z_e.detach())
+        commit = F.mse_loss(z_e, z_q.detach())
+        logits = model.decode_logits(z_e + (z_q - z_e).detach())  # straight-through gradient
+        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output)
+        return recon + codebook + self.commitment * commit, {"recon": recon, "codebook": codebook, "commitment": commit}
+
+
+BODIES: dict[str, type[Body]] = {cls.kind: cls for cls in (MLPBody, ConvBody, LinearBody)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.kind: cls for cls in (Plain, Denoising, Sparse, Variational,
+                                                                     VectorQuantized)}  # fmt: skip
+
+# The names users type, each a (body, objective) pair.
+SHORTCUTS: dict[str, tuple[str, str]] = {
+    "mlp": ("mlp", "plain"),
+    "conv": ("conv", "plain"),
+    "linear": ("linear", "plain"),
+    "denoising": ("mlp", "denoising"),
+    "sparse": ("mlp", "sparse"),
+    "vae": ("mlp", "vae"),
+    "vq": ("mlp", "vq"),
+}
+
+
+# ------------------------------------------------------------------------------------------ config
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in every run's ``config.json``."""
+
+    input_shape: tuple[int, ...] = (1, 28, 28)  # one example's shape: (C, H, W) for images, (D,) for tables
+    latent_dim: int = 32  # size of the code z
+    output: str = "sigmoid"  # "sigmoid" for data in [0, 1], "linear" for standardized data
+    body: Body = field(default_factory=MLPBody)  # the encoder/decoder architecture
+    objective: Objective = field(default_factory=Plain)  # what training minimises
+
+    def validate(self) -> ModelConfig:
+        """Check every field, naming the bad value; returns self."""
+        if not self.input_shape or any(not isinstance(d, int) or d < 1 for d in self.input_shape):
+            raise ConfigError(f"input_shape={self.input_shape} must be a non-empty tuple of positive sizes")
+        if not isinstance(self.latent_dim, int) or self.latent_dim < 1:
+            raise ConfigError(f"latent_dim={self.latent_dim} must be a positive integer")
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"output={self.output!r} must be one of {list(OUTPUTS)}")
+        if not isinstance(self.body, Body) or not isinstance(self.objective, Objective):
+            raise ConfigError(f"body={self.body!r} and objective={self.objective!r} must be a Body and an Objective")
+        self.body.validate(self)
+        self.objective.validate(self)
+        n_weights = self.body.n_weights(self, self.objective.code_width(self.latent_dim))
+        if n_weights > MAX_WEIGHTS:  # a hostile or mistyped config must not allocate terabytes
+            raise ConfigError(f"this model would have {n_weights:.3g} weights, more than the {MAX_WEIGHTS:.0e} allowed")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The shortcut for this pair if there is one (``vae``), else ``body+objective`` (``conv+vae``)."""
+        pair = (self.body.kind, self.objective.kind)
+        return next((name for name, p in SHORTCUTS.items() if p == pair), "+".join(pair))
+
+
+def option_owners(name: str) -> list[str]:
+    """The parts that have an option called ``name``, as "the vae objective", "the mlp body"."""
+    owners = [f"the {c.kind} body" for c in BODIES.values() if name in {f.name for f in fields(c)}]
+    return owners + [f"the {c.kind} objective" for c in OBJECTIVES.values() if name in {f.name for f in fields(c)}]
+
+
+def make_config(model: str | None = None, *, body: str | Body | None = None, objective: str | Objective | None = None,
+                base: ModelConfig | None = None, spell=repr, **options) -> ModelConfig:  # fmt: skip
+    """A :class:`ModelConfig` from a shortcut and flat options, each option routed to the part it belongs to.
+
+    ``model`` is a key of :data:`SHORTCUTS` (a body and an objective); ``body`` and ``objective`` (kind names or
+    instances) override its parts. Starts from ``base`` (default: ``ModelConfig()``): a part whose kind stays
+    keeps its options, a part whose kind changes starts from that kind's defaults. ``options`` are
+    ``input_shape``, ``latent_dim``, ``output`` or any option of the chosen parts; one that belongs to neither
+    part is refused with a :class:`ConfigError` naming the parts it belongs to (``spell`` writes the option's
+    name in that message: the CLI gives its flag).
+
+    >>> make_config("vae", body="conv", beta=4.0, channels=(16, 32)).objective
+    Variational(beta=4.0)
+    """
+    config = base or ModelConfig()
+    body_kind, objective_kind = config.body.kind, config.objective.kind
+    if model is not None:
+        if model not in SHORTCUTS:
+            raise ConfigError(f"unknown model {model!r}; choose one of {sorted(SHORTCUTS)}")
+        body_kind, objective_kind = SHORTCUTS[model]
+    new_body = _part(body if body is not None else body_kind, config.body, BODIES, "body")
+    new_objective = _part(objective if objective is not None else objective_kind, config.objective, OBJECTIVES,
+                          "objective")  # fmt: skip
+    top, body_options, objective_options = {}, {}, {}
+    body_fields = {f.name for f in fields(new_body)}
+    objective_fields = {f.name for f in fields(new_objective)}
+    for name, value in options.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        if name in ("input_shape", "latent_dim", "output"):
+            top[name] = value
+        elif name in body_fields:
+            body_options[name] = value
+        elif name in objective_fields:
+            objective_options[name] = value
+        else:
+            owners = option_owners(name)
+            where = f"it belongs to {' and '.join(owners)}" if owners else "no body or objective has it"
+            raise ConfigError(f"option {spell(name)} does not apply to a {new_body.kind} body with the "
+                              f"{new_objective.kind} objective: {where}")  # fmt: skip
+    return replace(config, **top, body=replace(new_body, **body_options),
+                   objective=replace(new_objective, **objective_options)).validate()  # fmt: skip
+
+
+def _part(choice, current, registry: dict, what: str):
+    if isinstance(choice, Part):
+        return choice
+    if choice not in registry:
+        raise ConfigError(f"unknown {what} {choice!r}; choose one of {sorted(registry)}")
+    return current if current.kind == choice else registry[choice]()
+
+
+# ------------------------------------------------------------------------------------------ the model
 class AutoEncoder(nn.Module):
-    """A plain autoencoder: the chapter's model (784-256-32-256-784 by default).
+    """An autoencoder: a body's encoder and decoder, trained on an objective (the chapter's model by default).
 
     Parameters
     ----------
@@ -147,85 +519,64 @@ class AutoEncoder(nn.Module):
         Shape of one example. Inputs may be given as ``(N, *input_shape)`` or flattened ``(N, D)``.
     latent_dim : int, default 32
         Size of the code ``z``.
-    hidden : tuple of int, default (256,)
-        Widths of the encoder's hidden layers (fully connected body); the decoder uses them in reverse.
-    activation : str, default "relu"
-        Nonlinearity between layers.
+    hidden : tuple of int, optional
+        Shorthand for ``body=MLPBody(hidden=...)``: encoder hidden widths, mirrored by the decoder. Default (256,).
+    activation : str, optional
+        Shorthand for ``body=MLPBody(activation=...)``. Default "relu".
     output : {"sigmoid", "linear"}, default "sigmoid"
         Sigmoid for data in [0, 1] (pixels), linear for standardized data.
-    body : {"mlp", "conv"}, default "mlp"
-        Fully connected or convolutional encoder and decoder.
-    channels : tuple of int, default (32, 64)
-        Channels of the convolutional body's stride-2 layers.
+    body : Body, optional
+        :class:`MLPBody` (default), :class:`ConvBody` or :class:`LinearBody`.
+    objective : Objective, optional
+        :class:`Plain` (default), :class:`Denoising`, :class:`Sparse`, :class:`Variational` or
+        :class:`VectorQuantized`.
     """
 
-    default_body = "mlp"
-
-    def __init__(
-        self,
-        input_shape: tuple[int, ...] = (1, 28, 28),
-        latent_dim: int = 32,
-        hidden: tuple[int, ...] = (256,),
-        activation: str = "relu",
-        output: str = "sigmoid",
-        body: str | None = None,
-        channels: tuple[int, ...] = (32, 64),
-        **objective,
-    ):
+    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), latent_dim: int = 32,
+                 hidden: tuple[int, ...] | None = None, activation: str | None = None, output: str = "sigmoid", *,
+                 body: Body | None = None, objective: Objective | None = None):  # fmt: skip
         super().__init__()
-        self.config = ModelConfig(
-            model=model_name(type(self)),
-            input_shape=tuple(int(d) for d in input_shape),
-            latent_dim=int(latent_dim),
-            hidden=tuple(int(h) for h in hidden),
-            activation=activation,
-            output=output,
-            body=body or self.default_body,
-            channels=tuple(int(c) for c in channels),
-            **objective,
-        ).validate()
+        shorthand = {k: v for k, v in (("hidden", hidden), ("activation", activation)) if v is not None}
+        if body is not None and shorthand:
+            raise ConfigError(f"give {sorted(shorthand)} inside the body (e.g. MLPBody(hidden=...)), not beside it")
+        if body is None:
+            body = MLPBody(**{k: tuple(int(h) for h in v) if k == "hidden" else v for k, v in shorthand.items()})
+        self.config = ModelConfig(tuple(int(d) for d in input_shape), int(latent_dim), output, body,
+                                  objective if objective is not None else Plain()).validate()  # fmt: skip
         self.input_shape = self.config.input_shape
         self.input_dim = math.prod(self.input_shape)
-        self.encoder, self.decoder = self.build_body(self.code_width())
+        self.encoder, self.decoder = body.build(self.config, self.config.objective.code_width(self.config.latent_dim))
+        bottleneck = self.config.objective.bottleneck(self.config.latent_dim)
+        if bottleneck is not None:
+            self.bottleneck = bottleneck
 
-    def code_width(self) -> int:
-        """Width of the encoder's output (a VAE's holds a mean and a log-variance per code unit)."""
-        return self.config.latent_dim
-
-    def build_body(self, code: int) -> tuple[nn.Module, nn.Module]:
-        cfg = self.config
-        if cfg.body == "conv":
-            encoder = ConvEncoder(cfg.input_shape, cfg.channels, code, cfg.activation)
-            decoder = ConvDecoder(cfg.input_shape, cfg.channels, cfg.latent_dim, cfg.activation,
-                                  encoder.feature_shape)  # fmt: skip
-            return encoder, decoder
-        widths = [self.input_dim, *cfg.hidden]
-        return mlp([*widths, code], cfg.activation), mlp([cfg.latent_dim, *reversed(widths)], cfg.activation)
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> AutoEncoder:
+        return cls(config.input_shape, config.latent_dim, output=config.output, body=config.body,
+                   objective=config.objective)  # fmt: skip
 
     def shaped(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, *input_shape)`` or ``(N, D)`` -> what the body takes: ``(N, D)`` or ``(N, C, H, W)``."""
+        """``(N, *input_shape)`` or ``(N, D)`` -> what the encoder takes: ``(N, D)`` or ``(N, C, H, W)``."""
         if x.ndim < 2 or math.prod(x.shape[1:]) != self.input_dim:
             raise ValueError(f"expected input of shape (N, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
-        return x.reshape(len(x), *self.input_shape) if self.config.body == "conv" else x.reshape(len(x), self.input_dim)
+        return self.config.body.shape_input(x, self.input_shape)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes ``(N, latent_dim)`` of inputs ``(N, *input_shape)`` or ``(N, D)``."""
-        return self.encoder(self.shaped(x))
+        return self.config.objective.encode(self, x)
 
     def sample_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Codes as the decoder sees them in training (a VAE's are samples); used to compare with the prior."""
-        return self.encode(x)
+        return self.config.objective.sample_codes(self, x)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's output before the output nonlinearity, ``(N, *input_shape)``."""
         return self.decoder(z).reshape(len(z), *self.input_shape)
 
-    def output_activation(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.config.output == "sigmoid" else logits
-
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstructions ``(N, *input_shape)`` of codes ``(N, latent_dim)``."""
-        return self.output_activation(self.decode_logits(z))
+        logits = self.decode_logits(z)
+        return torch.sigmoid(logits) if self.config.output == "sigmoid" else logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x``, in ``x``'s shape."""
@@ -235,107 +586,31 @@ class AutoEncoder(nn.Module):
         """The training objective on a batch, and its named parts when it has several (scalar tensors).
 
         ``"mse"`` is the mean squared error per element (``nn.MSELoss``); ``"bce"`` the binary cross-entropy per
-        element, computed from the logits for numerical stability.
+        element, computed from the logits for numerical stability (a VAE sums them over features).
         """
-        logits = self.decode_logits(self.encode(x))
-        return reconstruction_loss(logits, x.reshape(logits.shape), kind, self.config.output), {}
+        return self.config.objective.loss(self, x, kind)
 
 
-class ConvAutoEncoder(AutoEncoder):
-    """A plain autoencoder with a convolutional encoder and decoder (images of any H x W)."""
-
-    default_body = "conv"
-
-    def __init__(self, input_shape=(1, 28, 28), latent_dim=32, activation="relu", output="sigmoid",
-                 channels=(32, 64)):  # fmt: skip
-        super().__init__(input_shape, latent_dim, (), activation, output, "conv", channels)
+def build_model(config: ModelConfig) -> AutoEncoder:
+    """Rebuild a model from its config (the inverse of ``model.config``)."""
+    return AutoEncoder.from_config(config)
 
 
-class DenoisingAutoEncoder(AutoEncoder):
-    """Trained to reconstruct clean inputs from corrupted ones (``noise``, ``noise_level``)."""
-
-    def __init__(self, input_shape=(1, 28, 28), latent_dim=32, hidden=(256,), activation="relu", output="sigmoid",
-                 body="mlp", channels=(32, 64), noise="gaussian", noise_level=0.3):  # fmt: skip
-        super().__init__(input_shape, latent_dim, hidden, activation, output, body, channels, noise=noise,
-                         noise_level=noise_level)  # fmt: skip
-
-    def loss(self, x, kind="mse"):
-        logits = self.decode_logits(self.encode(corrupt(x, self.config)))
-        return reconstruction_loss(logits, x.reshape(logits.shape), kind, self.config.output), {}
-
-
-class SparseAutoEncoder(AutoEncoder):
-    """Reconstruction plus ``sparsity`` times the mean absolute code (an L1 penalty)."""
-
-    def __init__(self, input_shape=(1, 28, 28), latent_dim=32, hidden=(256,), activation="relu", output="sigmoid",
-                 body="mlp", channels=(32, 64), sparsity=1e-3):  # fmt: skip
-        super().__init__(input_shape, latent_dim, hidden, activation, output, body, channels, sparsity=sparsity)
-
-    def loss(self, x, kind="mse"):
-        z = self.encode(x)
-        logits = self.decode_logits(z)
-        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, self.config.output)
-        l1 = z.abs().mean()
-        return recon + self.config.sparsity * l1, {"recon": recon, "l1": l1}
-
-
-class LinearAutoEncoder(AutoEncoder):
-    """One linear encoder layer and one linear decoder layer, linear output: with MSE it learns PCA's subspace."""
-
-    def __init__(self, input_shape=(1, 28, 28), latent_dim=32):
-        super().__init__(input_shape, latent_dim, (), "relu", "linear", "mlp")
-
-
-class VariationalAutoEncoder(AutoEncoder):
-    """A VAE: Gaussian encoder q(z|x), reparameterized samples, KL to N(0, I) weighted by ``beta``.
-
-    ``encode`` returns the posterior mean. The loss is per example: the reconstruction summed over features
-    (MSE or BCE) plus ``beta`` times the KL divergence, averaged over the batch (the negative ELBO for beta=1).
-    """
-
-    def __init__(self, input_shape=(1, 28, 28), latent_dim=32, hidden=(256,), activation="relu", output="sigmoid",
-                 body="mlp", channels=(32, 64), beta=1.0):  # fmt: skip
-        super().__init__(input_shape, latent_dim, hidden, activation, output, body, channels, beta=beta)
-
-    def code_width(self) -> int:
-        return 2 * self.config.latent_dim
-
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of q(z|x), each ``(N, latent_dim)``."""
-        mean, log_var = self.encoder(self.shaped(x)).chunk(2, dim=1)
-        return mean, log_var.clamp(-30, 20)
-
-    def encode(self, x):
-        return self.posterior(x)[0]
-
-    def sample_codes(self, x):
-        mean, log_var = self.posterior(x)
-        return mean + torch.randn_like(mean) * (0.5 * log_var).exp()
-
-    def loss(self, x, kind="mse"):
-        mean, log_var = self.posterior(x)
-        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
-        logits = self.decode_logits(z)
-        d = logits[0].numel()
-        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, self.config.output) * d  # per example
-        kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
-        return recon + self.config.beta * kl, {"recon": recon, "kl": kl}
-
-
-def corrupt(x: torch.Tensor, config: ModelConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply the denoising model's noise to a batch (clipped to [0, 1] for data in [0, 1])."""
-    level = config.noise_level
-    if config.noise == "gaussian":
+def corrupt(x: torch.Tensor, noise: Denoising, output: str = "sigmoid",
+            generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    """Apply a denoising objective's noise to a batch (clipped to [0, 1] for data in [0, 1], ``output="sigmoid"``)."""
+    level = noise.noise_level
+    if noise.noise == "gaussian":
         noisy = x + level * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     else:
         hit = torch.rand(x.shape, generator=generator, device=x.device) < level
-        if config.noise == "masking":
+        if noise.noise == "masking":
             noisy = x.masked_fill(hit, 0.0)
         else:  # salt-pepper: half the hit features to the low end, half to the high end
             high = torch.rand(x.shape, generator=generator, device=x.device) < 0.5
-            low_value, high_value = (0.0, 1.0) if config.output == "sigmoid" else (float(x.min()), float(x.max()))
+            low_value, high_value = (0.0, 1.0) if output == "sigmoid" else (float(x.min()), float(x.max()))
             noisy = torch.where(hit, torch.where(high, high_value, low_value), x).to(x.dtype)
-    return noisy.clamp(0, 1) if config.output == "sigmoid" else noisy
+    return noisy.clamp(0, 1) if output == "sigmoid" else noisy
 
 
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, output: str) -> torch.Tensor:
@@ -349,54 +624,24 @@ def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, output
     raise ConfigError(f"unknown loss {kind!r}; choose one of {list(LOSSES)}")
 
 
-MODELS: dict[str, type[AutoEncoder]] = {
-    "mlp": AutoEncoder,
-    "conv": ConvAutoEncoder,
-    "denoising": DenoisingAutoEncoder,
-    "sparse": SparseAutoEncoder,
-    "linear": LinearAutoEncoder,
-    "vae": VariationalAutoEncoder,
-}
-MODEL_HELP = {
-    "mlp": "fully connected encoder/decoder (the chapter's model)",
-    "conv": "convolutional encoder/decoder for images of any HxW",
-    "denoising": "reconstructs clean inputs from corrupted ones (--noise, --noise-level; --body mlp|conv)",
-    "sparse": "L1 penalty on the codes (--sparsity; --body mlp|conv)",
-    "linear": "one linear layer each way with MSE: learns the PCA subspace",
-    "vae": "variational autoencoder: Gaussian encoder, KL term weighted by --beta (--body mlp|conv)",
-}
-
-# Named architectures (--preset): model fields, and training settings the preset is known to need.
+# Named architectures (--preset): a model config, and training settings the preset is known to need.
 PRESETS: dict[str, dict] = {
     "chapter": {
         "help": "784-256-32, the chapter's two-layer encoder and decoder (default)",
-        "model": {"hidden": (256,), "latent_dim": 32},
+        "model": ModelConfig(latent_dim=32, body=MLPBody(hidden=(256,))),
     },
     "funnel": {
         "help": "784-256-64-16, the chapter's worked example",
-        "model": {"hidden": (256, 64), "latent_dim": 16},
+        "model": ModelConfig(latent_dim=16, body=MLPBody(hidden=(256, 64))),
     },
     "hinton2006": {
         "help": "784-1000-500-250-30, Hinton & Salakhutdinov 2006's deep autoencoder",
-        "model": {"hidden": (1000, 500, 250), "latent_dim": 30},
+        "model": ModelConfig(latent_dim=30, body=MLPBody(hidden=(1000, 500, 250))),
     },
     "conv30": {
         "help": "convolutional, 30-D code, cosine schedule, 40 epochs: beats the paper's 3.00 SSE/image "
         "(README, results)",
-        "model": {"model": "conv", "latent_dim": 30, "channels": (32, 64)},
+        "model": ModelConfig(latent_dim=30, body=ConvBody(channels=(32, 64))),
         "train": {"epochs": 40, "lr": 2e-3, "schedule": "cosine"},
     },
 }
-
-
-def model_name(cls: type) -> str:
-    """The MODELS name of ``cls`` or of its nearest registered base class (so subclasses still rebuild)."""
-    return next((name for base in cls.__mro__ for name, c in MODELS.items() if c is base), cls.__name__.lower())
-
-
-def build_model(config: ModelConfig) -> AutoEncoder:
-    """Rebuild a model from its config (the inverse of ``model.config``)."""
-    config.validate()
-    cls = MODELS[config.model]
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{name: value for name, value in config.to_dict().items() if name in accepted and name != "model"})

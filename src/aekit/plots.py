@@ -15,12 +15,11 @@ from matplotlib.ticker import MaxNLocator
 
 from .data import Data
 from .errors import DataError
-from .evaluate import batched, encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
-from .models import AutoEncoder
+from .evaluate import batched, codebook_counts, encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
+from .models import AutoEncoder, Denoising, ModelConfig, Objective, VectorQuantized, corrupt
 
 log = logging.getLogger(__name__)
 
-KINDS = ("reconstructions", "samples", "latent", "interpolation", "curves", "denoising")  # and error-vs-dim
 
 
 def save(fig: Figure, path: str | Path | None) -> Figure:
@@ -92,12 +91,12 @@ def reconstructions(model: AutoEncoder, data: Data, n: int = 6, seed: int = 0, p
 def denoising(model: AutoEncoder, data: Data, n: int = 8, seed: int = 0, path=None) -> Figure:
     """Corrupted test images (top), the model's denoised outputs, and the clean images, with each row's PSNR."""
     from .evaluate import reconstruction_metrics
-    from .models import corrupt
 
     _require_images(model, "denoising")
     index = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
     clean = data.x_test[index]
-    noisy = corrupt(clean, model.config, torch.Generator().manual_seed(seed))
+    noise = model.config.objective
+    noisy = corrupt(clean, noise, model.config.output, torch.Generator().manual_seed(seed))
     rows = [("noisy", noisy), ("denoised", reconstruct(model, noisy)), ("clean", clean)]
     fig = Figure(figsize=(1.3 * n + 2.2, 4.2))
     axes = fig.subplots(3, n, squeeze=False)
@@ -108,7 +107,7 @@ def denoising(model: AutoEncoder, data: Data, n: int = 8, seed: int = 0, path=No
         if r < 2:
             psnr = reconstruction_metrics(clean, images, unit=True)["psnr"]
             axes[r, -1].text(1.08, 0.5, f"PSNR {psnr:.1f} dB", transform=axes[r, -1].transAxes, va="center", fontsize=9)
-    fig.suptitle(f"Denoising: {model.config.noise} noise, level {model.config.noise_level:g}")
+    fig.suptitle(f"Denoising: {noise.noise} noise, level {noise.noise_level:g}")
     return save(fig, path)
 
 
@@ -250,3 +249,62 @@ def error_vs_dim(dims: list[int], ae_sse: list[float], pca_sse: list[float], epo
     ax.grid(alpha=0.3)
     ax.legend()
     return save(fig, path)
+
+
+def codebook(model: AutoEncoder, data: Data, path=None) -> Figure:
+    """How often each codebook vector of a VQ model is used on the test set, most used first."""
+    counts = codebook_counts(model, data.x_test).double()
+    share = (counts / counts.sum()).sort(descending=True).values.numpy()
+    p = share[share > 0]
+    used, perplexity = int((share > 0).sum()), float(np.exp(-(p * np.log(p)).sum()))
+    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(np.arange(len(share)), share, width=1.0, color="tab:blue")
+    ax.set_xlabel("codebook vectors, most used first")
+    ax.set_ylabel("share of test symbols")
+    ax.set_title(f"Codebook usage: {used} of {len(share)} vectors used, perplexity {perplexity:.1f}")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------ the figure registry
+# name -> (draw(model, data, history, metrics, path), needs image data). Every model gets the common figures;
+# a body or an objective adds its own, keyed by its class. `aekit plot` and the report both read this.
+COMMON_FIGURES = {
+    "reconstructions": (lambda model, data, history, metrics, path: reconstructions(model, data, path=path), True),
+    "samples": (lambda model, data, history, metrics, path: samples(model, data, path=path), True),
+    "latent": (lambda model, data, history, metrics, path: latent(model, data, path=path), False),
+    "interpolation": (lambda model, data, history, metrics, path: interpolation(model, data, path=path), True),
+    "curves": (lambda model, data, history, metrics, path: curves(history, metrics.get("pca_test_sse_per_image"),
+                                                                  path=path), False),  # fmt: skip
+}
+PART_FIGURES = {
+    Denoising: {"denoising": (lambda model, data, history, metrics, path: denoising(model, data, path=path), True)},
+    VectorQuantized: {"codebook": (lambda model, data, history, metrics, path: codebook(model, data, path=path),
+                                   False)},  # fmt: skip
+}
+KINDS = (*COMMON_FIGURES, *(name for figures in PART_FIGURES.values() for name in figures))  # and error-vs-dim
+
+
+def figures_for(config: ModelConfig) -> dict[str, tuple]:
+    """The figures that apply to a model: the common ones and its body's and objective's, less those that need
+    image data when its input is not an image."""
+    figures = dict(COMMON_FIGURES)
+    for part in (config.body, config.objective):
+        figures.update(PART_FIGURES.get(type(part), {}))
+    return {name: entry for name, entry in figures.items() if not entry[1] or is_image_data(config.input_shape)}
+
+
+def draw(kind: str, model: AutoEncoder, data: Data | None, history: list[dict], metrics: dict, path=None) -> Figure:
+    """Draw figure ``kind`` for a model; a kind that does not apply to it is refused with the reason."""
+    figures = figures_for(model.config)
+    if kind not in figures:
+        owners = [f"the {part.kind} {'objective' if issubclass(part, Objective) else 'body'}"
+                  for part, names in PART_FIGURES.items() if kind in names]  # fmt: skip
+        if owners:
+            raise DataError(f"the {kind} figure belongs to {' and '.join(owners)}; this model is {model.config.name}")
+        raise DataError(f"the {kind} figure needs image data (C, H, W); this model's input is "
+                        f"{model.config.input_shape}")  # fmt: skip
+    if kind == "curves" and not history:
+        raise DataError("the curves figure needs a history: this run has no finished epoch")
+    return figures[kind][0](model, data, history, metrics, path)

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from . import checkpoint, plots
+from .checkpoint import RunDir
 from .data import atomic_write_bytes
 from .evaluate import METRIC_NAMES, NEAR_ZERO
 
@@ -31,6 +32,9 @@ CAPTIONS = {
     "against the clean ones. Look at whether the noise is gone and the strokes are kept.",
     "curves": "Training loss and test error per epoch; on the right the test SSE per image against PCA's. "
     "Look for the gap between the curves (overfitting) and whether the last epochs still improve.",
+    "codebook": "How often each codebook vector is chosen for the test set, most used first. A codebook that "
+    "collapses onto a few vectors wastes its capacity; the perplexity is the number of equally used vectors "
+    "the usage is worth.",
     "error-vs-dim": "Test SSE per image against code size for the autoencoder and PCA. Look at how many PCA "
     "components the autoencoder's error is worth.",
 }
@@ -42,6 +46,8 @@ EXTRA_METRICS = {
     "denoise_test_mse_per_pixel_noisy": "MSE per feature of the noisy test data",
     "denoise_test_mse_per_pixel_denoised": "MSE per feature of the denoised test data",
     "linear_max_principal_angle_deg": "largest principal angle between the decoder's columns and PCA's subspace (deg)",
+    "vq_codebook_usage": "share of the codebook's vectors used on the test set",
+    "vq_perplexity": "perplexity of the codebook symbols on the test set (exp of their entropy)",
 }
 HEADS = {"test_mse_per_pixel": "MSE / pixel", "test_sse_per_image": "SSE / image", "test_bce_per_pixel": "BCE / pixel",
          "psnr": "PSNR (dB)"}  # fmt: skip
@@ -53,38 +59,31 @@ img{max-width:100%;border:1px solid #eee}figcaption{color:#555;max-width:900px}c
 
 
 def make_figures(run_path: str | Path) -> dict[str, Path]:
-    """Draw every figure that applies to the run into ``RUN/figures/`` and return name -> PNG path."""
+    """Draw every figure that applies to the run (``plots.figures_for``) into ``RUN/figures/``; name -> PNG path."""
     from .runs import load_run
 
     run = load_run(run_path)
-    data = run.data()
+    rundir = RunDir(run_path)
+    data, history, metrics = run.data(), rundir.read_history(), rundir.read_metrics()
     folder = Path(run_path) / "figures"
-    history = checkpoint.read_history(run_path)
-    metrics = _read_metrics(run_path)
     made = {}
-    drawers = {
-        "reconstructions": lambda p: plots.reconstructions(run.model, data, path=p),
-        "samples": lambda p: plots.samples(run.model, data, path=p),
-        "latent": lambda p: plots.latent(run.model, data, path=p),
-        "interpolation": lambda p: plots.interpolation(run.model, data, path=p),
-        "curves": lambda p: plots.curves(history, metrics.get("pca_test_sse_per_image"), path=p),
-    }
-    if run.model_config.model == "denoising":
-        drawers["denoising"] = lambda p: plots.denoising(run.model, data, path=p)
-    for name, draw in drawers.items():
-        if name != "curves" and name != "latent" and not plots.is_image_data(run.model_config.input_shape):
-            continue  # image figures do not apply to tabular data
+    for name in plots.figures_for(run.model_config):
+        if name == "curves" and not history:
+            continue
         log.info("drawing %s", name)
-        draw(folder / name)
+        plots.draw(name, run.model, data, history, metrics, folder / name)
         made[name] = folder / f"{name}.png"
     if (folder / "error-vs-dim.png").is_file():
         made["error-vs-dim"] = folder / "error-vs-dim.png"
     return made
 
 
-def _read_metrics(run_path) -> dict:
-    path = Path(run_path) / checkpoint.METRICS
-    return checkpoint.read_json(path) if path.is_file() else {}
+def _flat(section: dict, prefix: str = "") -> dict:
+    """``{"body": {"kind": "mlp", "hidden": [256]}}`` -> ``{"body.kind": "mlp", "body.hidden": [256]}``."""
+    out = {}
+    for key, value in section.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
 
 
 def _table(rows: list[list[str]], head: list[str]) -> str:
@@ -103,8 +102,13 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
     """Write ``RUN/report.html`` (drawing the figures first unless given) and return its path."""
     run_path = Path(run_path)
     figures = make_figures(run_path) if figures is None else figures
-    config = checkpoint.read_json(run_path / checkpoint.CONFIG)
-    metrics = _read_metrics(run_path)
+    from .runs import RUN_SCHEMA
+
+    rundir = RunDir(run_path)
+    configs = rundir.read_config(RUN_SCHEMA)  # any format version, migrated
+    config = {name: checkpoint.config_to_dict(value) for name, value in configs.items()}
+    version = checkpoint.read_json(rundir / RunDir.CONFIG).get("aekit_version", "")
+    metrics = rundir.read_metrics()
     k = metrics.get("latent_dim", config["model"]["latent_dim"])
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>aekit report: {html.escape(run_path.name)}"
              f"</title><style>{STYLE}</style></head><body>",
@@ -155,9 +159,9 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
 
     parts.append("<h2>Configuration</h2>")
     for section in ("model", "data", "train"):
-        rows = [[key, json.dumps(value)] for key, value in config.get(section, {}).items()]
+        rows = [[key, json.dumps(value)] for key, value in _flat(config[section]).items()]
         parts.append(f"<h3>{section}</h3>" + _table(rows, ["field", "value"]))
-    parts.append(f"<p class='note'>aekit {html.escape(str(config.get('aekit_version', '')))}</p></body></html>")
+    parts.append(f"<p class='note'>aekit {html.escape(str(version))}</p></body></html>")
     out = run_path / "report.html"
     atomic_write_bytes(out, "\n".join(parts).encode())
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, plots
+from .checkpoint import RunDir
 from . import data as data_mod
 from .data import Data, DataConfig, Scaler
 from .errors import CheckpointError, ConfigError, DataError
@@ -54,7 +55,7 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     # --overwrite cannot cost the old run. Every process checks, so all fail alike.
     prepare_run_dir(out, resume, overwrite, write=False)
     if resume:
-        stored = checkpoint.read_config(out, RUN_SCHEMA)
+        stored = RunDir(out).read_config(RUN_SCHEMA)
         model_config, data_config, train_config = stored["model"], stored["data"], stored["train"]
     model_config = model_config or ModelConfig()
     data_config = data_config or DataConfig()
@@ -69,19 +70,19 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     if train_config.loss == "bce" and data.scaling != "unit":
         raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
     model_config = replace(model_config, input_shape=data.input_shape,
-                           output="sigmoid" if data.scaling == "unit" else "linear").validate()  # fmt: skip
+                           output=model_config.body.default_output(data.scaling == "unit")).validate()  # fmt: skip
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
     barrier()
     if rank == 0:
         prepare_run_dir(out, resume, overwrite)
-        checkpoint.write_config(out, {"model": model.config, "data": data_config, "train": train_config})
+        RunDir(out).write_config({"model": model.config, "data": data_config, "train": train_config})
     barrier()
     history = train(model, data, train_config, out, resume=resume, progress=progress)
     if rank != 0:  # rank 0 evaluates and writes; the others are done
         return history, {}
     metrics = full_metrics(model, data) if analysis else evaluate_model(model, data)
-    checkpoint.write_json(out / checkpoint.METRICS, metrics)
+    RunDir(out).write_metrics(metrics)
     return history, metrics
 
 
@@ -137,8 +138,9 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run directory")
-    configs = checkpoint.read_config(path, RUN_SCHEMA)
-    model, scaler = checkpoint.load_model(path, configs["model"])
+    rundir = RunDir(path)
+    configs = rundir.read_config(RUN_SCHEMA)
+    model, scaler = rundir.load_model(configs["model"])
     model.to(pick_device(device))
     return Run(path, configs["model"], configs["data"], configs["train"], model, scaler)
 
@@ -148,7 +150,7 @@ def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> 
     run = load_run(path, device)
     metrics = full_metrics(run.model, run.data())
     if write:
-        checkpoint.write_json(run.path / checkpoint.METRICS, metrics)
+        RunDir(run.path).write_metrics(metrics)
     return metrics
 
 
@@ -168,7 +170,7 @@ def sweep_error_vs_dim(
         out = Path(path) / "sweep" / f"k{dim}"
         model_config = replace(base.model_config, latent_dim=dim)
         if _finished(out, model_config, train_config):
-            metrics = checkpoint.read_json(out / checkpoint.METRICS)
+            metrics = RunDir(out).read_metrics()
         else:
             log.info("error-vs-dim: training k=%d for %d epochs", dim, train_config.epochs)
             _, metrics = train_run(out, model_config, base.data_config, train_config, overwrite=True,
@@ -182,10 +184,10 @@ def sweep_error_vs_dim(
 
 
 def _finished(out: Path, model_config: ModelConfig, train_config: TrainConfig) -> bool:
-    if not (out / checkpoint.METRICS).is_file():
+    if not RunDir(out).has(RunDir.METRICS):
         return False
     try:
-        stored = checkpoint.read_config(out, RUN_SCHEMA)
+        stored = RunDir(out).read_config(RUN_SCHEMA)
     except (ConfigError, CheckpointError):
         return False
     same_model = replace(stored["model"], input_shape=model_config.input_shape, output=model_config.output)
