@@ -86,7 +86,7 @@ def test_bad_user_files_are_one_line(run, tmp_path, capsys):
     assert main(["encode", str(run), "--input", str(tmp_path / "shape.npy"), "--out", str(tmp_path / "z.npy")]) == 2
     one_error_line(capsys, "shape (2, 10) does not match the model's input (N, 1, 8, 8)")
     assert main(["encode", str(run), "--input", "digits", "--out", str(tmp_path / "z.txt")]) == 2
-    one_error_line(capsys, "use a .npy or .csv file name")
+    one_error_line(capsys, "unsupported output type '.txt'; use .npy or .csv")
 
 
 def test_existing_run_refused_naming_both_options(run, capsys):

@@ -33,7 +33,7 @@ def test_array_files(tmp_path):
         read_file(tmp_path / "nan.npy")
     with pytest.raises(DataError, match="empty.npy: need a non-empty array"):
         read_file(tmp_path / "empty.npy")
-    with pytest.raises(DataError, match="objects.npy: cannot load"):
+    with pytest.raises(DataError, match="objects.npy: holds Python objects \\(dtype object\\), which would need pickle"):
         read_file(tmp_path / "objects.npy")
     with pytest.raises(DataError, match="flat.npy: need a non-empty array of shape \\(N, features...\\)"):
         read_file(tmp_path / "flat.npy")

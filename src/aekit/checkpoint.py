@@ -23,6 +23,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
@@ -42,6 +44,7 @@ FORMAT = "aekit-run/2"
 FORMAT_V1 = "aekit-run/1"
 TAGGED = {Body: BODIES, Objective: OBJECTIVES}  # fields holding one of several kinds, stored with a "kind" tag
 HISTORY_COLUMNS = ["epoch", "train_loss", "test_mse_per_pixel", "test_sse_per_image", "seconds"]
+MAX_JSON_BYTES = 2**20  # config.json and metrics.json are a few kB; a larger one is not a run's
 
 
 # ------------------------------------------------------------------------------------------ configs <-> JSON
@@ -166,12 +169,21 @@ def write_json(path: Path, obj) -> None:
 
 
 def read_json(path: Path):
+    """Read a JSON file of a run; only a regular file of at most ``MAX_JSON_BYTES`` is read."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
+        if not path.is_file():
+            raise CheckpointError(f"{path}: {'not a regular file' if path.exists() else 'file not found'}")
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_JSON_BYTES} a run's JSON "
+                                  "file may hold")  # fmt: skip
+        return json.loads(path.read_text())
+    except OSError as err:  # a symlink loop, no permission, ...
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply") from None
 
 
 # ------------------------------------------------------------------------------------------ tensors
@@ -217,6 +229,8 @@ def load_model_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], pat
                 f"{path}: tensor {name!r} is {value.dtype} {tuple(value.shape)} but the config needs "
                 f"{expected[name].dtype} {tuple(expected[name].shape)}"
             )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values")
     model.load_state_dict(state)
     if "scaler.mean" in tensors and "scaler.std" in tensors:
         return Scaler(tensors["scaler.mean"], tensors["scaler.std"])
@@ -265,6 +279,7 @@ class RunDir:
     HISTORY = "history.csv"
     METRICS = "metrics.json"
     FILES = (CONFIG, MODEL, CHECKPOINT, HISTORY, METRICS)
+    DERIVED = ("figures", "sweep", "report.html")  # drawn from a run by plot, error-vs-dim and report
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -281,11 +296,33 @@ class RunDir:
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
 
-    def clear(self) -> None:
-        """Delete the run's own files (not other files a user put there) and make sure the folder exists."""
-        for name in self.FILES:
-            (self.path / name).unlink(missing_ok=True)
-        self.path.mkdir(parents=True, exist_ok=True)
+    def check_target(self, resume: bool, overwrite: bool) -> None:
+        """Refuse to train into an existing run unless told to resume or overwrite it, and anything but a folder."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"{self.path}: exists and is not a folder")
+        if resume:
+            if not self.has(self.CONFIG):
+                raise CheckpointError(f"{self.path}: nothing to resume (no {self.CONFIG}); start it without --resume")
+        elif self.holds_run() and not overwrite:
+            raise CheckpointError(f"{self.path} already holds a run; pass --resume to continue it or --overwrite to "
+                                  "replace it")  # fmt: skip
+
+    def replace_with(self, new: RunDir) -> None:
+        """Move ``new``'s files in place of this run's own files and of what aekit drew from them (``DERIVED``).
+
+        The old ones are moved into a backup folder first and deleted last, so a crash midway loses neither run;
+        other files a user keeps in the folder stay.
+        """
+        backup = self.path / ".aekit-replaced"
+        shutil.rmtree(backup, ignore_errors=True)
+        backup.mkdir()
+        for name in (*self.FILES, *self.DERIVED):
+            if (self.path / name).exists():
+                os.replace(self.path / name, backup / name)
+        for item in new.path.iterdir():
+            os.replace(item, self.path / item.name)
+        new.path.rmdir()
+        shutil.rmtree(backup)
 
     # -- config.json
     def write_config(self, configs: dict) -> None:
@@ -359,8 +396,14 @@ class RunDir:
             for key, value in plain.items():
                 index, name = key.split(".", 1)
                 optim.setdefault(int(index), {})[name] = value
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            for index, entries in optim.items():  # torch does not check these; a mismatch crashes its kernels
+                for name, value in entries.items():
+                    if torch.is_tensor(value) and value.dim() > 0 and value.shape != params[index].shape:
+                        raise ValueError(f"state {index}.{name} is {tuple(value.shape)}, its weight "
+                                         f"{tuple(params[index].shape)}")  # fmt: skip
             optimizer.load_state_dict({"state": optim, "param_groups": groups})
-        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as err:
+        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as err:
             raise CheckpointError(f"{path}: optimizer state does not match the model ({err})") from None
         if "rng.torch" in tensors:
             torch.set_rng_state(tensors["rng.torch"])
@@ -385,12 +428,20 @@ class RunDir:
         atomic_write_bytes(self.path / self.HISTORY, buffer.getvalue().encode())
 
     def read_history(self) -> list[dict]:
+        """The rows of ``history.csv`` (``[]`` before the first epoch); a damaged file is a CheckpointError."""
         path = self.path / self.HISTORY
         if not path.is_file():
             return []
-        with open(path, newline="") as handle:
-            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
-                    for row in csv.DictReader(handle)]  # fmt: skip
+        try:
+            with open(path, newline="") as handle:
+                rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+                        for row in csv.DictReader(handle)]  # fmt: skip
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError, csv.Error) as err:
+            raise CheckpointError(f"{path}: not a valid history ({' '.join(str(err).split())})") from None
+        for i, row in enumerate(rows):
+            if not set(HISTORY_COLUMNS) <= set(row):
+                raise CheckpointError(f"{path}: row {i + 1} lacks {sorted(set(HISTORY_COLUMNS) - set(row))}")
+        return rows
 
     # -- metrics.json
     def write_metrics(self, metrics: dict) -> None:
@@ -398,4 +449,9 @@ class RunDir:
 
     def read_metrics(self) -> dict:
         """The stored metrics, or ``{}`` before the run has finished."""
-        return read_json(self.path / self.METRICS) if self.has(self.METRICS) else {}
+        if not (self.path / self.METRICS).exists():
+            return {}
+        metrics = read_json(self.path / self.METRICS)
+        if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
+            raise CheckpointError(f"{self.path / self.METRICS}: not a table of metrics (names and numbers)")
+        return metrics

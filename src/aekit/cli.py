@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, data, evaluate, plots, report, runs
+from . import __version__, data, evaluate, files, plots, report, runs
 from .checkpoint import RunDir
 from .errors import AekitError
 from .models import BODIES, LOSSES, OBJECTIVES, PRESETS, SHORTCUTS, Body, make_config, option_owners
@@ -69,6 +69,8 @@ def image_size(text: str) -> tuple[int, int]:
 def build_parser() -> Parser:
     parser = Parser(prog="aekit", description="Autoencoders in PyTorch: train, evaluate beside PCA, encode.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an expected error too "
+                        "(also: AEKIT_DEBUG=1); unexpected errors always show theirs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     t = TrainConfig()
 
@@ -138,7 +140,8 @@ def build_parser() -> Parser:
         ("score", "write one anomaly score (reconstruction error) per row",
          f"Score each example of INPUT by RUN's reconstruction error: the mean squared error over its features, in "
          f"the units the model was trained in (standardized for tables, [0, 1] for images). Higher is more "
-         f"abnormal. {inputs} Writes a one-column CSV.", "FILE.csv"),
+         f"abnormal. {inputs} Writes a one-column CSV (header 'score') or a .npy array, by the output's suffix.",
+         "FILE.csv|FILE.npy"),
     ):  # fmt: skip
         p = commands.add_parser(name, help=help_text, description=description)
         p.add_argument("run", type=Path, metavar="RUN")
@@ -233,7 +236,7 @@ def _shown(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-RESUME_MAY_CHANGE = {"resume", "epochs", "device", "progress", "command", "out", "overwrite", "preset"}
+RESUME_MAY_CHANGE = {"resume", "epochs", "device", "progress", "command", "out", "overwrite", "preset", "debug"}
 
 
 def refuse_settings_on_resume(args) -> None:
@@ -252,23 +255,26 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_encode_or_reconstruct(args) -> int:
-    suffix = args.out.suffix.lower()
-    if suffix not in (".npy", ".csv"):
-        raise AekitError(f"--out {args.out}: use a .npy or .csv file name")
+    check_output_path(args.out)
     run = runs.load_run(args.run, args.device)
     x, _ = run.inputs(args.input, args.split)
     if args.command == "encode":
         result = evaluate.encode(run.model, x).numpy()
     else:
         result = run.to_data_space(evaluate.reconstruct(run.model, x)).numpy()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".npy":
-        np.save(args.out, result)
-    else:
-        np.savetxt(args.out, result.reshape(len(result), -1), delimiter=",", fmt="%.7g")
+    files.write_array(args.out, result)
     what = "codes" if args.command == "encode" else "reconstructions"
     print(f"wrote {what} of shape {result.shape} to {args.out}")
     return 0
+
+
+def check_output_path(out: Path) -> None:
+    """Refuse an output whose suffix aekit does not write, or that is a folder, before any work is done."""
+    if out.suffix.lower() not in files.OUTPUT_SUFFIXES:
+        raise AekitError(f"--out {out}: unsupported output type {out.suffix or '(none)'!r}; use "
+                         f"{' or '.join(files.OUTPUT_SUFFIXES)}")  # fmt: skip
+    if out.is_dir():
+        raise AekitError(f"--out {out}: is a folder; give a file name")
 
 
 def cmd_datasets(args) -> int:
@@ -285,11 +291,11 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_score(args) -> int:
+    check_output_path(args.out)
     run = runs.load_run(args.run, args.device)
     x, _ = run.inputs(args.input, args.split)
     scores = squared_errors(run.model, x) / x[0].numel()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(args.out, scores.numpy(), delimiter=",", header="score", comments="", fmt="%.8g")
+    files.write_array(args.out, scores.numpy(), header="score")
     print(f"wrote {len(scores)} anomaly scores to {args.out} (median {float(scores.median()):.4g}, "
           f"max {float(scores.max()):.4g})")
     return 0
@@ -328,14 +334,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 speaks for all
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    debug = args.debug or os.environ.get("AEKIT_DEBUG", "") not in ("", "0")
     try:
         return COMMANDS[args.command](args)
-    except AekitError as err:
-        print(f"aekit {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except Interrupted as err:
         print(f"aekit {args.command}: {err}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print(f"aekit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (AekitError, OSError) as err:  # bad input, or what the operating system said about a path
+        if debug:
+            raise
+        print(f"aekit {args.command}: error: {expected_error(err)}", file=sys.stderr)
+        return 2
+
+
+def expected_error(err: BaseException) -> str:
+    """One line for an expected failure: aekit's own message, or the path and the operating system's reason."""
+    if isinstance(err, OSError) and not isinstance(err, AekitError) and err.strerror:
+        where = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+        return f"{where}: {err.strerror}" if where else err.strerror
+    return " ".join(str(err).split())  # one line, whatever the message held

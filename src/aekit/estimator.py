@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .data import Data
 from .models import BODIES, LOSSES, OBJECTIVES, MLPBody, ModelConfig, build_model, make_config
@@ -228,8 +228,8 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     def inverse_transform(self, X):
         """Decode codes back to the input space, in the original units."""
         check_is_fitted(self, "model_")
-        z = np.asarray(X, dtype=np.float32)
-        if z.ndim != 2 or z.shape[1] != self.n_components:
+        z = check_array(X, dtype=[np.float64, np.float32], input_name="X").astype(np.float32)  # NaN/inf refused, as PCA does
+        if z.shape[1] != self.n_components:
             raise ValueError(f"expected codes of shape (n_samples, {self.n_components}), got {z.shape}")
         x = self.model_.decode(torch.from_numpy(np.ascontiguousarray(z))).reshape(len(z), -1)  # rows, not images
         if self.scale:

@@ -7,6 +7,9 @@ Every reader checks what it returns: numeric, non-empty, finite, labels matching
 from __future__ import annotations
 
 import csv
+import io
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,11 @@ from .errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
+OUTPUT_SUFFIXES = (".npy", ".csv")  # what encode, reconstruct and score write, chosen by the --out suffix
+# Limits on what a file may make aekit do; each refusal names the file and the limit.
+MAX_ARRAY_BYTES = 8 * 2**30  # a .npy/.npz array declaring more than this (8 GiB) is refused before it is read
+MAX_IMAGE_PIXELS = 40_000_000  # per image (PIL's own decompression-bomb guard starts at 89 million)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # aekit computes in float32: larger finite values would become inf
 
 
 def check_finite(x: np.ndarray, source: str) -> np.ndarray:
@@ -27,6 +35,10 @@ def check_finite(x: np.ndarray, source: str) -> np.ndarray:
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).argmax())
         raise DataError(f"{source}: contains NaN or infinite values (first in row {bad})")
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4 and float(np.abs(x).max()) > FLOAT32_MAX:
+        bad = int((np.abs(x) > FLOAT32_MAX).reshape(len(x), -1).any(axis=1).argmax())
+        raise DataError(f"{source}: values beyond float32's range (|x| > {FLOAT32_MAX:.3g}, first in row {bad}); "
+                        "aekit computes in float32, so rescale the data")  # fmt: skip
     return x
 
 
@@ -40,6 +52,8 @@ def read_file(path: str | Path, label_column: str | None = None, image_size: tup
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never end
+        raise DataError(f"{path}: not a regular file or folder (only regular files are read as data)")
     if path.is_dir():
         x, y = _read_image_folder(path, image_size)
     elif path.suffix.lower() == ".npy":
@@ -57,7 +71,28 @@ def read_file(path: str | Path, label_column: str | None = None, image_size: tup
     return check_finite(x, str(path)), y
 
 
+def _check_npy_header(handle, size: int, source: str) -> None:
+    """Read a .npy header and refuse object arrays and declared sizes above the limit or beyond the file."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(handle)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{source}: not a valid NumPy file ({err})") from None
+    if dtype.hasobject:
+        raise DataError(f"{source}: holds Python objects (dtype {dtype}), which would need pickle; aekit never loads those")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > MAX_ARRAY_BYTES:
+        raise DataError(f"{source}: its header declares {declared:.3g} bytes {tuple(shape)}, more than the "
+                        f"{MAX_ARRAY_BYTES / 2**30:g} GiB aekit reads")  # fmt: skip
+    if declared > size - handle.tell():
+        raise DataError(f"{source}: its header declares {declared} bytes {tuple(shape)} but the file holds "
+                        f"{size - handle.tell()}")  # fmt: skip
+
+
 def _load_numpy(path: Path):
+    with open(path, "rb") as handle:
+        _check_npy_header(handle, path.stat().st_size, str(path))
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as err:  # object arrays need pickle, which we never load
@@ -67,18 +102,40 @@ def _load_numpy(path: Path):
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    archive = _load_numpy(path)
-    keys = list(archive.keys())
-    x_key = next((k for k in ("x", "X", "data", "images") if k in keys), keys[0] if len(keys) == 1 else None)
-    if x_key is None:
-        raise DataError(f"{path}: cannot tell which array holds the data among {keys}; name it 'x'")
-    y_key = next((k for k in ("y", "labels", "targets") if k in keys), None)
-    return archive[x_key], None if y_key is None else np.asarray(archive[y_key]).astype(np.int64)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {Path(info.filename).stem: info for info in archive.infolist() if info.filename.endswith(".npy")}
+            if not members:
+                raise DataError(f"{path}: holds no arrays")
+            keys = list(members)
+            x_key = next((k for k in ("x", "X", "data", "images") if k in keys), keys[0] if len(keys) == 1 else None)
+            if x_key is None:
+                raise DataError(f"{path}: cannot tell which array holds the data among {keys}; name it 'x'")
+            y_key = next((k for k in ("y", "labels", "targets") if k in keys), None)
+            arrays = []
+            for key in (x_key, y_key):
+                if key is None:
+                    arrays.append(None)
+                    continue
+                with archive.open(members[key]) as handle:
+                    _check_npy_header(handle, members[key].file_size, f"{path}:{key}")
+                with archive.open(members[key]) as handle:
+                    arrays.append(np.load(io.BytesIO(handle.read()), allow_pickle=False))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as err:
+        raise DataError(f"{path}: not a valid .npz archive ({err})") from None
+    x, y = arrays
+    return x, None if y is None else np.asarray(y).astype(np.int64)
 
 
 def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row]
+    try:  # utf-8-sig: a byte-order mark is dropped, not taken as part of the first cell
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row]
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save the table as a UTF-8 "
+                        "CSV file") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: not a CSV table ({err})") from None
     if not rows:
         raise DataError(f"{path}: the file is empty")
 
@@ -141,10 +198,18 @@ def _read_images(files: list[Path], image_size) -> np.ndarray:
     images = []
     for path in files:
         try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image.copy())
-        except (UnidentifiedImageError, OSError) as err:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    if image.width * image.height > MAX_IMAGE_PIXELS:  # checked from the header, before decoding
+                        raise DataError(f"{path}: {image.width}x{image.height} pixels, more than the "
+                                        f"{MAX_IMAGE_PIXELS:,} aekit decodes per image")  # fmt: skip
+                    image.load()
+                    images.append(image.copy())
+        except DataError:
+            raise
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+                SyntaxError, ValueError) as err:  # fmt: skip
             raise DataError(f"{path}: not a readable image ({err})") from None
     mode = "L" if all(im.mode in ("1", "L", "LA", "I", "I;16") for im in images) else "RGB"
     if image_size is not None:
@@ -157,3 +222,21 @@ def _read_images(files: list[Path], image_size) -> np.ndarray:
     arrays = [np.asarray(im.convert(mode), dtype=np.uint8) for im in images]
     x = np.stack(arrays)  # (N, H, W) or (N, H, W, 3)
     return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
+
+
+def write_array(path: Path, array: np.ndarray, header: str | None = None) -> None:
+    """Write ``array`` as ``.npy`` or as ``.csv`` (rows, ``header`` as its first line), chosen by the suffix;
+    any other suffix is refused. Written to a temporary file and renamed, so no half-written output is left."""
+    from .data import atomic_write_bytes
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise DataError(f"{path}: unsupported output type {suffix or '(none)'!r}; use {' or '.join(OUTPUT_SUFFIXES)}")
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, array)
+    else:
+        np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt="%.8g", header=header or "", comments="")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -6,6 +6,8 @@ This is what the CLI calls; from Python, :func:`train_run` and :func:`load_run` 
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,11 +17,11 @@ from . import checkpoint, plots
 from .checkpoint import RunDir
 from . import data as data_mod
 from .data import Data, DataConfig, Scaler
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .evaluate import evaluate_model, feature_quality, holes
 from .models import AutoEncoder, ModelConfig, build_model
 from .distributed import barrier, process_group, rank_and_world
-from .train import TrainConfig, pick_device, prepare_run_dir, train
+from .train import Interrupted, TrainConfig, make_adam, pick_device, train
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,12 @@ def train_run(
 
 def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis):
     rank, _ = rank_and_world()
-    # Everything that can fail on bad input happens before the run directory is touched, so a typo with
-    # --overwrite cannot cost the old run. Every process checks, so all fail alike.
-    prepare_run_dir(out, resume, overwrite, write=False)
+    rundir = RunDir(out)
+    # Everything that can fail on bad input is checked before the run directory is touched, so a failed command
+    # leaves a run as it was. Every process checks, so all fail alike.
+    rundir.check_target(resume, overwrite)
     if resume:
-        stored = RunDir(out).read_config(RUN_SCHEMA)
+        stored = rundir.read_config(RUN_SCHEMA)
         model_config, data_config, train_config = stored["model"], stored["data"], stored["train"]
     model_config = model_config or ModelConfig()
     data_config = data_config or DataConfig()
@@ -67,22 +70,47 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     train_config.validate()
     pick_device(train_config.device)
     data = data_mod.load(data_config)
+    if resume and data.input_shape != model_config.input_shape:
+        raise DataError(f"{out} was trained on data of shape {model_config.input_shape}, but {data_config.name} now "
+                        f"gives {data.input_shape}")  # fmt: skip
     if train_config.loss == "bce" and data.scaling != "unit":
         raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
     model_config = replace(model_config, input_shape=data.input_shape,
                            output=model_config.body.default_output(data.scaling == "unit")).validate()  # fmt: skip
+    if resume and rundir.has(RunDir.CHECKPOINT):
+        with torch.random.fork_rng(devices=[]):  # the checkpoint must load before config.json is rewritten
+            scratch = build_model(model_config)
+            rundir.load_checkpoint(scratch, make_adam(scratch, train_config))
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
+    # --overwrite trains beside the old run and replaces it only once the new one has finished.
+    staging = RunDir(out.parent / f".{out.name}.aekit-new") if overwrite and not resume and rundir.holds_run() else None
+    target = staging or rundir
     barrier()
     if rank == 0:
-        prepare_run_dir(out, resume, overwrite)
-        RunDir(out).write_config({"model": model.config, "data": data_config, "train": train_config})
+        if staging is not None:
+            shutil.rmtree(staging.path, ignore_errors=True)  # what an earlier, killed overwrite left
+        target.path.mkdir(parents=True, exist_ok=True)
+        target.write_config({"model": model.config, "data": data_config, "train": train_config})
     barrier()
-    history = train(model, data, train_config, out, resume=resume, progress=progress)
-    if rank != 0:  # rank 0 evaluates and writes; the others are done
-        return history, {}
-    metrics = full_metrics(model, data) if analysis else evaluate_model(model, data)
-    RunDir(out).write_metrics(metrics)
+    try:
+        history = train(model, data, train_config, target.path, resume=resume, progress=progress)
+        metrics = {}
+        if rank == 0:  # rank 0 evaluates and writes; the others are done
+            metrics = full_metrics(model, data) if analysis else evaluate_model(model, data)
+            target.write_metrics(metrics)
+    except BaseException as err:
+        if staging is None:
+            raise
+        if rank == 0:
+            shutil.rmtree(staging.path, ignore_errors=True)
+        if isinstance(err, (TrainingDiverged, Interrupted)):  # their messages named the discarded folder
+            what = re.sub(r" \(last good checkpoint: .*\)$", "", str(err)).split("; checkpoint saved")[0]
+            raise type(err)(f"{what}; the unfinished replacement was discarded and {out} keeps its previous run") from None
+        raise
+    barrier()
+    if staging is not None and rank == 0:
+        rundir.replace_with(staging)
     return history, metrics
 
 

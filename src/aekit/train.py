@@ -62,6 +62,8 @@ class TrainConfig:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}")
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**62:
+            raise ConfigError(f"seed={self.seed} must be an integer from 0 to 2**62 - 1")
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise ConfigError(f"clip_grad={self.clip_grad} must be positive")
         return self
@@ -370,16 +372,3 @@ def interrupted(state: TrainState, model, optimizer, data: Data, rundir: RunDir 
         rundir.save_checkpoint(model, optimizer, data.scaler, state)
     where = f"at epoch {state.epoch + 1}, step {state.step}" if state.step else f"after epoch {state.epoch}"
     return Interrupted(f"interrupted {where}; checkpoint saved, continue with: aekit train --resume {run}")
-
-
-def prepare_run_dir(run: Path, resume: bool, overwrite: bool, write: bool = True) -> None:
-    """Refuse to train into an existing run unless told to resume it or overwrite it; with ``write``, clear
-    the old run's files (``overwrite``) and create the folder."""
-    if resume:
-        if not RunDir(run).has(RunDir.CONFIG):
-            raise CheckpointError(f"{run}: nothing to resume (no {RunDir.CONFIG}); start it without --resume")
-        return
-    if run.exists() and any(run.iterdir()) and not overwrite:
-        raise CheckpointError(f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it")
-    if write:
-        RunDir(run).clear()

@@ -1,0 +1,302 @@
+"""Careless or hostile input, by class: each gets one line and exit code 2 (no traceback), a failing command
+leaves the run it touched as it was, nothing hangs, and nothing is silently wrong."""
+
+import json
+import os
+import signal
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import aekit
+from aekit.checkpoint import RunDir, load_tensors, save_tensors
+from aekit.cli import main
+
+TABLE_TRAIN = ["--latent-dim", "2", "--hidden", "8", "--epochs", "2", "--batch-size", "16", "--device", "cpu",
+               "--no-progress"]  # fmt: skip
+
+
+def exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+def one_error_line(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("aekit "), err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture
+def table(tmp_path):
+    path = tmp_path / "table.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(80, 6)).astype(np.float32))
+    return path
+
+
+@pytest.fixture
+def run(tmp_path, table, capsys):
+    path = tmp_path / "run"
+    assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(path)]) == 0
+    capsys.readouterr()
+    return path
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------------ errors from outside aekit
+def test_out_that_cannot_be_written_is_one_line(run, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "--data", "digits", "--out", str(tmp_path / "file")]) == 2
+    one_error_line(capsys, "file: exists and is not a folder")
+    assert main(["encode", str(run), "--input", str(tmp_path / "table.npy"), "--out", str(tmp_path / "file" / "codes.npy")]) == 2
+    one_error_line(capsys, "file: File exists")  # the folder it would need is a file
+    (tmp_path / "folder.npy").mkdir()
+    assert main(["encode", str(run), "--input", str(tmp_path / "table.npy"), "--out", str(tmp_path / "folder.npy")]) == 2
+    one_error_line(capsys, "folder.npy: is a folder; give a file name")
+    assert main(["score", str(run), "--input", str(tmp_path / "table.npy"), "--out", str(tmp_path / ("x" * 300 + ".csv"))]) == 2
+    one_error_line(capsys, "File name too long")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a,b\n1,2\n3,\u00e9\n".encode("latin-1"), "not UTF-8 text (invalid continuation byte at byte 10)"),
+        ("a,b\n1,2\n".encode("utf-16"), "not UTF-8 text"),
+        (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb2\xff" * 20, "not UTF-8 text"),  # an .xlsx renamed .csv
+        (b"a,b\n1,\x002\n", "column 'b' is not numeric (row 1: '\\x002')"),
+    ],
+)
+def test_undecodable_csv_is_one_line(content, message, tmp_path, capsys):
+    (tmp_path / "data.csv").write_bytes(content)
+    assert main(["train", "--data", str(tmp_path / "data.csv"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "data.csv: ", message)
+    assert not (tmp_path / "run").exists()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 grey PNG whose header claims another size: a decompression bomb's first bytes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00\x00")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size", [(8000, 8000), (50_000, 50_000)])  # past our limit; past PIL's own bomb error
+def test_decompression_bomb_image_is_refused_before_decoding(size, tmp_path, capsys):
+    (tmp_path / "bomb.png").write_bytes(png_claiming(*size))
+    assert main(["train", "--data", str(tmp_path / "bomb.png"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "bomb.png: ")
+
+
+def test_npy_whose_header_claims_petabytes_is_refused_before_reading(tmp_path, capsys):
+    with open(tmp_path / "huge.npy", "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 10**6)})
+        handle.write(b"\x00" * 64)
+    assert main(["train", "--data", str(tmp_path / "huge.npy"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "huge.npy: its header declares 8e+15 bytes (1000000000, 1000000), more than the 8 GiB")
+    with open(tmp_path / "short.npy", "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (100, 4)})
+        handle.write(b"\x00" * 64)
+    assert main(["train", "--data", str(tmp_path / "short.npy"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "short.npy: its header declares 1600 bytes (100, 4) but the file holds 64")
+
+
+def test_object_npz_member_is_one_line(tmp_path, capsys):
+    np.savez(tmp_path / "objects.npz", x=np.array([[1, "a"]], dtype=object))
+    assert main(["train", "--data", str(tmp_path / "objects.npz"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "objects.npz:x: holds Python objects (dtype object), which would need pickle")
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999999", "-1"])
+def test_seed_out_of_range_is_one_line(seed, tmp_path, capsys):
+    assert exit_code(["train", "--data", "digits", "--seed", seed, "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, f"seed={seed} must be an integer from 0 to 2**62 - 1")
+
+
+def test_run_config_that_is_no_config_is_one_line(run, capsys):
+    config = run / RunDir.CONFIG
+    config.write_text("[" * 100_000)
+    assert main(["evaluate", str(run)]) == 2
+    one_error_line(capsys, "config.json: JSON nested too deeply")
+    config.unlink()
+    config.mkdir()
+    assert main(["evaluate", str(run)]) == 2
+    one_error_line(capsys, "config.json: not a regular file")
+    config.rmdir()
+    config.symlink_to(config)  # a symlink loop
+    assert main(["evaluate", str(run)]) == 2
+    one_error_line(capsys, "config.json: ")
+    config.unlink()
+    config.write_text(" " * (2**20 + 1))
+    assert main(["evaluate", str(run)]) == 2
+    one_error_line(capsys, "config.json: 1048577 bytes, more than the 1048576 a run's JSON file may hold")
+
+
+def test_nan_weights_are_refused_on_load(run, capsys):
+    tensors, metadata = load_tensors(run / RunDir.MODEL)
+    tensors["model.encoder.0.weight"][0, 0] = float("nan")
+    save_tensors(run / RunDir.MODEL, tensors, metadata)
+    for command in (["evaluate", str(run)], ["plot", str(run), "latent"], ["report", str(run)]):
+        assert main(command) == 2
+        one_error_line(capsys, "model.safetensors: tensor 'encoder.0.weight' holds NaN or infinite values")
+
+
+def test_garbage_history_or_metrics_reaching_plot_is_one_line(run, capsys):
+    (run / RunDir.HISTORY).write_text("epoch,train_loss\nx,y\n")
+    assert main(["plot", str(run), "curves"]) == 2
+    one_error_line(capsys, "history.csv: not a valid history (invalid literal for int() with base 10: 'x')")
+    (run / RunDir.HISTORY).write_text("epoch,train_loss\n1,0.5\n")
+    assert main(["plot", str(run), "curves"]) == 2
+    one_error_line(capsys, "history.csv: row 1 lacks ['seconds', 'test_mse_per_pixel', 'test_sse_per_image']")
+    (run / RunDir.HISTORY).write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["plot", str(run), "curves"]) == 2
+    one_error_line(capsys, "history.csv: not a valid history")
+    (run / RunDir.HISTORY).unlink()
+    (run / RunDir.METRICS).write_text("[1, 2]")
+    assert main(["plot", str(run), "curves"]) == 2
+    one_error_line(capsys, "metrics.json: not a table of metrics")
+
+
+def test_unexpected_bugs_still_show_a_traceback_and_debug_shows_one_for_errors(run, monkeypatch, capsys):
+    with pytest.raises(aekit.CheckpointError, match="no such run directory"):
+        main(["--debug", "evaluate", str(run / "nope")])
+    monkeypatch.setenv("AEKIT_DEBUG", "1")
+    with pytest.raises(aekit.CheckpointError):
+        main(["evaluate", str(run / "nope")])
+    monkeypatch.delenv("AEKIT_DEBUG")
+    monkeypatch.setattr("aekit.runs.evaluate_run", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["evaluate", str(run)])
+
+
+# ------------------------------------------------------------------------------------------ no run lost
+def test_failed_resume_leaves_the_run_loadable(run, table, capsys):
+    before = snapshot(run)
+    np.save(table, np.random.default_rng(1).normal(size=(80, 7)).astype(np.float32))  # the data changed shape
+    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
+    one_error_line(capsys, "was trained on data of shape (6,), but", "now gives (7,)")
+    assert snapshot(run) == before and aekit.load_run(run)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "ill-typed", "wrong-shape"])
+def test_resume_from_a_bad_checkpoint_changes_nothing(damage, run, capsys):
+    checkpoint = run / RunDir.CHECKPOINT
+    if damage == "corrupt":
+        checkpoint.write_bytes(b"\x00" * 100)
+    else:
+        tensors, metadata = load_tensors(checkpoint)
+        if damage == "ill-typed":
+            metadata["progress"] = json.dumps({"epoch": "two", "step": None, "history": 3})
+        else:
+            tensors["optim.0.exp_avg"] = torch.zeros(3, 3)
+        save_tensors(checkpoint, tensors, metadata)
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
+    one_error_line(capsys, "checkpoint.safetensors: ")
+    assert snapshot(run) == before and aekit.load_run(run)
+
+
+def test_overwrite_that_diverges_keeps_the_old_run(run, table, monkeypatch, capsys):
+    before = snapshot(run)
+    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", lambda *args: float("nan"))
+    assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(run), "--overwrite"]) == 2
+    err = one_error_line(capsys, "loss became nan at epoch 1, step 2; try a lower learning rate",
+                         f"the unfinished replacement was discarded and {run} keeps its previous run")
+    assert "last good checkpoint" not in err  # it named a file that no longer exists
+    assert snapshot(run) == before
+    assert sorted(p.name for p in run.parent.iterdir()) == ["run", "table.npy"]  # no leftovers
+
+
+def test_overwrite_interrupted_keeps_the_old_run(run, table, monkeypatch, capsys):
+    before = snapshot(run)
+    calls = []
+
+    def ctrl_c_at_third_step(config, step, total):
+        calls.append(step)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return config.lr
+
+    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", ctrl_c_at_third_step)
+    assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(run), "--overwrite"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted at epoch 1, step 3; the unfinished replacement was discarded" in err
+    assert snapshot(run) == before
+    assert sorted(p.name for p in run.parent.iterdir()) == ["run", "table.npy"]
+
+
+def test_overwrite_replaces_the_run_and_what_was_drawn_from_it_once_finished(run, table, capsys):
+    assert main(["plot", str(run), "latent"]) == 0
+    (run / "notes.txt").write_text("mine")
+    old = load_tensors(run / RunDir.MODEL)[0]
+    assert main(["train", "--data", str(table), *TABLE_TRAIN, "--seed", "5", "--out", str(run), "--overwrite"]) == 0
+    assert not torch.equal(load_tensors(run / RunDir.MODEL)[0]["model.encoder.0.weight"], old["model.encoder.0.weight"])
+    assert sorted(p.name for p in run.iterdir()) == sorted([*RunDir.FILES, "notes.txt"])  # old figures gone, notes kept
+    assert aekit.load_run(run).train_config.seed == 5
+
+
+# ------------------------------------------------------------------------------------------ no hangs
+def test_fifo_as_data_is_refused_without_opening_it(tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe.csv")
+    assert main(["train", "--data", str(tmp_path / "pipe.csv"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "pipe.csv: not a regular file or folder (only regular files are read as data)")
+
+
+def test_config_with_a_huge_number_of_layers_is_refused_at_once(run, capsys):
+    raw = json.loads((run / RunDir.CONFIG).read_text())
+    raw["model"]["body"]["hidden"] = [8] * 200_000
+    (run / RunDir.CONFIG).write_text(json.dumps(raw))
+    assert main(["evaluate", str(run)]) == 2
+    one_error_line(capsys, "hidden lists 200000 layers; at most 64 are allowed")
+
+
+# ------------------------------------------------------------------------------------------ nothing silently wrong
+def test_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
+    (tmp_path / "bom.csv").write_bytes("\ufeff1,2,3\n4,5,6\n7,8,9\n".encode("utf-8"))
+    x, _ = aekit.data.read_file(tmp_path / "bom.csv")
+    assert x.shape == (3, 3) and x[0].tolist() == [1, 2, 3]
+    (tmp_path / "bom-header.csv").write_bytes("\ufeffa,b\n1,2\n".encode("utf-8"))
+    assert aekit.data.read_file(tmp_path / "bom-header.csv", label_column="a")[1].tolist() == [1]
+
+
+def test_outputs_follow_their_suffix(run, table, tmp_path, capsys):
+    assert main(["score", str(run), "--input", str(table), "--out", str(tmp_path / "s.npy")]) == 0
+    scores = np.load(tmp_path / "s.npy")  # a real .npy, not CSV text
+    assert scores.shape == (80,) and np.isfinite(scores).all()
+    assert main(["score", str(run), "--input", str(table), "--out", str(tmp_path / "s.csv")]) == 0
+    assert np.allclose(np.loadtxt(tmp_path / "s.csv", skiprows=1), scores, rtol=1e-6)
+    assert main(["score", str(run), "--input", str(table), "--out", str(tmp_path / "s.parquet")]) == 2
+    one_error_line(capsys, "s.parquet: unsupported output type '.parquet'; use .npy or .csv")
+
+
+def test_values_beyond_float32_are_refused_not_turned_into_inf(tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    x[7, 1] = 1e39
+    np.save(tmp_path / "big.npy", x)
+    assert main(["train", "--data", str(tmp_path / "big.npy"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "big.npy: values beyond float32's range (|x| > 3.4e+38, first in row 7)")
+
+
+def test_inverse_transform_refuses_nan_codes_as_pca_does():
+    from sklearn.decomposition import PCA
+
+    X = np.random.default_rng(0).normal(size=(50, 4))
+    codes = np.array([[np.nan, 0.0]])
+    with pytest.raises(ValueError, match="Input X contains NaN") as pca_error:
+        PCA(2).fit(X).inverse_transform(codes)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        aekit.AutoEncoderTransformer(2, max_epochs=1, random_state=0).fit(X).inverse_transform(codes)
+    assert pca_error
