@@ -25,8 +25,9 @@ test: $(STAMP) browser
 	@$(PY) -m pytest -q
 
 # The property tests with many random examples (make test runs them derandomized, 200 examples each).
+# Not part of CI: a random search may take minutes and find something new on any run.
 fuzz: $(STAMP)
-	@AEKIT_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -k fuzz -p no:cacheprovider
+	@AEKIT_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -k fuzz -p no:cacheprovider --hypothesis-show-statistics
 
 # The report test renders report.html in a real headless Chromium; install it from the system packages if we
 # can (root with apt), else that one test is skipped with its reason.

@@ -27,28 +27,40 @@ from aekit import data as data_mod
 from aekit.train import TrainConfig, squared_errors, train
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bare_epoch(model, optimizer, x, batch_size, seed) -> float:
+    sync(x.device)
     began = time.perf_counter()
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
     for start in range(0, len(x), batch_size):
         xb = x[order[start : start + batch_size]]
         loss = F.mse_loss(model(xb), xb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    sync(x.device)
     return time.perf_counter() - began
 
 
-def matmul_gflops(seconds: float = 2.0) -> float:
-    """Sustained fp32 matmul rate (GFLOP/s) of torch on this machine, from 1024x1024 products."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+def matmul_gflops(device: torch.device, seconds: float = 2.0) -> float:
+    """Sustained fp32 matmul rate (GFLOP/s) of torch on ``device``, from 1024x1024 (CPU) or 8192x8192 products."""
+    n = 1024 if device.type == "cpu" else 8192
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
+    sync(device)
     count, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds:
         a @ b
         count += 1
-    return 2 * 1024**3 * count / (time.perf_counter() - began) / 1e9
+        if count % 10 == 0:
+            sync(device)
+    sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - began) / 1e9
 
 
 def epoch_flops(model: aekit.AutoEncoder, n: int) -> float:
@@ -121,15 +133,17 @@ def main() -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide aekit's progress bar")
     parser.add_argument("--profile", action="store_true", help="also profile one step of aekit's loop")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda; both loops run there")
     args = parser.parse_args()
 
+    device = torch.device(args.device)
     data = data_mod.load(data_mod.DataConfig(name="mnist"))
-    x = data.x_train
-    config = TrainConfig(epochs=args.epochs, device="cpu")
+    x = data.x_train.to(device)
+    config = TrainConfig(epochs=args.epochs, device=args.device)
     bare_times, aekit_times, sse = [], [], {"bare": [], "aekit": []}
     for round_ in range(args.rounds):
         torch.manual_seed(round_)
-        model = aekit.AutoEncoder()
+        model = aekit.AutoEncoder().to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         for epoch in range(args.epochs):
             bare_times.append(bare_epoch(model, optimizer, x, 128, seed=epoch))
@@ -143,10 +157,11 @@ def main() -> None:
             aekit_times.append((time.perf_counter() - began) / args.epochs)  # includes eval and checkpoints
         sse["aekit"].append(history[-1]["test_sse_per_image"])
 
-    gflops = matmul_gflops()
+    gflops = matmul_gflops(device)
     limit = epoch_flops(aekit.AutoEncoder(), len(x)) / (gflops * 1e9)
     bare, ours = statistics.median(bare_times), statistics.median(aekit_times)
-    print(f"threads: {torch.get_num_threads()}  matmul: {gflops:.0f} GFLOP/s  epoch: "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"threads: {torch.get_num_threads()}"
+    print(f"{where}  matmul: {gflops:.0f} GFLOP/s  epoch: "
           f"{epoch_flops(aekit.AutoEncoder(), len(x)) / 1e9:.0f} GFLOP")  # fmt: skip
     print(f"{'':<10}{'s/epoch':>10}{'vs bare':>10}{'% of limit':>12}{'test SSE':>10}")
     for name, seconds, key in (("limit", limit, None), ("bare", bare, "bare"), ("aekit", ours, "aekit")):
@@ -159,7 +174,7 @@ def main() -> None:
     if args.profile:
         profile_step(data)
 
-    if not args.skip_memory:
+    if not args.skip_memory and device.type == "cpu":
         framework, peak = peak_rss_mb("framework"), peak_rss_mb("mnist")
         dataset = x.numel() * 4 / 2**20
         print(f"peak RSS: {peak:.0f} MB training on MNIST; framework alone {framework:.0f} MB; training set "

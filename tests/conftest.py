@@ -8,12 +8,21 @@ from hypothesis import HealthCheck, settings
 # `make test` (and CI) runs the property tests derandomized, with no example database, so that every clean
 # clone runs the same examples; `make fuzz` selects the "fuzz" profile: many random examples.
 settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None, print_blob=True)
-settings.register_profile("fuzz", max_examples=50_000, derandomize=False, database=None, deadline=None,
+settings.register_profile("fuzz", max_examples=5_000, derandomize=False, database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile(os.environ.get("AEKIT_HYPOTHESIS_PROFILE", "ci"))
 
 import aekit
 import aekit.data
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="device of the tests that train: cpu (default) or cuda")
+
+
+def pytest_configure(config):
+    # read by the test modules as DEVICE (the torchrun test keeps the CPU: 2 NCCL ranks need 2 GPUs)
+    os.environ["AEKIT_TEST_DEVICE"] = config.getoption("--device")
 
 
 @pytest.fixture(autouse=True)

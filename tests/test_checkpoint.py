@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 import shutil
 from dataclasses import fields
@@ -18,7 +19,9 @@ from aekit.models import ModelConfig, make_config
 from aekit.runs import RUN_SCHEMA
 from aekit.train import TrainConfig
 
-TINY = TrainConfig(epochs=1, batch_size=64, device="cpu")
+DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
+
+TINY = TrainConfig(epochs=1, batch_size=64, device=DEVICE)
 
 
 @pytest.fixture
@@ -144,7 +147,7 @@ def test_version_1_run_evaluates_to_the_same_metrics(name, tmp_path):
     shutil.copytree(FIXTURES / name, run)
     before = json.loads((run / RunDir.METRICS).read_text())
     assert json.loads((run / RunDir.CONFIG).read_text())["format"] == "aekit-run/1"
-    metrics = aekit.evaluate_run(run, device="cpu", write=False)
+    metrics = aekit.evaluate_run(run, device=DEVICE, write=False)
     assert set(metrics) == set(before)
     for key, value in before.items():
         assert metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -8,7 +9,9 @@ import pytest
 import aekit
 from aekit.cli import main
 
-TRAIN = ["train", "--data", "digits", "--latent-dim", "4", "--hidden", "16", "--epochs", "1", "--device", "cpu",
+DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
+
+TRAIN = ["train", "--data", "digits", "--latent-dim", "4", "--hidden", "16", "--epochs", "1", "--device", DEVICE,
          "--no-progress"]  # fmt: skip
 
 

@@ -1,3 +1,4 @@
+import os
 import pickle
 
 import numpy as np
@@ -12,6 +13,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import aekit
 from aekit.estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer
 
+DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
+
 # PyOD's convention, asked for by users of anomaly detectors: decision_function is the reconstruction error
 # (higher is more abnormal). scikit-learn's check_outliers_train expects the opposite sign (decision >= 0 for
 # inliers), so that one check is expected to fail; predict, fit_predict and contamination follow scikit-learn.
@@ -25,8 +28,8 @@ def expected_failed_checks(estimator):
 
 
 @parametrize_with_checks(
-    [AutoEncoderTransformer(max_epochs=2, random_state=0, device="cpu"),
-     AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device="cpu")],
+    [AutoEncoderTransformer(max_epochs=2, random_state=0, device=DEVICE),
+     AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device=DEVICE)],
     expected_failed_checks=expected_failed_checks,
 )  # fmt: skip
 def test_scikit_learn_contract(estimator, check):

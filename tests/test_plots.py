@@ -1,3 +1,4 @@
+import os
 from dataclasses import replace
 
 import pytest
@@ -9,12 +10,14 @@ from aekit.errors import DataError
 from aekit.models import AutoEncoder
 from aekit.train import TrainConfig, train
 
+DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
+
 
 @pytest.fixture(scope="module", params=[2, 64])
 def trained(request, digits):
     torch.manual_seed(0)
     model = AutoEncoder(digits.input_shape, latent_dim=request.param, hidden=(32,))
-    history = train(model, digits, TrainConfig(epochs=2, batch_size=64, device="cpu"), progress=False)
+    history = train(model, digits, TrainConfig(epochs=2, batch_size=64, device=DEVICE), progress=False)
     return model, history
 
 

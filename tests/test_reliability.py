@@ -16,7 +16,9 @@ import aekit
 from aekit.checkpoint import RunDir, load_tensors, save_tensors
 from aekit.cli import main
 
-TABLE_TRAIN = ["--latent-dim", "2", "--hidden", "8", "--epochs", "2", "--batch-size", "16", "--device", "cpu",
+DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
+
+TABLE_TRAIN = ["--latent-dim", "2", "--hidden", "8", "--epochs", "2", "--batch-size", "16", "--device", DEVICE,
                "--no-progress"]  # fmt: skip
 
 

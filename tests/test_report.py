@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,6 +12,8 @@ from aekit import evaluate, report
 from aekit.models import AutoEncoder
 from aekit.train import TrainConfig, train
 
+DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
+
 FIGURES = ["reconstructions", "samples", "latent", "interpolation", "curves"]
 
 
@@ -18,7 +21,7 @@ FIGURES = ["reconstructions", "samples", "latent", "interpolation", "curves"]
 def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "run"
     aekit.train_run(path, aekit.make_config(latent_dim=8, hidden=(32,)), aekit.DataConfig(name="digits"),
-                    TrainConfig(epochs=3, batch_size=64, device="cpu"), progress=False)  # fmt: skip
+                    TrainConfig(epochs=3, batch_size=64, device=DEVICE), progress=False)  # fmt: skip
     return path
 
 
@@ -61,7 +64,7 @@ def test_probes_prefer_a_trained_autoencoder(digits):
     torch.manual_seed(0)
     untrained = AutoEncoder(digits.input_shape, latent_dim=8, hidden=(32,))
     trained = AutoEncoder(digits.input_shape, latent_dim=8, hidden=(32,))
-    train(trained, digits, TrainConfig(epochs=20, batch_size=64, lr=3e-3, device="cpu"), progress=False)
+    train(trained, digits, TrainConfig(epochs=20, batch_size=64, lr=3e-3, device=DEVICE), progress=False)
     before, after = evaluate.feature_quality(untrained, digits), evaluate.feature_quality(trained, digits)
     assert after["probe_logreg_ae"] > before["probe_logreg_ae"]
     assert after["probe_knn_ae"] > before["probe_knn_ae"]
@@ -71,6 +74,6 @@ def test_probes_prefer_a_trained_autoencoder(digits):
 def test_holes_separate_random_codes_from_real_ones(digits):
     torch.manual_seed(0)
     model = AutoEncoder(digits.input_shape, latent_dim=8, hidden=(32,))
-    train(model, digits, TrainConfig(epochs=20, batch_size=64, lr=3e-3, device="cpu"), progress=False)
+    train(model, digits, TrainConfig(epochs=20, batch_size=64, lr=3e-3, device=DEVICE), progress=False)
     measured = evaluate.holes(model, digits.x_test, n_samples=150)
     assert 0.5 <= measured["holes_fitted"] <= measured["holes"] <= 1.0

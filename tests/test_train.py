@@ -13,7 +13,9 @@ from aekit.evaluate import evaluate_model
 from aekit.models import AutoEncoder
 from aekit.train import Interrupted, TrainConfig, learning_rate, squared_errors, train
 
-FAST = TrainConfig(epochs=3, batch_size=64, lr=3e-3, device="cpu")
+DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
+
+FAST = TrainConfig(epochs=3, batch_size=64, lr=3e-3, device=DEVICE)
 
 
 def small_model(data, seed=0):
@@ -183,7 +185,7 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     from aekit.checkpoint import load_tensors
 
     argv = [sys.executable, "-m", "aekit", "train", "--data", "mnist", "--limit", "12000", "--latent-dim", "8",
-            "--hidden", "128", "--epochs", "10", "--batch-size", "64", "--device", "cpu", "--no-progress"]  # fmt: skip
+            "--hidden", "128", "--epochs", "10", "--batch-size", "64", "--device", DEVICE, "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every process: same arithmetic
     subprocess.run([*argv, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
 
@@ -219,7 +221,7 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
 from aekit.evaluate import holes  # noqa: E402
 from aekit.models import SHORTCUTS, ModelConfig, build_model, make_config  # noqa: E402
 
-DIGITS_FIT = TrainConfig(epochs=30, batch_size=64, lr=3e-3, device="cpu")
+DIGITS_FIT = TrainConfig(epochs=30, batch_size=64, lr=3e-3, device=DEVICE)
 
 
 def fit(data, config: ModelConfig, train_config=DIGITS_FIT):
@@ -237,7 +239,7 @@ def test_linear_autoencoder_finds_the_pca_subspace(tmp_path):
     np.save(tmp_path / "low_rank.npy", x)
     data = aekit.data.load(aekit.DataConfig(name=str(tmp_path / "low_rank.npy")))
     model = fit(data, make_config(model="linear", latent_dim=3, output="linear"),
-                TrainConfig(epochs=300, batch_size=64, lr=3e-3, device="cpu"))  # fmt: skip
+                TrainConfig(epochs=300, batch_size=64, lr=3e-3, device=DEVICE))  # fmt: skip
     metrics = evaluate_model(model, data)
     assert metrics["test_sse_per_image"] == pytest.approx(metrics["pca_test_sse_per_image"], rel=0.01)
     assert metrics["linear_max_principal_angle_deg"] < 5
@@ -269,7 +271,7 @@ def test_every_model_saves_loads_and_resumes(name, digits, tmp_path):
     body, objective = name.split("+") if "+" in name else SHORTCUTS[name]
     options = {"mlp": {"hidden": (16,)}, "conv": {"channels": (4, 8)}, "linear": {}}[body]
     config = make_config(body=body, objective=objective, latent_dim=4, **options, **({"groups": 2} if objective == "vq" else {}))
-    train_config = TrainConfig(epochs=2, batch_size=128, device="cpu")
+    train_config = TrainConfig(epochs=2, batch_size=128, device=DEVICE)
     _, metrics = aekit.train_run(tmp_path / "full", config, aekit.DataConfig(name="digits"), train_config,
                                  progress=False, analysis=False)  # fmt: skip
     aekit.train_run(tmp_path / "cut", config, aekit.DataConfig(name="digits"), replace(train_config, epochs=1),

@@ -29,13 +29,14 @@ def rank_and_world() -> tuple[int, int]:
 def process_group():
     """Join the torchrun job this process was started in (``RANK`` in the environment), if any.
 
-    gloo on the CPU, nccl on CUDA; the group is destroyed on exit, also on error. Outside torchrun, or inside
+    gloo for CPU tensors, nccl for CUDA tensors; the group is destroyed on exit, also on error. Outside torchrun, or inside
     an already initialized group, it does nothing.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) < 2 or "RANK" not in os.environ or dist.is_initialized():
         yield
         return
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    # gloo for CPU tensors, nccl for CUDA ones: a job may train on the CPU (--device cpu) on a machine with GPUs
+    dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     try:
         yield
     finally:
