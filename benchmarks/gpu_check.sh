@@ -8,7 +8,8 @@ mkdir -p "$logs"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 { nvidia-smi -L; python3 -c "import torch, sklearn; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), '| scikit-learn', sklearn.__version__)"; } 2>&1 | tee "$logs/device.txt"
 echo "== test suite with --device cuda"
-timeout 270 python3 -m pytest -q -p no:cacheprovider --device cuda -x 2>&1 | tail -25 | tee "$logs/tests.txt"
+timeout 270 python3 -m pytest -q -rfE -p no:cacheprovider --device cuda > "$logs/tests.txt" 2>&1
+grep -E "^(FAILED|ERROR)|passed|failed" "$logs/tests.txt" | tail -30
 echo "== speed: chapter model on MNIST, GPU"
 timeout 100 python3 benchmarks/train_speed.py --device cuda --epochs 3 --rounds 2 --no-progress 2>&1 | grep -v "^epoch" | tee "$logs/speed-gpu.txt"
 echo "== torchrun: 2 processes (gloo, CPU tensors: 2 NCCL ranks need 2 GPUs) on MNIST"
