@@ -147,13 +147,17 @@ def test_version_1_run_evaluates_to_the_same_metrics(name, tmp_path):
     shutil.copytree(FIXTURES / name, run)
     before = json.loads((run / RunDir.METRICS).read_text())
     assert json.loads((run / RunDir.CONFIG).read_text())["format"] == "aekit-run/1"
-    metrics = aekit.evaluate_run(run, device=DEVICE, write=False)
+    metrics = aekit.evaluate_run(run, device="cpu", write=False)  # the numbers 0.1.0 stored were a CPU's
     assert set(metrics) == set(before)
     for key, value in before.items():
-        assert metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        # another CPU (AVX-512 or not) or torch release sums in another order: reconstruction metrics agree to
+        # float32 rounding; the holes measure and the probes are classifier accuracies on 1000-2000 points (a
+        # VAE's holes also draw codes), within a few points
+        close = pytest.approx(value, abs=0.05) if key.startswith(("holes", "probe_")) else pytest.approx(value, rel=1e-5)
+        assert metrics[key] == close, key
     loaded = aekit.load_run(run)
     codes = encode(loaded.model, loaded.data().x_test[:10]).numpy()
-    assert np.array_equal(codes, np.load(run / "expected-codes.npy"))
+    np.testing.assert_allclose(codes, np.load(run / "expected-codes.npy"), rtol=1e-5, atol=1e-6)
 
 
 def test_version_1_configs_migrate_to_their_body_and_objective():
@@ -170,10 +174,10 @@ def test_version_1_run_resumes_as_before_and_is_rewritten_as_version_2(name, tmp
     run = tmp_path / name
     shutil.copytree(FIXTURES / name, run)
     expected = json.loads((run / "expected-resumed-to-3.json").read_text())  # what aekit 0.1.0 computed
-    history, _ = aekit.train_run(run, resume=True, epochs=3, progress=False, analysis=False)
+    history, _ = aekit.train_run(run, resume=True, epochs=3, device="cpu", progress=False, analysis=False)
     assert [row["epoch"] for row in history] == [1, 2, 3]
-    for key in ("train_loss", "test_sse_per_image"):
-        assert history[-1][key] == pytest.approx(expected[key], rel=1e-5), key
+    for key in ("train_loss", "test_sse_per_image"):  # computed on a CPU; another one rounds differently
+        assert history[-1][key] == pytest.approx(expected[key], rel=1e-4), key
     assert json.loads((run / RunDir.CONFIG).read_text())["format"] == "aekit-run/2"
     assert aekit.load_run(run).model_config == RunDir(FIXTURES / name).read_config(RUN_SCHEMA)["model"]
 

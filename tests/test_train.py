@@ -24,7 +24,7 @@ def small_model(data, seed=0):
 
 
 def weights(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def same_weights(a, b):

@@ -351,7 +351,10 @@ class Codebook(nn.Module):
         flat = z.reshape(-1, self.vectors.shape[1])  # (N * groups, d)
         distances = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.vectors.T + self.vectors.pow(2).sum(1)
         index = distances.argmin(1)
-        return self.vectors[index].reshape(z.shape), index.reshape(len(z), groups)
+        # a one-hot product rather than self.vectors[index]: the same values, and a backward pass without the
+        # scattered atomic adds that make indexing's gradient nondeterministic on GPUs (resume stays exact)
+        chosen = F.one_hot(index, len(self.vectors)).to(self.vectors.dtype) @ self.vectors
+        return chosen.reshape(z.shape), index.reshape(len(z), groups)
 
 
 @dataclass

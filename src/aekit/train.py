@@ -7,6 +7,7 @@ the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -265,7 +266,7 @@ def train(
     if writer:
         rundir.path.mkdir(parents=True, exist_ok=True)
 
-    with _StopFlag() as stop:
+    with _StopFlag() as stop, deterministic_cudnn(device):
         for epoch in range(state.epoch, config.epochs):
             began = time.perf_counter()
             sampler.set_epoch(epoch)
@@ -310,6 +311,15 @@ def train(
     if world > 1:
         check_identical_weights(model)
     return state.history
+
+
+def deterministic_cudnn(device: torch.device):
+    """On CUDA, cuDNN's deterministic algorithms (no autotuning) while training, so that a resumed run ends with
+    the same weights as an uninterrupted one there too; torch's global settings are restored afterwards."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=False, deterministic=True, allow_tf32=cudnn.allow_tf32)
 
 
 def training_device(name: str, world: int) -> torch.device:
