@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 # `make test` (and CI) runs the property tests derandomized, with no example database, so that every clean
 # clone runs the same examples; `make fuzz` selects the "fuzz" profile: many random examples.
 settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None, print_blob=True)
-settings.register_profile("fuzz", max_examples=5_000, derandomize=False, database=None, deadline=None,
+settings.register_profile("fuzz", max_examples=20_000, derandomize=False, database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile(os.environ.get("AEKIT_HYPOTHESIS_PROFILE", "ci"))
 
