@@ -20,6 +20,7 @@ demo: $(STAMP)
 	@$(PY) -m aekit train --preset chapter --out runs/demo --overwrite
 	@$(PY) -m aekit error-vs-dim runs/demo --epochs 3
 	@$(PY) -m aekit report runs/demo
+	@echo "next: explore the model in your browser: .venv/bin/aekit serve runs/demo  (then open http://127.0.0.1:8000/)"
 
 test: $(STAMP) browser
 	@$(PY) -m pytest -q

@@ -177,6 +177,18 @@ def build_parser() -> Parser:
                    help="code sizes (default: 2,4,8,16,32,64)")
     p.add_argument("--epochs", type=positive_int, help="epochs per model (default: RUN's own)")
 
+    p = commands.add_parser("serve", help="explore RUN's latent space in the browser and serve it over HTTP",
+                            description="Start a local web app for RUN: a page to explore its latent space (map of "
+                            "the test codes, sliders, drawing, interpolation, samples) and a JSON API (POST "
+                            "/v1/encode, /v1/decode, /v1/reconstruct, /v1/score; GET /v1/info, /healthz; OpenAPI "
+                            "page at /docs). Needs the 'serve' extra (pip install 'aekit[serve]').")  # fmt: skip
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only; "
+                   "another address makes the server reachable from the network: your explicit choice)")
+    p.add_argument("--port", type=positive_int, default=8000, help="default: 8000")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="where the model runs (default: cpu)")
+    p.add_argument("--tsne", action="store_true", help="also compute a t-SNE map of the codes at start (seconds)")
+
     commands.add_parser("datasets", help="list the built-in datasets and the file formats accepted",
                         description="List the built-in datasets, where MNIST is found, and the accepted files.")
     return parser
@@ -311,6 +323,13 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    serve(args.run, host=args.host, port=args.port, device=args.device, tsne=args.tsne)
+    return 0
+
+
 def cmd_report(args) -> int:
     print(f"report written: {report.write_report(args.run)}")  # loading the run first names a bad RUN
     return 0
@@ -327,7 +346,7 @@ def cmd_error_vs_dim(args) -> int:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct,
             "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets, "plot": cmd_plot, "score": cmd_score,
-            "report": cmd_report, "error-vs-dim": cmd_error_vs_dim}  # fmt: skip
+            "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,265 @@
+"""aekit serve: the API against the in-process model (FastAPI's test client and a real socket), bad requests,
+and the explorer page driven in a real headless Chromium."""
+
+import io
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import aekit
+from aekit.evaluate import encode, reconstruct
+from aekit.train import TrainConfig, squared_errors
+
+fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from aekit.serve import MAX_ROWS, create_app  # noqa: E402
+
+ARTIFACTS = Path(os.environ.get("AEKIT_TEST_ARTIFACTS", "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("serve") / "run"
+    aekit.train_run(path, aekit.make_config(latent_dim=4, hidden=(32,)), aekit.DataConfig(name="digits"),
+                    TrainConfig(epochs=15, batch_size=64, lr=3e-3, device="cpu"), progress=False)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve-table")
+    rng = np.random.default_rng(0)
+    np.save(folder / "table.npy", (rng.normal(size=(300, 2)) @ rng.normal(size=(2, 5)) * 10 + 50).astype(np.float32))
+    aekit.train_run(folder / "run", aekit.make_config(latent_dim=2, hidden=(16,)),
+                    aekit.DataConfig(name=str(folder / "table.npy")), TrainConfig(epochs=5, device="cpu"),
+                    progress=False)  # fmt: skip
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def client(run):
+    return TestClient(create_app(run, map_points=300))
+
+
+def rows(run, n=5):
+    loaded = aekit.load_run(run)
+    return loaded, loaded.data().x_test[:n]
+
+
+def test_every_endpoint_equals_the_in_process_model(client, run):
+    loaded, x = rows(run)
+    flat = x.reshape(len(x), -1).tolist()
+    codes = client.post("/v1/encode", json={"inputs": flat}).json()["codes"]
+    np.testing.assert_allclose(codes, encode(loaded.model, x).numpy(), atol=1e-6)
+    outputs = client.post("/v1/reconstruct", json={"inputs": flat}).json()["outputs"]
+    np.testing.assert_allclose(outputs, reconstruct(loaded.model, x).reshape(5, -1).numpy(), atol=1e-6)
+    decoded = client.post("/v1/decode", json={"codes": codes}).json()["outputs"]
+    with torch.no_grad():
+        expected = loaded.model.decode(torch.tensor(codes)).reshape(5, -1).numpy()
+    np.testing.assert_allclose(decoded, expected, atol=1e-6)
+    scores = client.post("/v1/score", json={"inputs": flat}).json()["scores"]
+    np.testing.assert_allclose(scores, (squared_errors(loaded.model, x) / 64).numpy(), atol=1e-6)
+    info = client.get("/v1/info").json()
+    assert info["config"]["body"] == {"kind": "mlp", "hidden": [32], "activation": "relu"}
+    assert info["metrics"]["test_sse_per_image"] > 0 and client.get("/healthz").json() == {"status": "ok"}
+    assert "/v1/score" in client.get("/openapi.json").json()["paths"] and client.get("/docs").status_code == 200
+
+
+def test_a_npy_body_gives_the_same_scores(client, run):
+    _, x = rows(run)
+    buffer = io.BytesIO()
+    np.save(buffer, x.reshape(5, -1).numpy())
+    binary = client.post("/v1/score", content=buffer.getvalue(), headers={"content-type": "application/x-npy"})
+    as_json = client.post("/v1/score", json={"inputs": x.reshape(5, -1).tolist()})
+    np.testing.assert_allclose(binary.json()["scores"], as_json.json()["scores"], rtol=1e-6)
+
+
+def test_table_runs_take_and_give_the_original_units(table_run):
+    client = TestClient(create_app(table_run, map_points=50))
+    raw = np.load(table_run.parent / "table.npy")[:3]
+    outputs = np.array(client.post("/v1/reconstruct", json={"inputs": raw.tolist()}).json()["outputs"])
+    loaded = aekit.load_run(table_run)  # the CLI's path: raw rows -> standardized -> model -> raw units
+    x = aekit.data.to_model_space(raw, loaded.model_config.input_shape, loaded.scaling, loaded.scaler)
+    np.testing.assert_allclose(outputs, loaded.to_data_space(reconstruct(loaded.model, x)).numpy(), rtol=1e-5)
+    assert np.abs(outputs).mean() > 10  # raw units (the table's values are around 50), not standardized ones
+    assert client.get("/v1/info").json()["is_image"] is False
+
+
+BAD = [
+    ({"inputs": [[0.5] * 3]}, 422, "inputs: each row must have 64 values (the model's width); got 3"),
+    ('{"inputs": [[NaN' + ", 0" * 63 + "]]}", 422, "inputs.0.0: Input should be a finite number"),
+    ('{"inputs": [[1e999' + ", 0" * 63 + "]]}", 422, "inputs.0.0: Input should be a finite number"),
+    ({"inputs": [["a"] + [0] * 63]}, 422, "inputs.0.0: Input should be a valid number"),
+    ({"inputs": []}, 422, "inputs: List should have at least 1 item"),
+    ({"inputs": [[0] * 64, [0] * 63]}, 422, "inputs: rows of different lengths (63 to 64 values)"),
+    ({"rows": [[0] * 64]}, 422, "inputs: Field required"),
+    ("not json", 422, "body: Invalid JSON"),
+    ({"inputs": [[0] * 64] * (MAX_ROWS + 1)}, 422, f"inputs: List should have at most {MAX_ROWS} items"),
+]
+
+
+@pytest.mark.parametrize("body, status, message", BAD)
+def test_bad_requests_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(client, run, body, status, message):
+    content = body if isinstance(body, str) else json.dumps(body)
+    response = client.post("/v1/score", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == status and message in response.json()["detail"], response.text
+    assert "Traceback" not in response.text
+    good = client.post("/v1/score", json={"inputs": [[0.5] * 64]})
+    assert good.status_code == 200 and len(good.json()["scores"]) == 1
+
+
+def test_oversized_bodies_and_other_bad_requests(client):
+    huge = client.post("/v1/score", content=b"0" * 10, headers={"content-type": "application/json",
+                                                                "content-length": str(2**30)})  # fmt: skip
+    assert huge.status_code == 413 and "over the" in huge.json()["detail"]
+    assert client.post("/v1/decode", json={"codes": [[0.0] * 3]}).json()["detail"] == (
+        "codes: each row must have 4 values (the model's code size); got 3")
+    npy = client.post("/v1/score", content=b"garbage", headers={"content-type": "application/x-npy"})
+    assert npy.status_code == 422 and "body: not a .npy array" in npy.json()["detail"]
+    assert client.get("/v1/explore/example/99999").status_code == 404
+    assert client.get("/v1/explore/map/umap").status_code == 404
+    assert client.get("/v1/explore/samples?n=100000").status_code == 422
+    assert client.get("/../../etc/passwd").status_code == 404  # no path from a request reaches the file system
+    assert client.get("/healthz").status_code == 200
+
+
+def test_explorer_endpoints(client, run):
+    info = client.get("/v1/info").json()
+    points = client.get("/v1/explore/map/pca").json()
+    assert len(points["x"]) == 300 and len(points["labels"]) == 300
+    # clicking the PCA map decodes exactly: the mean code plus the two components
+    point = client.post("/v1/explore/point", json={"map": "pca", "x": points["x"][0], "y": points["y"][0]}).json()
+    assert len(point["code"]) == info["latent_dim"] and "exact" in point["how"]
+    example = client.get("/v1/explore/example/0").json()
+    assert len(example["input"]) == 64 and 0 <= example["score"]["percentile"] <= 100
+    probe = client.post("/v1/explore/probe", json={"inputs": [example["input"]]}).json()
+    assert probe["nearest"][0]["index"] == 0 and probe["nearest"][0]["distance"] < 1e-5  # itself, first
+    samples = client.get("/v1/explore/samples?n=4").json()
+    assert len(samples["prior"]) == 4 and len(samples["fitted"]) == 4 and 0.4 <= samples["holes"] <= 1
+
+
+def test_tsne_map_clicks_average_the_nearest_codes(run):
+    client = TestClient(create_app(run, map_points=120, tsne=True))
+    points = client.get("/v1/explore/map/tsne").json()
+    point = client.post("/v1/explore/point", json={"map": "tsne", "x": points["x"][3], "y": points["y"][3]}).json()
+    assert "distance-weighted average of the 8 nearest codes" in point["how"]
+
+
+@pytest.fixture(scope="module")
+def server(run):
+    """The app over a real socket: uvicorn in a thread on a free loopback port."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(run, map_points=500), host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not instance.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert instance.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_over_a_real_socket(server, run):
+    import httpx
+
+    _, x = rows(run, 3)
+    with httpx.Client(base_url=server, timeout=30) as http:
+        bad = http.post("/v1/score", json={"inputs": [[1.0, 2.0]]})
+        assert bad.status_code == 422 and "got 2" in bad.json()["detail"]
+        good = http.post("/v1/score", json={"inputs": x.reshape(3, -1).tolist()})
+        assert good.status_code == 200 and len(good.json()["scores"]) == 3
+        assert http.get("/").text.startswith("<!doctype html>")
+
+
+def find_browser():
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser") if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
+def test_the_page_in_a_real_browser(server):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=find_browser(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(server + "/")
+        page.wait_for_selector("body[data-ready='true']", timeout=30_000)
+
+        def decoded():
+            return page.evaluate("document.getElementById('decoded').toDataURL()")
+
+        def updates():
+            return int(page.evaluate("document.getElementById('decoded').dataset.updates || 0"))
+
+        # clicking the map decodes that point
+        before, count = decoded(), updates()
+        box = page.locator("#map").bounding_box()
+        page.mouse.click(box["x"] + 0.2 * box["width"], box["y"] + 0.3 * box["height"])
+        page.wait_for_function(f"Number(document.getElementById('decoded').dataset.updates) > {count}")
+        after_click = decoded()
+        assert after_click != before and "PCA inverse transform" in page.inner_text("#decoded-text")
+
+        # moving a slider changes the decoded image
+        count = updates()
+        page.locator("#z0").fill(page.locator("#z0").get_attribute("max"))
+        page.wait_for_function(f"Number(document.getElementById('decoded').dataset.updates) > {count}")
+        assert decoded() != after_click and "slider z0" in page.inner_text("#decoded-text")
+
+        # a stroke on the drawing canvas gets a score
+        box = page.locator("#draw").bounding_box()
+        page.mouse.move(box["x"] + 110, box["y"] + 40)
+        page.mouse.down()
+        for step in range(12):
+            page.mouse.move(box["x"] + 110, box["y"] + 40 + 12 * step)
+        page.mouse.up()
+        page.wait_for_function("document.getElementById('probe-score').textContent.includes('anomaly score')")
+        assert "of the test examples" in page.inner_text("#probe-score")
+        assert page.locator("#nearest canvas").count() == 5
+
+        # hovering shows an example; interpolating between two picks and sampling draw strips
+        box = page.locator("#map").bounding_box()
+        x = page.evaluate("toCanvas(map.x[0], map.y[0])")
+        page.mouse.move(box["x"] + x[0] + 1, box["y"] + x[1] + 1)
+        page.wait_for_function("document.getElementById('hover-text').textContent.startsWith('example')")
+        page.click("#pick-a")
+        x = page.evaluate("toCanvas(map.x[1], map.y[1])")
+        page.mouse.move(box["x"] + x[0] + 1, box["y"] + x[1] + 1)
+        page.wait_for_function("document.getElementById('hover-text').textContent.startsWith('example 1')")
+        page.click("#pick-b")
+        page.click("#interpolate")
+        page.wait_for_function("document.querySelectorAll('#interp canvas').length === 10")
+        assert page.locator("#prior canvas").count() == 16 and "holes measure" in page.inner_text("#holes")
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)
+        assert errors == [], errors
+        browser.close()
+
+
+def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
+    from aekit.cli import main
+
+    monkeypatch.setitem(__import__("sys").modules, "fastapi", None)  # as if fastapi were not installed
+    assert main(["serve", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "aekit serve: error: aekit serve needs the 'serve' extra: pip install 'aekit[serve]'"
