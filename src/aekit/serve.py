@@ -237,7 +237,7 @@ def create_app(run_path: str | Path, device: str = "cpu", map_points: int = MAP_
             what = "code size" if field == "codes" else "width"
             raise HTTPException(422, f"{field}: each row must have {expected} values (the model's {what}); got "
                                      f"{array.shape[1]}")  # fmt: skip
-        if field == "inputs" and np.abs(array).max() > np.finfo(np.float32).max:
+        if field == "inputs" and array.dtype.itemsize > 4 and np.abs(array).max() > np.finfo(np.float32).max:
             raise HTTPException(422, "inputs: values beyond float32's range")
         return array
 
