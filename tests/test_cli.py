@@ -8,6 +8,7 @@ import pytest
 
 import aekit
 from aekit.cli import main
+from cli_helpers import exit_code, one_error_line
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -21,22 +22,6 @@ def run(tmp_path, capsys):
     assert main([*TRAIN, "--out", str(path)]) == 0
     capsys.readouterr()
     return path
-
-
-def exit_code(argv):
-    """main()'s return value, or the code of the SystemExit that argparse raises on a usage error."""
-    try:
-        return main(argv)
-    except SystemExit as exit:
-        return exit.code
-
-
-def one_error_line(capsys, *needles):
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def test_train_prints_model_and_pca_rows(tmp_path, capsys):

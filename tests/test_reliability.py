@@ -15,27 +15,12 @@ import torch
 import aekit
 from aekit.checkpoint import RunDir, load_tensors, save_tensors
 from aekit.cli import main
+from cli_helpers import exit_code, one_error_line
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
 TABLE_TRAIN = ["--latent-dim", "2", "--hidden", "8", "--epochs", "2", "--batch-size", "16", "--device", DEVICE,
                "--no-progress"]  # fmt: skip
-
-
-def exit_code(argv):
-    try:
-        return main(argv)
-    except SystemExit as exit:
-        return exit.code
-
-
-def one_error_line(capsys, *needles):
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert err.startswith("aekit "), err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.fixture
