@@ -122,8 +122,8 @@ class Explorer:
         return {"index": index, "label": None if self.labels is None else self.labels[index],
                 "input": self.data_space(self.x[index : index + 1])[0].tolist(),
                 "reconstruction": self.data_space(self.reconstructions[index : index + 1])[0].tolist(),
-                "code": self.codes[index].tolist(), "score": self.percentile_of(self.score(
-                    self.data_space(self.x[index : index + 1])))[0]}  # fmt: skip
+                "code": self.codes[index].tolist(),
+                "score": self.percentile_of((squared_errors(self.model, self.x[index : index + 1]) / self.width).numpy())[0]}  # fmt: skip
 
     def percentile_of(self, scores: np.ndarray) -> list[dict]:
         share = np.searchsorted(self.test_scores, scores, side="right") / len(self.test_scores)
@@ -163,7 +163,7 @@ def create_app(run_path: str | Path, device: str = "cpu", map_points: int = MAP_
         from fastapi import FastAPI, HTTPException, Query, Request
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import HTMLResponse, JSONResponse
-        from pydantic import BaseModel, Field
+        from pydantic import BaseModel, Field, ValidationError
     except ImportError:
         raise AekitError("aekit serve needs the 'serve' extra: pip install 'aekit[serve]'") from None
 
@@ -223,10 +223,9 @@ def create_app(run_path: str | Path, device: str = "cpu", map_points: int = MAP_
         else:
             try:
                 parsed = model.model_validate_json(await request.body())
-            except ValueError as err:  # pydantic's ValidationError
-                errors = getattr(err, "errors", lambda: [])()
-                detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
-                raise HTTPException(422, detail or str(err)) from None
+            except ValidationError as err:
+                raise HTTPException(422, "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                                                   for e in err.errors()[:5])) from None  # fmt: skip
             rows = getattr(parsed, field)
             widths = sorted({len(row) for row in rows})
             if len(widths) > 1:
