@@ -109,6 +109,16 @@ def test_score_writes_one_anomaly_score_per_row(tmp_path, capsys):
     scores = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
     assert scores.shape == (10,) and scores[:5].max() < scores[5:].min()
     assert (tmp_path / "s.csv").read_text().startswith("score\n")
+    assert main(["score", str(run), "--input", str(tmp_path / "new.csv"), "--out", str(tmp_path / "l.csv"),
+                 "--contamination", "0.05"]) == 0  # fmt: skip
+    labelled = np.loadtxt(tmp_path / "l.csv", delimiter=",", skiprows=1)
+    assert (tmp_path / "l.csv").read_text().startswith("score,outlier\n")
+    assert labelled[:5, 1].tolist() == [0] * 5 and labelled[5:, 1].tolist() == [1] * 5  # the off-plane rows
+    np.testing.assert_allclose(labelled[:, 0], scores, rtol=1e-6)
+    threshold = float(np.median(scores))
+    assert main(["score", str(run), "--input", str(tmp_path / "new.csv"), "--out", str(tmp_path / "t.npy"),
+                 "--threshold", str(threshold)]) == 0  # fmt: skip
+    assert np.array_equal(np.load(tmp_path / "t.npy")[:, 1], (scores > threshold).astype(float))
 
 
 @pytest.mark.parametrize("model", ["mlp", "conv", "denoising", "sparse", "linear", "vae", "vq", "vae --body conv",

@@ -15,23 +15,10 @@ from aekit.estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
-# PyOD's convention, asked for by users of anomaly detectors: decision_function is the reconstruction error
-# (higher is more abnormal). scikit-learn's check_outliers_train expects the opposite sign (decision >= 0 for
-# inliers), so that one check is expected to fail; predict, fit_predict and contamination follow scikit-learn.
-EXPECTED_FAILURES = {
-    "check_outliers_train": "decision_function follows PyOD: higher is more abnormal, not scikit-learn's sign",
-}
-
-
-def expected_failed_checks(estimator):
-    return EXPECTED_FAILURES if isinstance(estimator, AutoEncoderOutlierDetector) else {}
-
-
 @parametrize_with_checks(
     [AutoEncoderTransformer(max_epochs=2, random_state=0, device=DEVICE),
      AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device=DEVICE)],
-    expected_failed_checks=expected_failed_checks,
-)  # fmt: skip
+)  # fmt: skip  (no expected failures: the detector follows scikit-learn's sign conventions)
 def test_scikit_learn_contract(estimator, check):
     check(estimator)
 
@@ -49,7 +36,8 @@ def sse(X, X_hat):
 def test_linear_autoencoder_matches_pca_within_one_percent(noisy_low_rank):
     X = noisy_low_rank
     pca = PCA(3).fit(X)
-    ae = AutoEncoderTransformer(3, hidden=(), max_epochs=300, lr=3e-3, batch_size=64, scale=False, random_state=0)
+    ae = AutoEncoderTransformer(3, hidden=(), max_epochs=300, lr=3e-3, batch_size=64, scale=False,
+                                n_iter_no_change=None, random_state=0)  # all 300 epochs
     ae.fit(X)
     ratio = sse(X, ae.inverse_transform(ae.transform(X))) / sse(X, pca.inverse_transform(pca.transform(X)))
     assert 1 - 1e-6 <= ratio < 1.01  # PCA is optimal among rank-3 linear maps; the AE gets within 1%
@@ -127,8 +115,28 @@ def test_outlier_detector_flags_points_off_the_data():
                                           random_state=0).fit(inliers)  # fmt: skip
     assert np.mean(detector.predict(inliers) == 1) >= 0.94
     assert np.mean(detector.predict(outliers) == -1) >= 0.9
-    assert detector.decision_function(outliers).min() > detector.threshold_ >= np.median(detector.decision_scores_)
-    np.testing.assert_allclose(detector.score_samples(outliers), -detector.decision_function(outliers))
+    # scikit-learn's signs: an obvious outlier has a negative decision_function and a lower score_samples
+    assert detector.decision_function(outliers).max() < 0 <= np.median(detector.decision_function(inliers))
+    assert detector.score_samples(outliers).max() < detector.score_samples(inliers).min() + 1e-12 or \
+        np.mean(detector.score_samples(outliers) < np.median(detector.score_samples(inliers))) == 1
+    np.testing.assert_allclose(detector.decision_function(outliers), detector.score_samples(outliers) - detector.offset_)
+    # PyOD's names: training errors, higher is more abnormal; labels_ in {0, 1}
+    assert detector.threshold_ == -detector.offset_ >= np.median(detector.decision_scores_)
+    np.testing.assert_allclose(detector.decision_scores_, -detector.score_samples(inliers))
+    assert set(np.unique(detector.labels_)) == {0, 1}
+    assert np.array_equal(detector.labels_, (detector.predict(inliers) == -1).astype(int))
+
+
+def test_early_stopping_stops_before_max_epochs_on_data_it_cannot_improve_on():
+    noise = np.random.default_rng(0).normal(size=(400, 8))  # no structure to learn: the validation error plateaus
+    ae = AutoEncoderTransformer(2, max_epochs=200, early_stopping=True, n_iter_no_change=5, random_state=0,
+                                device=DEVICE).fit(noise)  # fmt: skip
+    assert ae.n_iter_ < 200 and len(ae.history_) == ae.n_iter_
+    assert set(ae.history_[0]) == {"epoch", "train_loss", "validation_mse", "seconds"}
+    best = min(row["validation_mse"] for row in ae.history_)
+    assert all(row["validation_mse"] > best - 1e-4 for row in ae.history_[-5:])  # the last 5 did not improve
+    plain = AutoEncoderTransformer(2, max_epochs=3, n_iter_no_change=None, random_state=0, device=DEVICE).fit(noise)
+    assert plain.n_iter_ == 3 and set(plain.history_[0]) == {"epoch", "train_loss", "seconds"}  # no fake test column
 
 
 def test_every_part_option_is_an_estimator_parameter():

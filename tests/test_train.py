@@ -346,3 +346,12 @@ def test_adam_step_is_bit_identical_to_adam(digits):
     assert same_weights(weights(models[0]), weights(models[1]))
     state = [optimizers[i].state_dict()["state"] for i in (0, 1)]
     assert all(torch.equal(state[0][k][n], state[1][k][n]) for k in state[0] for n in state[0][k])
+
+
+def test_n_iter_no_change_stops_training_and_survives_resume(digits, tmp_path):
+    config = replace(FAST, epochs=10, n_iter_no_change=2, tol=1e9)  # nothing counts as an improvement after epoch 1
+    history = train(small_model(digits), digits, config, tmp_path / "run", progress=False)
+    assert len(history) == 3  # epoch 1 sets the best; epochs 2 and 3 do not improve by tol
+    state, _ = RunDir(tmp_path / "run").load_checkpoint(small_model(digits), torch.optim.Adam(
+        small_model(digits).parameters()))  # fmt: skip
+    assert (state.epoch, state.stale) == (3, 2) and state.best == min(r["test_mse_per_pixel"] for r in history)

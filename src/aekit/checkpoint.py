@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import types
@@ -248,6 +249,8 @@ class TrainState:
     seen: int = 0  # examples behind ``sums``
     history: list[dict] = field(default_factory=list)  # one row per finished epoch
     world: int = 1  # processes that trained it (a mid-epoch stop resumes with as many)
+    best: float = math.inf  # the lowest monitored error so far (for n_iter_no_change)
+    stale: int = 0  # epochs since it last improved by tol
 
     def add(self, terms: dict[str, float], count: int) -> None:
         for name, value in terms.items():
@@ -261,7 +264,8 @@ class TrainState:
             sums = {k: float(v) for k, v in raw.get("sums", {}).items()}
             seen = int(raw.get("seen", sums.pop("_seen", 0)))
             sums.pop("_seen", None)
-            state = cls(int(raw["epoch"]), int(raw["step"]), sums, seen, list(raw["history"]), int(raw.get("world", 1)))
+            state = cls(int(raw["epoch"]), int(raw["step"]), sums, seen, list(raw["history"]), int(raw.get("world", 1)),
+                        float(raw.get("best", math.inf)), int(raw.get("stale", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"{where}: checkpoint progress is ill-typed ({err!r})") from None
         if state.epoch < 0 or state.step < 0 or state.seen < 0 or state.world < 1:

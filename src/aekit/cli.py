@@ -112,6 +112,10 @@ def build_parser() -> Parser:
     g.add_argument("--weight-decay", type=float, help="Adam's L2 penalty (default: 0)")
     g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: none)")
     g.add_argument("--clip-grad", type=positive_float, metavar="NORM", help="clip the gradient norm")
+    g.add_argument("--n-iter-no-change", type=positive_int, metavar="N", help="stop after N epochs in which the test "
+                   "MSE per feature improved by less than --tol (default: train all epochs)")
+    g.add_argument("--tol", type=float, metavar="X", help=f"the improvement that counts for --n-iter-no-change "
+                   f"(default: {t.tol:g})")
     g.add_argument("--seed", type=int, help=f"seeds weights, batch order and noise (default: {t.seed})")
     g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda, then mps, then cpu)")
     g = train.add_argument_group("run directory")
@@ -140,7 +144,8 @@ def build_parser() -> Parser:
         ("score", "write one anomaly score (reconstruction error) per row",
          f"Score each example of INPUT by RUN's reconstruction error: the mean squared error over its features, in "
          f"the units the model was trained in (standardized for tables, [0, 1] for images). Higher is more "
-         f"abnormal. {inputs} Writes a one-column CSV (header 'score') or a .npy array, by the output's suffix.",
+         f"abnormal. {inputs} Writes a CSV (header 'score', and 'outlier' with --contamination or --threshold) or a "
+         f".npy array, by the output's suffix.",
          "FILE.csv|FILE.npy"),
     ):  # fmt: skip
         p = commands.add_parser(name, help=help_text, description=description)
@@ -149,6 +154,12 @@ def build_parser() -> Parser:
         p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
         p.add_argument("--out", required=True, type=Path, metavar=out)
         p.add_argument("--device", choices=DEVICES, default="auto")
+        if name == "score":
+            label = p.add_mutually_exclusive_group()
+            label.add_argument("--contamination", type=positive_float, metavar="C", help="add an 'outlier' column "
+                               "(1 or 0): 1 above the (1 - C) quantile of the scores of RUN's own training data")
+            label.add_argument("--threshold", type=float, metavar="T", help="add an 'outlier' column: 1 for scores "
+                               "above T")
 
     p = commands.add_parser("plot", help="draw one of the chapter's figures for a run",
                             description="Draw a figure for RUN as PNG and SVG (default folder: RUN/figures). "
@@ -304,12 +315,24 @@ def cmd_datasets(args) -> int:
 
 def cmd_score(args) -> int:
     check_output_path(args.out)
+    if args.contamination is not None and not args.contamination < 1:
+        raise AekitError(f"--contamination {args.contamination:g} must be a share below 1, e.g. 0.05")
     run = runs.load_run(args.run, args.device)
     x, _ = run.inputs(args.input, args.split)
-    scores = squared_errors(run.model, x) / x[0].numel()
-    files.write_array(args.out, scores.numpy(), header="score")
-    print(f"wrote {len(scores)} anomaly scores to {args.out} (median {float(scores.median()):.4g}, "
-          f"max {float(scores.max()):.4g})")
+    scores = (squared_errors(run.model, x) / x[0].numel()).numpy()
+    threshold = args.threshold
+    if args.contamination is not None:  # the threshold that flags that share of the run's own training data
+        train = run.data().x_train
+        threshold = float(np.quantile((squared_errors(run.model, train) / train[0].numel()).numpy(),
+                                      1 - args.contamination))  # fmt: skip
+    if threshold is None:
+        files.write_array(args.out, scores, header="score")
+    else:
+        flagged = (scores > threshold).astype(np.float64)
+        files.write_array(args.out, np.stack([scores, flagged], axis=1), header="score,outlier")
+    print(f"wrote {len(scores)} anomaly scores to {args.out} (median {float(np.median(scores)):.4g}, "
+          f"max {float(scores.max()):.4g})" + ("" if threshold is None else
+          f"; {int(flagged.sum())} above the threshold {threshold:.4g} marked outlier=1"))  # fmt: skip
     return 0
 
 

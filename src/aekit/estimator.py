@@ -4,10 +4,10 @@ Two classes sharing one fitting routine, rather than one class with both roles, 
 contracts differ: a transformer's ``fit_transform`` must equal ``fit().transform`` while an outlier detector's
 ``fit_predict`` returns labels, and ``check_estimator`` runs different checks on each.
 
-Following PyOD rather than scikit-learn, the detector's ``decision_function`` is the reconstruction error
-itself (higher is more abnormal) and ``threshold_`` separates inliers from outliers; ``predict`` returns 1 for
-inliers and -1 for outliers as scikit-learn's detectors do, and ``score_samples`` is the negated error (lower is
-more abnormal) as in scikit-learn.
+The detector follows scikit-learn's contract exactly (``score_samples`` higher for normal rows,
+``decision_function = score_samples - offset_`` negative for outliers, ``predict`` in {1, -1}) and also carries
+PyOD's names (``decision_scores_``: training errors, higher is more abnormal; ``threshold_``; ``labels_`` in
+{0, 1}); its docstring maps one onto the other.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ class _AutoEncoderBase(BaseEstimator):
         batch_size=128,
         lr=1e-3,
         weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
         scale=True,
         device="auto",
         random_state=None,
@@ -82,6 +86,10 @@ class _AutoEncoderBase(BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.scale = scale
         self.device = device
         self.random_state = random_state
@@ -98,6 +106,13 @@ class _AutoEncoderBase(BaseEstimator):
             raise ValueError(f"loss={self.loss!r} must be one of {list(LOSSES)}")
         if self.device not in DEVICES:
             raise ValueError(f"device={self.device!r} must be one of {list(DEVICES)}")
+        if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction={self.validation_fraction!r} must be in (0, 1)")
+        if self.n_iter_no_change is not None and (not isinstance(self.n_iter_no_change, numbers.Integral)
+                                                  or self.n_iter_no_change < 1):  # fmt: skip
+            raise ValueError(f"n_iter_no_change={self.n_iter_no_change!r} must be a positive integer or None")
+        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
+            raise ValueError(f"tol={self.tol!r} must be zero or positive")
 
     def _model_config(self, n_features: int) -> ModelConfig:
         """The model the parameters describe: ``model`` (a shortcut), ``body`` and ``objective`` pick the parts,
@@ -130,14 +145,26 @@ class _AutoEncoderBase(BaseEstimator):
             std = X.std(axis=0)
             self.mean_, self.scale_ = X.mean(axis=0), np.where(std < 1e-8, 1.0, std)
         config = self._model_config(X.shape[1])
-        seed = check_random_state(self.random_state).randint(2**31 - 1)
+        random_state = check_random_state(self.random_state)
+        seed = random_state.randint(2**31 - 1)
         train_config = TrainConfig(epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
-                                   weight_decay=self.weight_decay, loss=self.loss, seed=seed, device=self.device)  # fmt: skip
+                                   weight_decay=self.weight_decay, loss=self.loss, seed=seed, device=self.device,
+                                   n_iter_no_change=self.n_iter_no_change, tol=float(self.tol))  # fmt: skip
         x = self._to_model_space(X)
+        if self.early_stopping:  # monitor the error on held-out rows; else the training loss (as MLPRegressor)
+            order = torch.from_numpy(random_state.permutation(len(x)))
+            n_validation = max(1, int(round(self.validation_fraction * len(x))))
+            data = Data(x_train=x[order[n_validation:]], x_test=x[order[:n_validation]])
+        else:
+            data = Data(x_train=x, x_test=x[:0])
         with torch.random.fork_rng(devices=[]):  # leave the caller's global torch RNG as it was
             torch.manual_seed(seed)
             model = build_model(config)
-            self.history_ = train(model, Data(x_train=x, x_test=x[:1000]), train_config, progress=self.verbose > 0)
+            history = train(model, data, train_config, progress=self.verbose > 0)
+        self.history_ = [{"epoch": row["epoch"], "train_loss": row["train_loss"],
+                          **({"validation_mse": row["test_mse_per_pixel"]} if "test_mse_per_pixel" in row else {}),
+                          "seconds": row["seconds"]} for row in history]  # fmt: skip
+        self.n_iter_ = len(history)
         self.model_ = model.cpu().eval()
         return x
 
@@ -151,10 +178,17 @@ class _AutoEncoderBase(BaseEstimator):
 
     @torch.no_grad()
     def _errors(self, X) -> np.ndarray:
-        """Mean squared reconstruction error of each row, in the standardized space the model was trained in."""
+        """Mean squared reconstruction error of each row, in the standardized space the model was trained in.
+
+        Computed in float64 (the weights cast for the call): float32 products give a row a slightly different
+        error in batches of different sizes, and a detector's decisions near its threshold must not depend on
+        which other rows came with it (scikit-learn checks this).
+        """
         check_is_fitted(self, "model_")
-        x = self._to_model_space(self._validate(X, reset=False))
-        return (self.model_(x) - x).double().pow(2).mean(1).numpy()
+        X = self._validate(X, reset=False).astype(np.float64)
+        x = torch.from_numpy((X - self.mean_) / self.scale_ if self.scale else X)
+        weights = {name: value.double() for name, value in self.model_.state_dict().items()}
+        return (torch.func.functional_call(self.model_, weights, (x,)) - x).pow(2).mean(1).numpy()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -191,6 +225,14 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     lr : float, default 1e-3
         Adam's learning rate.
     weight_decay : float, default 0.0
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the rows and stop when their reconstruction error has not improved by
+        ``tol`` for ``n_iter_no_change`` epochs; without it, the same rule watches the training loss (as
+        scikit-learn's ``MLPRegressor``).
+    validation_fraction : float, default 0.1
+    n_iter_no_change : int or None, default 10
+        None trains all ``max_epochs``.
+    tol : float, default 1e-4
     scale : bool, default True
         Standardize each feature (statistics in ``mean_`` and ``scale_``); ``inverse_transform`` undoes it.
     device : {"auto", "cpu", "cuda", "mps"}, default "auto"
@@ -204,7 +246,10 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     model_ : aekit.AutoEncoder
         The trained network (on the CPU, in eval mode).
     history_ : list of dict
-        One row per epoch (train loss, error on up to 1000 training rows, seconds).
+        One row per epoch: ``train_loss`` (the training objective), ``validation_mse`` (mean squared error per
+        feature on the held-out rows, with ``early_stopping``) and ``seconds``.
+    n_iter_ : int
+        Epochs trained.
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardization statistics (only with ``scale=True``).
     n_features_in_ : int
@@ -253,26 +298,48 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
     """Anomaly detection by reconstruction error, with PyOD's interface.
 
     Takes :class:`AutoEncoderTransformer`'s parameters, plus ``contamination``: the expected share of
-    outliers in the training data, which sets ``threshold_``.
+    outliers in the training data, which sets the threshold.
+
+    It follows scikit-learn's outlier-detector contract exactly and also carries PyOD's names:
+
+    ===============================  =============================================  ==========================
+    scikit-learn                     meaning                                        PyOD
+    ===============================  =============================================  ==========================
+    ``score_samples(X)``             minus the reconstruction error: higher is      ``-decision_function(X)``
+                                     more normal                                    of PyOD
+    ``offset_``                      ``-threshold_``                                ``threshold_`` (error)
+    ``decision_function(X)``         ``score_samples(X) - offset_``: negative for   --
+                                     outliers
+    ``predict(X)``                   1 inlier, -1 outlier                           ``labels_``: 0 / 1 on the
+                                                                                    training rows
+    --                               training rows' reconstruction errors, higher   ``decision_scores_``
+                                     is more abnormal
+    ===============================  =============================================  ==========================
 
     Attributes
     ----------
+    offset_ : float
+        ``decision_function = score_samples - offset_``; it is minus ``threshold_``.
     threshold_ : float
         Reconstruction errors above it are outliers (the ``1 - contamination`` quantile of training errors).
     decision_scores_ : ndarray of shape (n_samples,)
-        Reconstruction errors of the training rows.
+        Reconstruction errors of the training rows (higher is more abnormal), as PyOD names them.
+    labels_ : ndarray of shape (n_samples,)
+        1 for training rows above ``threshold_``, else 0 (PyOD's labels).
     """
 
     def __init__(self, contamination=0.1, n_components=2, *, model="mlp", body=None, objective=None, input_shape=None,
                  hidden=None, activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
                  codebook_size=None, groups=None, commitment=None, loss="mse", max_epochs=50, batch_size=128, lr=1e-3,
-                 weight_decay=0.0, scale=True, device="auto", random_state=None, verbose=0):  # fmt: skip
+                 weight_decay=0.0, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 scale=True, device="auto", random_state=None, verbose=0):  # fmt: skip
         super().__init__(n_components, model=model, body=body, objective=objective, input_shape=input_shape,
                          hidden=hidden, activation=activation, channels=channels, noise=noise, noise_level=noise_level,
                          sparsity=sparsity, beta=beta, codebook_size=codebook_size, groups=groups,
                          commitment=commitment, loss=loss, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
-                         weight_decay=weight_decay, scale=scale, device=device, random_state=random_state,
-                         verbose=verbose)  # fmt: skip
+                         weight_decay=weight_decay, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
+                         scale=scale, device=device, random_state=random_state, verbose=verbose)  # fmt: skip
         self.contamination = contamination
 
     def fit(self, X, y=None):
@@ -282,16 +349,18 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         self._fit(X)
         self.decision_scores_ = self._errors(X)
         self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
+        self.offset_ = -self.threshold_
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
 
-    def decision_function(self, X):
-        """Reconstruction error of each row: higher is more abnormal."""
-        return self._errors(X)
-
     def score_samples(self, X):
-        """Negative reconstruction error, scikit-learn's convention: lower is more abnormal."""
+        """Minus the mean squared reconstruction error of each row: higher is more normal (scikit-learn)."""
         return -self._errors(X)
 
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers, zero or positive for inliers (scikit-learn)."""
+        return self.score_samples(X) - self.offset_
+
     def predict(self, X):
-        """1 for inliers, -1 for outliers (error above ``threshold_``)."""
-        return np.where(self.decision_function(X) > self.threshold_, -1, 1)
+        """1 for inliers, -1 for outliers (reconstruction error above ``threshold_``)."""
+        return np.where(self.decision_function(X) < 0, -1, 1)

@@ -47,6 +47,8 @@ class TrainConfig:
     seed: int = 0  # seeds the initial weights, the batch order and every random draw
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda" or "mps"
     clip_grad: float | None = None  # clip the gradient norm to this value (None: no clipping)
+    n_iter_no_change: int | None = None  # stop after this many epochs without improving by tol (None: never)
+    tol: float = 1e-4  # the improvement that counts: of the test MSE per feature, or of the train loss without test data
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1:
@@ -65,6 +67,10 @@ class TrainConfig:
             raise ConfigError(f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**62:
             raise ConfigError(f"seed={self.seed} must be an integer from 0 to 2**62 - 1")
+        if self.n_iter_no_change is not None and (not isinstance(self.n_iter_no_change, int) or self.n_iter_no_change < 1):
+            raise ConfigError(f"n_iter_no_change={self.n_iter_no_change} must be a positive integer or None")
+        if not (self.tol >= 0 and math.isfinite(self.tol)):
+            raise ConfigError(f"tol={self.tol} must be zero or positive")
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise ConfigError(f"clip_grad={self.clip_grad} must be positive")
         return self
@@ -303,11 +309,17 @@ def train(
                         raise interrupted(state, model, optimizer, data, rundir if writer else None, run)
             bar.close()
             row = epoch_row(model, data, state, epoch, config.epochs, time.perf_counter() - began, device)
-            state = TrainState(epoch + 1, 0, {}, 0, [*state.history, row], world)
+            monitored = row.get("test_mse_per_pixel", row["train_loss"])
+            improved = monitored < state.best - config.tol
+            state = TrainState(epoch + 1, 0, {}, 0, [*state.history, row], world, min(state.best, monitored),
+                               0 if improved else state.stale + 1)  # fmt: skip
             if writer:
                 rundir.save_epoch(model, optimizer, data.scaler, state)
             if stop.raised:
                 raise interrupted(state, model, optimizer, data, None, run)
+            if config.n_iter_no_change is not None and state.stale >= config.n_iter_no_change:
+                log.info("stopping after epoch %d: %d epochs without improving by %g", epoch + 1, state.stale, config.tol)
+                break
     if world > 1:
         check_identical_weights(model)
     return state.history
@@ -352,19 +364,17 @@ def epoch_row(model: AutoEncoder, data: Data, state: TrainState, epoch: int, epo
     names = sorted(state.sums)
     *sums, seen = all_sum([state.sums[k] for k in names] + [float(state.seen)], device)
     train_terms = {k: v / seen for k, v in zip(names, sums)}
-    errors = squared_errors(model, data.x_test[rank::world])
-    sse, count = all_sum([float(errors.sum()), float(len(errors))], device)
-    row = {
-        "epoch": epoch + 1,
-        "train_loss": train_terms.pop("loss"),
-        "test_mse_per_pixel": sse / count / math.prod(data.input_shape),
-        "test_sse_per_image": sse / count,
-        "seconds": round(seconds, 3),
-    }
+    row = {"epoch": epoch + 1, "train_loss": train_terms.pop("loss")}
+    if len(data.x_test):  # data without a test split (an estimator without a validation split) has no test error
+        errors = squared_errors(model, data.x_test[rank::world])
+        sse, count = all_sum([float(errors.sum()), float(len(errors))], device)
+        row.update(test_mse_per_pixel=sse / count / math.prod(data.input_shape), test_sse_per_image=sse / count)
+    row["seconds"] = round(seconds, 3)
     row.update({f"train_{k}": v for k, v in train_terms.items()})
     if rank == 0:
-        log.info("epoch %d/%d  train loss %.5f  test MSE/pixel %.5f  test SSE/image %.3f  %.1fs", row["epoch"], epochs,
-                 row["train_loss"], row["test_mse_per_pixel"], row["test_sse_per_image"], row["seconds"])  # fmt: skip
+        test = f"  test MSE/pixel {row['test_mse_per_pixel']:.5f}  test SSE/image {row['test_sse_per_image']:.3f}" \
+            if "test_mse_per_pixel" in row else ""  # fmt: skip
+        log.info("epoch %d/%d  train loss %.5f%s  %.1fs", row["epoch"], epochs, row["train_loss"], test, row["seconds"])
     return row
 
 
