@@ -55,7 +55,7 @@ def main() -> None:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         server = subprocess.Popen([sys.executable, "-m", "aekit", "serve", str(run), "--port", str(port)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
                 deadline = time.time() + 60
