@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__, data, evaluate, files, plots, report, runs
 from .checkpoint import RunDir
 from .errors import AekitError
-from .models import BODIES, LOSSES, OBJECTIVES, PRESETS, SHORTCUTS, Body, make_config, option_owners
+from .models import BODIES, LOSSES, OBJECTIVES, PRESETS, SHORTCUTS, make_config, option_owners, part_options
 from .train import DEVICES, SCHEDULES, Interrupted, TrainConfig, squared_errors
 
 log = logging.getLogger("aekit")
@@ -209,7 +209,7 @@ def cmd_train(args) -> int:
     preset = PRESETS[args.preset]
     if args.resume is not None:
         refuse_settings_on_resume(args)
-    options = {name: getattr(args, name) for name in part_option_names() if getattr(args, name) is not None}
+    options = {name: getattr(args, name) for name in part_options() if getattr(args, name) is not None}
     if args.latent_dim is not None:
         options["latent_dim"] = args.latent_dim
     model_config = make_config(args.model, body=args.body, objective=args.objective, base=preset["model"],
@@ -235,16 +235,9 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def part_option_names() -> list[str]:
-    """Every option of every body and objective (the CLI's model flags), in registry order, once each."""
-    names = [f.name for part in (*BODIES.values(), *OBJECTIVES.values()) for f in fields(part)]
-    return list(dict.fromkeys(names))
-
-
 def add_part_options(group) -> None:
     """One flag per body/objective option, its type, choices, help and default read from the dataclass field."""
-    for name in part_option_names():
-        owners = [part for part in (*BODIES.values(), *OBJECTIVES.values()) if name in {f.name for f in fields(part)}]
+    for name, owners in part_options().items():
         spec = next(f for f in fields(owners[0]) if f.name == name)
         hint = typing.get_type_hints(owners[0])[name]
         defaults = dict.fromkeys(_shown(next(f for f in fields(p) if f.name == name).default) for p in owners)

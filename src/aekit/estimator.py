@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import fields
 
 import numpy as np
 import torch
@@ -23,12 +22,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .data import Data
-from .models import BODIES, LOSSES, OBJECTIVES, MLPBody, ModelConfig, build_model, make_config
-
-# Every option of every body and objective is a parameter of both estimators (None: the part's default).
-PART_OPTIONS = list(dict.fromkeys(f.name for part in (*BODIES.values(), *OBJECTIVES.values()) for f in fields(part)))
-ESTIMATOR_BASE = ModelConfig(body=MLPBody(hidden=(64,)))  # a small default body for tables
+from .models import LOSSES, MLPBody, ModelConfig, build_model, make_config, part_options
 from .train import DEVICES, TrainConfig, train
+
+ESTIMATOR_BASE = ModelConfig(body=MLPBody(hidden=(64,)))  # a small default body for tables
 
 
 class _AutoEncoderBase(BaseEstimator):
@@ -121,7 +118,8 @@ class _AutoEncoderBase(BaseEstimator):
         if math.prod(shape) != n_features:
             raise ValueError(f"input_shape={self.input_shape!r} holds {math.prod(shape)} values per row but X has "
                              f"{n_features} features")  # fmt: skip
-        options = {name: getattr(self, name) for name in PART_OPTIONS if getattr(self, name) is not None}
+        # every option of every body and objective is a parameter of both estimators (None: the part's default)
+        options = {name: getattr(self, name) for name in part_options() if getattr(self, name) is not None}
         if "hidden" in options:
             hidden = options["hidden"]
             options["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
@@ -132,9 +130,9 @@ class _AutoEncoderBase(BaseEstimator):
     def _validate(self, X, reset: bool) -> np.ndarray:
         return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
 
-    def _to_model_space(self, X: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        return (x - self._mean) / self._scale if self.scale else x
+    def _to_model_space(self, X: np.ndarray, dtype=np.float32) -> torch.Tensor:
+        x = np.ascontiguousarray(X, dtype=dtype)
+        return torch.from_numpy((x - self.mean_.astype(dtype)) / self.scale_.astype(dtype) if self.scale else x)
 
     def _fit(self, X):
         self._check_params()
@@ -185,8 +183,7 @@ class _AutoEncoderBase(BaseEstimator):
         which other rows came with it (scikit-learn checks this).
         """
         check_is_fitted(self, "model_")
-        X = self._validate(X, reset=False).astype(np.float64)
-        x = torch.from_numpy((X - self.mean_) / self.scale_ if self.scale else X)
+        x = self._to_model_space(self._validate(X, reset=False), dtype=np.float64)
         weights = {name: value.double() for name, value in self.model_.state_dict().items()}
         return (torch.func.functional_call(self.model_, weights, (x,)) - x).pow(2).mean(1).numpy()
 

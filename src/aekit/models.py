@@ -454,10 +454,22 @@ class ModelConfig:
         return next((name for name, p in SHORTCUTS.items() if p == pair), "+".join(pair))
 
 
+def part_options() -> dict[str, list[type[Part]]]:
+    """Every option of every body and objective -> the part classes that have it, in registry order.
+
+    The CLI makes one flag of each and the estimators one parameter of each.
+    """
+    options: dict[str, list[type[Part]]] = {}
+    for part in (*BODIES.values(), *OBJECTIVES.values()):
+        for f in fields(part):
+            options.setdefault(f.name, []).append(part)
+    return options
+
+
 def option_owners(name: str) -> list[str]:
-    """The parts that have an option called ``name``, as "the vae objective", "the mlp body"."""
-    owners = [f"the {c.kind} body" for c in BODIES.values() if name in {f.name for f in fields(c)}]
-    return owners + [f"the {c.kind} objective" for c in OBJECTIVES.values() if name in {f.name for f in fields(c)}]
+    """The parts that have an option called ``name``, as "the mlp body", "the vae objective"."""
+    return [f"the {part.kind} {'body' if issubclass(part, Body) else 'objective'}"
+            for part in part_options().get(name, [])]  # fmt: skip
 
 
 def make_config(model: str | None = None, *, body: str | Body | None = None, objective: str | Objective | None = None,

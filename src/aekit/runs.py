@@ -6,7 +6,6 @@ This is what the CLI calls; from Python, :func:`train_run` and :func:`load_run` 
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -105,8 +104,8 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
         if rank == 0:
             shutil.rmtree(staging.path, ignore_errors=True)
         if isinstance(err, (TrainingDiverged, Interrupted)):  # their messages named the discarded folder
-            what = re.sub(r" \(last good checkpoint: .*\)$", "", str(err)).split("; checkpoint saved")[0]
-            raise type(err)(f"{what}; the unfinished replacement was discarded and {out} keeps its previous run") from None
+            raise type(err)(f"{err.event}; the unfinished replacement was discarded and {out} keeps its previous "
+                            "run") from None
         raise
     barrier()
     if staging is not None and rank == 0:

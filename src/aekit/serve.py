@@ -157,6 +157,11 @@ class Explorer:
                 "limits": {"max_rows": MAX_ROWS, "max_body_bytes": MAX_BODY_BYTES}}  # fmt: skip
 
 
+def problems(errors: list[dict], skip: int = 0) -> str:
+    """pydantic's errors as one line: ``inputs.0.3: Input should be a finite number; ...`` (the first five)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'][skip:]) or 'body'}: {e['msg']}" for e in errors[:5])
+
+
 def create_app(run_path: str | Path, device: str = "cpu", map_points: int = MAP_POINTS, tsne: bool = False):
     """The FastAPI app serving one run directory (loaded once, here)."""
     try:
@@ -204,8 +209,7 @@ def create_app(run_path: str | Path, device: str = "cpu", map_points: int = MAP_
 
     @app.exception_handler(RequestValidationError)
     async def one_message(request: Request, err: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in err.errors()[:5])
-        return JSONResponse({"detail": problems}, status_code=422)
+        return JSONResponse({"detail": problems(err.errors(), skip=1)}, status_code=422)  # loc[0] is "body"
 
     async def rows_of(request: Request, field: str, model) -> np.ndarray:
         """A request's rows: a .npy body, or JSON checked by pydantic."""
@@ -224,8 +228,7 @@ def create_app(run_path: str | Path, device: str = "cpu", map_points: int = MAP_
             try:
                 parsed = model.model_validate_json(await request.body())
             except ValidationError as err:
-                raise HTTPException(422, "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-                                                   for e in err.errors()[:5])) from None  # fmt: skip
+                raise HTTPException(422, problems(err.errors())) from None
             rows = getattr(parsed, field)
             widths = sorted({len(row) for row in rows})
             if len(widths) > 1:

@@ -379,9 +379,13 @@ def epoch_row(model: AutoEncoder, data: Data, state: TrainState, epoch: int, epo
 
 
 def diverged(value: float, epoch: int, step: int, config: TrainConfig, rundir: RunDir | None) -> TrainingDiverged:
+    """The divergence error; its ``event`` says what happened without naming files, for callers that move them."""
+    event = (f"loss became {value} at epoch {epoch + 1}, step {step + 1}; try a lower learning rate than "
+             f"{config.lr:g} or --clip-grad")
     where = f" (last good checkpoint: {rundir / RunDir.CHECKPOINT})" if rundir and rundir.has(RunDir.CHECKPOINT) else ""
-    return TrainingDiverged(f"loss became {value} at epoch {epoch + 1}, step {step + 1}; try a lower learning rate "
-                            f"than {config.lr:g} or --clip-grad{where}")  # fmt: skip
+    err = TrainingDiverged(event + where)
+    err.event = event
+    return err
 
 
 def interrupted(state: TrainState, model, optimizer, data: Data, rundir: RunDir | None, run) -> BaseException:
@@ -391,4 +395,7 @@ def interrupted(state: TrainState, model, optimizer, data: Data, rundir: RunDir 
     if rundir is not None:
         rundir.save_checkpoint(model, optimizer, data.scaler, state)
     where = f"at epoch {state.epoch + 1}, step {state.step}" if state.step else f"after epoch {state.epoch}"
-    return Interrupted(f"interrupted {where}; checkpoint saved, continue with: aekit train --resume {run}")
+    event = f"interrupted {where}"
+    err = Interrupted(f"{event}; checkpoint saved, continue with: aekit train --resume {run}")
+    err.event = event  # what happened, without the resume hint (a discarded --overwrite has nothing to resume)
+    return err
