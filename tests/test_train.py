@@ -1,5 +1,6 @@
 import os
 import signal
+import sys
 from dataclasses import replace
 
 import pytest
@@ -76,25 +77,25 @@ def test_resume_equals_uninterrupted(digits, tmp_path):
     assert no_time(RunDir(tmp_path / "part").read_history()) == no_time(RunDir(tmp_path / "full").read_history())
 
 
-class SignalAtStep(AutoEncoder):
-    """Sends itself SIGINT on the given call of loss(): a Ctrl-C in the middle of an epoch."""
+def signal_at_step(monkeypatch, at_call: int) -> None:
+    """Sends this process SIGINT at the given step (counted from 1 over all epochs): a Ctrl-C mid-epoch."""
+    calls, schedule = [], sys.modules["aekit.train"].learning_rate
 
-    at_call = 5
-
-    def loss(self, x, kind="mse"):
-        self.calls = getattr(self, "calls", 0) + 1
-        if self.calls == self.at_call:
+    def learning_rate(*args):
+        calls.append(1)
+        if len(calls) == at_call:
             os.kill(os.getpid(), signal.SIGINT)
-        return super().loss(x, kind)
+        return schedule(*args)
+
+    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", learning_rate)
 
 
-def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(digits, tmp_path):
+def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(digits, tmp_path, monkeypatch):
     full = small_model(digits)
     full_history = train(full, digits, FAST, tmp_path / "full", progress=False)
 
-    torch.manual_seed(0)
-    model = SignalAtStep(digits.input_shape, latent_dim=8, hidden=(32,))
-    model.at_call = 30  # epoch 2 (23 steps per epoch)
+    model = small_model(digits)
+    signal_at_step(monkeypatch, 30)  # epoch 2 (23 steps per epoch)
     with pytest.raises(Interrupted, match="interrupted at epoch 2, step 7; .*aekit train --resume"):
         train(model, digits, FAST, tmp_path / "cut", progress=False)
     progress, _ = RunDir(tmp_path / "cut").load_checkpoint(small_model(digits), torch.optim.Adam(
@@ -355,3 +356,12 @@ def test_n_iter_no_change_stops_training_and_survives_resume(digits, tmp_path):
     state, _ = RunDir(tmp_path / "run").load_checkpoint(small_model(digits), torch.optim.Adam(
         small_model(digits).parameters()))  # fmt: skip
     assert (state.epoch, state.stale) == (3, 2) and state.best == min(r["test_mse_per_pixel"] for r in history)
+
+
+def test_eval_every_k_epochs_leaves_the_other_rows_without_test_columns(digits):
+    history = train(small_model(digits), digits, replace(FAST, epochs=5, eval_every=2), progress=False)
+    assert ["test_sse_per_image" in row for row in history] == [False, True, False, True, True]  # and the last
+    assert all("train_loss" in row for row in history)
+    with pytest.raises(ConfigError, match="n_iter_no_change watches the test error of every epoch; it needs "
+                                          "eval_every=1, not 2"):  # fmt: skip
+        TrainConfig(eval_every=2, n_iter_no_change=3).validate()

@@ -116,6 +116,8 @@ def build_parser() -> Parser:
                    "MSE per feature improved by less than --tol (default: train all epochs)")
     g.add_argument("--tol", type=float, metavar="X", help=f"the improvement that counts for --n-iter-no-change "
                    f"(default: {t.tol:g})")
+    g.add_argument("--eval-every", type=positive_int, metavar="K", help="compute the test error after every K "
+                   "epochs and after the last (default: 1, every epoch; other epochs' history rows have no test columns)")
     g.add_argument("--seed", type=int, help=f"seeds weights, batch order and noise (default: {t.seed})")
     g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda, then mps, then cpu)")
     g = train.add_argument_group("run directory")

@@ -211,14 +211,16 @@ def curves(history: list[dict], pca_sse: float | None = None, path=None) -> Figu
         terms.legend()
         terms.grid(alpha=0.3)
     epochs = [row["epoch"] for row in history]
+    tested = [row for row in history if "test_sse_per_image" in row]  # --eval-every K leaves the others out
     left.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
-    left.plot(epochs, [row["test_mse_per_pixel"] for row in history], "s-", label="test MSE per pixel")
+    left.plot([r["epoch"] for r in tested], [r["test_mse_per_pixel"] for r in tested], "s-", label="test MSE per pixel")
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.set_yscale("log")
     left.legend()
     left.set_title("Loss per epoch")
-    right.plot(epochs, [row["test_sse_per_image"] for row in history], "o-", color="tab:green", label="autoencoder")
+    right.plot([r["epoch"] for r in tested], [r["test_sse_per_image"] for r in tested], "o-", color="tab:green",
+               label="autoencoder")
     if pca_sse is not None:
         right.axhline(pca_sse, color="tab:red", linestyle="--", label="PCA, same code size")
     right.set_xlabel("epoch")

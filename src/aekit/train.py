@@ -26,11 +26,13 @@ from .checkpoint import RunDir, TrainState
 from .data import Data
 from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .mlpgrad import MLPStep
 from .models import LOSSES, AutoEncoder
 
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("none", "cosine", "onecycle")
+LOOK_EVERY = 50  # steps between looks at the loss (a host round trip): a NaN is caught at most this many steps late
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -49,6 +51,7 @@ class TrainConfig:
     clip_grad: float | None = None  # clip the gradient norm to this value (None: no clipping)
     n_iter_no_change: int | None = None  # stop after this many epochs without improving by tol (None: never)
     tol: float = 1e-4  # the improvement that counts: of the test MSE per feature, or of the train loss without test data
+    eval_every: int = 1  # compute the test error after every this many epochs (and always after the last)
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1:
@@ -71,6 +74,11 @@ class TrainConfig:
             raise ConfigError(f"n_iter_no_change={self.n_iter_no_change} must be a positive integer or None")
         if not (self.tol >= 0 and math.isfinite(self.tol)):
             raise ConfigError(f"tol={self.tol} must be zero or positive")
+        if not isinstance(self.eval_every, int) or self.eval_every < 1:
+            raise ConfigError(f"eval_every={self.eval_every} must be a positive integer")
+        if self.eval_every > 1 and self.n_iter_no_change is not None:
+            raise ConfigError(f"n_iter_no_change watches the test error of every epoch; it needs eval_every=1, "
+                              f"not {self.eval_every}")  # fmt: skip
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise ConfigError(f"clip_grad={self.clip_grad} must be positive")
         return self
@@ -266,6 +274,7 @@ def train(
     optimizer = make_adam(model, config)
     adam_step = AdamStep(optimizer)
     loss_fn = DistributedDataParallel(LossModule(model, config.loss)) if world > 1 else LossModule(model, config.loss)
+    gradients = gradient_step(model, loss_fn, optimizer, config.loss, world)
     rundir = RunDir(run) if run is not None else None
     writer = rundir is not None and rank == 0
     state = resume_state(rundir, model, optimizer, config, world) if resume else TrainState(world=world)
@@ -281,34 +290,32 @@ def train(
                 torch.manual_seed(epoch_seed(config.seed, epoch) + rank)  # noise, sampling: one stream per process
             bar = tqdm(range(state.step, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
                        disable=not progress or rank != 0, leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
+            pending: list[tuple] = []  # (step, batch size, loss, terms) of the steps not looked at yet
             for step in bar:
                 lr = learning_rate(config, epoch * steps_per_epoch + step, steps_per_epoch * config.epochs)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 xb = x_train.index_select(0, order[step * batch : (step + 1) * batch])
-                loss, terms = loss_fn(xb)
-                local = loss.item()
-                value, stopping = local, stop.raised
-                if world > 1:  # every process stops at the same step, for NaN or for Ctrl-C
-                    total, flags = all_sum([value, float(stop.raised)], device)
-                    value, stopping = total / world, flags > 0
-                if not math.isfinite(value):
-                    raise diverged(value, epoch, step, config, rundir)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss, terms = gradients(xb)
+                pending.append((step, len(xb), loss, terms))
                 if config.clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 adam_step()
-                state.add({"loss": local, **{k: t.item() for k, t in terms.items()}}, len(xb))
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                # Look at the losses (one host round trip) every LOOK_EVERY steps, at the end of the epoch, and on
+                # Ctrl-C; under torchrun every process looks at the same steps, and a Ctrl-C waits for the next look.
+                last = step + 1 == steps_per_epoch
+                if not (last or len(pending) == LOOK_EVERY or (stop.raised and world == 1)):
+                    continue
+                value, stopping = settle(pending, state, stop.raised, epoch, config, rundir, device)
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
                 if stopping:
                     stop.raised = True
-                    if step + 1 < steps_per_epoch:  # mid-epoch: save this step and say how to resume
+                    if not last:  # mid-epoch: save this step and say how to resume
                         state.step = step + 1
                         raise interrupted(state, model, optimizer, data, rundir if writer else None, run)
             bar.close()
-            row = epoch_row(model, data, state, epoch, config.epochs, time.perf_counter() - began, device)
+            evaluate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+            row = epoch_row(model, data, state, epoch, config.epochs, began, device, evaluate)
             monitored = row.get("test_mse_per_pixel", row["train_loss"])
             improved = monitored < state.best - config.tol
             state = TrainState(epoch + 1, 0, {}, 0, [*state.history, row], world, min(state.best, monitored),
@@ -323,6 +330,45 @@ def train(
     if world > 1:
         check_identical_weights(model)
     return state.history
+
+
+def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, kind: str, world: int):
+    """``step(x) -> (loss, terms)``, detached, with the batch's gradient left in every ``.grad``: hand-derived for
+    the fully connected models :mod:`aekit.mlpgrad` covers (one process, the library's own class), else autograd."""
+    manual = MLPStep.of(model, kind) if world == 1 and type(model) is AutoEncoder else None
+    if manual is not None:
+        log.debug("training step: hand-derived gradients (aekit.mlpgrad)")
+        return manual
+
+    def autograd_step(xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, terms = loss_fn(xb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss.detach(), {k: t.detach() for k, t in terms.items()}
+
+    return autograd_step
+
+
+def settle(pending: list[tuple], state: TrainState, stop_raised: bool, epoch: int, config: TrainConfig,
+           rundir: RunDir | None, device) -> tuple[float, bool]:
+    """Read the losses of the steps in ``pending`` (one host round trip), add them to ``state`` and empty it.
+
+    Returns the last step's loss (averaged over processes) and whether to stop (any process saw Ctrl-C). Raises
+    the divergence error naming the first step whose loss was not finite.
+    """
+    names = sorted(pending[0][3])
+    rows = torch.stack([torch.stack([loss, *(terms[k] for k in names)]) for _, _, loss, terms in pending]).tolist()
+    values, stopping = [row[0] for row in rows], stop_raised
+    _, world = rank_and_world()
+    if world > 1:  # the mean over processes of each step's loss, and whether any process saw Ctrl-C
+        *totals, flags = all_sum([*values, float(stop_raised)], device)
+        values, stopping = [t / world for t in totals], flags > 0
+    for (step, count, _, _), value, row in zip(pending, values, rows):
+        if not math.isfinite(value):
+            raise diverged(value, epoch, step, config, rundir)
+        state.add({"loss": row[0], **dict(zip(names, row[1:]))}, count)
+    pending.clear()
+    return values[-1], stopping
 
 
 def deterministic_cudnn(device: torch.device):
@@ -358,18 +404,20 @@ def resume_state(rundir: RunDir | None, model, optimizer, config: TrainConfig, w
     return state
 
 
-def epoch_row(model: AutoEncoder, data: Data, state: TrainState, epoch: int, epochs: int, seconds: float, device) -> dict:
-    """The history row of a finished epoch: training terms and test error, summed over all processes."""
+def epoch_row(model: AutoEncoder, data: Data, state: TrainState, epoch: int, epochs: int, began: float, device,
+              evaluate: bool = True) -> dict:
+    """The history row of a finished epoch: training terms and (if ``evaluate``) test error, summed over all
+    processes, and the epoch's seconds since ``began`` (``time.perf_counter()``), its evaluation included."""
     rank, world = rank_and_world()
     names = sorted(state.sums)
     *sums, seen = all_sum([state.sums[k] for k in names] + [float(state.seen)], device)
     train_terms = {k: v / seen for k, v in zip(names, sums)}
     row = {"epoch": epoch + 1, "train_loss": train_terms.pop("loss")}
-    if len(data.x_test):  # data without a test split (an estimator without a validation split) has no test error
+    if evaluate and len(data.x_test):  # data without a test split (an estimator without a validation split) has no test error
         errors = squared_errors(model, data.x_test[rank::world])
         sse, count = all_sum([float(errors.sum()), float(len(errors))], device)
         row.update(test_mse_per_pixel=sse / count / math.prod(data.input_shape), test_sse_per_image=sse / count)
-    row["seconds"] = round(seconds, 3)
+    row["seconds"] = round(time.perf_counter() - began, 3)
     row.update({f"train_{k}": v for k, v in train_terms.items()})
     if rank == 0:
         test = f"  test MSE/pixel {row['test_mse_per_pixel']:.5f}  test SSE/image {row['test_sse_per_image']:.3f}" \
