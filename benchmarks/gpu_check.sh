@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The checks to run on a machine with a CUDA GPU, in one go: the test suite on the GPU, the speed benchmark on the
-# GPU (and the CPU beside it), and a 2-process torchrun job. Usage: bash benchmarks/gpu_check.sh [LOGDIR]
+# GPU (and the CPU beside it), benchmarks/peers.py on the GPU, and a 2-process torchrun job. Usage: bash benchmarks/gpu_check.sh [LOGDIR]
 # Uses the python3 that holds torch; aekit is taken from src/ (nothing is installed).
 set -u
 logs=${1:-gpu-check-logs}
@@ -8,10 +8,12 @@ mkdir -p "$logs"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 { nvidia-smi -L; python3 -c "import torch, sklearn; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), '| scikit-learn', sklearn.__version__)"; } 2>&1 | tee "$logs/device.txt"
 echo "== test suite with --device cuda"
-timeout 270 python3 -m pytest -q -rfE -p no:cacheprovider --device cuda > "$logs/tests.txt" 2>&1
+timeout 240 python3 -m pytest -q -rfE -p no:cacheprovider --device cuda > "$logs/tests.txt" 2>&1
 grep -E "^(FAILED|ERROR)|passed|failed" "$logs/tests.txt" | tail -30
 echo "== speed: chapter model on MNIST, GPU"
-timeout 100 python3 benchmarks/train_speed.py --device cuda --epochs 3 --rounds 2 --no-progress 2>&1 | grep -v "^epoch" | tee "$logs/speed-gpu.txt"
+timeout 80 python3 benchmarks/train_speed.py --device cuda --epochs 3 --rounds 2 --no-progress 2>&1 | grep -v "^epoch" | tee "$logs/speed-gpu.txt"
+echo "== peers: aekit and the bare PyTorch loop on the GPU, epochs alternating (Keras-on-JAX if installed)"
+timeout 110 python3 benchmarks/peers.py --device cuda --epochs 6 2>&1 | tee "$logs/peers-gpu.txt"
 echo "== torchrun: 2 processes (gloo, CPU tensors: 2 NCCL ranks need 2 GPUs) on MNIST"
 timeout 60 python3 -m torch.distributed.run --standalone --nproc_per_node=2 -m aekit train --epochs 2 --device cpu \
     --out /tmp/aekit-ddp --overwrite --no-progress 2>&1 | tail -8 | tee "$logs/torchrun.txt"

@@ -2,7 +2,8 @@
 
 Same data (MNIST, pixels in [0, 1], 60,000 training images), model (784-256-32-256-784, ReLU, sigmoid output),
 loss (MSE), optimizer (Adam, lr 1e-3), batch (128, shuffled every epoch) and epochs, each framework in its own
-process, one after another, in alternating rounds so that a noisy neighbour hurts all alike:
+process, their epochs alternating (one epoch of each in turn, who goes first rotating), so that a noisy
+neighbour or a slow hour hurts all alike:
 
 - aekit: ``aekit.train.train`` as ``aekit train`` runs it: test error after every epoch (counted in the
   epoch's time), a checkpoint after every epoch, the NaN and Ctrl-C guards;
@@ -12,8 +13,9 @@ process, one after another, in alternating rounds so that a noisy neighbour hurt
   (install with ``pip install 'aekit[peers]'``; skipped with a note when missing).
 
 Prints each framework's epoch-1 seconds (compilation and warm-up) apart from the median seconds per epoch of
-epochs 2 on, its ratio to the bare loop and to Keras-on-JAX, and the final test SSE per image (Hinton &
-Salakhutdinov 2006's unit) with PCA at 32 components beside it. Run: ``python benchmarks/peers.py``.
+epochs 2 on, its ratio to the bare loop and to Keras-on-JAX (the median of the ratios of epochs run back to
+back), and the final test SSE per image (Hinton & Salakhutdinov 2006's unit) with PCA at 32 components beside
+it. Run: ``python benchmarks/peers.py`` (``--device cuda`` runs aekit and the bare loop on the GPU).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,72 +42,112 @@ def test_sse(reconstruct, x_test: np.ndarray) -> float:
     return float(((reconstruct(x_test).astype(np.float64) - x_test) ** 2).sum(1).mean())
 
 
-def run_aekit(x, x_test, epochs, device):
-    import torch
+class Aekit:
+    """``aekit.train.train`` one epoch per call, each call resuming the run from its checkpoint: the timed call
+    includes loading the checkpoint, the epoch, its test evaluation and the checkpoint save."""
 
-    import aekit
-    from aekit.train import TrainConfig, train
+    def __init__(self, x, x_test, device):
+        import torch
 
-    torch.manual_seed(0)
-    data = aekit.Data(torch.from_numpy(x).reshape(-1, 1, 28, 28), torch.from_numpy(x_test).reshape(-1, 1, 28, 28))
-    model = aekit.AutoEncoder((1, 28, 28), CODE, (HIDDEN,))
-    with tempfile.TemporaryDirectory() as run:
-        history = train(model, data, TrainConfig(epochs=epochs, lr=LR, batch_size=BATCH, device=device), run=run,
-                        progress=False)  # fmt: skip
-    return [row["seconds"] for row in history], history[-1]["test_sse_per_image"]
+        import aekit
+        from aekit.train import TrainConfig
 
+        torch.manual_seed(0)
+        self.data = aekit.Data(torch.from_numpy(x).reshape(-1, 1, 28, 28),
+                               torch.from_numpy(x_test).reshape(-1, 1, 28, 28))  # fmt: skip
+        self.model = aekit.AutoEncoder((1, 28, 28), CODE, (HIDDEN,))
+        self.config = TrainConfig(epochs=0, lr=LR, batch_size=BATCH, device=device)
+        self.run = tempfile.mkdtemp()
+        self.history = []
 
-def run_bare(x, x_test, epochs, device):
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
+    def epoch(self) -> float:
+        from dataclasses import replace
 
-    torch.manual_seed(0)
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          "cpu" if device == "auto" else device)  # fmt: skip
-    model = nn.Sequential(nn.Linear(784, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CODE), nn.Linear(CODE, HIDDEN),
-                          nn.ReLU(), nn.Linear(HIDDEN, 784), nn.Sigmoid()).to(device)  # fmt: skip
-    optimizer, loss_fn = torch.optim.Adam(model.parameters(), lr=LR), nn.MSELoss()
-    loader = DataLoader(TensorDataset(torch.from_numpy(x)), batch_size=BATCH, shuffle=True)
-    seconds = []
-    for _ in range(epochs):
+        from aekit.train import train
+
+        self.config = replace(self.config, epochs=self.config.epochs + 1)
         began = time.perf_counter()
-        for (xb,) in loader:
-            xb = xb.to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(xb), xb)
+        self.history = train(self.model, self.data, self.config, run=self.run, resume=self.config.epochs > 1,
+                             progress=False)  # fmt: skip
+        return time.perf_counter() - began
+
+    def sse(self) -> float:
+        shutil.rmtree(self.run, ignore_errors=True)
+        return self.history[-1]["test_sse_per_image"]
+
+
+class Bare:
+    """The tutorial loop; only its epochs are timed, and the test error is computed once at the end."""
+
+    def __init__(self, x, x_test, device):
+        import torch
+        from torch import nn
+        from torch.utils.data import DataLoader, TensorDataset
+
+        torch.manual_seed(0)
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if device == "auto" else device)  # fmt: skip
+        self.model = nn.Sequential(nn.Linear(784, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CODE), nn.Linear(CODE, HIDDEN),
+                                   nn.ReLU(), nn.Linear(HIDDEN, 784), nn.Sigmoid()).to(self.device)  # fmt: skip
+        self.optimizer, self.loss_fn = torch.optim.Adam(self.model.parameters(), lr=LR), nn.MSELoss()
+        self.loader = DataLoader(TensorDataset(torch.from_numpy(x)), batch_size=BATCH, shuffle=True)
+        self.x_test = x_test
+
+    def epoch(self) -> float:
+        import torch
+
+        began = time.perf_counter()
+        for (xb,) in self.loader:
+            xb = xb.to(self.device)
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(self.model(xb), xb)
             loss.backward()
-            optimizer.step()
-        if device.type == "cuda":
+            self.optimizer.step()
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - began)
-    with torch.no_grad():
-        sse = test_sse(lambda t: model(torch.from_numpy(t).to(device)).cpu().numpy(), x_test)
-    return seconds, sse
+        return time.perf_counter() - began
+
+    def sse(self) -> float:
+        import torch
+
+        with torch.no_grad():
+            return test_sse(lambda t: self.model(torch.from_numpy(t).to(self.device)).cpu().numpy(), self.x_test)
 
 
-def run_keras_jax(x, x_test, epochs, device):
-    os.environ["KERAS_BACKEND"] = "jax"
-    import keras
+class KerasJax:
+    """``model.fit(x, x, batch_size=128, epochs=1)`` per call, timed from Keras's epoch-begin to epoch-end
+    callback (the fit call's own setup is not counted)."""
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(HIDDEN, "relu"), keras.layers.Dense(CODE),
-                              keras.layers.Dense(HIDDEN, "relu"), keras.layers.Dense(784, "sigmoid")])  # fmt: skip
-    model.compile(keras.optimizers.Adam(LR), "mse")
-    seconds = []
+    def __init__(self, x, x_test, device):
+        os.environ["KERAS_BACKEND"] = "jax"
+        import keras
 
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.began = time.perf_counter()
+        keras.utils.set_random_seed(0)
+        self.model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(HIDDEN, "relu"),
+                                       keras.layers.Dense(CODE), keras.layers.Dense(HIDDEN, "relu"),
+                                       keras.layers.Dense(784, "sigmoid")])  # fmt: skip
+        self.model.compile(keras.optimizers.Adam(LR), "mse")
+        self.x, self.x_test, self.seconds = x, x_test, []
+        outer = self
 
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.began)
+        class Clock(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.began = time.perf_counter()
 
-    model.fit(x, x, batch_size=BATCH, epochs=epochs, shuffle=True, verbose=0, callbacks=[Clock()])
-    return seconds, test_sse(lambda t: np.asarray(model.predict(t, batch_size=4096, verbose=0)), x_test)
+            def on_epoch_end(self, epoch, logs=None):
+                outer.seconds.append(time.perf_counter() - self.began)
+
+        self.clock = Clock()
+
+    def epoch(self) -> float:
+        self.model.fit(self.x, self.x, batch_size=BATCH, epochs=1, shuffle=True, verbose=0, callbacks=[self.clock])
+        return self.seconds[-1]
+
+    def sse(self) -> float:
+        return test_sse(lambda t: np.asarray(self.model.predict(t, batch_size=4096, verbose=0)), self.x_test)
 
 
-RUNNERS = {"aekit": run_aekit, "bare": run_bare, "keras-jax": run_keras_jax}
+RUNNERS = {"aekit": Aekit, "bare": Bare, "keras-jax": KerasJax}
 NEEDS = {"keras-jax": ("keras", "jax")}
 
 
@@ -117,24 +160,47 @@ def available(name: str) -> str | None:
 
 
 def child(args) -> None:
+    """One framework in its own process: an epoch per "epoch" line on stdin, its seconds on stdout."""
     data = np.load(args.data)
-    seconds, sse = RUNNERS[args.child](data["x"], data["x_test"], args.epochs, args.device)
-    print("RESULT " + json.dumps({"seconds": seconds, "sse": sse}))
+    trainer = RUNNERS[args.child](data["x"], data["x_test"], args.device)
+    print("READY", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "epoch":
+            print(json.dumps(trainer.epoch()), flush=True)
+        else:
+            print(json.dumps(trainer.sse()), flush=True)
+            return
 
 
-def run_child(name: str, data: Path, epochs: int, device: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", name, "--data", str(data), "--epochs", str(epochs),
-                          "--device", device], capture_output=True, text=True)  # fmt: skip
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode or not lines:
-        raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+class Child:
+    """A framework's process, driven one epoch at a time so that epochs of every framework alternate."""
+
+    def __init__(self, name: str, data: Path, device: str):
+        self.name = name
+        self.process = subprocess.Popen([sys.executable, __file__, "--child", name, "--data", str(data),
+                                         "--device", device], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)  # fmt: skip
+        self.read()
+
+    def read(self):
+        for line in self.process.stdout:
+            if line.startswith("READY"):
+                return None
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a framework's own chatter
+        raise SystemExit(f"{self.name} stopped (exit code {self.process.wait()})")
+
+    def ask(self, what: str):
+        self.process.stdin.write(what + "\n")
+        self.process.stdin.flush()
+        return self.read()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5: epoch 1, then 2-5 timed)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of every framework (default 2)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs (default 8: epoch 1 apart, then 2-8)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto: for aekit and the bare loop "
                         "(Keras-on-JAX uses whatever jax was installed for)")  # fmt: skip
     parser.add_argument("--only", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS), help="frameworks to run")
@@ -158,39 +224,40 @@ def main() -> None:
     names = [n for n in args.only if not available(n)]
     for name in set(args.only) - set(names):
         print(f"{name}: skipped, {available(name)}")
-    results: dict[str, list[dict]] = {n: [] for n in names}
+    seconds: dict[str, list[float]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mnist.npz"
         np.savez(path, x=x, x_test=x_test)
-        for round_ in range(args.rounds):
-            for name in names:
-                results[name].append(run_child(name, path, args.epochs, args.device))
-                seconds = results[name][-1]["seconds"]
-                print(f"round {round_ + 1}: {name:<10} " + " ".join(f"{s:.2f}" for s in seconds), flush=True)
+        children = [Child(name, path, args.device) for name in names]  # started and loaded before any timing
+        for epoch in range(args.epochs):
+            turn = children[epoch % len(children):] + children[: epoch % len(children)]  # who goes first rotates
+            for c in turn:
+                seconds[c.name].append(c.ask("epoch"))
+            print(f"epoch {epoch + 1}: " + "  ".join(f"{c.name} {seconds[c.name][-1]:.2f}" for c in children),
+                  flush=True)  # fmt: skip
+        sse = {c.name: c.ask("sse") for c in children}
 
-    table = {}
-    for name, runs in results.items():
-        table[name] = {"first": statistics.median(r["seconds"][0] for r in runs),
-                       "median": statistics.median(s for r in runs for s in r["seconds"][1:]),
-                       "sse": statistics.mean(r["sse"] for r in runs)}  # fmt: skip
+    def ratio(a: str, b: str) -> float:
+        """Median over epochs 2 on of a's seconds over b's in the same epoch (run back to back)."""
+        return statistics.median(x / y for x, y in zip(seconds[a][1:], seconds[b][1:]))
+
     where = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else \
         f"CPU, {torch.get_num_threads()} threads"  # fmt: skip
-    print(f"\nthe chapter's 784-256-32 on MNIST, batch {BATCH}, Adam {LR:g}, {args.epochs} epochs x {args.rounds} "
-          f"rounds; {where}; torch {torch.__version__}")  # fmt: skip
+    print(f"\nthe chapter's 784-256-32 on MNIST, batch {BATCH}, Adam {LR:g}, {args.epochs} epochs, each framework's "
+          f"epochs alternating with the others'; {where}; torch {torch.__version__}")  # fmt: skip
+    print("ratios: the median over epochs 2 on of the ratio of two frameworks' same-numbered epochs (run back to back)")
     print(f"{'':<11}{'epoch 1 s':>10}{'s/epoch':>10}{'vs bare':>9}{'vs keras-jax':>13}{'test SSE':>10}{'vs bare':>9}")
-    for name, row in table.items():
-        vs = lambda other: f"{row['median'] / table[other]['median']:.3f}" if other in table else "-"  # noqa: E731
-        sse_vs = f"{row['sse'] / table['bare']['sse']:.3f}" if "bare" in table else "-"
-        print(f"{name:<11}{row['first']:>10.2f}{row['median']:>10.3f}{vs('bare'):>9}{vs('keras-jax'):>13}"
-              f"{row['sse']:>10.3f}{sse_vs:>9}")  # fmt: skip
+    for name in names:
+        vs = lambda other: f"{ratio(name, other):.3f}" if other in seconds else "-"  # noqa: E731
+        sse_vs = f"{sse[name] / sse['bare']:.3f}" if "bare" in sse else "-"
+        print(f"{name:<11}{seconds[name][0]:>10.2f}{statistics.median(seconds[name][1:]):>10.3f}{vs('bare'):>9}"
+              f"{vs('keras-jax'):>13}{sse[name]:>10.3f}{sse_vs:>9}")  # fmt: skip
     print(f"{'PCA-32':<11}{'':>10}{'':>10}{'':>9}{'':>13}{pca_sse:>10.3f}")
-    if "aekit" in table and "bare" in table:
-        bars = [f"aekit / bare = {table['aekit']['median'] / table['bare']['median']:.3f} (bar: <= 0.65)"]
-        if "keras-jax" in table:
-            bars.append(f"aekit / keras-jax = {table['aekit']['median'] / table['keras-jax']['median']:.3f} "
-                        "(bar: <= 0.90)")  # fmt: skip
-        drift = abs(table["aekit"]["sse"] / table["bare"]["sse"] - 1)
-        bars.append(f"test SSE within {100 * drift:.1f}% of the bare loop's (bar: 2%)")
+    if "aekit" in seconds and "bare" in seconds:
+        bars = [f"aekit / bare = {ratio('aekit', 'bare'):.3f} (bar: <= 0.65)"]
+        if "keras-jax" in seconds:
+            bars.append(f"aekit / keras-jax = {ratio('aekit', 'keras-jax'):.3f} (bar: <= 0.90)")
+        bars.append(f"test SSE within {100 * abs(sse['aekit'] / sse['bare'] - 1):.1f}% of the bare loop's (bar: 2%)")
         print("; ".join(bars))
 
 

@@ -77,3 +77,15 @@ def test_training_does_not_depend_on_which_step_ran(digits):
     for manual, auto in zip(*histories, strict=True):
         assert manual["train_loss"] == pytest.approx(auto["train_loss"], rel=1e-4)
         assert manual["test_mse_per_pixel"] == pytest.approx(auto["test_mse_per_pixel"], rel=1e-4)
+
+
+@pytest.mark.parametrize("name, options, output, kind", COVERED)
+def test_the_evaluation_forward_equals_the_model(name, options, output, kind):
+    from aekit.mlpgrad import layers_of, reconstruct_rows
+
+    torch.manual_seed(0)
+    model = build_model(make_config(name, input_shape=(1, 5, 6), latent_dim=3, output=output, **options)).eval()
+    x = torch.rand(37, 1, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(reconstruct_rows(model, layers_of(model), x), model(x).reshape(37, -1),
+                                   rtol=1e-6, atol=1e-7)  # fmt: skip

@@ -365,3 +365,13 @@ def test_eval_every_k_epochs_leaves_the_other_rows_without_test_columns(digits):
     with pytest.raises(ConfigError, match="n_iter_no_change watches the test error of every epoch; it needs "
                                           "eval_every=1, not 2"):  # fmt: skip
         TrainConfig(eval_every=2, n_iter_no_change=3).validate()
+
+
+def test_one_process_shuffles_as_distributed_sampler_does():
+    from torch.utils.data.distributed import DistributedSampler
+
+    from aekit.train import epoch_order
+
+    sampler = DistributedSampler(range(1000), num_replicas=1, rank=0, shuffle=True, seed=7)
+    sampler.set_epoch(3)
+    assert torch.equal(epoch_order(sampler, 1000, 7, 3, 1), torch.tensor(list(sampler)))

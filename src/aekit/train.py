@@ -26,7 +26,7 @@ from .checkpoint import RunDir, TrainState
 from .data import Data
 from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
-from .mlpgrad import MLPStep
+from .mlpgrad import MLPStep, layers_of, reconstruct_rows
 from .models import LOSSES, AutoEncoder
 
 log = logging.getLogger(__name__)
@@ -184,11 +184,13 @@ def squared_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    chain = layers_of(model) if type(model) is AutoEncoder else None  # fully connected: no module overhead
     out = []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
-        diff = model(xb).sub_(xb)  # in place, squared in place: no float64 copy of the whole batch
-        out.append(diff.reshape(len(xb), -1).square_().sum(1).double().cpu())
+        rows = xb.reshape(len(xb), -1)
+        diff = (reconstruct_rows(model, chain, rows) if chain is not None else model(xb).reshape(rows.shape)).sub_(rows)
+        out.append(torch.linalg.vecdot(diff, diff).double().cpu())  # no float64 copy of the whole batch
     model.train(was_training)
     return torch.cat(out)
 
@@ -285,7 +287,7 @@ def train(
         for epoch in range(state.epoch, config.epochs):
             began = time.perf_counter()
             sampler.set_epoch(epoch)
-            order = torch.tensor(list(sampler), device=device)
+            order = epoch_order(sampler, len(x_train), config.seed, epoch, world).to(device)
             if state.step == 0:  # a fresh epoch (a resumed mid-epoch one has its RNG state from the checkpoint)
                 torch.manual_seed(epoch_seed(config.seed, epoch) + rank)  # noise, sampling: one stream per process
             bar = tqdm(range(state.step, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -330,6 +332,14 @@ def train(
     if world > 1:
         check_identical_weights(model)
     return state.history
+
+
+def epoch_order(sampler: DistributedSampler, n: int, seed: int, epoch: int, world: int) -> torch.Tensor:
+    """This process's indices for ``epoch``: DistributedSampler's shuffle, which one process gets straight from
+    ``randperm`` (the same permutation, without a list of 60,000 Python ints)."""
+    if world == 1:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+    return torch.tensor(list(sampler))
 
 
 def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, kind: str, world: int):
