@@ -265,8 +265,11 @@ def test_outputs_follow_their_suffix(run, table, tmp_path, capsys):
     assert scores.shape == (80,) and np.isfinite(scores).all()
     assert main(["score", str(run), "--input", str(table), "--out", str(tmp_path / "s.csv")]) == 0
     assert np.allclose(np.loadtxt(tmp_path / "s.csv", skiprows=1), scores, rtol=1e-6)
-    assert main(["score", str(run), "--input", str(table), "--out", str(tmp_path / "s.parquet")]) == 2
-    one_error_line(capsys, "s.parquet: unsupported output type '.parquet'; use .npy or .csv")
+    assert main(["score", str(run), "--input", str(table), "--out", str(tmp_path / "s.parquet")]) == 0
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert np.allclose(pq.read_table(tmp_path / "s.parquet").column("score").to_numpy(), scores, rtol=1e-6)
+    assert main(["score", str(run), "--input", str(table), "--out", str(tmp_path / "s.txt")]) == 2
+    one_error_line(capsys, "s.txt: unsupported output type '.txt'; use .npy or .csv or .parquet")
 
 
 def test_values_beyond_float32_are_refused_not_turned_into_inf(tmp_path, capsys):

@@ -12,8 +12,9 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from . import __version__, data, evaluate, files, plots, report, runs
+from . import __version__, data, evaluate, files, plots, report, runs, stream
 from .checkpoint import RunDir
 from .errors import AekitError
 from .models import BODIES, LOSSES, OBJECTIVES, PRESETS, SHORTCUTS, make_config, option_owners, part_options
@@ -202,6 +203,17 @@ def build_parser() -> Parser:
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where the model runs (default: cpu)")
     p.add_argument("--tsne", action="store_true", help="also compute a t-SNE map of the codes at start (seconds)")
 
+    p = commands.add_parser("export", help="write the model (or its encoder, decoder or score) as ONNX",
+                            description="Write one part of RUN's model as an ONNX graph with a dynamic batch axis, "
+                            "taking raw inputs (a standardized run's scaling is folded in): encoder x -> z (a VAE's "
+                            "posterior mean), decoder z -> x_hat, autoencoder x -> x_hat, score x -> the mean squared "
+                            "reconstruction error per feature, as 'aekit score' writes it. Needs the 'onnx' extra "
+                            "(pip install 'aekit[onnx]').")  # fmt: skip
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--part", choices=("encoder", "decoder", "autoencoder", "score"), default="autoencoder",
+                   help="which graph (default: autoencoder)")
+
     commands.add_parser("datasets", help="list the built-in datasets and the file formats accepted",
                         description="List the built-in datasets, where MNIST is found, and the accepted files.")
     return parser
@@ -272,17 +284,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+INFER_CHUNK_ROWS = 8192  # rows per chunk when the input was loaded whole (a dataset name, CSV, images)
+
+
+def input_chunks(run: runs.Run, source: str, split: str):
+    """``(n_rows, chunks)``: the input in model space, chunk by chunk. A ``.npy`` file, a folder of ``.npy``
+    shards or a Parquet file is read a chunk at a time (memory stays bounded whatever its size); any other
+    input is loaded whole, then cut into chunks."""
+    if source not in data.DATASETS and stream.streamable(source):
+        rows = stream.open_rows(source, run.data_config.label_column)
+        shape = run.model_config.input_shape
+        return len(rows), (data.to_model_space(raw, shape, run.scaling, run.scaler, source) for raw, _ in rows.chunks())
+    x, _ = run.inputs(source, split)
+    return len(x), (x[i : i + INFER_CHUNK_ROWS] for i in range(0, len(x), INFER_CHUNK_ROWS))
+
+
+def progress_bar(total: int, what: str):
+    return tqdm(total=total, unit="row", desc=what, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
+
+
 def cmd_encode_or_reconstruct(args) -> int:
     check_output_path(args.out)
     run = runs.load_run(args.run, args.device)
-    x, _ = run.inputs(args.input, args.split)
-    if args.command == "encode":
-        result = evaluate.encode(run.model, x).numpy()
-    else:
-        result = run.to_data_space(evaluate.reconstruct(run.model, x)).numpy()
-    files.write_array(args.out, result)
-    what = "codes" if args.command == "encode" else "reconstructions"
-    print(f"wrote {what} of shape {result.shape} to {args.out}")
+    n, chunks = input_chunks(run, args.input, args.split)
+    encode = args.command == "encode"
+    shape = (run.model_config.latent_dim,) if encode else run.model_config.input_shape
+    with stream.RowWriter(args.out, n, shape) as out, progress_bar(n, args.command) as bar:
+        for x in chunks:
+            result = evaluate.encode(run.model, x) if encode else run.to_data_space(evaluate.reconstruct(run.model, x))
+            out.write(result.numpy())
+            bar.update(len(x))
+    what = "codes" if encode else "reconstructions"
+    print(f"wrote {what} of shape {(n, *shape)} to {args.out}")
     return 0
 
 
@@ -313,21 +346,30 @@ def cmd_score(args) -> int:
     if args.contamination is not None and not args.contamination < 1:
         raise AekitError(f"--contamination {args.contamination:g} must be a share below 1, e.g. 0.05")
     run = runs.load_run(args.run, args.device)
-    x, _ = run.inputs(args.input, args.split)
-    scores = (squared_errors(run.model, x) / x[0].numel()).numpy()
     threshold = args.threshold
     if args.contamination is not None:  # the threshold that flags that share of the run's own training data
         train = run.data().x_train
         threshold = float(np.quantile((squared_errors(run.model, train) / train[0].numel()).numpy(),
                                       1 - args.contamination))  # fmt: skip
-    if threshold is None:
-        files.write_array(args.out, scores, header="score")
-    else:
-        flagged = (scores > threshold).astype(np.float64)
-        files.write_array(args.out, np.stack([scores, flagged], axis=1), header="score,outlier")
-    print(f"wrote {len(scores)} anomaly scores to {args.out} (median {float(np.median(scores)):.4g}, "
-          f"max {float(scores.max()):.4g})" + ("" if threshold is None else
-          f"; {int(flagged.sum())} above the threshold {threshold:.4g} marked outlier=1"))  # fmt: skip
+    n, chunks = input_chunks(run, args.input, args.split)
+    header = ["score"] if threshold is None else ["score", "outlier"]
+    kept, flagged = [], 0  # a sample of the scores for the summary line (all of them up to 1e6 rows)
+    with stream.RowWriter(args.out, n, () if threshold is None else (2,), header) as out, \
+            progress_bar(n, "score") as bar:  # fmt: skip
+        for x in chunks:
+            scores = (squared_errors(run.model, x) / x[0].numel()).numpy()
+            if threshold is None:
+                out.write(scores)
+            else:
+                above = scores > threshold
+                flagged += int(above.sum())
+                out.write(np.stack([scores, above.astype(np.float64)], axis=1))
+            kept.append(scores[:: max(1, n // 1_000_000)])
+            bar.update(len(x))
+    sample = np.concatenate(kept) if kept else np.zeros(1)
+    print(f"wrote {n} anomaly scores to {args.out} (median {float(np.median(sample)):.4g}, "
+          f"max {float(sample.max()):.4g})" + ("" if threshold is None else
+          f"; {flagged} above the threshold {threshold:.4g} marked outlier=1"))  # fmt: skip
     return 0
 
 
@@ -338,6 +380,20 @@ def cmd_plot(args) -> int:
     plots.draw(args.kind, run.model, run.data() if args.kind != "curves" else None, rundir.read_history(),
                rundir.read_metrics(), path=folder / args.kind)  # fmt: skip
     print(f"wrote {folder / args.kind}.png and .svg")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx
+
+    if args.out.suffix.lower() != ".onnx":
+        raise AekitError(f"--out {args.out}: an ONNX file must end in .onnx")
+    if args.out.is_dir():
+        raise AekitError(f"--out {args.out} is a folder; give a file name ending in .onnx")
+    run = runs.load_run(args.run)
+    export_onnx(run.model, run.scaler, args.out, args.part)
+    what = "z" if args.part == "decoder" else "raw x"
+    print(f"wrote {args.out}: the {args.part} of {args.run} as ONNX, input {what} with a dynamic batch axis")
     return 0
 
 
@@ -364,7 +420,7 @@ def cmd_error_vs_dim(args) -> int:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct,
             "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets, "plot": cmd_plot, "score": cmd_score,
-            "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve}  # fmt: skip
+            "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve, "export": cmd_export}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

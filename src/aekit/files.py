@@ -18,25 +18,26 @@ from .errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
-OUTPUT_SUFFIXES = (".npy", ".csv")  # what encode, reconstruct and score write, chosen by the --out suffix
+OUTPUT_SUFFIXES = (".npy", ".csv", ".parquet")  # what encode, reconstruct and score write, by the --out suffix
 # Limits on what a file may make aekit do; each refusal names the file and the limit.
 MAX_ARRAY_BYTES = 8 * 2**30  # a .npy/.npz array declaring more than this (8 GiB) is refused before it is read
 MAX_IMAGE_PIXELS = 40_000_000  # per image (PIL's own decompression-bomb guard starts at 89 million)
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # aekit computes in float32: larger finite values would become inf
 
 
-def check_finite(x: np.ndarray, source: str) -> np.ndarray:
-    """Reject empty, non-numeric or non-finite arrays with a message naming ``source``."""
+def check_finite(x: np.ndarray, source: str, first_row: int = 0) -> np.ndarray:
+    """Reject empty, non-numeric or non-finite arrays with a message naming ``source`` (rows counted from
+    ``first_row``: a chunk's place in its file)."""
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise DataError(f"{source}: values must be numeric, got dtype {x.dtype}")
     if x.ndim < 2 or len(x) == 0 or x[0].size == 0:
         raise DataError(f"{source}: need a non-empty array of shape (N, features...), got {x.shape}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).argmax())
+        bad = first_row + int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).argmax())
         raise DataError(f"{source}: contains NaN or infinite values (first in row {bad})")
     if x.dtype.kind == "f" and x.dtype.itemsize > 4 and float(np.abs(x).max()) > FLOAT32_MAX:
-        bad = int((np.abs(x) > FLOAT32_MAX).reshape(len(x), -1).any(axis=1).argmax())
+        bad = first_row + int((np.abs(x) > FLOAT32_MAX).reshape(len(x), -1).any(axis=1).argmax())
         raise DataError(f"{source}: values beyond float32's range (|x| > {FLOAT32_MAX:.3g}, first in row {bad}); "
                         "aekit computes in float32, so rescale the data")  # fmt: skip
     return x
@@ -224,19 +225,3 @@ def _read_images(files: list[Path], image_size) -> np.ndarray:
     return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
 
 
-def write_array(path: Path, array: np.ndarray, header: str | None = None) -> None:
-    """Write ``array`` as ``.npy`` or as ``.csv`` (rows, ``header`` as its first line), chosen by the suffix;
-    any other suffix is refused. Written to a temporary file and renamed, so no half-written output is left."""
-    from .data import atomic_write_bytes
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise DataError(f"{path}: unsupported output type {suffix or '(none)'!r}; use {' or '.join(OUTPUT_SUFFIXES)}")
-    buffer = io.BytesIO()
-    if suffix == ".npy":
-        np.save(buffer, array)
-    else:
-        np.savetxt(buffer, array.reshape(len(array), -1), delimiter=",", fmt="%.8g", header=header or "", comments="")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())

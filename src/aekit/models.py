@@ -84,7 +84,7 @@ class Body(Part):
 
     def shape_input(self, x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
         """``(N, ...)`` -> what the encoder takes (flat rows by default)."""
-        return x.reshape(len(x), math.prod(input_shape))
+        return x.reshape(-1, math.prod(input_shape))  # -1, not len(x): exports keep a dynamic batch
 
     def default_output(self, unit_data: bool) -> str:
         """The output nonlinearity for data in [0, 1] (``unit_data``) or standardized data."""
@@ -183,7 +183,7 @@ class ConvDecoder(nn.Module):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (N, latent) -> (N, C, H, W) logits
-        y = self.deconvs(self.linear(z).reshape(len(z), *self.feature_shape))
+        y = self.deconvs(self.linear(z).reshape(-1, *self.feature_shape))
         return y[:, :, : self.input_shape[1], : self.input_shape[2]]
 
 
@@ -222,7 +222,7 @@ class ConvBody(Body):
         return convs + _linear_weights([features, code_width]) + _linear_weights([config.latent_dim, features])
 
     def shape_input(self, x, input_shape):
-        return x.reshape(len(x), *input_shape)
+        return x.reshape(-1, *input_shape)
 
 
 # ------------------------------------------------------------------------------------------ objectives
@@ -354,7 +354,7 @@ class Codebook(nn.Module):
         # a one-hot product rather than self.vectors[index]: the same values, and a backward pass without the
         # scattered atomic adds that make indexing's gradient nondeterministic on GPUs (resume stays exact)
         chosen = F.one_hot(index, len(self.vectors)).to(self.vectors.dtype) @ self.vectors
-        return chosen.reshape(z.shape), index.reshape(len(z), groups)
+        return chosen.reshape(z.shape), index.reshape(-1, groups)
 
 
 @dataclass
@@ -586,7 +586,7 @@ class AutoEncoder(nn.Module):
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's output before the output nonlinearity, ``(N, *input_shape)``."""
-        return self.decoder(z).reshape(len(z), *self.input_shape)
+        return self.decoder(z).reshape(-1, *self.input_shape)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstructions ``(N, *input_shape)`` of codes ``(N, latent_dim)``."""

@@ -1,0 +1,241 @@
+"""Data bigger than memory: rows read chunk by chunk from disk, and outputs written as they are computed.
+
+Sources read in chunks, never whole:
+
+- a ``.npy`` file, memory-mapped (``np.load(mmap_mode="r")``): a chunk is a contiguous slice of rows;
+- a folder of ``.npy`` shards (every file the same row shape and dtype), in name order, as one table;
+- a Parquet file (``pyarrow``, the ``parquet`` extra): a chunk is a row group; numeric columns only, a label
+  column left out as for CSV.
+
+A chunk is about :data:`CHUNK_BYTES` of rows (a Parquet row group is what its writer made it). Outputs
+(``.npy`` through an open memmap, ``.csv`` appended, ``.parquet`` row group by row group) go to a temporary
+sibling that replaces the target only once complete, so a crash leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+from .files import _check_npy_header, check_finite
+
+CHUNK_BYTES = 64 * 2**20  # rows per chunk: about this many bytes of the source's own dtype
+STREAM_SUFFIXES = (".npy", ".parquet")
+
+
+def needs_pyarrow(what: str):
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{what}: Parquet needs the 'parquet' extra: pip install 'aekit[parquet]'") from None
+    return pq
+
+
+def is_shard_folder(path: Path) -> bool:
+    """A folder whose files are all ``.npy`` (at least one): shards of one table, not a folder of images."""
+    if not path.is_dir():
+        return False
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    return bool(entries) and all(p.is_file() and p.suffix.lower() == ".npy" for p in entries)
+
+
+def streamable(path: str | Path) -> bool:
+    """Whether :func:`open_rows` reads ``path`` in chunks (a .npy file, a folder of .npy shards, Parquet)."""
+    path = Path(path)
+    return (path.is_file() and path.suffix.lower() in STREAM_SUFFIXES) or is_shard_folder(path)
+
+
+@dataclass
+class Rows:
+    """A table (or image array) on disk, read by chunk: ``len(rows)``, ``rows.shape`` (one row's), ``rows.read(i)``
+    -> ``(x, labels or None)`` of chunk ``i`` of ``rows.n_chunks``, values checked as for a whole file."""
+
+    source: str
+    shape: tuple[int, ...]  # of one row
+    dtype: np.dtype
+    spans: list[tuple[int, int]]  # (start, stop) of each chunk, in rows
+    reader: object  # (start, stop) -> array, or a Parquet row group reader
+
+    def __len__(self) -> int:
+        return self.spans[-1][1] if self.spans else 0
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.spans)
+
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        start, stop = self.spans[i]
+        x, y = self.reader(i, start, stop)
+        return check_finite(x, self.source, first_row=start), y
+
+    def chunks(self):
+        for i in range(self.n_chunks):
+            yield self.read(i)
+
+
+def chunk_spans(n_rows: int, row_bytes: int, limit: int = CHUNK_BYTES) -> list[tuple[int, int]]:
+    rows = max(1, limit // max(1, row_bytes))
+    return [(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]
+
+
+def _mmap(path: Path) -> np.ndarray:
+    with open(path, "rb") as handle:
+        _check_npy_header(handle, path.stat().st_size, str(path))
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a valid NumPy file ({err})") from None
+    if array.ndim < 2 or len(array) == 0:
+        raise DataError(f"{path}: shape {array.shape}; need rows of features (N, D) or images (N, C, H, W)")
+    return array
+
+
+def open_npy(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Rows:
+    """A ``.npy`` file or a folder of ``.npy`` shards as :class:`Rows` (memory-mapped, read by slices)."""
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".npy") if path.is_dir() else [path]
+    arrays = [_mmap(f) for f in files]
+    first = arrays[0]
+    for f, a in zip(files, arrays):
+        if a.shape[1:] != first.shape[1:] or a.dtype != first.dtype:
+            raise DataError(f"{f}: shard of shape {a.shape} ({a.dtype}) does not match {files[0].name}'s rows "
+                            f"{first.shape[1:]} ({first.dtype})")  # fmt: skip
+    offsets = np.cumsum([0] + [len(a) for a in arrays])
+    row_bytes = math.prod(first.shape[1:]) * first.dtype.itemsize
+
+    def reader(i, start, stop):
+        parts = []
+        for a, lo in zip(arrays, offsets[:-1]):
+            s, e = max(start - lo, 0), min(stop - lo, len(a))
+            if s < e:
+                parts.append(np.asarray(a[s:e]))
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), None
+
+    return Rows(str(path), tuple(first.shape[1:]), first.dtype, chunk_spans(int(offsets[-1]), row_bytes, chunk_bytes),
+                reader)  # fmt: skip
+
+
+def open_parquet(path: Path, label_column: str | None = None) -> Rows:
+    """A Parquet file as :class:`Rows`, one chunk per row group; numeric columns are the features."""
+    pq = needs_pyarrow(str(path))
+    import pyarrow.types as pat
+
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises its own ArrowInvalid / OSError kinds
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+    schema = file.schema_arrow
+    names = schema.names
+    label = None
+    if label_column is not None:
+        label = names[int(label_column)] if label_column.isdigit() and int(label_column) < len(names) else label_column
+        if label not in names:
+            raise DataError(f"{path}: no column {label_column!r}; columns are {names[:20]}")
+    features = [n for n in names if n != label]
+    bad = [n for n in features if not (pat.is_integer(schema.field(n).type) or pat.is_floating(schema.field(n).type))]
+    if bad:
+        raise DataError(f"{path}: column(s) {bad[:5]} are not numeric; give the label with --label-column or drop them")
+    if not features:
+        raise DataError(f"{path}: no feature columns")
+    meta = file.metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    offsets = np.cumsum([0] + sizes)
+    spans = [(int(offsets[i]), int(offsets[i + 1])) for i in range(len(sizes)) if sizes[i]]
+    groups = [i for i in range(len(sizes)) if sizes[i]]
+    if not spans:
+        raise DataError(f"{path}: holds no rows")
+
+    def reader(i, start, stop):
+        table = file.read_row_group(groups[i], columns=features + ([label] if label else []))
+        x = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in features]).astype(np.float32)
+        y = table.column(label).to_numpy(zero_copy_only=False).astype(np.int64) if label else None
+        return x, y
+
+    return Rows(str(path), (len(features),), np.dtype(np.float32), spans, reader)
+
+
+def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int = CHUNK_BYTES) -> Rows:
+    """:class:`Rows` for a ``.npy`` file, a folder of ``.npy`` shards or a Parquet file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".parquet":
+        return open_parquet(path, label_column)
+    if path.suffix.lower() == ".npy" or is_shard_folder(path):
+        return open_npy(path, chunk_bytes)
+    raise DataError(f"{path}: not read in chunks; use a .npy file, a folder of .npy shards or a .parquet file")
+
+
+class RowWriter:
+    """Writes rows as they come to ``.npy`` (an open memmap of ``n_rows``), ``.csv`` or ``.parquet``; the file
+    appears under its name only when :meth:`close` is reached without an error (use it as a context manager)."""
+
+    SUFFIXES = (".npy", ".csv", ".parquet")
+
+    def __init__(self, path: str | Path, n_rows: int, row_shape: tuple[int, ...], header: list[str] | None = None):
+        self.path = Path(path)
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in self.SUFFIXES:
+            raise DataError(f"{self.path}: unsupported output type {self.suffix or '(none)'!r}; use "
+                            f"{', '.join(self.SUFFIXES)}")  # fmt: skip
+        if self.suffix == ".parquet":
+            needs_pyarrow(str(self.path))
+        self.n_rows, self.row_shape, self.written = n_rows, tuple(row_shape), 0
+        width = math.prod(self.row_shape)
+        self.header = header or [f"{i}" for i in range(width)]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.aekit-partial")
+        self.parquet = None
+        if self.suffix == ".npy":
+            self.memmap = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=(n_rows, *self.row_shape))
+        elif self.suffix == ".csv":
+            self.handle = open(self.tmp, "w", newline="")
+            if header:  # CSV of codes or reconstructions: bare rows, as before; of scores: named columns
+                self.handle.write(",".join(header) + "\n")
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float32)
+        n = len(rows)
+        if self.suffix == ".npy":
+            self.memmap[self.written : self.written + n] = rows.reshape(n, *self.row_shape)
+        elif self.suffix == ".csv":
+            np.savetxt(self.handle, rows.reshape(n, -1), delimiter=",", fmt="%.8g")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            flat = rows.reshape(n, -1)
+            table = pa.table({name: flat[:, j] for j, name in enumerate(self.header)})
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.tmp, table.schema)
+            self.parquet.write_table(table)
+        self.written += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if self.suffix == ".npy":
+            self.memmap.flush()
+            del self.memmap
+        elif self.suffix == ".csv":
+            self.handle.close()
+        elif self.parquet is not None:
+            self.parquet.close()
+        if kind is None and self.written != self.n_rows:
+            kind = DataError  # fewer rows than announced: not a complete output
+        if kind is None:
+            if self.suffix == ".parquet" and self.parquet is None:  # no rows: an empty table with the columns
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.table({name: pa.array([], pa.float32()) for name in self.header}), self.tmp)
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+        return False
