@@ -346,6 +346,18 @@ def split(x: np.ndarray, y: np.ndarray | None, config: DataConfig) -> tuple[np.n
 
 def load(config: DataConfig) -> Data:
     """Load the dataset a :class:`DataConfig` names, split it and scale it into model space."""
+    if config.name not in DATASETS and config.limit is None:
+        from . import stream  # large .npy, shard folders and Parquet: read chunk by chunk, never loaded whole
+
+        if stream.streamable(config.name):
+            rows = stream.open_rows(config.name, config.label_column)
+            if stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
+                return stream.load_streamed(rows, config)
+            if Path(config.name).suffix.lower() == ".parquet" or Path(config.name).is_dir():  # small: in memory
+                parts = list(rows.chunks())
+                x = np.concatenate([p[0] for p in parts])
+                y = np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
+                return _finish(config, *split(x, y, config))
     if config.name in DATASETS:
         x_train, y_train, x_test, y_test = DATASETS[config.name][0](config)
     elif Path(config.name).suffix.lower() in ARRAY_SUFFIXES + IMAGE_SUFFIXES or Path(config.name).is_dir():
@@ -356,6 +368,11 @@ def load(config: DataConfig) -> Data:
             f"unknown dataset {config.name!r}; choose one of {sorted(DATASETS)} or give a path to a "
             ".npy, .npz, .csv file or a folder of images"
         )
+    return _finish(config, x_train, y_train, x_test, y_test)
+
+
+def _finish(config: DataConfig, x_train, y_train, x_test, y_test) -> Data:
+    """Apply ``limit``, choose the scaling from the training split and scale both splits into model space."""
     if config.limit is not None:
         if config.limit < 1:
             raise DataError(f"limit={config.limit} must be a positive number of training examples")

@@ -19,6 +19,7 @@ from .data import Data, DataConfig, Scaler
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .evaluate import evaluate_model, feature_quality, holes
 from .models import AutoEncoder, ModelConfig, build_model
+from .stream import Streamed
 from .distributed import barrier, process_group, rank_and_world
 from .train import Interrupted, TrainConfig, make_adam, pick_device, train
 
@@ -97,6 +98,9 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
         metrics = {}
         if rank == 0:  # rank 0 evaluates and writes; the others are done
             metrics = full_metrics(model, data) if analysis else evaluate_model(model, data)
+            if isinstance(data, Streamed):  # said, not hidden: what the end-of-run numbers were computed on
+                metrics.update(streamed_train_rows=data.n_train, pca_fit_rows=len(data.x_train),
+                               test_rows=len(data.x_test))  # fmt: skip
             target.write_metrics(metrics)
     except BaseException as err:
         if staging is None:

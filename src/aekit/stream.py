@@ -14,6 +14,7 @@ sibling that replaces the target only once complete, so a crash leaves no half-w
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import Data, Scaler, auto_scaling, scale
 from .errors import DataError
 from .files import _check_npy_header, check_finite
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 2**20  # rows per chunk: about this many bytes of the source's own dtype
 STREAM_SUFFIXES = (".npy", ".parquet")
@@ -79,8 +83,8 @@ class Rows:
             yield self.read(i)
 
 
-def chunk_spans(n_rows: int, row_bytes: int, limit: int = CHUNK_BYTES) -> list[tuple[int, int]]:
-    rows = max(1, limit // max(1, row_bytes))
+def chunk_spans(n_rows: int, row_bytes: int, limit: int | None = None) -> list[tuple[int, int]]:
+    rows = max(1, (limit or CHUNK_BYTES) // max(1, row_bytes))
     return [(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]
 
 
@@ -96,7 +100,7 @@ def _mmap(path: Path) -> np.ndarray:
     return array
 
 
-def open_npy(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Rows:
+def open_npy(path: Path, chunk_bytes: int | None = None) -> Rows:
     """A ``.npy`` file or a folder of ``.npy`` shards as :class:`Rows` (memory-mapped, read by slices)."""
     files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".npy") if path.is_dir() else [path]
     arrays = [_mmap(f) for f in files]
@@ -159,7 +163,7 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
     return Rows(str(path), (len(features),), np.dtype(np.float32), spans, reader)
 
 
-def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int = CHUNK_BYTES) -> Rows:
+def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None) -> Rows:
     """:class:`Rows` for a ``.npy`` file, a folder of ``.npy`` shards or a Parquet file."""
     path = Path(path)
     if not path.exists():
@@ -239,3 +243,130 @@ class RowWriter:
         else:
             self.tmp.unlink(missing_ok=True)
         return False
+
+
+# ------------------------------------------------------------------------------------------ streamed training data
+STREAM_THRESHOLD_BYTES = 2 * 2**30  # a .npy, shard folder or Parquet source larger than this (as float32) streams
+MAX_TEST_ROWS = 10_000  # a streamed source holds out at most this many rows for testing
+SAMPLE_ROWS = 50_000  # training rows kept in memory for PCA and the analyses of a streamed run
+PREFETCH_CHUNKS = 2  # chunks read ahead by the background reader
+
+
+def float32_bytes(rows: Rows) -> int:
+    return len(rows) * math.prod(rows.shape) * 4
+
+
+class Streamed(Data):
+    """Training data read from disk chunk by chunk each epoch, with a held-out test split and a training sample
+    in memory (``x_test``, ``x_train``: at most :data:`MAX_TEST_ROWS` and :data:`SAMPLE_ROWS` rows, model space).
+
+    Each epoch visits the chunks in a seeded random order and the rows of each chunk in a seeded random order:
+    batches mix rows of one chunk at a time, so the shuffle is exact within ~64 MB of rows and coarse across them
+    (the randomness kept is the chunk order and the order within chunks, both seeded by ``(seed, epoch)``).
+    Under torchrun, process ``rank`` reads only chunks ``rank, rank + world, ...`` of that order. A background
+    thread reads the next :data:`PREFETCH_CHUNKS` chunks while the model trains on the current one.
+    """
+
+    def __init__(self, rows: Rows, scaling: str, scaler: Scaler | None, is_test: np.ndarray, x_test, x_sample):
+        super().__init__(x_sample, x_test, None, None, scaling, scaler)
+        self.rows = rows
+        self.is_test = is_test  # (N,) bool: held out
+        self.n_train = len(rows) - int(is_test.sum())
+
+    def to_model(self, raw: np.ndarray):
+        return scale(raw, self.scaling, self.scaler)[0]
+
+    def chunk_order(self, seed: int, epoch: int, rank: int, world: int) -> list[int]:
+        order = np.random.default_rng([seed, epoch]).permutation(self.rows.n_chunks)
+        return [int(i) for i in order[rank::world]]
+
+    def train_rows_of(self, chunks: list[int]) -> int:
+        return sum(int((~self.is_test[s:e]).sum()) for s, e in (self.rows.spans[i] for i in chunks))
+
+    def steps_per_epoch(self, seed: int, epoch: int, batch: int, world: int) -> int:
+        """Full batches every process can make this epoch (the same count on every process, for DDP)."""
+        return min(self.train_rows_of(self.chunk_order(seed, epoch, r, world)) for r in range(world)) // batch
+
+    def batches(self, seed: int, epoch: int, batch: int, rank: int, world: int, device):
+        """This process's batches of ``epoch`` (model space, on ``device``), read ahead in a background thread."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import torch
+
+        chunks = self.chunk_order(seed, epoch, rank, world)
+
+        def load(i: int):
+            raw, _ = self.rows.read(i)
+            start, stop = self.rows.spans[i]
+            keep = raw[~self.is_test[start:stop]]
+            order = np.random.default_rng([seed, epoch, i]).permutation(len(keep))
+            return self.to_model(keep[order])
+
+        carry = None
+        with ThreadPoolExecutor(1, thread_name_prefix="aekit-prefetch") as pool:
+            pending = [pool.submit(load, i) for i in chunks[:PREFETCH_CHUNKS]]
+            for k in range(len(chunks)):
+                x = pending.pop(0).result()
+                if k + PREFETCH_CHUNKS < len(chunks):
+                    pending.append(pool.submit(load, chunks[k + PREFETCH_CHUNKS]))
+                x = x if carry is None else torch.cat([carry, x])
+                n = len(x) // batch * batch
+                for start in range(0, n, batch):
+                    yield x[start : start + batch].to(device, non_blocking=True)
+                carry = x[n:] if n < len(x) else None
+
+
+def stream_stats(rows: Rows) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """One pass: min, max, mean and std (float64 sums) of every feature."""
+    total = total_sq = None
+    low, high, n = math.inf, -math.inf, 0
+    for x, _ in rows.chunks():
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        low, high = min(low, float(flat.min())), max(high, float(flat.max()))
+        s, sq = flat.sum(0), np.square(flat).sum(0)
+        total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+        n += len(x)
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0))
+    return low, high, mean, std
+
+
+def take(rows: Rows, index: np.ndarray) -> np.ndarray:
+    """The rows at sorted ``index``, reading only the chunks that hold them."""
+    out, starts = [], np.array([s for s, _ in rows.spans])
+    which = np.searchsorted(starts, index, side="right") - 1
+    for i in np.unique(which):
+        x, _ = rows.read(int(i))
+        out.append(x[index[which == i] - rows.spans[i][0]])
+    return np.concatenate(out)
+
+
+def load_streamed(rows: Rows, config) -> Streamed:
+    """Split, scale and sample a large source for streamed training (see :class:`Streamed`)."""
+    import torch
+
+    n = len(rows)
+    n_test = min(MAX_TEST_ROWS, max(1, round(n * config.test_fraction)))
+    rng = np.random.default_rng(config.split_seed)
+    test_index = np.sort(rng.choice(n, n_test, replace=False))
+    is_test = np.zeros(n, dtype=bool)
+    is_test[test_index] = True
+    train_index = np.flatnonzero(~is_test)
+    sample_index = np.sort(rng.choice(train_index, min(SAMPLE_ROWS, len(train_index)), replace=False))
+    if rows.dtype == np.uint8:
+        scaling, scaler = "unit", None
+    else:  # one streaming pass decides the scaling and, for standardized data, its statistics
+        low, high, mean, std = stream_stats(rows)
+        scaling = auto_scaling(np.array([[low, high]]))
+        scaler = None
+        if scaling == "standard":
+            std[std < 1e-8] = 1.0
+            shape = rows.shape
+            scaler = Scaler(torch.as_tensor(mean.reshape(shape), dtype=torch.float32),
+                            torch.as_tensor(std.reshape(shape), dtype=torch.float32))  # fmt: skip
+    x_test = scale(take(rows, test_index), scaling, scaler)[0]
+    x_sample = scale(take(rows, sample_index), scaling, scaler)[0]
+    log.info("streaming %s: %d rows (%.1f GB as float32, over the %.0f GB in-memory threshold) in %d chunks; %d rows "
+             "held out for testing; PCA and the analyses use a %d-row training sample", rows.source, n,
+             float32_bytes(rows) / 1e9, STREAM_THRESHOLD_BYTES / 1e9, rows.n_chunks, n_test, len(sample_index))
+    return Streamed(rows, scaling, scaler, is_test, x_test, x_sample)

@@ -28,6 +28,7 @@ from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .mlpgrad import MLPStep, layers_of, reconstruct_rows
 from .models import LOSSES, AutoEncoder
+from .stream import Streamed
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +274,11 @@ def train(
     # Each process's share of an epoch's shuffled indices (all of them in a single process).
     sampler = DistributedSampler(range(len(x_train)), num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
     steps_per_epoch = math.ceil(len(sampler) / batch)
+    streamed = isinstance(data, Streamed)  # read from disk chunk by chunk; x_train is only its in-memory sample
+    if streamed:
+        steps_per_epoch = data.n_train // (batch * world)
+        if steps_per_epoch < 1:
+            raise ConfigError(f"batch_size={config.batch_size} is larger than the {data.n_train} training rows")
     optimizer = make_adam(model, config)
     adam_step = AdamStep(optimizer)
     loss_fn = DistributedDataParallel(LossModule(model, config.loss)) if world > 1 else LossModule(model, config.loss)
@@ -286,18 +292,28 @@ def train(
     with _StopFlag() as stop, deterministic_cudnn(device):
         for epoch in range(state.epoch, config.epochs):
             began = time.perf_counter()
-            sampler.set_epoch(epoch)
-            order = epoch_order(sampler, len(x_train), config.seed, epoch, world).to(device)
+            epoch_steps = steps_per_epoch
+            if streamed:  # full batches only, as many on every process; a resumed epoch skips what it did
+                epoch_steps = min(steps_per_epoch, data.steps_per_epoch(config.seed, epoch, batch, world))
+                source = data.batches(config.seed, epoch, batch, rank, world, device)
+                if world > 1:
+                    log.info("process %d reads chunks %s of %d in epoch %d", rank,
+                             data.chunk_order(config.seed, epoch, rank, world), data.rows.n_chunks, epoch + 1)
+                for _ in range(state.step):
+                    next(source)
+            else:
+                sampler.set_epoch(epoch)
+                order = epoch_order(sampler, len(x_train), config.seed, epoch, world).to(device)
             if state.step == 0:  # a fresh epoch (a resumed mid-epoch one has its RNG state from the checkpoint)
                 torch.manual_seed(epoch_seed(config.seed, epoch) + rank)  # noise, sampling: one stream per process
-            bar = tqdm(range(state.step, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
+            bar = tqdm(range(state.step, epoch_steps), desc=f"epoch {epoch + 1}/{config.epochs}",
                        disable=not progress or rank != 0, leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
             pending: list[tuple] = []  # (step, batch size, loss, terms) of the steps not looked at yet
             for step in bar:
                 lr = learning_rate(config, epoch * steps_per_epoch + step, steps_per_epoch * config.epochs)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                xb = x_train.index_select(0, order[step * batch : (step + 1) * batch])
+                xb = next(source) if streamed else x_train.index_select(0, order[step * batch : (step + 1) * batch])
                 loss, terms = gradients(xb)
                 pending.append((step, len(xb), loss, terms))
                 if config.clip_grad is not None:
@@ -305,7 +321,7 @@ def train(
                 adam_step()
                 # Look at the losses (one host round trip) every LOOK_EVERY steps, at the end of the epoch, and on
                 # Ctrl-C; under torchrun every process looks at the same steps, and a Ctrl-C waits for the next look.
-                last = step + 1 == steps_per_epoch
+                last = step + 1 == epoch_steps
                 if not (last or len(pending) == LOOK_EVERY or (stop.raised and world == 1)):
                     continue
                 value, stopping = settle(pending, state, stop.raised, epoch, config, rundir, device)

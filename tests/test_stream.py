@@ -1,0 +1,185 @@
+import numpy as np
+import torch
+import pytest
+
+from aekit import stream
+from aekit.checkpoint import RunDir
+from aekit.cli import main
+from aekit.errors import DataError
+from cli_helpers import one_error_line
+
+pq = pytest.importorskip("pyarrow.parquet", reason="needs the 'parquet' extra")
+import pyarrow as pa  # noqa: E402
+
+
+@pytest.fixture
+def rows():
+    return (np.random.default_rng(1).normal(size=(203, 6)) * 3 + 7).astype(np.float32)
+
+
+@pytest.fixture
+def table_run(tmp_path, rows, capsys):
+    np.save(tmp_path / "train.npy", rows)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "train.npy"), "--latent-dim", "2", "--hidden", "8", "--epochs", "1",
+                 "--batch-size", "32", "--no-progress", "--device", "cpu", "--out", str(run)]) == 0  # fmt: skip
+    capsys.readouterr()
+    return run
+
+
+def test_npy_shards_and_parquet_read_as_one_table_in_chunks(tmp_path, rows):
+    np.save(tmp_path / "one.npy", rows)
+    (tmp_path / "shards").mkdir()
+    for i, part in enumerate(np.array_split(rows, 3)):
+        np.save(tmp_path / "shards" / f"part-{i}.npy", part)
+    labels = np.arange(len(rows)) % 3
+    table = pa.table({**{f"f{j}": rows[:, j] for j in range(6)}, "label": labels})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=50)
+    for path, chunk_bytes in ((tmp_path / "one.npy", 24 * 10), (tmp_path / "shards", 24 * 17)):
+        opened = stream.open_rows(path, chunk_bytes=chunk_bytes)
+        assert len(opened) == 203 and opened.shape == (6,) and opened.n_chunks > 3  # chunks cross shard ends
+        np.testing.assert_array_equal(np.concatenate([x for x, _ in opened.chunks()]), rows)
+    opened = stream.open_rows(tmp_path / "t.parquet", label_column="label")
+    assert opened.n_chunks == 5 and opened.shape == (6,)
+    parts = list(opened.chunks())
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in parts]), rows)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in parts]), labels)
+
+
+def test_chunked_outputs_equal_in_memory_ones(table_run, tmp_path, rows, monkeypatch):
+    import aekit.cli
+
+    np.save(tmp_path / "x.npy", rows)
+    pq.write_table(pa.table({f"f{j}": rows[:, j] for j in range(6)}), tmp_path / "x.parquet", row_group_size=40)
+    np.savetxt(tmp_path / "x.csv", rows, delimiter=",")
+    for command in ("score", "encode", "reconstruct"):
+        outputs = {}
+        monkeypatch.setattr(aekit.cli, "INFER_CHUNK_ROWS", 10**6)  # the CSV: loaded whole, one chunk
+        assert main([command, str(table_run), "--input", str(tmp_path / "x.csv"), "--out", str(tmp_path / "w.npy")]) == 0
+        outputs["whole"] = np.load(tmp_path / "w.npy")
+        monkeypatch.setattr(stream, "CHUNK_BYTES", 24 * 13)  # .npy: chunks of 13 rows
+        assert main([command, str(table_run), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "c.npy")]) == 0
+        outputs["npy"] = np.load(tmp_path / "c.npy")
+        assert main([command, str(table_run), "--input", str(tmp_path / "x.parquet"), "--out",
+                     str(tmp_path / "c.parquet")]) == 0  # fmt: skip
+        outputs["parquet"] = np.column_stack([c.to_numpy() for c in pq.read_table(tmp_path / "c.parquet").columns])
+        assert main([command, str(table_run), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "c.csv")]) == 0
+        outputs["csv"] = np.loadtxt(tmp_path / "c.csv", delimiter=",", skiprows=1 if command == "score" else 0)
+        whole = outputs["whole"].reshape(len(rows), -1)
+        for name, got in outputs.items():
+            np.testing.assert_allclose(got.reshape(len(rows), -1), whole, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_a_bad_chunk_is_one_line_and_leaves_no_partial_output(table_run, tmp_path, rows, capsys, monkeypatch):
+    bad = rows.copy()
+    bad[150, 2] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 24 * 50)
+    out = tmp_path / "scores.npy"
+    assert main(["score", str(table_run), "--input", str(tmp_path / "bad.npy"), "--out", str(out)]) == 2
+    one_error_line(capsys, "bad.npy: contains NaN or infinite values (first in row 150)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npy", "run", "train.npy"]  # nothing half-written
+
+
+def test_mismatched_shards_and_non_numeric_parquet_are_refused(tmp_path):
+    (tmp_path / "shards").mkdir()
+    np.save(tmp_path / "shards" / "a.npy", np.zeros((4, 3), np.float32))
+    np.save(tmp_path / "shards" / "b.npy", np.zeros((4, 5), np.float32))
+    with pytest.raises(DataError, match="b.npy: shard of shape \\(4, 5\\) \\(float32\\) does not match a.npy's rows"):
+        stream.open_rows(tmp_path / "shards")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["x", "y"]}), tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=r"column\(s\) \['name'\] are not numeric"):
+        stream.open_rows(tmp_path / "t.parquet")
+
+
+@pytest.fixture
+def big(tmp_path, monkeypatch):
+    """MNIST's first 6,000 training images as a uint8 .npy, streamed (threshold 0) in chunks of 500 rows."""
+    from aekit import data as data_mod
+
+    monkeypatch.setattr(stream, "STREAM_THRESHOLD_BYTES", 0)
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 784 * 500)
+    images, _ = data_mod.load_mnist_arrays(None, train=True)
+    np.save(tmp_path / "big.npy", images[:6000, None])
+    return tmp_path / "big.npy"
+
+
+def test_a_large_file_streams_learns_and_says_so(big, tmp_path, caplog):
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO)
+    assert main(["train", "--data", str(big), "--latent-dim", "16", "--epochs", "3", "--out", str(tmp_path / "run"),
+                 "--no-progress", "--device", "cpu"]) == 0  # fmt: skip
+    assert "streaming" in caplog.text and "in 12 chunks; 1200 rows held out for testing" in caplog.text
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["streamed_train_rows"] == 4800 and metrics["pca_fit_rows"] == 4800 and metrics["test_rows"] == 1200
+    history = RunDir(tmp_path / "run").read_history()
+    sse = [row["test_sse_per_image"] for row in history]
+    assert sse[0] > sse[1] > sse[2] and sse[2] < 45  # it learns (111 steps; an untrained model scores about 100)
+
+
+def test_a_streamed_run_resumes_exactly(big, tmp_path, monkeypatch):
+    import os
+    import signal
+    import sys
+
+    from aekit import DataConfig, make_config, train_run
+    from aekit.checkpoint import load_tensors
+    from aekit.train import Interrupted, TrainConfig
+
+    args = dict(model_config=make_config("mlp", latent_dim=4, hidden=(32,)), data_config=DataConfig(name=str(big)),
+                train_config=TrainConfig(epochs=2, batch_size=64, device="cpu"), progress=False)  # fmt: skip
+    train_run(tmp_path / "full", **args)
+    calls, schedule = [], sys.modules["aekit.train"].learning_rate
+
+    def ctrl_c_at_step_90(*a):
+        calls.append(1)
+        if len(calls) == 90:  # epoch 2 (75 steps per epoch), mid-chunk
+            os.kill(os.getpid(), signal.SIGINT)
+        return schedule(*a)
+
+    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", ctrl_c_at_step_90)
+    with pytest.raises(Interrupted, match="interrupted at epoch 2, step 15"):
+        train_run(tmp_path / "cut", **args)
+    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", schedule)
+    train_run(tmp_path / "cut", resume=True, progress=False)
+    full, _ = load_tensors(tmp_path / "full" / "model.safetensors")
+    cut, _ = load_tensors(tmp_path / "cut" / "model.safetensors")
+    assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_torchrun_processes_each_read_only_their_chunks(big, tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    # the subprocesses see the threshold through a tiny driver: stream the 6,000 rows in chunks of 500
+    driver = tmp_path / "driver.py"
+    # (and every process logs, not only rank 0, so that each says which chunks it reads)
+    driver.write_text("import logging, sys\nfrom aekit import stream\nstream.STREAM_THRESHOLD_BYTES = 0\n"
+                      "stream.CHUNK_BYTES = 784 * 500\nlogging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+                      "from aekit.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    common = ["train", "--data", str(big), "--latent-dim", "4", "--hidden", "32", "--epochs", "2", "--batch-size",
+              "64", "--device", "cpu", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, str(driver), *common, "--out", str(tmp_path / "one")], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(driver), *common, "--out", str(tmp_path / "two")], env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "all 2 processes hold identical weights" in ddp.stderr
+    for epoch in (1, 2):
+        read = {int(r): set(map(int, re.findall(r"\d+", chunks))) for r, chunks in
+                re.findall(rf"process (\d) reads chunks \[([\d, ]+)\] of 12 in epoch {epoch}\b", ddp.stderr)}  # fmt: skip
+        assert sorted(read) == [0, 1] and not read[0] & read[1] and read[0] | read[1] == set(range(12))
+    one = RunDirMetrics(tmp_path / "one")
+    two = RunDirMetrics(tmp_path / "two")
+    assert two == pytest.approx(one, rel=0.05)  # same data and steps, batches drawn per process: close, not equal
+
+
+def RunDirMetrics(path):
+    return RunDir(path).read_metrics()["test_sse_per_image"]
