@@ -35,7 +35,7 @@ def test_npy_shards_and_parquet_read_as_one_table_in_chunks(tmp_path, rows):
     labels = np.arange(len(rows)) % 3
     table = pa.table({**{f"f{j}": rows[:, j] for j in range(6)}, "label": labels})
     pq.write_table(table, tmp_path / "t.parquet", row_group_size=50)
-    for path, chunk_bytes in ((tmp_path / "one.npy", 24 * 10), (tmp_path / "shards", 24 * 17)):
+    for path, chunk_bytes in ((tmp_path / "one.npy", 24 * 10), (tmp_path / "shards", 24 * 17)):  # 10 and 17 rows
         opened = stream.open_rows(path, chunk_bytes=chunk_bytes)
         assert len(opened) == 203 and opened.shape == (6,) and opened.n_chunks > 3  # chunks cross shard ends
         np.testing.assert_array_equal(np.concatenate([x for x, _ in opened.chunks()]), rows)
@@ -98,7 +98,7 @@ def big(tmp_path, monkeypatch):
     from aekit import data as data_mod
 
     monkeypatch.setattr(stream, "STREAM_THRESHOLD_BYTES", 0)
-    monkeypatch.setattr(stream, "CHUNK_BYTES", 784 * 500)
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 784 * 4 * 500)
     images, _ = data_mod.load_mnist_arrays(None, train=True)
     np.save(tmp_path / "big.npy", images[:6000, None])
     return tmp_path / "big.npy"
@@ -159,7 +159,7 @@ def test_torchrun_processes_each_read_only_their_chunks(big, tmp_path):
     driver = tmp_path / "driver.py"
     # (and every process logs, not only rank 0, so that each says which chunks it reads)
     driver.write_text("import logging, sys\nfrom aekit import stream\nstream.STREAM_THRESHOLD_BYTES = 0\n"
-                      "stream.CHUNK_BYTES = 784 * 500\nlogging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+                      "stream.CHUNK_BYTES = 784 * 4 * 500\nlogging.basicConfig(level=logging.INFO, format='%(message)s')\n"
                       "from aekit.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     common = ["train", "--data", str(big), "--latent-dim", "4", "--hidden", "32", "--epochs", "2", "--batch-size",
               "64", "--device", "cpu", "--no-progress"]  # fmt: skip

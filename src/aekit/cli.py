@@ -83,8 +83,9 @@ def build_parser() -> Parser:
     )  # fmt: skip
     g = train.add_argument_group("data")
     g.add_argument("--data", default="mnist", metavar="NAME|PATH",
-                   help=f"a dataset ({', '.join(sorted(data.DATASETS))}) or a .npy/.npz/.csv file or image folder "
-                   "(default: mnist)")
+                   help=f"a dataset ({', '.join(sorted(data.DATASETS))}), a .npy/.npz/.csv/.parquet file, a folder "
+                   "of .npy shards or of images (default: mnist); a .npy, shard folder or Parquet source over 2 GiB "
+                   "as float32 is streamed from disk")  # fmt: skip
     g.add_argument("--data-dir", help="folder searched first for the MNIST files (then $AEKIT_DATA, the bundled "
                    "copy, the user cache)")
     g.add_argument("--test-fraction", type=positive_float, default=0.2,
@@ -337,7 +338,9 @@ def cmd_datasets(args) -> int:
         print(f"\nMNIST: {err}")
     print("search order: --data-dir, $AEKIT_DATA, the bundled copy, the user cache; then a checked download")
     print("\nyour own data (--data PATH): .npy or .npz arrays (N, D) or (N, C, H, W); a numeric .csv table "
-          "(header optional, --label-column); a folder of .png/.jpg images (one subfolder per class gives labels)")
+          "(header optional, --label-column); a .parquet table (numeric columns, --label-column; the 'parquet' "
+          "extra); a folder of .npy shards (one table); a folder of .png/.jpg images (one subfolder per class gives "
+          "labels). A .npy, shard folder or Parquet source over 2 GiB (as float32) is streamed from disk in chunks.")
     return 0
 
 

@@ -97,10 +97,7 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
         history = train(model, data, train_config, target.path, resume=resume, progress=progress)
         metrics = {}
         if rank == 0:  # rank 0 evaluates and writes; the others are done
-            metrics = full_metrics(model, data) if analysis else evaluate_model(model, data)
-            if isinstance(data, Streamed):  # said, not hidden: what the end-of-run numbers were computed on
-                metrics.update(streamed_train_rows=data.n_train, pca_fit_rows=len(data.x_train),
-                               test_rows=len(data.x_test))  # fmt: skip
+            metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, data), **streamed_sizes(data)}
             target.write_metrics(metrics)
     except BaseException as err:
         if staging is None:
@@ -119,7 +116,16 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
 
 def full_metrics(model: AutoEncoder, data: Data) -> dict:
     """Reconstruction metrics beside PCA, the holes measure and, for labelled data, the probe accuracies."""
-    return {**evaluate_model(model, data), **holes(model, data.x_test), **feature_quality(model, data)}
+    return {**evaluate_model(model, data), **holes(model, data.x_test), **feature_quality(model, data),
+            **streamed_sizes(data)}
+
+
+def streamed_sizes(data: Data) -> dict:
+    """For streamed data, what the end-of-run numbers were computed on (said, not hidden): the bounded training
+    sample PCA and the analyses were fitted on, and the held-out rows."""
+    if not isinstance(data, Streamed):
+        return {}
+    return {"streamed_train_rows": data.n_train, "pca_fit_rows": len(data.x_train), "test_rows": len(data.x_test)}
 
 
 @dataclass
@@ -183,7 +189,6 @@ def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> 
     if write:
         RunDir(run.path).write_metrics(metrics)
     return metrics
-
 
 
 def sweep_error_vs_dim(
