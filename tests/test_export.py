@@ -4,13 +4,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli_helpers import one_error_line
 
 from aekit import data as data_mod
 from aekit.cli import main
 from aekit.export import Exported, export_onnx
 from aekit.models import SHORTCUTS, build_model, make_config
 from aekit.runs import load_run
-from cli_helpers import one_error_line
 
 ort = pytest.importorskip("onnxruntime", reason="needs the 'onnx' extra")
 

@@ -1,12 +1,12 @@
 import numpy as np
-import torch
 import pytest
+import torch
+from cli_helpers import one_error_line
 
 from aekit import stream
 from aekit.checkpoint import RunDir
 from aekit.cli import main
 from aekit.errors import DataError
-from cli_helpers import one_error_line
 
 pq = pytest.importorskip("pyarrow.parquet", reason="needs the 'parquet' extra")
 import pyarrow as pa  # noqa: E402
@@ -52,18 +52,20 @@ def test_chunked_outputs_equal_in_memory_ones(table_run, tmp_path, rows, monkeyp
     np.save(tmp_path / "x.npy", rows)
     pq.write_table(pa.table({f"f{j}": rows[:, j] for j in range(6)}), tmp_path / "x.parquet", row_group_size=40)
     np.savetxt(tmp_path / "x.csv", rows, delimiter=",")
+    def run(command, source, out):
+        return main([command, str(table_run), "--input", str(tmp_path / source), "--out", str(tmp_path / out)])
+
     for command in ("score", "encode", "reconstruct"):
         outputs = {}
         monkeypatch.setattr(aekit.cli, "INFER_CHUNK_ROWS", 10**6)  # the CSV: loaded whole, one chunk
-        assert main([command, str(table_run), "--input", str(tmp_path / "x.csv"), "--out", str(tmp_path / "w.npy")]) == 0
+        assert run(command, "x.csv", "w.npy") == 0
         outputs["whole"] = np.load(tmp_path / "w.npy")
         monkeypatch.setattr(stream, "CHUNK_BYTES", 24 * 13)  # .npy: chunks of 13 rows
-        assert main([command, str(table_run), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "c.npy")]) == 0
+        assert run(command, "x.npy", "c.npy") == 0
         outputs["npy"] = np.load(tmp_path / "c.npy")
-        assert main([command, str(table_run), "--input", str(tmp_path / "x.parquet"), "--out",
-                     str(tmp_path / "c.parquet")]) == 0  # fmt: skip
+        assert run(command, "x.parquet", "c.parquet") == 0
         outputs["parquet"] = np.column_stack([c.to_numpy() for c in pq.read_table(tmp_path / "c.parquet").columns])
-        assert main([command, str(table_run), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "c.csv")]) == 0
+        assert run(command, "x.npy", "c.csv") == 0
         outputs["csv"] = np.loadtxt(tmp_path / "c.csv", delimiter=",", skiprows=1 if command == "score" else 0)
         whole = outputs["whole"].reshape(len(rows), -1)
         for name, got in outputs.items():
@@ -159,7 +161,8 @@ def test_torchrun_processes_each_read_only_their_chunks(big, tmp_path):
     driver = tmp_path / "driver.py"
     # (and every process logs, not only rank 0, so that each says which chunks it reads)
     driver.write_text("import logging, sys\nfrom aekit import stream\nstream.STREAM_THRESHOLD_BYTES = 0\n"
-                      "stream.CHUNK_BYTES = 784 * 4 * 500\nlogging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+                      "stream.CHUNK_BYTES = 784 * 4 * 500\n"
+                      "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
                       "from aekit.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     common = ["train", "--data", str(big), "--latent-dim", "4", "--hidden", "32", "--epochs", "2", "--batch-size",
               "64", "--device", "cpu", "--no-progress"]  # fmt: skip
@@ -173,8 +176,8 @@ def test_torchrun_processes_each_read_only_their_chunks(big, tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "all 2 processes hold identical weights" in ddp.stderr
     for epoch in (1, 2):
-        read = {int(r): set(map(int, re.findall(r"\d+", chunks))) for r, chunks in
-                re.findall(rf"process (\d) reads chunks \[([\d, ]+)\] of 12 in epoch {epoch}\b", ddp.stderr)}  # fmt: skip
+        said = re.findall(rf"process (\d) reads chunks \[([\d, ]+)\] of 12 in epoch {epoch}\b", ddp.stderr)
+        read = {int(rank): set(map(int, re.findall(r"\d+", chunks))) for rank, chunks in said}
         assert sorted(read) == [0, 1] and not read[0] & read[1] and read[0] | read[1] == set(range(12))
     one = RunDirMetrics(tmp_path / "one")
     two = RunDirMetrics(tmp_path / "two")

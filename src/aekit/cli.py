@@ -423,7 +423,8 @@ def cmd_error_vs_dim(args) -> int:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct,
             "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets, "plot": cmd_plot, "score": cmd_score,
-            "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve, "export": cmd_export}  # fmt: skip
+            "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve,
+            "export": cmd_export}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

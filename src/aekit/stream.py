@@ -121,11 +121,13 @@ def open_npy(path: Path, chunk_bytes: int | None = None) -> Rows:
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), None
 
     def gather(index):
-        parts = [np.asarray(a[index[(index >= lo) & (index < lo + len(a))] - lo]) for a, lo in zip(arrays, offsets[:-1])]
+        parts = []
+        for a, lo in zip(arrays, offsets[:-1]):
+            parts.append(np.asarray(a[index[(index >= lo) & (index < lo + len(a))] - lo]))
         return np.concatenate(parts)
 
-    return Rows(str(path), tuple(first.shape[1:]), first.dtype, chunk_spans(int(offsets[-1]), math.prod(first.shape[1:]), chunk_bytes),
-                reader, gather)  # fmt: skip
+    spans = chunk_spans(int(offsets[-1]), math.prod(first.shape[1:]), chunk_bytes)
+    return Rows(str(path), tuple(first.shape[1:]), first.dtype, spans, reader, gather)
 
 
 def open_parquet(path: Path, label_column: str | None = None) -> Rows:
@@ -158,13 +160,16 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
     if not spans:
         raise DataError(f"{path}: holds no rows")
 
+    # uint8 columns stay uint8 (pixels: scaled to [0, 1] as a .npy of uint8 would be); anything else is float32
+    dtype = np.dtype(np.uint8) if all(pat.is_uint8(schema.field(n).type) for n in features) else np.dtype(np.float32)
+
     def reader(i, start, stop):
         table = file.read_row_group(groups[i], columns=features + ([label] if label else []))
-        x = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in features]).astype(np.float32)
+        x = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in features]).astype(dtype)
         y = table.column(label).to_numpy(zero_copy_only=False).astype(np.int64) if label else None
         return x, y
 
-    return Rows(str(path), (len(features),), np.dtype(np.float32), spans, reader)
+    return Rows(str(path), (len(features),), dtype, spans, reader)
 
 
 def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None) -> Rows:
@@ -200,7 +205,8 @@ class RowWriter:
         self.tmp = self.path.with_name(f".{self.path.name}.aekit-partial")
         self.parquet = None
         if self.suffix == ".npy":
-            self.memmap = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=(n_rows, *self.row_shape))
+            shape = (n_rows, *self.row_shape)
+            self.memmap = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=shape)
         elif self.suffix == ".csv":
             self.handle = open(self.tmp, "w", newline="")
             if header:  # CSV of codes or reconstructions: bare rows, as before; of scores: named columns
