@@ -72,8 +72,9 @@ def read_file(path: str | Path, label_column: str | None = None, image_size: tup
     return check_finite(x, str(path)), y
 
 
-def _check_npy_header(handle, size: int, source: str) -> None:
-    """Read a .npy header and refuse object arrays and declared sizes above the limit or beyond the file."""
+def _check_npy_header(handle, size: int, source: str, limit: int | None = MAX_ARRAY_BYTES) -> None:
+    """Read a .npy header and refuse object arrays and declared sizes above ``limit`` (None: no limit, for a
+    memory-mapped file that is never loaded whole) or beyond the file."""
     try:
         version = np.lib.format.read_magic(handle)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -83,7 +84,7 @@ def _check_npy_header(handle, size: int, source: str) -> None:
     if dtype.hasobject:
         raise DataError(f"{source}: holds Python objects (dtype {dtype}), which would need pickle; aekit never loads those")
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if declared > MAX_ARRAY_BYTES:
+    if limit is not None and declared > limit:
         raise DataError(f"{source}: its header declares {declared:.3g} bytes {tuple(shape)}, more than the "
                         f"{MAX_ARRAY_BYTES / 2**30:g} GiB aekit reads")  # fmt: skip
     if declared > size - handle.tell():

@@ -91,7 +91,7 @@ def chunk_spans(n_rows: int, row_values: int, limit: int | None = None) -> list[
 
 def _mmap(path: Path) -> np.ndarray:
     with open(path, "rb") as handle:
-        _check_npy_header(handle, path.stat().st_size, str(path))
+        _check_npy_header(handle, path.stat().st_size, str(path), limit=None)  # read by chunks, never whole
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -368,8 +368,9 @@ def load_streamed(rows: Rows, config) -> Streamed:
     test_index = np.sort(rng.choice(n, n_test, replace=False))
     is_test = np.zeros(n, dtype=bool)
     is_test[test_index] = True
-    train_index = np.flatnonzero(~is_test)
-    sample_index = np.sort(rng.choice(train_index, min(SAMPLE_ROWS, len(train_index)), replace=False))
+    # the sample: random training rows, drawn without an index of all N rows (256 MB at 32 M rows)
+    drawn = rng.choice(n, min(n, SAMPLE_ROWS + n_test), replace=False)
+    sample_index = np.sort(drawn[~is_test[drawn]][:SAMPLE_ROWS])
     if rows.dtype == np.uint8:
         scaling, scaler = "unit", None
     else:  # one streaming pass decides the scaling and, for standardized data, its statistics
