@@ -119,7 +119,8 @@ def build_parser() -> Parser:
     g.add_argument("--tol", type=float, metavar="X", help=f"the improvement that counts for --n-iter-no-change "
                    f"(default: {t.tol:g})")
     g.add_argument("--eval-every", type=positive_int, metavar="K", help="compute the test error after every K "
-                   "epochs and after the last (default: 1, every epoch; other epochs' history rows have no test columns)")
+                   "epochs and after the last (default: 1, every epoch; the other epochs' history rows have no test "
+                   "columns)")  # fmt: skip
     g.add_argument("--seed", type=int, help=f"seeds weights, batch order and noise (default: {t.seed})")
     g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda, then mps, then cpu)")
     g = train.add_argument_group("run directory")
@@ -137,20 +138,21 @@ def build_parser() -> Parser:
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--device", choices=DEVICES, default="auto")
 
-    inputs = "INPUT is a dataset name (its --split) or a .npy/.npz/.csv file or image folder shaped like the training data."
+    inputs = ("INPUT is a dataset name (its --split), a .npy/.npz/.csv/.parquet file, a folder of .npy shards or an "
+              "image folder, shaped like the training data; .npy, shards and Parquet are read a chunk at a time.")
     for name, help_text, description, out in (
         ("encode", "write the codes (N, latent_dim) of a dataset or file",
-         f"Write the codes of INPUT through RUN's encoder. {inputs} The output's suffix picks .npy or .csv.",
-         "FILE.npy|FILE.csv"),
+         f"Write the codes of INPUT through RUN's encoder. {inputs} The output's suffix picks .npy, .csv or "
+         ".parquet; it is written as it is computed.", "FILE.npy|FILE.csv|FILE.parquet"),
         ("reconstruct", "write the reconstructions of a dataset or file, in the data's units",
          f"Write the reconstructions of INPUT, in the data's original units. {inputs} The output's suffix picks "
-         ".npy or .csv.", "FILE.npy|FILE.csv"),
+         ".npy, .csv or .parquet; it is written as it is computed.", "FILE.npy|FILE.csv|FILE.parquet"),
         ("score", "write one anomaly score (reconstruction error) per row",
          f"Score each example of INPUT by RUN's reconstruction error: the mean squared error over its features, in "
          f"the units the model was trained in (standardized for tables, [0, 1] for images). Higher is more "
-         f"abnormal. {inputs} Writes a CSV (header 'score', and 'outlier' with --contamination or --threshold) or a "
-         f".npy array, by the output's suffix.",
-         "FILE.csv|FILE.npy"),
+         f"abnormal. {inputs} Writes a CSV (header 'score', and 'outlier' with --contamination or --threshold), a "
+         f".npy array or a Parquet table, by the output's suffix.",
+         "FILE.csv|FILE.npy|FILE.parquet"),
     ):  # fmt: skip
         p = commands.add_parser(name, help=help_text, description=description)
         p.add_argument("run", type=Path, metavar="RUN")
@@ -295,7 +297,13 @@ def input_chunks(run: runs.Run, source: str, split: str):
     if source not in data.DATASETS and stream.streamable(source):
         rows = stream.open_rows(source, run.data_config.label_column)
         shape = run.model_config.input_shape
-        return len(rows), (data.to_model_space(raw, shape, run.scaling, run.scaler, source) for raw, _ in rows.chunks())
+
+        def chunks():  # a chunk (a Parquet row group may be large) is scaled to float32 a slice at a time
+            for raw, _ in rows.chunks():
+                for i in range(0, len(raw), INFER_CHUNK_ROWS):
+                    yield data.to_model_space(raw[i : i + INFER_CHUNK_ROWS], shape, run.scaling, run.scaler, source)
+
+        return len(rows), chunks()
     x, _ = run.inputs(source, split)
     return len(x), (x[i : i + INFER_CHUNK_ROWS] for i in range(0, len(x), INFER_CHUNK_ROWS))
 
