@@ -58,12 +58,19 @@ def layers_of(model: AutoEncoder) -> list[tuple[nn.Linear, tuple | None]] | None
 def reconstruct_rows(model: AutoEncoder, layers: list, x: torch.Tensor) -> torch.Tensor:
     """``model(x)`` as flat rows ``(N, D)`` through the chain, activations in place: the same operations as the
     modules' forward (so the same numbers), without their intermediate copies."""
-    h = x.reshape(len(x), -1)
+    h = run_chain(layers, x.reshape(len(x), -1))
+    return h.sigmoid_() if model.config.output == "sigmoid" else h
+
+
+def run_chain(layers: list, h: torch.Tensor, outputs: list | None = None) -> torch.Tensor:
+    """The logits of rows ``h`` through the chain; each layer's output is appended to ``outputs`` if given."""
     for layer, act in layers:
         h = torch.addmm(layer.bias, h, layer.weight.t())
         if act is not None:
             act[0](h)
-    return h.sigmoid_() if model.config.output == "sigmoid" else h
+        if outputs is not None:
+            outputs.append(h)
+    return h
 
 
 class MLPStep:
@@ -89,11 +96,7 @@ class MLPStep:
         x = xb.reshape(len(xb), -1)  # (N, D): targets
         h = corrupt(x, self.noise, self.model.config.output) if self.noise is not None else x
         outputs = [h]  # the input of each layer, then the logits
-        for layer, act in self.layers:
-            h = torch.addmm(layer.bias, h, layer.weight.t())
-            if act is not None:
-                act[0](h)
-            outputs.append(h)
+        run_chain(self.layers, h, outputs)
         logits, n = outputs.pop(), x.numel()
         if self.kind == "mse":
             y = torch.sigmoid(logits) if self.sigmoid else logits

@@ -24,7 +24,7 @@ import numpy as np
 
 from .data import Data, Scaler, auto_scaling, scale
 from .errors import DataError
-from .files import _check_npy_header, check_finite
+from .files import OUTPUT_SUFFIXES, _check_npy_header, check_finite
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class RowWriter:
     """Writes rows as they come to ``.npy`` (an open memmap of ``n_rows``), ``.csv`` or ``.parquet``; the file
     appears under its name only when :meth:`close` is reached without an error (use it as a context manager)."""
 
-    SUFFIXES = (".npy", ".csv", ".parquet")
+    SUFFIXES = OUTPUT_SUFFIXES
 
     def __init__(self, path: str | Path, n_rows: int, row_shape: tuple[int, ...], header: list[str] | None = None):
         self.path = Path(path)
