@@ -100,7 +100,7 @@ def command_peak(path: Path, out: Path) -> tuple[float, float]:
     return peak, time.perf_counter() - began
 
 
-def write_parquet(npy: Path, path: Path, block: int = 100_000) -> None:
+def write_parquet(npy: Path, path: Path, block: int = 50_000) -> None:
     """The rows of ``npy`` as a Parquet table of 784 uint8 columns, one row group per block."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -115,28 +115,36 @@ def write_parquet(npy: Path, path: Path, block: int = 100_000) -> None:
     writer.close()
 
 
-def score_check(run: Path, parquet: Path, npy: Path, out: Path) -> None:
-    """``aekit score`` on the 6 M-row Parquet file: its peak RssAnon, and its first 60 k scores against scoring
-    those rows in memory."""
-    import torch
-
-    import aekit
-    from aekit.train import squared_errors
-
+def score_peak(run: Path, parquet: Path, out: Path) -> tuple[float, float]:
+    """Peak RssAnon (MB) and wall seconds of ``aekit score RUN --input PARQUET --out OUT``."""
     began = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "aekit", "score", str(run), "--input", str(parquet), "--out",
                                 str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     peak = watch(process)
     if process.returncode:
         raise SystemExit(f"aekit score failed:\n{process.stderr.read()[-3000:]}")
-    seconds = time.perf_counter() - began
+    return peak, time.perf_counter() - began
+
+
+def score_check(run: Path, folder: Path, out: Path) -> None:
+    """``aekit score`` on the 60 k- and 6 M-row Parquet files (the same writer: row groups of 50 k rows): peak
+    RssAnon of each, and the 6 M run's first 60 k scores against scoring those rows in memory."""
+    import torch
+
+    import aekit
+    from aekit.train import squared_errors
+
+    small_peak, _ = score_peak(run, folder / "rows-60000.parquet", out)
+    peak, seconds = score_peak(run, folder / "rows-6000000.parquet", out)
+    npy = folder / "rows-6000000.npy"
     scores = np.load(out, mmap_mode="r")
     loaded = aekit.load_run(run)
     head = torch.from_numpy(np.load(npy, mmap_mode="r")[:60_000].astype(np.float32) / 255)
     expected = (squared_errors(loaded.model, head) / head[0].numel()).numpy()
     diff = float(np.abs(np.asarray(scores[:60_000]) - expected).max())
     print(f"aekit score on {len(scores):,} Parquet rows: {seconds:.0f} s, {len(scores) / seconds:,.0f} rows/s, peak "
-          f"RssAnon {peak:,.0f} MB; its first 60,000 scores vs in-memory scoring: max |diff| {diff:.2e}")  # fmt: skip
+          f"RssAnon {peak:,.0f} MB vs {small_peak:,.0f} MB on 60,000 rows (ratio {peak / small_peak:.2f}, bar <= 1.2); "
+          f"its first 60,000 scores vs in-memory scoring: max |diff| {diff:.2e}")  # fmt: skip
 
 
 def watch(process: subprocess.Popen) -> float:
@@ -208,12 +216,12 @@ def main() -> None:
                   f"s; 6 M rows (streamed) {big_peak:,.0f} MB in {big_s:.0f} s; ratio {big_peak / small_peak:.2f} "
                   "(bar <= 1.2)")  # fmt: skip
         if args.score:
-            parquet = folder / "rows-6000000.parquet"
-            if not parquet.exists():
-                write_parquet(folder / "rows-6000000.npy", parquet)
+            for n in (60_000, 6_000_000):
+                if not (folder / f"rows-{n}.parquet").exists():
+                    write_parquet(folder / f"rows-{n}.npy", folder / f"rows-{n}.parquet")
             if not (folder / "run-60k" / "model.safetensors").exists():
                 command_peak(folder / "rows-60000.npy", folder / "run-60k")
-            score_check(folder / "run-60k", parquet, folder / "rows-6000000.npy", folder / "scores.npy")
+            score_check(folder / "run-60k", folder, folder / "scores.npy")
     finally:
         if args.dir is None:
             shutil.rmtree(folder, ignore_errors=True)

@@ -297,6 +297,7 @@ def input_chunks(run: runs.Run, source: str, split: str):
     if source not in data.DATASETS and stream.streamable(source):
         rows = stream.open_rows(source, run.data_config.label_column)
         shape = run.model_config.input_shape
+        stream.keep_heap_small()  # memory bounded by a chunk, however many chunks pass
 
         def chunks():  # a chunk (a Parquet row group may be large) is scaled to float32 a slice at a time
             for raw, _ in rows.chunks():
@@ -375,7 +376,7 @@ def cmd_score(args) -> int:
                 above = scores > threshold
                 flagged += int(above.sum())
                 out.write(np.stack([scores, above.astype(np.float64)], axis=1))
-            kept.append(scores[:: max(1, n // 1_000_000)])
+            kept.append(scores[:: max(1, n // 1_000_000)].copy())  # a copy: a view would hold every chunk's scores
             bar.update(len(x))
     sample = np.concatenate(kept) if kept else np.zeros(1)
     print(f"wrote {n} anomaly scores to {args.out} (median {float(np.median(sample)):.4g}, "

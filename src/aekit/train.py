@@ -28,7 +28,7 @@ from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .mlpgrad import MLPStep, layers_of, reconstruct_rows
 from .models import LOSSES, AutoEncoder
-from .stream import Streamed
+from .stream import Streamed, lanes_for
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def train(
     steps_per_epoch = math.ceil(len(sampler) / batch)
     streamed = isinstance(data, Streamed)  # read from disk chunk by chunk; x_train is only its in-memory sample
     if streamed:
-        steps_per_epoch = data.n_train // (batch * world)
+        steps_per_epoch = data.steps_per_epoch(config.batch_size, world)
         if steps_per_epoch < 1:
             raise ConfigError(f"batch_size={config.batch_size} is larger than the {data.n_train} training rows")
     optimizer = make_adam(model, config)
@@ -294,11 +294,13 @@ def train(
             began = time.perf_counter()
             epoch_steps = steps_per_epoch
             if streamed:  # full batches only, as many on every process; a resumed epoch skips what it did
-                epoch_steps = min(steps_per_epoch, data.steps_per_epoch(config.seed, epoch, batch, world))
                 source = data.batches(config.seed, epoch, batch, rank, world, device)
-                if world > 1:
-                    log.info("process %d reads chunks %s of %d in epoch %d", rank,
-                             data.chunk_order(config.seed, epoch, rank, world), data.rows.n_chunks, epoch + 1)
+                if world > 1 and epoch == state.epoch:
+                    lanes = lanes_for(config.batch_size, world)
+                    same = lanes == lanes_for(config.batch_size, 1)
+                    log.info("process %d reads lanes %s of the %d lanes of every chunk (%s)", rank,
+                             list(range(rank, lanes, world)), lanes, "together the batches one process makes" if same
+                             else "batches not those of one process: the processes do not divide the lanes")  # fmt: skip
                 for _ in range(state.step):
                     next(source)
             else:
