@@ -295,7 +295,7 @@ def input_chunks(run: runs.Run, source: str, split: str):
     shards or a Parquet file is read a chunk at a time (memory stays bounded whatever its size); any other
     input is loaded whole, then cut into chunks."""
     if source not in data.DATASETS and stream.streamable(source):
-        rows = stream.open_rows(source, run.data_config.label_column)
+        rows = stream.open_rows(source, run.data_config.label_column, image_size=run.data_config.image_size)
         shape = run.model_config.input_shape
         stream.keep_heap_small()  # memory bounded by a chunk, however many chunks pass
 

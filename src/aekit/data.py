@@ -350,7 +350,7 @@ def load(config: DataConfig) -> Data:
         from . import stream  # large .npy, shard folders and Parquet: read chunk by chunk, never loaded whole
 
         if stream.streamable(config.name):
-            rows = stream.open_rows(config.name, config.label_column)
+            rows = stream.open_rows(config.name, config.label_column, image_size=config.image_size)
             if stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
                 return stream.load_streamed(rows, config)
             if Path(config.name).suffix.lower() == ".parquet" or Path(config.name).is_dir():  # small: in memory

@@ -10,6 +10,7 @@ import csv
 import io
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -183,46 +184,76 @@ def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndar
     return np.stack(features, axis=1), labels
 
 
-def _read_image_folder(root: Path, image_size) -> tuple[np.ndarray, np.ndarray | None]:
+def image_files(root: Path) -> tuple[list[Path], np.ndarray | None]:
+    """The images under ``root`` in name order, and their labels if they sit in one subfolder per class (as
+    torchvision's ImageFolder), else None."""
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"{root}: no .png or .jpg images in this folder")
     classes = sorted({p.parent for p in files})
     labels = None
-    if len(classes) > 1 or classes[0] != root:  # one subfolder per class, as torchvision's ImageFolder
+    if len(classes) > 1 or classes[0] != root:
         labels = np.array([classes.index(p.parent) for p in files], dtype=np.int64)
+    return files, labels
+
+
+@contextmanager
+def open_image(path: Path):
+    """``with open_image(path) as image``: PIL's lazy image (header read, pixels not yet), checked against the pixel
+    limit; any failure to read or decode inside the block becomes one :class:`DataError` naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:  # from the header, before decoding
+                    raise DataError(f"{path}: {image.width}x{image.height} pixels, more than the "
+                                    f"{MAX_IMAGE_PIXELS:,} aekit decodes per image")  # fmt: skip
+                yield image
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+            SyntaxError, ValueError) as err:  # fmt: skip
+        raise DataError(f"{path}: not a readable image ({err})") from None
+
+
+def image_layout(files: list[Path], image_size) -> tuple[str, tuple[int, int, int]]:
+    """From the headers alone (no pixels decoded): the mode every image is converted to ("L" if all are
+    greyscale, else "RGB") and the shape ``(C, H, W)`` of each, checking sizes and the pixel limit."""
+    modes, sizes = set(), set()
+    for path in files:
+        with open_image(path) as image:
+            modes.add(image.mode)
+            sizes.add(image.size)
+    mode = "L" if modes <= {"1", "L", "LA", "I", "I;16"} else "RGB"
+    if image_size is None and len(sizes) > 1:
+        (w1, h1), (w2, h2) = sorted(sizes)[:2]
+        raise DataError(f"images have different sizes ({h1}x{w1} and {h2}x{w2}); pass --image-size HxW to resize them")
+    h, w = image_size if image_size is not None else next(iter(sizes))[::-1]
+    return mode, (1 if mode == "L" else 3, h, w)
+
+
+def decode_images(files: list[Path], mode: str, size: tuple[int, int]) -> np.ndarray:
+    """Pixels of ``files`` as uint8 ``(N, C, H, W)``, each converted to ``mode`` and resized to ``size`` (H, W)
+    if it differs (bilinear)."""
+    from PIL import Image
+
+    h, w = size
+    out = np.empty((len(files), 1 if mode == "L" else 3, h, w), dtype=np.uint8)
+    for k, path in enumerate(files):
+        with open_image(path) as image:
+            image = image.convert(mode)
+            pixels = np.asarray(image if image.size == (w, h) else image.resize((w, h), Image.BILINEAR), np.uint8)
+        out[k] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return out
+
+
+def _read_image_folder(root: Path, image_size) -> tuple[np.ndarray, np.ndarray | None]:
+    files, labels = image_files(root)
     return _read_images(files, image_size), labels
 
 
 def _read_images(files: list[Path], image_size) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    images = []
-    for path in files:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as image:
-                    if image.width * image.height > MAX_IMAGE_PIXELS:  # checked from the header, before decoding
-                        raise DataError(f"{path}: {image.width}x{image.height} pixels, more than the "
-                                        f"{MAX_IMAGE_PIXELS:,} aekit decodes per image")  # fmt: skip
-                    image.load()
-                    images.append(image.copy())
-        except DataError:
-            raise
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-                SyntaxError, ValueError) as err:  # fmt: skip
-            raise DataError(f"{path}: not a readable image ({err})") from None
-    mode = "L" if all(im.mode in ("1", "L", "LA", "I", "I;16") for im in images) else "RGB"
-    if image_size is not None:
-        h, w = image_size
-        images = [im.resize((w, h), Image.BILINEAR) for im in images]
-    sizes = {im.size for im in images}
-    if len(sizes) > 1:
-        (w1, h1), (w2, h2) = sorted(sizes)[:2]
-        raise DataError(f"images have different sizes ({h1}x{w1} and {h2}x{w2}); pass --image-size HxW to resize them")
-    arrays = [np.asarray(im.convert(mode), dtype=np.uint8) for im in images]
-    x = np.stack(arrays)  # (N, H, W) or (N, H, W, 3)
-    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, C, H, W)
-
-
+    mode, shape = image_layout(files, image_size)
+    return decode_images(files, mode, shape[1:])

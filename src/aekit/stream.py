@@ -5,7 +5,9 @@ Sources read in chunks, never whole:
 - a ``.npy`` file, memory-mapped (``np.load(mmap_mode="r")``): a chunk is a contiguous slice of rows;
 - a folder of ``.npy`` shards (every file the same row shape and dtype), in name order, as one table;
 - a Parquet file (``pyarrow``, the ``parquet`` extra): a chunk is a row group; numeric columns only, a label
-  column left out as for CSV.
+  column left out as for CSV;
+- a folder of images (PNG/JPEG, one subfolder per class optional): headers are read when it is opened, a chunk's
+  images decoded when it is read.
 
 A chunk is about :data:`CHUNK_BYTES` of rows as float32 (a Parquet row group is what its writer made it). Outputs
 (``.npy`` through an open memmap, ``.csv`` appended, ``.parquet`` row group by row group) go to a temporary
@@ -24,7 +26,7 @@ import numpy as np
 
 from .data import Data, Scaler, auto_scaling, scale
 from .errors import DataError
-from .files import OUTPUT_SUFFIXES, _check_npy_header, check_finite
+from .files import OUTPUT_SUFFIXES, _check_npy_header, check_finite, decode_images, image_files, image_layout
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,10 @@ def is_shard_folder(path: Path) -> bool:
 
 
 def streamable(path: str | Path) -> bool:
-    """Whether :func:`open_rows` reads ``path`` in chunks (a .npy file, a folder of .npy shards, Parquet)."""
+    """Whether :func:`open_rows` reads ``path`` in chunks (a .npy file, Parquet, a folder: of .npy shards or of
+    images)."""
     path = Path(path)
-    return (path.is_file() and path.suffix.lower() in STREAM_SUFFIXES) or is_shard_folder(path)
+    return (path.is_file() and path.suffix.lower() in STREAM_SUFFIXES) or path.is_dir()
 
 
 @dataclass
@@ -202,8 +205,25 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
     return Rows(str(path), (len(features),), dtype, spans, reader)
 
 
-def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None) -> Rows:
-    """:class:`Rows` for a ``.npy`` file, a folder of ``.npy`` shards or a Parquet file."""
+def open_images(root: Path, image_size: tuple[int, int] | None = None, chunk_bytes: int | None = None) -> Rows:
+    """A folder of images as :class:`Rows` of uint8 ``(C, H, W)``: only the headers are read here (sizes, modes);
+    a chunk's images are decoded when it is read. Labels come from one subfolder per class, as for small folders."""
+    files, labels = image_files(root)
+    mode, shape = image_layout(files, image_size)
+
+    def reader(i, start, stop):
+        return decode_images(files[start:stop], mode, shape[1:]), None if labels is None else labels[start:stop]
+
+    def gather(index):
+        return decode_images([files[k] for k in index], mode, shape[1:])
+
+    return Rows(str(root), shape, np.dtype(np.uint8), chunk_spans(len(files), math.prod(shape), chunk_bytes), reader,
+                gather)  # fmt: skip
+
+
+def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,
+              image_size: tuple[int, int] | None = None) -> Rows:  # fmt: skip
+    """:class:`Rows` for a ``.npy`` file, a folder of ``.npy`` shards, a Parquet file or a folder of images."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -211,7 +231,10 @@ def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: in
         return open_parquet(path, label_column)
     if path.suffix.lower() == ".npy" or is_shard_folder(path):
         return open_npy(path, chunk_bytes)
-    raise DataError(f"{path}: not read in chunks; use a .npy file, a folder of .npy shards or a .parquet file")
+    if path.is_dir():
+        return open_images(path, image_size, chunk_bytes)
+    raise DataError(f"{path}: not read in chunks; use a .npy file, a folder of .npy shards, a .parquet file or a "
+                    "folder of images")  # fmt: skip
 
 
 class RowWriter:
