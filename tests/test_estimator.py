@@ -17,7 +17,8 @@ DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
 @parametrize_with_checks(
     [AutoEncoderTransformer(max_epochs=2, random_state=0, device=DEVICE),
-     AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device=DEVICE)],
+     AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device=DEVICE),
+     AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device=DEVICE, latent_distance=True)],
 )  # fmt: skip  (no expected failures: the detector follows scikit-learn's sign conventions)
 def test_scikit_learn_contract(estimator, check):
     check(estimator)
@@ -125,6 +126,31 @@ def test_outlier_detector_flags_points_off_the_data():
     np.testing.assert_allclose(detector.decision_scores_, -detector.score_samples(inliers))
     assert set(np.unique(detector.labels_)) == {0, 1}
     assert np.array_equal(detector.labels_, (detector.predict(inliers) == -1).astype(int))
+
+
+def test_latent_distance_flags_rows_the_decoder_rebuilds_but_no_training_code_resembles():
+    """Rows on the training plane but far out along it reconstruct perfectly (a linear autoencoder rebuilds the
+    whole plane), so the reconstruction error cannot tell them from inliers; their codes' distance can."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(2, 10))
+    inliers = rng.normal(size=(500, 2)) @ basis + 0.05 * rng.normal(size=(500, 10))
+    angle = rng.uniform(0, 2 * np.pi, 50)  # on a circle of radius 6 in the plane's coordinates (inliers: N(0, I))
+    far = 6 * np.stack([np.cos(angle), np.sin(angle)], 1) @ basis + 0.05 * rng.normal(size=(50, 10))
+    test = np.vstack([inliers[:200], far])
+    truth = np.r_[np.zeros(200), np.ones(50)]
+    auc = {}
+    for latent in (False, True):
+        detector = AutoEncoderOutlierDetector(contamination=0.05, n_components=2, body="linear", max_epochs=60,
+                                              lr=1e-2, scale=False, random_state=0, device=DEVICE,
+                                              latent_distance=latent).fit(inliers)  # fmt: skip
+        auc[latent] = roc_auc_score(truth, -detector.score_samples(test))
+    assert auc[False] < 0.8 and auc[True] > 0.99, auc
+    # the same conventions as without it: training scores are decision_scores_, offset_ their quantile
+    np.testing.assert_allclose(detector.decision_scores_, -detector.score_samples(inliers))
+    assert detector.threshold_ == -detector.offset_ == pytest.approx(np.quantile(detector.decision_scores_, 0.95))
+    assert abs(detector.decision_scores_.mean()) < 1e-6  # two standardized terms: mean zero on the training rows
 
 
 def test_early_stopping_stops_before_max_epochs_on_data_it_cannot_improve_on():

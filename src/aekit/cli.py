@@ -84,8 +84,8 @@ def build_parser() -> Parser:
     g = train.add_argument_group("data")
     g.add_argument("--data", default="mnist", metavar="NAME|PATH",
                    help=f"a dataset ({', '.join(sorted(data.DATASETS))}), a .npy/.npz/.csv/.parquet file, a folder "
-                   "of .npy shards or of images (default: mnist); a .npy, shard folder or Parquet source over 2 GiB "
-                   "as float32 is streamed from disk")  # fmt: skip
+                   "of .npy shards or of images (default: mnist); a .npy, Parquet, shard or image folder source over "
+                   "2 GiB as float32 is streamed from disk")  # fmt: skip
     g.add_argument("--data-dir", help="folder searched first for the MNIST files (then $AEKIT_DATA, the bundled "
                    "copy, the user cache)")
     g.add_argument("--test-fraction", type=positive_float, default=0.2,
@@ -139,7 +139,8 @@ def build_parser() -> Parser:
     ev.add_argument("--device", choices=DEVICES, default="auto")
 
     inputs = ("INPUT is a dataset name (its --split), a .npy/.npz/.csv/.parquet file, a folder of .npy shards or an "
-              "image folder, shaped like the training data; .npy, shards and Parquet are read a chunk at a time.")
+              "image folder, shaped like the training data; .npy, shards, Parquet and image folders are read a chunk at "
+              "a time.")
     for name, help_text, description, out in (
         ("encode", "write the codes (N, latent_dim) of a dataset or file",
          f"Write the codes of INPUT through RUN's encoder. {inputs} The output's suffix picks .npy, .csv or "
@@ -292,8 +293,8 @@ INFER_CHUNK_ROWS = 8192  # rows per chunk when the input was loaded whole (a dat
 
 def input_chunks(run: runs.Run, source: str, split: str):
     """``(n_rows, chunks)``: the input in model space, chunk by chunk. A ``.npy`` file, a folder of ``.npy``
-    shards or a Parquet file is read a chunk at a time (memory stays bounded whatever its size); any other
-    input is loaded whole, then cut into chunks."""
+    shards or of images, or a Parquet file is read a chunk at a time (memory stays bounded whatever its size);
+    any other input is loaded whole, then cut into chunks."""
     if source not in data.DATASETS and stream.streamable(source):
         rows = stream.open_rows(source, run.data_config.label_column, image_size=run.data_config.image_size)
         shape = run.model_config.input_shape
@@ -349,7 +350,8 @@ def cmd_datasets(args) -> int:
     print("\nyour own data (--data PATH): .npy or .npz arrays (N, D) or (N, C, H, W); a numeric .csv table "
           "(header optional, --label-column); a .parquet table (numeric columns, --label-column; the 'parquet' "
           "extra); a folder of .npy shards (one table); a folder of .png/.jpg images (one subfolder per class gives "
-          "labels). A .npy, shard folder or Parquet source over 2 GiB (as float32) is streamed from disk in chunks.")
+          "labels). A .npy, Parquet, shard or image folder source over 2 GiB (as float32) is streamed from disk in "
+          "chunks.")
     return 0
 
 

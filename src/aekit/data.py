@@ -347,7 +347,7 @@ def split(x: np.ndarray, y: np.ndarray | None, config: DataConfig) -> tuple[np.n
 def load(config: DataConfig) -> Data:
     """Load the dataset a :class:`DataConfig` names, split it and scale it into model space."""
     if config.name not in DATASETS and config.limit is None:
-        from . import stream  # large .npy, shard folders and Parquet: read chunk by chunk, never loaded whole
+        from . import stream  # large .npy, Parquet, shard and image folders: read chunk by chunk, never whole
 
         if stream.streamable(config.name):
             rows = stream.open_rows(config.name, config.label_column, image_size=config.image_size)

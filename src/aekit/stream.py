@@ -309,7 +309,7 @@ class RowWriter:
 
 
 # ------------------------------------------------------------------------------------------ streamed training data
-STREAM_THRESHOLD_BYTES = 2 * 2**30  # a .npy, shard folder or Parquet source larger than this (as float32) streams
+STREAM_THRESHOLD_BYTES = 2 * 2**30  # a .npy, Parquet, shard or image folder larger than this (as float32) streams
 MAX_TEST_ROWS = 10_000  # a streamed source holds out at most this many rows for testing
 SAMPLE_ROWS = 50_000  # training rows kept in memory for PCA and the analyses of a streamed run
 PREFETCH_CHUNKS = 2  # chunks read ahead by the background reader
