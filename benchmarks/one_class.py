@@ -19,11 +19,13 @@ import statistics
 import time
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
 import aekit
+from aekit.train import squared_errors
 
 DEEP_SVDD = [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5]  # Ruff et al. 2018, Table 1, one-class
 
@@ -64,7 +66,7 @@ def methods(epochs: int, seed: int) -> dict:
         return -fitted["recipe"].score_samples(test)
 
     def recipe_error_alone(train, test):  # the same fitted recipe, its reconstruction error without the distance
-        return fitted["recipe"]._errors(test)
+        return squared_errors(fitted["recipe"].model_, torch.from_numpy(test).reshape(-1, 1, 28, 28)).numpy()
 
     def pca(train, test):
         fitted = PCA(n_components=16, random_state=seed).fit(train)

@@ -360,6 +360,7 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         if not isinstance(self.latent_distance, (bool, np.bool_)):
             raise ValueError(f"latent_distance={self.latent_distance!r} must be True or False")
         self._fit(X)
+        self.decision_scores_ = errors = self._errors(X)
         if self.latent_distance:
             codes = self._codes(X)
             self.code_mean_ = codes.mean(axis=0)
@@ -367,10 +368,10 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
             covariance = np.atleast_2d(np.cov(codes, rowvar=False)) if len(codes) > 1 else np.zeros((width, width))
             ridge = 1e-6 * max(float(np.trace(covariance)) / len(covariance), 1e-12)
             self.code_precision_ = np.linalg.pinv(covariance + ridge * np.eye(len(covariance)))
-            errors, distances = self._errors(X), self._code_distances(codes)
+            distances = self._code_distances(codes)
             stats = [errors.mean(), errors.std(), distances.mean(), distances.std()]
             self.score_stats_ = np.array([v if i % 2 == 0 or v > 0 else 1.0 for i, v in enumerate(stats)])
-        self.decision_scores_ = self._anomaly_scores(X)
+            self.decision_scores_ = self._combined(errors, distances)
         self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
@@ -393,8 +394,11 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         if not self.latent_distance:
             return errors
         check_is_fitted(self, "score_stats_")
+        return self._combined(errors, self._code_distances(self._codes(X)))
+
+    def _combined(self, errors: np.ndarray, distances: np.ndarray) -> np.ndarray:
         mean_e, std_e, mean_d, std_d = self.score_stats_
-        return (errors - mean_e) / std_e + (self._code_distances(self._codes(X)) - mean_d) / std_d
+        return (errors - mean_e) / std_e + (distances - mean_d) / std_d
 
     def score_samples(self, X):
         """Minus the anomaly score of each row (the mean squared reconstruction error, or with ``latent_distance``
