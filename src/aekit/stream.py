@@ -379,10 +379,9 @@ class Streamed(Data):
 
         lanes = lanes_for(batch * world, world)
         mine, per_lane = range(rank, lanes, world), batch * world // lanes
-        chunks = [i for i in self.chunk_order(seed, epoch) if self.lane_spans(seed, epoch, i, lanes)]
+        plan = [(i, spans) for i in self.chunk_order(seed, epoch) if (spans := self.lane_spans(seed, epoch, i, lanes))]
 
-        def load(i: int) -> np.ndarray:  # in the background: this process's lanes of chunk i, each shuffled
-            spans = self.lane_spans(seed, epoch, i, lanes)
+        def load(i: int, spans: list[tuple[int, int]]) -> np.ndarray:  # in the background: my lanes of chunk i
             parts = []
             for j in mine:
                 raw, _ = self.rows.read_span(i, *spans[j])
@@ -394,11 +393,11 @@ class Streamed(Data):
         # compete with the training step for the cores (scaling whole chunks there cost a third of the speed).
         carry = None  # per lane, the rows of the previous chunk that did not fill a batch
         with ThreadPoolExecutor(1, thread_name_prefix="aekit-prefetch") as pool:
-            pending = [pool.submit(load, i) for i in chunks[:PREFETCH_CHUNKS]]
-            for k in range(len(chunks)):
+            pending = [pool.submit(load, *entry) for entry in plan[:PREFETCH_CHUNKS]]
+            for k in range(len(plan)):
                 x = pending.pop(0).result()
-                if k + PREFETCH_CHUNKS < len(chunks):
-                    pending.append(pool.submit(load, chunks[k + PREFETCH_CHUNKS]))
+                if k + PREFETCH_CHUNKS < len(plan):
+                    pending.append(pool.submit(load, *plan[k + PREFETCH_CHUNKS]))
                 if carry is not None and carry.shape[1]:
                     x = np.concatenate([carry, x], axis=1)
                 n = x.shape[1] // per_lane * per_lane
