@@ -175,18 +175,26 @@ class _AutoEncoderBase(BaseEstimator):
     def _scale(self):
         return torch.as_tensor(self.scale_, dtype=torch.float32)
 
-    @torch.no_grad()
-    def _errors(self, X) -> np.ndarray:
-        """Mean squared reconstruction error of each row, in the standardized space the model was trained in.
+    def _float64(self, X) -> tuple[torch.Tensor, torch.nn.Module]:
+        """X in the model's space and a copy of the model, both in float64.
 
-        Computed in float64 (the weights cast for the call): float32 products give a row a slightly different
-        error in batches of different sizes, and a detector's decisions near its threshold must not depend on
-        which other rows came with it (scikit-learn checks this).
+        Errors and codes are computed in float64: float32 products give a row a slightly different result in
+        batches of different sizes, and a detector's decisions near its threshold must not depend on which other
+        rows came with it (scikit-learn checks this).
         """
         check_is_fitted(self, "model_")
         x = self._to_model_space(self._validate(X, reset=False), dtype=np.float64)
-        weights = {name: value.double() for name, value in self.model_.state_dict().items()}
-        return (torch.func.functional_call(self.model_, weights, (x,)) - x).pow(2).mean(1).numpy()
+        return x, copy.deepcopy(self.model_).double()
+
+    @staticmethod
+    @torch.no_grad()
+    def _errors_of(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+        return (model(x) - x).pow(2).mean(1).numpy()
+
+    def _errors(self, X) -> np.ndarray:
+        """Mean squared reconstruction error of each row, in the standardized space the model was trained in."""
+        x, model = self._float64(X)
+        return self._errors_of(model, x)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -314,8 +322,8 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
                                      is more abnormal
     ===============================  =============================================  ==========================
 
-    With ``latent_distance=True`` the anomaly score is the reconstruction error plus the Mahalanobis distance of
-    the row's code to the training rows' codes (squared, under a Gaussian fitted to them), each standardized by its mean and
+    With ``latent_distance=True`` the anomaly score is the reconstruction error plus the squared Mahalanobis
+    distance of the row's code to a Gaussian fitted to the training rows' codes, each standardized by its mean and
     standard deviation over the training rows: a row the decoder rebuilds well but whose code lies where no
     training code was (the holes of the latent space) is scored abnormal too. On MNIST's one-class protocol with
     pixels in [0, 1] it lifts the conv recipe's mean ROC-AUC from 95.6 to 96.3 (8 as the normal digit: 85.7 ->
@@ -361,28 +369,28 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         if not isinstance(self.latent_distance, (bool, np.bool_)):
             raise ValueError(f"latent_distance={self.latent_distance!r} must be True or False")
         self._fit(X)
-        self.decision_scores_ = errors = self._errors(X)
+        x, model = self._float64(X)
+        self.decision_scores_ = errors = self._errors_of(model, x)
         if self.latent_distance:
-            codes = self._codes(X)
+            codes = self._codes_of(model, x)
             self.code_mean_ = codes.mean(axis=0)
             width = codes.shape[1]  # (one row has no spread: a zero covariance, then the ridge)
             covariance = np.atleast_2d(np.cov(codes, rowvar=False)) if len(codes) > 1 else np.zeros((width, width))
             ridge = 1e-6 * max(float(np.trace(covariance)) / len(covariance), 1e-12)
             self.code_precision_ = np.linalg.pinv(covariance + ridge * np.eye(len(covariance)))
             distances = self._code_distances(codes)
-            stats = [errors.mean(), errors.std(), distances.mean(), distances.std()]
-            self.score_stats_ = np.array([v if i % 2 == 0 or v > 0 else 1.0 for i, v in enumerate(stats)])
+            spread = [errors.mean(), errors.std() or 1.0, distances.mean(), distances.std() or 1.0]  # no spread: 1
+            self.score_stats_ = np.array(spread)
             self.decision_scores_ = self._combined(errors, distances)
         self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
 
+    @staticmethod
     @torch.no_grad()
-    def _codes(self, X) -> np.ndarray:
-        """Codes of X in float64 (as :meth:`_errors`, so that a row's code does not depend on its batch)."""
-        x = self._to_model_space(self._validate(X, reset=False), dtype=np.float64)
-        return copy.deepcopy(self.model_).double().encode(x).reshape(len(x), -1).numpy()
+    def _codes_of(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+        return model.encode(x).reshape(len(x), -1).numpy()
 
     def _code_distances(self, codes: np.ndarray) -> np.ndarray:
         centred = codes - self.code_mean_
@@ -391,11 +399,11 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
     def _anomaly_scores(self, X) -> np.ndarray:
         """The reconstruction error of each row, or (``latent_distance``) the sum of it and the code's distance,
         each standardized with the training rows' statistics."""
-        errors = self._errors(X)
         if not self.latent_distance:
-            return errors
+            return self._errors(X)
         check_is_fitted(self, "score_stats_")
-        return self._combined(errors, self._code_distances(self._codes(X)))
+        x, model = self._float64(X)
+        return self._combined(self._errors_of(model, x), self._code_distances(self._codes_of(model, x)))
 
     def _combined(self, errors: np.ndarray, distances: np.ndarray) -> np.ndarray:
         mean_e, std_e, mean_d, std_d = self.score_stats_
