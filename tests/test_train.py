@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import sys
@@ -365,6 +366,17 @@ def test_eval_every_k_epochs_leaves_the_other_rows_without_test_columns(digits):
     with pytest.raises(ConfigError, match="n_iter_no_change watches the test error of every epoch; it needs "
                                           "eval_every=1, not 2"):  # fmt: skip
         TrainConfig(eval_every=2, n_iter_no_change=3).validate()
+
+
+def test_on_epoch_sees_each_row_after_its_checkpoint(digits, tmp_path):
+    seen = []
+
+    def on_epoch(row):
+        _, metadata = checkpoint.load_tensors(tmp_path / "run" / RunDir.CHECKPOINT)
+        seen.append((row, json.loads(metadata["progress"])["epoch"]))
+
+    history = train(small_model(digits), digits, FAST, tmp_path / "run", progress=False, on_epoch=on_epoch)
+    assert [row for row, _ in seen] == history and [epoch for _, epoch in seen] == [1, 2, 3]
 
 
 def test_one_process_shuffles_as_distributed_sampler_does():

@@ -98,27 +98,36 @@ class MLPStep:
         outputs = [h]  # the input of each layer, then the logits
         run_chain(self.layers, h, outputs)
         logits, n = outputs.pop(), x.numel()
+        # g: the loss's gradient with respect to the logits, times ``n / scale`` (the scale is applied once, below)
         if self.kind == "mse":
-            y = torch.sigmoid(logits) if self.sigmoid else logits
-            diff = y - x
-            flat = diff.view(-1)
+            y = logits.sigmoid_() if self.sigmoid else logits  # the logits are not needed again
+            g = y - x
+            flat = g.view(-1)
             loss = torch.dot(flat, flat) / n
-            g = diff.mul_(2.0 / n)
             if self.sigmoid:
-                g = aten.sigmoid_backward(g, y)
+                aten.sigmoid_backward.grad_input(g, y, grad_input=g)  # in place: one pass, no new tensor
+            scale = 2.0 / n
         else:  # bce on logits
             loss = F.binary_cross_entropy_with_logits(logits, x)
-            g = torch.sigmoid(logits).sub_(x).div_(n)
+            g, scale = torch.sigmoid(logits).sub_(x), 1.0 / n
         for i in reversed(range(len(self.layers))):  # g: the gradient with respect to layer i's output
             layer, act = self.layers[i]
             if act is not None:
                 g = act[1](g, outputs[i + 1])
-            if layer.weight.grad is None:
-                layer.weight.grad = torch.empty_like(layer.weight)
+            for param in (layer.weight, layer.bias):
+                if param.grad is None:
+                    param.grad = torch.empty_like(param)
             # The (out, in) gradient written as the transpose of input^T @ g (the same product as g^T @ input):
             # on 2 AMD EPYC cores the whole step is 4% faster (median of 7 interleaved rounds of 200: 4.24 vs 4.42 ms).
-            torch.mm(outputs[i].t(), g, out=layer.weight.grad.t())
-            layer.bias.grad = g.sum(0)
+            # The loss's scale rides on the product (alpha) instead of a pass over the widest layer's gradient.
+            weight_grad = layer.weight.grad.t()
+            torch.addmm(weight_grad, outputs[i].t(), g, beta=0, alpha=scale, out=weight_grad)
+            torch.sum(g, 0, out=layer.bias.grad)
+            if scale != 1.0:
+                layer.bias.grad.mul_(scale)
             if i:
                 g = g @ layer.weight
+                if scale != 1.0:
+                    g.mul_(scale)  # on the narrower gradient of the layer below; from here on g is exact
+                    scale = 1.0
         return loss, {}

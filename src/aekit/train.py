@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,8 +181,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 @torch.no_grad()
-def squared_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Per-example squared error summed over all features, ``(N,)`` float64, computed in eval mode."""
+def squared_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Per-example squared error summed over all features, ``(N,)`` float64, computed in eval mode.
+
+    In batches of 1,024 rows: on 2 CPU cores the chapter's model scores MNIST's 10,000 test images ~15% faster
+    than in batches of 4,096 (whose activations spill out of the cache), the per-epoch evaluation included."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -242,6 +246,7 @@ def train(
     run: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Train ``model`` on ``data`` and return the history: one plain dict per epoch.
 
@@ -263,6 +268,9 @@ def train(
         Continue from ``run``'s checkpoint instead of starting afresh.
     progress : bool
         Show a progress bar per epoch.
+    on_epoch : callable, optional
+        Called with each epoch's history row once the epoch is finished and its checkpoint written (in every
+        process under torchrun): to watch a run from a notebook, plot as it goes, or time epochs from outside.
     """
     config.validate()
     rank, world = rank_and_world()
@@ -342,6 +350,8 @@ def train(
                                0 if improved else state.stale + 1)  # fmt: skip
             if writer:
                 rundir.save_epoch(model, optimizer, data.scaler, state)
+            if on_epoch is not None:
+                on_epoch(row)
             if stop.raised:
                 raise interrupted(state, model, optimizer, data, None, run)
             if config.n_iter_no_change is not None and state.stale >= config.n_iter_no_change:
