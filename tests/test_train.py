@@ -377,6 +377,11 @@ def test_on_epoch_sees_each_row_after_its_checkpoint(digits, tmp_path):
 
     history = train(small_model(digits), digits, FAST, tmp_path / "run", progress=False, on_epoch=on_epoch)
     assert [row for row, _ in seen] == history and [epoch for _, epoch in seen] == [1, 2, 3]
+    rows = []  # the same callback through train_run
+    history, _ = aekit.train_run(tmp_path / "run2", aekit.make_config(latent_dim=4, hidden=(16,)),
+                                 aekit.DataConfig(name="digits"), replace(FAST, epochs=2), progress=False,
+                                 analysis=False, on_epoch=rows.append)  # fmt: skip
+    assert rows == history and len(rows) == 2
 
 
 def test_one_process_shuffles_as_distributed_sampler_does():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,19 +40,22 @@ def train_run(
     epochs: int | None = None,
     device: str | None = None,
     analysis: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[list[dict], dict]:
     """Train a model into run directory ``out`` and evaluate it beside PCA; returns (history, metrics).
 
     With ``resume``, the configs stored in ``out`` are used and training continues from its checkpoint;
     ``epochs`` and ``device`` may still be changed (to train longer, or elsewhere). Without ``analysis``, the
-    holes measure and the probes are left out of the metrics (they take a few seconds).
+    holes measure and the probes are left out of the metrics (they take a few seconds). ``on_epoch`` is called
+    with each epoch's history row once its checkpoint is written (see :func:`aekit.train.train`).
     """
     with process_group():
         return _train_run(Path(out), model_config, data_config, train_config, resume, overwrite, progress, epochs,
-                          device, analysis)  # fmt: skip
+                          device, analysis, on_epoch)  # fmt: skip
 
 
-def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis):
+def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis,
+               on_epoch):  # fmt: skip
     rank, _ = rank_and_world()
     rundir = RunDir(out)
     # Everything that can fail on bad input is checked before the run directory is touched, so a failed command
@@ -94,7 +98,7 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
         target.write_config({"model": model.config, "data": data_config, "train": train_config})
     barrier()
     try:
-        history = train(model, data, train_config, target.path, resume=resume, progress=progress)
+        history = train(model, data, train_config, target.path, resume=resume, progress=progress, on_epoch=on_epoch)
         metrics = {}
         if rank == 0:  # rank 0 evaluates and writes; the others are done
             metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, data), **streamed_sizes(data)}
