@@ -98,7 +98,7 @@ class MLPStep:
         outputs = [h]  # the input of each layer, then the logits
         run_chain(self.layers, h, outputs)
         logits, n = outputs.pop(), x.numel()
-        # g: the loss's gradient with respect to the logits, times ``n / scale`` (the scale is applied once, below)
+        # g: the loss's gradient with respect to the logits divided by ``scale`` (applied once, in the loop below)
         if self.kind == "mse":
             y = logits.sigmoid_() if self.sigmoid else logits  # the logits are not needed again
             g = y - x
