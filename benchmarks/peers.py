@@ -166,7 +166,10 @@ def answer(value: float) -> None:
 
 
 def serve(trainer, commands, answer) -> None:
-    """Answer "epoch" with an epoch's seconds, then "sse" with the test SSE/image (the bare loop, Keras)."""
+    """Answer "epoch" with an epoch's seconds, then "sse" with the test SSE/image. aekit serves itself (its epochs
+    run inside one ``train()`` call); the bare loop and Keras are driven here, an ``epoch()`` call per epoch."""
+    if hasattr(trainer, "serve"):
+        return trainer.serve(commands, answer)
     for line in commands:
         if line.strip() != "epoch":
             return answer(trainer.sse())
@@ -176,8 +179,7 @@ def serve(trainer, commands, answer) -> None:
 def untimed_sse(name: str, x, x_test, device: str, epochs: int, seed: int) -> float:
     """The test SSE/image of a fresh model of framework ``name`` trained for ``epochs`` from ``seed``."""
     trainer, answers = RUNNERS[name](x, x_test, device, epochs, seed), []
-    commands = iter(["epoch"] * epochs + ["sse"])
-    (trainer.serve if hasattr(trainer, "serve") else lambda c, a: serve(trainer, c, a))(commands, answers.append)
+    serve(trainer, iter(["epoch"] * epochs + ["sse"]), answers.append)
     return answers[-1]
 
 
@@ -188,7 +190,7 @@ def child(args) -> None:
     trainer = RUNNERS[args.child](data["x"], data["x_test"], args.device, args.epochs)
     print("READY", flush=True)
     commands = iter(sys.stdin)
-    (trainer.serve if hasattr(trainer, "serve") else lambda c, a: serve(trainer, c, a))(commands, answer)
+    serve(trainer, commands, answer)
     for line in commands:
         answer(untimed_sse(args.child, data["x"], data["x_test"], args.device, args.epochs, int(line.split()[1])))
 
