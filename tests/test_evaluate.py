@@ -44,6 +44,21 @@ def test_metric_units():
     assert set(reconstruction_metrics(x, x_hat, unit=False)) == {"test_mse_per_pixel", "test_sse_per_image"}
 
 
+def test_metrics_by_blocks_of_rows_equal_the_whole_and_leave_the_inputs_alone():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(37, 1, 3, 3, generator=generator, dtype=torch.float64)
+    x_hat = torch.rand(37, 1, 3, 3, generator=generator, dtype=torch.float64) * 1.4 - 0.2  # PCA-like: leaves [0, 1]
+    kept = x_hat.clone()
+    whole = reconstruction_metrics(x, x_hat, unit=True, rows=37)
+    for rows in (1, 8, 36):
+        assert reconstruction_metrics(x, x_hat, unit=True, rows=rows) == pytest.approx(whole, rel=1e-12)
+    assert torch.equal(x_hat, kept)  # float64 reconstructions are not clipped in place
+    p = x_hat.clamp(1e-7, 1 - 1e-7)
+    bce = float(-(x * p.log() + (1 - x) * (1 - p).log()).mean())
+    assert whole["test_bce_per_pixel"] == pytest.approx(bce, rel=1e-12)
+    assert whole["test_sse_per_image"] == pytest.approx(float(((x_hat - x) ** 2).sum((1, 2, 3)).mean()), rel=1e-12)
+
+
 def test_format_metrics_puts_pca_beside_the_model():
     text = format_metrics({"test_sse_per_image": 4.9, "pca_test_sse_per_image": 13.2, "latent_dim": 32})
     lines = text.splitlines()

@@ -26,20 +26,25 @@ log = logging.getLogger(__name__)
 METRIC_NAMES = ("test_mse_per_pixel", "test_sse_per_image", "test_bce_per_pixel", "psnr")
 
 
-def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool) -> dict[str, float]:
-    """Test metrics of reconstructions ``x_hat`` of ``x`` (both ``(N, ...)``, model space).
+def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool, rows: int = 1024) -> dict[str, float]:
+    """Test metrics of reconstructions ``x_hat`` of ``x`` (both ``(N, ...)``, model space), in float64.
 
     ``test_bce_per_pixel`` and ``psnr`` are given for data in [0, 1] only (``unit``); BCE clips ``x_hat`` to
-    [1e-7, 1 - 1e-7] since a linear baseline such as PCA can leave that range.
+    [1e-7, 1 - 1e-7] since a linear baseline such as PCA can leave that range. Computed ``rows`` at a time, so the
+    float64 copies stay in the cache (MNIST's 10,000 test images on 2 CPU cores: 0.48 s as one block, 0.10 s so).
     """
-    x = x.reshape(len(x), -1).double()
-    x_hat = x_hat.reshape(len(x_hat), -1).double()
-    sse = (x_hat - x).pow(2).sum(1)  # (N,)
+    x, x_hat = x.reshape(len(x), -1), x_hat.reshape(len(x_hat), -1)
+    sse, bce = torch.empty(len(x), dtype=torch.float64), 0.0
+    for start in range(0, len(x), rows):
+        target, out = x[start : start + rows].double(), x_hat[start : start + rows].double()
+        sse[start : start + rows] = (out - target).pow_(2).sum(1)
+        if unit:
+            p = out.clamp(1e-7, 1 - 1e-7)  # not in place: ``out`` is ``x_hat`` itself when that is float64
+            bce -= float((target * p.log() + (1 - target) * (1 - p).log_()).sum())
     mse = float(sse.mean()) / x.shape[1]
     metrics = {"test_mse_per_pixel": mse, "test_sse_per_image": float(sse.mean())}
     if unit:
-        p = x_hat.clamp(1e-7, 1 - 1e-7)
-        metrics["test_bce_per_pixel"] = float(-(x * p.log() + (1 - x) * (1 - p).log()).mean())
+        metrics["test_bce_per_pixel"] = bce / x.numel()
         metrics["psnr"] = 10 * math.log10(1 / mse) if mse > 0 else math.inf
     return metrics
 
