@@ -59,14 +59,15 @@ def methods(epochs: int, seed: int) -> dict:
     def detector(make):
         return lambda train, test: -make().fit(train).score_samples(test)
 
-    fitted = {}
+    last_recipe = {}  # the recipe fitted for the current digit, which "its error alone" scores again
 
     def recipe_scores(train, test):
-        fitted["recipe"] = recipe(epochs, seed).fit(train)
-        return -fitted["recipe"].score_samples(test)
+        last_recipe["detector"] = recipe(epochs, seed).fit(train)
+        return -last_recipe["detector"].score_samples(test)
 
     def recipe_error_alone(train, test):  # the same fitted recipe, its reconstruction error without the distance
-        return squared_errors(fitted["recipe"].model_, torch.from_numpy(test).reshape(-1, 1, 28, 28)).numpy()
+        model = last_recipe["detector"].model_
+        return squared_errors(model, torch.from_numpy(test).reshape(-1, 1, 28, 28)).numpy()
 
     def pca(train, test):
         fitted = PCA(n_components=16, random_state=seed).fit(train)
