@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -6,6 +8,8 @@ from aekit import make_config
 from aekit.mlpgrad import MLPStep
 from aekit.models import build_model
 from aekit.train import TrainConfig, gradient_step, train
+
+DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
 COVERED = [
     ("mlp", {"hidden": (16, 8), "activation": "relu"}, "sigmoid", "mse"),
@@ -30,8 +34,8 @@ def autograd_gradients(model, x, kind):
 @pytest.mark.parametrize("name, options, output, kind", COVERED)
 def test_hand_derived_gradients_equal_autograd(name, options, output, kind):
     torch.manual_seed(0)
-    model = build_model(make_config(name, input_shape=(1, 5, 6), latent_dim=3, output=output, **options))
-    x = torch.rand(37, 1, 5, 6) if output == "sigmoid" else torch.randn(37, 1, 5, 6)
+    model = build_model(make_config(name, input_shape=(1, 5, 6), latent_dim=3, output=output, **options)).to(DEVICE)
+    x = (torch.rand(37, 1, 5, 6) if output == "sigmoid" else torch.randn(37, 1, 5, 6)).to(DEVICE)
     step = MLPStep.of(model, kind)
     assert step is not None
     torch.manual_seed(1)  # the denoising noise: both draw the same numbers
@@ -73,7 +77,8 @@ def test_training_does_not_depend_on_which_step_ran(digits):
     config, histories = make_config("denoising", input_shape=digits.input_shape, latent_dim=4, hidden=(16,)), []
     for cls in (aekit.AutoEncoder, ThroughAutograd):
         torch.manual_seed(0)
-        histories.append(train(cls.from_config(config), digits, TrainConfig(epochs=2, seed=3), progress=False))
+        histories.append(train(cls.from_config(config), digits, TrainConfig(epochs=2, seed=3, device=DEVICE),
+                               progress=False))
     for manual, auto in zip(*histories, strict=True):
         assert manual["train_loss"] == pytest.approx(auto["train_loss"], rel=1e-4)
         assert manual["test_mse_per_pixel"] == pytest.approx(auto["test_mse_per_pixel"], rel=1e-4)
@@ -84,8 +89,9 @@ def test_the_evaluation_forward_equals_the_model(name, options, output, kind):
     from aekit.mlpgrad import layers_of, reconstruct_rows
 
     torch.manual_seed(0)
-    model = build_model(make_config(name, input_shape=(1, 5, 6), latent_dim=3, output=output, **options)).eval()
-    x = torch.rand(37, 1, 5, 6)
+    model = build_model(make_config(name, input_shape=(1, 5, 6), latent_dim=3, output=output, **options))
+    model = model.to(DEVICE).eval()
+    x = torch.rand(37, 1, 5, 6, device=DEVICE)
     with torch.no_grad():
         torch.testing.assert_close(reconstruct_rows(model, layers_of(model), x), model(x).reshape(37, -1),
                                    rtol=1e-6, atol=1e-7)  # fmt: skip
