@@ -17,9 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@$(PY) -m aekit train --preset chapter --out runs/demo --overwrite
-	@$(PY) -m aekit error-vs-dim runs/demo --epochs 3 --dims 2,8,32,64
-	@$(PY) -m aekit report runs/demo
+	@$(PY) -m aekit demo --out runs/demo --overwrite
 	@echo "next: explore the model in your browser: .venv/bin/aekit serve runs/demo  (then open http://127.0.0.1:8000/)"
 
 test: $(STAMP) browser

@@ -10,7 +10,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 echo "== test suite with --device cuda (the modules that train on the device first)"
 first=$(grep -l AEKIT_TEST_DEVICE tests/test_*.py)
 rest=$(ls tests/test_*.py | grep -v -x -F "$first")
-timeout 300 python3 -m pytest -q -rfE -p no:cacheprovider --device cuda $first $rest > "$logs/tests.txt" 2>&1
+timeout 360 python3 -m pytest -q -rfE -p no:cacheprovider --device cuda $first $rest > "$logs/tests.txt" 2>&1
 grep -E "^(FAILED|ERROR)|passed|failed" "$logs/tests.txt" | tail -30
 echo "== speed: chapter model on MNIST, GPU"
 timeout 80 python3 benchmarks/train_speed.py --device cuda --epochs 3 --rounds 2 --no-progress 2>&1 | grep -v "^epoch" | tee "$logs/speed-gpu.txt"

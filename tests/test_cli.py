@@ -216,3 +216,32 @@ def test_a_figure_that_does_not_apply_is_one_clear_error(run, capsys):
     one_error_line(capsys, "the denoising figure belongs to the denoising objective; this model is mlp")
     assert main(["plot", str(run), "codebook"]) == 2
     one_error_line(capsys, "the codebook figure belongs to the vq objective; this model is mlp")
+
+
+@pytest.mark.slow
+def test_demo_runs_the_chapter_train_sweep_report_and_announces_each_command(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--epochs", "2", "--sweep-epochs", "1", "--dims", "2,4", "--limit", "1000",
+            "--device", DEVICE, "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    steps = [line for line in printed.splitlines() if line.startswith("[")]
+    assert steps == [f"[1/3] aekit train --preset chapter --out {out} --epochs 2 --limit 1000 --device {DEVICE} "
+                     "--no-progress",
+                     f"[2/3] aekit error-vs-dim {out} --epochs 1 --dims 2,4 --no-progress",
+                     f"[3/3] aekit report {out}"]  # fmt: skip
+    assert len((out / "history.csv").read_text().splitlines()) == 3  # header and 2 epochs
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["latent_dim"] == 32 and config["data"]["limit"] == 1000
+    sweep = json.loads((out / "sweep" / "error-vs-dim.json").read_text())
+    assert sweep["dims"] == [2, 4] and sweep["epochs"] == 1 and sweep["pca"][0] > sweep["pca"][1]
+    assert (out / "figures" / "error-vs-dim.png").is_file() and (out / "figures" / "latent.png").is_file()
+    page = (out / "report.html").read_text()
+    assert "Test SSE per image against code size" in page and "No error-vs-dim figure yet" not in page
+
+
+def test_demo_refuses_an_existing_run_without_overwrite(run, capsys):
+    before = (run / "model.safetensors").read_bytes()
+    assert main(["demo", "--out", str(run), "--no-progress"]) == 2
+    one_error_line(capsys, f"{run} already holds a run; pass --overwrite to replace it")
+    assert (run / "model.safetensors").read_bytes() == before and not (run / "sweep").exists()
