@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the maintained fork of httpx (same API); from aekit's test extra
 import numpy as np
 
 import aekit

@@ -1,4 +1,5 @@
 import os
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -51,6 +52,14 @@ def test_latent_figure_has_a_label_colour_bar(trained, digits):
         assert "codes (2-D, as they are)" in titles
     else:
         assert "PCA of the codes" in titles and any(t.startswith("t-SNE") for t in titles)
+
+
+def test_latent_figure_of_unlabelled_data_has_one_colour_and_no_warning(trained, digits):
+    model, _ = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a single colour comes with a colour map
+        fig = plots.latent(model, replace(digits, y_test=None), n=50)
+    assert not any(ax.get_ylabel() == "label" for ax in fig.axes)
 
 
 def test_image_figures_refuse_tabular_models(digits):

@@ -176,7 +176,7 @@ def server(run):
 
 
 def test_over_a_real_socket(server, run):
-    import httpx
+    import httpx2 as httpx  # the maintained fork of httpx (same API), which starlette's TestClient also uses
 
     _, x = rows(run, 3)
     with httpx.Client(base_url=server, timeout=30) as http:

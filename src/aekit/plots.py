@@ -158,8 +158,8 @@ def latent(model: AutoEncoder, data: Data, n: int = 1000, seed: int = 0, path=No
     fig = Figure(figsize=(6 * len(panels) + 1, 5.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, points, (xlabel, ylabel)) in zip(axes, panels):
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels if labels is not None else "tab:blue",
-                             cmap="tab10", s=7, alpha=0.75, vmin=-0.5, vmax=9.5)  # fmt: skip
+        colour = {"c": "tab:blue"} if labels is None else {"c": labels, "cmap": "tab10", "vmin": -0.5, "vmax": 9.5}
+        scatter = ax.scatter(points[:, 0], points[:, 1], s=7, alpha=0.75, **colour)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
