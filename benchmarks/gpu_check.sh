@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The checks to run on a machine with a CUDA GPU, in one go: the test suite on the GPU, the speed benchmark on the
 # GPU (and the CPU beside it), benchmarks/peers.py on the GPU, and a 2-process torchrun job. Usage: bash benchmarks/gpu_check.sh [LOGDIR]
-# Uses the python3 that holds torch; aekit is taken from src/ (nothing is installed).
+# Uses the python3 that holds torch; aekit is taken from src/ (nothing is installed). On one H100 with 16 CPU
+# cores (2026-11-27) the suite's first 492 of 494 tests took 300 s (test_stream.py alone 59 s) and the steps after
+# it 130 s: give the whole call about 9 minutes.
 set -u
 logs=${1:-gpu-check-logs}
 mkdir -p "$logs"
@@ -10,7 +12,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 echo "== test suite with --device cuda (the modules that train on the device first)"
 first=$(grep -l AEKIT_TEST_DEVICE tests/test_*.py)
 rest=$(ls tests/test_*.py | grep -v -x -F "$first")
-timeout 360 python3 -m pytest -q -rfE -p no:cacheprovider --device cuda $first $rest > "$logs/tests.txt" 2>&1
+timeout 400 python3 -m pytest -q -rfE -p no:cacheprovider --device cuda $first $rest > "$logs/tests.txt" 2>&1
 grep -E "^(FAILED|ERROR)|passed|failed" "$logs/tests.txt" | tail -30
 echo "== speed: chapter model on MNIST, GPU"
 timeout 80 python3 benchmarks/train_speed.py --device cuda --epochs 3 --rounds 2 --no-progress 2>&1 | grep -v "^epoch" | tee "$logs/speed-gpu.txt"
