@@ -201,7 +201,7 @@ def build_parser() -> Parser:
     p = commands.add_parser("demo", help="the chapter in one command: train, error-vs-dim sweep, report",
                             description="Train the chapter's autoencoder on the bundled MNIST, sweep the code size "
                             "beside PCA and write the report, in one process (torch, scikit-learn and matplotlib "
-                            "load once; about 15 s less than the three commands on 2 CPU cores). Each step prints "
+                            "load once: 11-14 s less than the three commands on 2 CPU cores). Each step prints "
                             "the command that does it alone: aekit train --preset chapter --out OUT, aekit "
                             "error-vs-dim OUT --epochs 3 --dims 2,8,32,64, aekit report OUT. This is what "
                             "'make demo' runs.")  # fmt: skip
