@@ -226,8 +226,8 @@ def test_demo_runs_the_chapter_train_sweep_report_and_announces_each_command(tmp
     assert main(argv) == 0
     printed = capsys.readouterr().out
     steps = [line for line in printed.splitlines() if line.startswith("[")]
-    assert steps == [f"[1/3] aekit train --preset chapter --out {out} --epochs 2 --limit 1000 --device {DEVICE} "
-                     "--no-progress",
+    assert steps == [(f"[1/3] aekit train --preset chapter --out {out} --epochs 2 --limit 1000 --device {DEVICE} "
+                      "--no-progress"),
                      f"[2/3] aekit error-vs-dim {out} --epochs 1 --dims 2,4 --no-progress",
                      f"[3/3] aekit report {out}"]  # fmt: skip
     assert len((out / "history.csv").read_text().splitlines()) == 3  # header and 2 epochs
