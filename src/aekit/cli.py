@@ -68,6 +68,15 @@ def image_size(text: str) -> tuple[int, int]:
     return values
 
 
+def add_progress_flag(parser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress bars (default: when the terminal is interactive)")
+
+
+def add_device_flag(parser) -> None:
+    parser.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda, then mps, then cpu)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="aekit", description="Autoencoders in PyTorch: train, evaluate beside PCA, encode.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
@@ -123,13 +132,12 @@ def build_parser() -> Parser:
                    "epochs and after the last (default: 1, every epoch; the other epochs' history rows have no test "
                    "columns)")  # fmt: skip
     g.add_argument("--seed", type=int, help=f"seeds weights, batch order and noise (default: {t.seed})")
-    g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda, then mps, then cpu)")
+    add_device_flag(g)
     g = train.add_argument_group("run directory")
     g.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default: runs/latest)")
     g.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show progress bars (default: when the terminal is interactive)")
+    add_progress_flag(g)
 
     ev = commands.add_parser("evaluate", help="test metrics of a run beside PCA at the same code size",
                              description="Evaluate RUN on its test split: MSE per pixel, SSE per image "
@@ -195,8 +203,7 @@ def build_parser() -> Parser:
     p.add_argument("--dims", type=int_list, default=(2, 4, 8, 16, 32, 64), metavar="K,K",
                    help="code sizes (default: 2,4,8,16,32,64)")
     p.add_argument("--epochs", type=positive_int, help="epochs per model (default: RUN's own)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show progress bars (default: when the terminal is interactive)")
+    add_progress_flag(p)
 
     p = commands.add_parser("demo", help="the chapter in one command: train, error-vs-dim sweep, report",
                             description="Train the chapter's autoencoder on the bundled MNIST, sweep the code size "
@@ -213,9 +220,8 @@ def build_parser() -> Parser:
     p.add_argument("--sweep-epochs", type=positive_int, default=3, metavar="N",
                    help="epochs per model of the sweep (default: 3)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N examples only")
-    p.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda, then mps, then cpu)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show progress bars (default: when the terminal is interactive)")
+    add_device_flag(p)
+    add_progress_flag(p)
 
     p = commands.add_parser("serve", help="explore RUN's latent space in the browser and serve it over HTTP",
                             description="Start a local web app for RUN: a page to explore its latent space (map of "
