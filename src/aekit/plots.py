@@ -157,8 +157,8 @@ def latent(model: AutoEncoder, data: Data, n: int = 1000, seed: int = 0, path=No
         panels.insert(0, (f"t-SNE of the {k}-D codes", embedded, ("t-SNE 1", "t-SNE 2")))
     fig = Figure(figsize=(6 * len(panels) + 1, 5.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colour = {"c": "tab:blue"} if labels is None else {"c": labels, "cmap": "tab10", "vmin": -0.5, "vmax": 9.5}
     for ax, (title, points, (xlabel, ylabel)) in zip(axes, panels):
-        colour = {"c": "tab:blue"} if labels is None else {"c": labels, "cmap": "tab10", "vmin": -0.5, "vmax": 9.5}
         scatter = ax.scatter(points[:, 0], points[:, 1], s=7, alpha=0.75, **colour)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
