@@ -2,7 +2,7 @@ import json
 import os
 import pickle
 import shutil
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 import aekit
 from aekit import checkpoint
 from aekit.checkpoint import RunDir
+from aekit.cli import main
 from aekit.data import DataConfig
 from aekit.errors import CheckpointError, ConfigError
 from aekit.evaluate import encode
@@ -54,6 +55,17 @@ def test_run_directory_layout(run):
     metrics = json.loads((run / RunDir.METRICS).read_text())
     for name in ("test_mse_per_pixel", "test_sse_per_image", "test_bce_per_pixel", "psnr"):
         assert name in metrics and f"pca_{name}" in metrics
+
+
+def test_a_run_tested_every_other_epoch_reads_back_and_draws_its_curves(tmp_path):
+    path = tmp_path / "run"
+    aekit.train_run(path, make_config(latent_dim=3, hidden=(16,)), DataConfig(name="digits"),
+                    replace(TINY, epochs=3, eval_every=2), progress=False)  # fmt: skip
+    history = RunDir(path).read_history()
+    both = list(checkpoint.TEST_COLUMNS)
+    assert [[k for k in both if k in row] for row in history] == [[], both, both]  # epoch 1 was not tested
+    assert main(["plot", str(path), "curves", "--out", str(tmp_path / "figures")]) == 0
+    assert (tmp_path / "figures" / "curves.png").is_file()
 
 
 def test_standardized_data_keeps_its_scaler(low_rank, tmp_path):

@@ -45,6 +45,7 @@ FORMAT = "aekit-run/2"
 FORMAT_V1 = "aekit-run/1"
 TAGGED = {Body: BODIES, Objective: OBJECTIVES}  # fields holding one of several kinds, stored with a "kind" tag
 HISTORY_COLUMNS = ["epoch", "train_loss", "test_mse_per_pixel", "test_sse_per_image", "seconds"]
+TEST_COLUMNS = ("test_mse_per_pixel", "test_sse_per_image")  # empty in the rows of untested epochs (--eval-every K)
 MAX_JSON_BYTES = 2**20  # config.json and metrics.json are a few kB; a larger one is not a run's
 
 
@@ -443,8 +444,10 @@ class RunDir:
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError, csv.Error) as err:
             raise CheckpointError(f"{path}: not a valid history ({' '.join(str(err).split())})") from None
         for i, row in enumerate(rows):
-            if not set(HISTORY_COLUMNS) <= set(row):
-                raise CheckpointError(f"{path}: row {i + 1} lacks {sorted(set(HISTORY_COLUMNS) - set(row))}")
+            tested = [k for k in TEST_COLUMNS if k in row]
+            needed = [k for k in HISTORY_COLUMNS if k not in TEST_COLUMNS or tested]  # both test columns or neither
+            if not set(needed) <= set(row):
+                raise CheckpointError(f"{path}: row {i + 1} lacks {sorted(set(needed) - set(row))}")
         return rows
 
     # -- metrics.json
