@@ -4,11 +4,14 @@ import re
 import shutil
 import subprocess
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 import aekit
-from aekit import evaluate, report
+from aekit import evaluate, report, runs
+from aekit.checkpoint import RunDir
 from aekit.models import AutoEncoder
 from aekit.train import TrainConfig, train
 
@@ -41,6 +44,35 @@ def find_browser():
 
 
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
+def test_sweep_reads_the_runs_own_code_size_from_the_run_and_trains_the_others(tmp_path):
+    path, model_config, data_config = tmp_path / "run", aekit.make_config(latent_dim=3, hidden=(16,)), \
+        aekit.DataConfig(name="digits")  # fmt: skip
+    config = TrainConfig(epochs=3, batch_size=64, device=DEVICE)
+    aekit.train_run(path, model_config, data_config, config, progress=False)
+    history, metrics = RunDir(path).read_history(), RunDir(path).read_metrics()
+    result = runs.sweep_error_vs_dim(path, dims=(2, 3), epochs=2)
+    assert (path / "sweep" / "k2").is_dir() and not (path / "sweep" / "k3").exists()  # k=3 was not trained again
+    assert result["autoencoder"][1] == history[1]["test_sse_per_image"]  # the run's test error after epoch 2
+    assert result["pca"][1] == metrics["pca_test_sse_per_image"]
+    # the numbers a 2-epoch run of the same model and settings gets
+    _, alone = aekit.train_run(tmp_path / "alone", model_config, data_config, replace(config, epochs=2),
+                               progress=False, analysis=False)  # fmt: skip
+    assert result["autoencoder"][1] == pytest.approx(alone["test_sse_per_image"], rel=1e-5)
+    assert result["pca"][1] == alone["pca_test_sse_per_image"]
+    # after as many epochs as the run had: its final metrics, which a finished sweep run stores
+    assert runs.sweep_error_vs_dim(path, dims=(3,))["autoencoder"] == [metrics["test_sse_per_image"]]
+
+
+def test_sweep_trains_the_runs_own_code_size_when_its_learning_rate_depends_on_the_epochs(tmp_path):
+    path = tmp_path / "run"
+    aekit.train_run(path, aekit.make_config(latent_dim=3, hidden=(16,)), aekit.DataConfig(name="digits"),
+                    TrainConfig(epochs=2, batch_size=64, schedule="cosine", device=DEVICE), progress=False)  # fmt: skip
+    result = runs.sweep_error_vs_dim(path, dims=(3,), epochs=1)
+    assert (path / "sweep" / "k3").is_dir()
+    # cosine over one epoch is not the first half of cosine over two, so the run's epoch-1 error is not this point's
+    assert result["autoencoder"][0] != RunDir(path).read_history()[0]["test_sse_per_image"]
+
+
 def test_report_renders_in_a_real_browser(run, tmp_path):
     page = report.write_report(run).read_text()
     probe = ("<script>addEventListener('load', () => document.body.setAttribute('data-images', JSON.stringify("

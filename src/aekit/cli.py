@@ -198,7 +198,9 @@ def build_parser() -> Parser:
     p = commands.add_parser("error-vs-dim", help="test error against code size, AE beside PCA (trains models)",
                             description="Train RUN's model at each code size (into RUN/sweep/k<d>; finished ones "
                             "are reused) and draw test SSE per image against code size beside PCA's, into "
-                            "RUN/figures/error-vs-dim.png; the report picks it up.")  # fmt: skip
+                            "RUN/figures/error-vs-dim.png; the report picks it up. RUN's own code size is not "
+                            "trained again when RUN's first --epochs epochs are that training (same settings, "
+                            "schedule none, tested after that epoch): its test error then is RUN's.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--dims", type=int_list, default=(2, 4, 8, 16, 32, 64), metavar="K,K",
                    help="code sizes (default: 2,4,8,16,32,64)")

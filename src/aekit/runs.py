@@ -200,7 +200,8 @@ def sweep_error_vs_dim(
 ) -> dict:
     """Train RUN's model at each code size in ``dims`` (into ``RUN/sweep/k<d>``) and measure it beside PCA.
 
-    A sweep run that already finished with the same settings is reused, not trained again. Returns
+    A sweep run that already finished with the same settings is reused, not trained again; so is RUN itself at
+    its own code size when its first ``epochs`` epochs are that training (:func:`_own_point`). Returns
     ``{"dims", "autoencoder", "pca", "epochs"}`` (test SSE per image) and draws ``RUN/figures/error-vs-dim``.
     """
     base = load_run(path)
@@ -209,6 +210,13 @@ def sweep_error_vs_dim(
     for dim in dims:
         out = Path(path) / "sweep" / f"k{dim}"
         model_config = replace(base.model_config, latent_dim=dim)
+        own = _own_point(base, model_config, train_config)
+        if own is not None:
+            log.info("error-vs-dim: k=%d is %s itself after %d epochs (the same training), not trained again", dim,
+                     path, train_config.epochs)  # fmt: skip
+            ae.append(own[0])
+            pca.append(own[1])
+            continue
         if _finished(out, model_config, train_config):
             metrics = RunDir(out).read_metrics()
         else:
@@ -221,6 +229,32 @@ def sweep_error_vs_dim(
     checkpoint.write_json(Path(path) / "sweep" / "error-vs-dim.json", result)
     plots.error_vs_dim(list(dims), ae, pca, train_config.epochs, path=Path(path) / "figures" / "error-vs-dim")
     return result
+
+
+def _own_point(base: Run, model_config: ModelConfig, train_config: TrainConfig) -> tuple[float, float] | None:
+    """The (autoencoder, PCA) test SSE per image of the sweep's point at RUN's own code size, read from RUN when
+    training that point would repeat RUN's first ``train_config.epochs`` epochs; None when it would not.
+
+    It would when the model is RUN's, the settings are RUN's but for the number of epochs, the learning rate does
+    not depend on that number (``schedule="none"``: the weights after epoch E are then the same whether training
+    goes on or not), and RUN was tested after epoch E. The autoencoder's error is then RUN's history row for
+    epoch E, or its final metrics when E is its last epoch (the ones a finished sweep run stores); PCA's is
+    RUN's own, computed at this code size on the same data.
+    """
+    if model_config != base.model_config or train_config.schedule != "none":
+        return None
+    if replace(base.train_config, epochs=train_config.epochs) != train_config:
+        return None
+    rundir = RunDir(base.path)
+    metrics = rundir.read_metrics()
+    if metrics.get("latent_dim") != model_config.latent_dim or "pca_test_sse_per_image" not in metrics:
+        return None
+    history = rundir.read_history()
+    rows = [row for row in history if row["epoch"] == train_config.epochs and "test_sse_per_image" in row]
+    if not rows:
+        return None
+    last = history[-1]["epoch"] == train_config.epochs
+    return (metrics["test_sse_per_image"] if last else rows[0]["test_sse_per_image"]), metrics["pca_test_sse_per_image"]
 
 
 def _finished(out: Path, model_config: ModelConfig, train_config: TrainConfig) -> bool:
