@@ -59,8 +59,9 @@ def test_sweep_reads_the_runs_own_code_size_from_the_run_and_trains_the_others(t
                                progress=False, analysis=False)  # fmt: skip
     assert result["autoencoder"][1] == pytest.approx(alone["test_sse_per_image"], rel=1e-5)
     assert result["pca"][1] == alone["pca_test_sse_per_image"]
-    # after as many epochs as the run had: its final metrics, which a finished sweep run stores
-    assert runs.sweep_error_vs_dim(path, dims=(3,))["autoencoder"] == [metrics["test_sse_per_image"]]
+    # after as many epochs as the run had: its last row, which its final metrics match
+    assert runs.sweep_error_vs_dim(path, dims=(3,))["autoencoder"] == [history[2]["test_sse_per_image"]]
+    assert history[2]["test_sse_per_image"] == pytest.approx(metrics["test_sse_per_image"], rel=1e-6)
 
 
 def test_sweep_trains_the_runs_own_code_size_when_its_learning_rate_depends_on_the_epochs(tmp_path):
