@@ -50,6 +50,10 @@ def test_sweep_reads_the_runs_own_code_size_from_the_run_and_trains_the_others(t
     config = TrainConfig(epochs=3, batch_size=64, device=DEVICE)
     aekit.train_run(path, model_config, data_config, config, progress=False)
     history, metrics = RunDir(path).read_history(), RunDir(path).read_metrics()
+    # after as many epochs as the run had: its last row, which its final metrics match; nothing is trained
+    assert runs.sweep_error_vs_dim(path, dims=(3,))["autoencoder"] == [history[2]["test_sse_per_image"]]
+    assert history[2]["test_sse_per_image"] == pytest.approx(metrics["test_sse_per_image"], rel=1e-6)
+    assert [p.name for p in (path / "sweep").iterdir()] == ["error-vs-dim.json"]
     result = runs.sweep_error_vs_dim(path, dims=(2, 3), epochs=2)
     assert (path / "sweep" / "k2").is_dir() and not (path / "sweep" / "k3").exists()  # k=3 was not trained again
     assert result["autoencoder"][1] == history[1]["test_sse_per_image"]  # the run's test error after epoch 2
@@ -59,9 +63,6 @@ def test_sweep_reads_the_runs_own_code_size_from_the_run_and_trains_the_others(t
                                progress=False, analysis=False)  # fmt: skip
     assert result["autoencoder"][1] == pytest.approx(alone["test_sse_per_image"], rel=1e-5)
     assert result["pca"][1] == alone["pca_test_sse_per_image"]
-    # after as many epochs as the run had: its last row, which its final metrics match
-    assert runs.sweep_error_vs_dim(path, dims=(3,))["autoencoder"] == [history[2]["test_sse_per_image"]]
-    assert history[2]["test_sse_per_image"] == pytest.approx(metrics["test_sse_per_image"], rel=1e-6)
 
 
 def test_sweep_trains_the_runs_own_code_size_when_its_learning_rate_depends_on_the_epochs(tmp_path):

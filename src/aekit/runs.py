@@ -226,6 +226,7 @@ def sweep_error_vs_dim(
         ae.append(metrics["test_sse_per_image"])
         pca.append(metrics["pca_test_sse_per_image"])  # each run already measured PCA at its own code size
     result = {"dims": list(dims), "autoencoder": ae, "pca": pca, "epochs": train_config.epochs}
+    (Path(path) / "sweep").mkdir(exist_ok=True)  # not made yet when every point was read from RUN
     checkpoint.write_json(Path(path) / "sweep" / "error-vs-dim.json", result)
     plots.error_vs_dim(list(dims), ae, pca, train_config.epochs, path=Path(path) / "figures" / "error-vs-dim")
     return result
