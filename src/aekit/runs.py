@@ -210,14 +210,12 @@ def sweep_error_vs_dim(
     for dim in dims:
         out = Path(path) / "sweep" / f"k{dim}"
         model_config = replace(base.model_config, latent_dim=dim)
-        own = _own_point(base, model_config, train_config)
+        own = _own_point(base, train_config.epochs) if dim == base.model_config.latent_dim else None
         if own is not None:
             log.info("error-vs-dim: k=%d is %s itself after %d epochs (the same training), not trained again", dim,
                      path, train_config.epochs)  # fmt: skip
-            ae.append(own[0])
-            pca.append(own[1])
-            continue
-        if _finished(out, model_config, train_config):
+            metrics = own
+        elif _finished(out, model_config, train_config):
             metrics = RunDir(out).read_metrics()
         else:
             log.info("error-vs-dim: training k=%d for %d epochs", dim, train_config.epochs)
@@ -232,27 +230,26 @@ def sweep_error_vs_dim(
     return result
 
 
-def _own_point(base: Run, model_config: ModelConfig, train_config: TrainConfig) -> tuple[float, float] | None:
-    """The (autoencoder, PCA) test SSE per image of the sweep's point at RUN's own code size, read from RUN when
-    training that point would repeat RUN's first ``train_config.epochs`` epochs; None when it would not.
+def _own_point(base: Run, epochs: int) -> dict[str, float] | None:
+    """The test SSE per image (autoencoder's and PCA's, named as in metrics.json) of the sweep's point at RUN's own
+    code size trained for ``epochs`` epochs with RUN's settings, read from RUN; None when that training would not
+    repeat RUN's first ``epochs`` epochs.
 
-    ``train_config`` is RUN's but for the number of epochs E. Training would repeat RUN's first E epochs when the
-    model is RUN's and the learning rate does not depend on the number of epochs (``schedule="none"``: the weights
+    It would when the learning rate does not depend on the number of epochs (``schedule="none"``: the weights
     after epoch E are then the same whether training goes on or not). The autoencoder's error is RUN's history row
     for epoch E (a row without a test error, or none, means training after all); PCA's is RUN's own, computed at
     this code size on the same data. The row is used even when E is RUN's last epoch: metrics.json may be older
     than the history (a resumed run stopped before it finished), and the two agree to about 1e-8 otherwise.
     """
-    if model_config != base.model_config or train_config.schedule != "none":
+    if base.train_config.schedule != "none":
         return None
     rundir = RunDir(base.path)
     metrics = rundir.read_metrics()
-    if metrics.get("latent_dim") != model_config.latent_dim or "pca_test_sse_per_image" not in metrics:
+    rows = [row for row in rundir.read_history() if row["epoch"] == epochs and "test_sse_per_image" in row]
+    if not rows or "pca_test_sse_per_image" not in metrics:
         return None
-    rows = [row for row in rundir.read_history() if row["epoch"] == train_config.epochs]
-    if not rows or "test_sse_per_image" not in rows[0]:
-        return None
-    return rows[0]["test_sse_per_image"], metrics["pca_test_sse_per_image"]
+    return {"test_sse_per_image": rows[0]["test_sse_per_image"],
+            "pca_test_sse_per_image": metrics["pca_test_sse_per_image"]}  # fmt: skip
 
 
 def _finished(out: Path, model_config: ModelConfig, train_config: TrainConfig) -> bool:
