@@ -63,6 +63,7 @@ class Aekit:
         self.config = TrainConfig(epochs=epochs, lr=LR, batch_size=BATCH, device=device, seed=seed)
 
     def serve(self, commands, answer) -> None:
+        from aekit.checkpoint import RunCheckpoints, RunDir
         from aekit.train import train
 
         def on_epoch(row: dict) -> None:
@@ -74,7 +75,7 @@ class Aekit:
         next(commands)  # the first "epoch"
         began = time.perf_counter()
         with tempfile.TemporaryDirectory() as run:
-            history = train(self.model, self.data, self.config, run=run, progress=False, on_epoch=on_epoch)
+            history = train(self.model, self.data, self.config, checkpoints=RunCheckpoints(RunDir(run)), progress=False, on_epoch=on_epoch)
         answer(history[-1]["test_sse_per_image"])
 
 

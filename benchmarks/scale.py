@@ -36,7 +36,7 @@ import numpy as np, torch
 import aekit
 from aekit import data as data_mod, stream
 from aekit.mlpgrad import MLPStep
-from aekit.train import AdamStep, TrainConfig, make_adam
+from aekit.optim import AdamStep, make_optimizer
 
 peak = [0]
 def watch():
@@ -53,7 +53,7 @@ if mode == "streamed":
 data = data_mod.load(data_mod.DataConfig(name=path))
 torch.manual_seed(0)
 model = aekit.AutoEncoder((784,), 32, (256,))
-optimizer = make_adam(model, TrainConfig()); adam = AdamStep(optimizer); step = MLPStep.of(model, "mse")
+optimizer = make_optimizer("adam", model.parameters(), 1e-3); adam = AdamStep(optimizer); step = MLPStep.of(model, "mse")
 batch = 128
 if mode == "streamed":
     source = data.batches(0, 0, batch, 0, 1, torch.device("cpu"))

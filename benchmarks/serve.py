@@ -50,7 +50,7 @@ def main() -> None:
             aekit.train_run(run, train_config=aekit.TrainConfig(epochs=1), progress=False, analysis=False)
         loaded = aekit.load_run(run)
         rows = loaded.data().x_test[:1024].reshape(1024, -1).numpy().astype(np.float64)
-        explorer = Explorer(loaded, map_points=100)
+        explorer = Explorer.from_run(loaded, map_points=100)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

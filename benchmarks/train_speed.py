@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 import aekit
 from aekit import data as data_mod
+from aekit.checkpoint import RunCheckpoints, RunDir
 from aekit.train import TrainConfig, squared_errors, train
 
 
@@ -72,13 +73,14 @@ def epoch_flops(model: aekit.AutoEncoder, n: int) -> float:
 
 MEMORY_PROBE = """
 import sys, tempfile, torch, aekit
+from aekit.checkpoint import RunCheckpoints, RunDir
 from aekit.train import TrainConfig, train
 if sys.argv[1] == "mnist":
     data = aekit.data.load(aekit.DataConfig(name="mnist"))
 else:  # the framework alone: same imports, model, optimizer and loop, on 1,000 random images
     data = aekit.Data(torch.rand(1000, 1, 28, 28), torch.rand(100, 1, 28, 28))
 with tempfile.TemporaryDirectory() as run:
-    train(aekit.AutoEncoder(), data, TrainConfig(epochs=1, device="cpu"), run=run, progress=False)
+    train(aekit.AutoEncoder(), data, TrainConfig(epochs=1, device="cpu"), checkpoints=RunCheckpoints(RunDir(run)), progress=False)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
 print(int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024)
 """
@@ -94,11 +96,12 @@ def profile_step(data, steps: int = 200) -> None:
     """Where one training step of aekit's loop spends its time, grouped: matmuls, optimizer, the rest."""
     from torch.profiler import ProfilerActivity, profile
 
-    from aekit.train import AdamStep, LossModule, make_adam
+    from aekit.optim import AdamStep, make_optimizer
+    from aekit.train import LossModule
 
     torch.manual_seed(0)
     model = aekit.AutoEncoder()
-    objective, optimizer = LossModule(model, "mse"), make_adam(model, TrainConfig())
+    objective, optimizer = LossModule(model, "mse"), make_optimizer("adam", model.parameters(), TrainConfig().lr)
     step = AdamStep(optimizer)
     order = torch.randperm(len(data.x_train))
 
@@ -153,7 +156,7 @@ def main() -> None:
         model = aekit.AutoEncoder()
         with tempfile.TemporaryDirectory() as run:
             began = time.perf_counter()
-            history = train(model, data, config, run=run, progress=args.progress)
+            history = train(model, data, config, checkpoints=RunCheckpoints(RunDir(run)), progress=args.progress)
             aekit_times.append((time.perf_counter() - began) / args.epochs)  # includes eval and checkpoints
         sse["aekit"].append(history[-1]["test_sse_per_image"])
 

@@ -177,6 +177,40 @@ def test_every_part_option_is_a_flag_with_the_fields_default_and_help():
             assert f.metadata["help"] in " ".join(result.stdout.split()), f.name
 
 
+def test_every_training_and_data_field_is_a_flag_with_its_default_and_help():
+    from dataclasses import fields
+
+    from aekit.cli import config_dest
+
+    parser = aekit.cli.build_parser()
+    result = subprocess.run([sys.executable, "-m", "aekit", "train", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    text = " ".join(result.stdout.split())
+    for cls in (aekit.TrainConfig, aekit.DataConfig):
+        defaults = vars(parser.parse_args(["train"]))
+        for f in fields(cls):
+            assert f.metadata["help"] in text, f.name  # the help comes from the field, once
+            assert defaults[config_dest(f)] is None  # "not given": the dataclass holds the default
+    assert "--optimizer {adam,adamw,sgd}" in text and "--gradients {auto,autograd}" in text and "--data NAME|PATH" in text
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adamw", "0.003"), ("sgd", "0.5")])
+def test_each_optimizer_trains_the_chapter_model_from_the_cli_and_resumes_exactly(optimizer, lr, tmp_path, capsys):
+    from aekit.checkpoint import load_tensors
+
+    chapter = ["train", "--preset", "chapter", "--data", "digits", "--latent-dim", "8", "--optimizer", optimizer,
+               "--lr", lr, "--weight-decay", "1e-4", "--batch-size", "64", "--device", DEVICE, "--no-progress"]
+    assert main([*chapter, "--epochs", "20", "--out", str(tmp_path / "full")]) == 0
+    metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert metrics["test_sse_per_image"] < metrics["pca_test_sse_per_image"]  # the 784-256-k model beats PCA-k
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["optimizer"] == optimizer
+    assert main([*chapter, "--epochs", "8", "--out", str(tmp_path / "part")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "part"), "--epochs", "20", "--no-progress"]) == 0
+    full, _ = load_tensors(tmp_path / "full" / "model.safetensors")
+    part, _ = load_tensors(tmp_path / "part" / "model.safetensors")
+    assert full.keys() == part.keys() and all(np.array_equal(full[k].numpy(), part[k].numpy()) for k in full)
+
+
 def test_resume_refuses_settings_it_would_drop(run, capsys):
     assert main(["train", "--resume", str(run), "--beta", "3"]) == 2
     one_error_line(capsys, f"--resume continues {run} with its stored settings; only --epochs and --device may "

@@ -202,3 +202,17 @@ def test_conv_body_on_image_rows_with_input_shape():
     assert ae.transform(X).shape == (120, 4) and ae.inverse_transform(ae.transform(X)).shape == X.shape
     assert ae.score(X) > AutoEncoderTransformer(4, model="conv", input_shape=(1, 6, 6), channels=(4, 8),
                                                 max_epochs=1, random_state=0).fit(X).score(X)  # it learned
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 3e-3), ("adamw", 3e-3), ("sgd", 0.01)])
+def test_each_registered_optimizer_is_an_estimator_parameter_that_learns(noisy_low_rank, optimizer, lr):
+    X = noisy_low_rank
+    pca_sse = sse(X, (pca := PCA(3).fit(X)).inverse_transform(pca.transform(X)))
+    ae = AutoEncoderTransformer(3, hidden=(), optimizer=optimizer, lr=lr, max_epochs=100, batch_size=64, scale=False,
+                                weight_decay=1e-5, n_iter_no_change=None, random_state=0).fit(X)  # fmt: skip
+    assert sse(X, ae.inverse_transform(ae.transform(X))) < 1.05 * pca_sse  # near PCA's optimum, whatever steps
+    again = AutoEncoderTransformer(3, hidden=(), optimizer=optimizer, lr=lr, max_epochs=100, batch_size=64,
+                                   scale=False, weight_decay=1e-5, n_iter_no_change=None, random_state=0).fit(X)
+    np.testing.assert_array_equal(ae.transform(X), again.transform(X))
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of"):
+        AutoEncoderOutlierDetector(optimizer="rmsprop", max_epochs=1).fit(X)

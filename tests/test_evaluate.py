@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.evaluate import format_metrics, pca_reconstruct, reconstruction_metrics
+from aekit.evaluate import pca_reconstruct, reconstruction_metrics
+from aekit.report import format_metrics
 
 
 def numpy_pca_reconstruction(train, test, k):

@@ -4,7 +4,7 @@ import pytest
 from aekit import data
 from aekit.data import DataConfig
 from aekit.errors import DataError
-from aekit.files import read_file
+from aekit.data import read_file
 
 
 @pytest.mark.parametrize(

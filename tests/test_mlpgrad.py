@@ -1,27 +1,43 @@
+import itertools
+import logging
 import os
+from dataclasses import fields
 
 import pytest
 import torch
+from torch import nn
 
 import aekit
-from aekit import make_config
-from aekit.mlpgrad import MLPStep
-from aekit.models import build_model
+from aekit import make_config, mlpgrad
+from aekit.mlpgrad import MLPStep, chain_of
+from aekit.models import BODIES, NOISES, OBJECTIVES, Denoising, build_model
 from aekit.train import TrainConfig, gradient_step, train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
-COVERED = [
-    ("mlp", {"hidden": (16, 8), "activation": "relu"}, "sigmoid", "mse"),
-    ("mlp", {"hidden": (16,), "activation": "tanh"}, "sigmoid", "bce"),
-    ("mlp", {"hidden": (16,), "activation": "sigmoid"}, "linear", "mse"),
-    ("mlp", {"hidden": (16,), "activation": "elu"}, "linear", "mse"),
-    ("mlp", {"hidden": (), "activation": "relu"}, "sigmoid", "mse"),
-    ("linear", {}, "linear", "mse"),
-    ("denoising", {"hidden": (16,), "noise": "gaussian"}, "sigmoid", "mse"),
-    ("denoising", {"hidden": (16,), "noise": "masking", "noise_level": 0.5}, "sigmoid", "bce"),
-    ("denoising", {"hidden": (16,), "noise": "salt-pepper"}, "linear", "mse"),
-]
+def registry_cases():
+    """Every case the registry covers: each body x objective x activation x noise x (output, loss) pair."""
+    cases = []
+    for body in mlpgrad.BODIES:
+        activations = list(mlpgrad.ACTIVATIONS) if "activation" in {f.name for f in fields(body)} else [None]
+        for objective in mlpgrad.OBJECTIVES:
+            noises = list(NOISES) if objective is Denoising else [None]
+            for activation, noise, (output, kind) in itertools.product(activations, noises, OUTPUT_LOSSES):
+                options = {} if activation is None else {"hidden": (16, 8), "activation": activation}
+                if noise is not None:
+                    options.update(noise=noise, noise_level=0.3)
+                cases.append((body.kind, objective.kind, options, output, kind))
+    return cases
+
+
+OUTPUT_LOSSES = [("sigmoid", "mse"), ("sigmoid", "bce"), ("linear", "mse")]  # bce needs a sigmoid output
+COVERED = registry_cases()
+
+
+def covered_model(body, objective, options, output):
+    torch.manual_seed(0)
+    config = make_config(body=body, objective=objective, input_shape=(1, 5, 6), latent_dim=3, output=output, **options)
+    return build_model(config).to(DEVICE)
 
 
 def autograd_gradients(model, x, kind):
@@ -31,10 +47,14 @@ def autograd_gradients(model, x, kind):
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("name, options, output, kind", COVERED)
-def test_hand_derived_gradients_equal_autograd(name, options, output, kind):
-    torch.manual_seed(0)
-    model = build_model(make_config(name, input_shape=(1, 5, 6), latent_dim=3, output=output, **options)).to(DEVICE)
+def test_the_registry_has_every_case_it_names():
+    assert len(COVERED) == len(mlpgrad.ACTIVATIONS) * (1 + len(NOISES)) * 3 + (1 + len(NOISES)) * 3  # mlp, linear
+    assert set(mlpgrad.ACTIVATIONS) == set(mlpgrad.DERIVATIVES)  # each forward has its derivative beside it
+
+
+@pytest.mark.parametrize("body, objective, options, output, kind", COVERED)
+def test_hand_derived_gradients_equal_autograd(body, objective, options, output, kind):
+    model = covered_model(body, objective, options, output)
     x = (torch.rand(37, 1, 5, 6) if output == "sigmoid" else torch.randn(37, 1, 5, 6)).to(DEVICE)
     step = MLPStep.of(model, kind)
     assert step is not None
@@ -55,17 +75,47 @@ def test_hand_derived_gradients_equal_autograd(name, options, output, kind):
 def test_other_models_take_the_autograd_step(name, options):
     model = build_model(make_config(name, input_shape=(1, 8, 8), latent_dim=2, **options))
     assert MLPStep.of(model, "mse") is None
-    assert gradient_step(model, None, None, "mse", 1).__name__ == "autograd_step"
+    assert gradient_step(model, None, None, TrainConfig(), 1).__name__ == "autograd_step"
 
 
-def test_a_subclass_or_several_processes_take_the_autograd_step():
+def test_a_subclass_several_processes_or_gradients_autograd_take_the_autograd_step(caplog):
     class Custom(aekit.AutoEncoder):
         pass
 
     config = make_config("mlp", input_shape=(1, 4, 4), latent_dim=2, hidden=(8,))
-    assert isinstance(gradient_step(build_model(config), None, None, "mse", 1), MLPStep)
-    assert gradient_step(Custom.from_config(config), None, None, "mse", 1).__name__ == "autograd_step"
-    assert gradient_step(build_model(config), None, None, "mse", 2).__name__ == "autograd_step"
+    with caplog.at_level(logging.INFO, logger="aekit.train"):
+        assert isinstance(gradient_step(build_model(config), None, None, TrainConfig(), 1), MLPStep)
+    assert "hand-derived gradients (aekit.mlpgrad: mlp body, plain objective, mse loss" in caplog.text
+    assert gradient_step(Custom.from_config(config), None, None, TrainConfig(), 1).__name__ == "autograd_step"
+    assert gradient_step(build_model(config), None, None, TrainConfig(), 2).__name__ == "autograd_step"
+    off = TrainConfig(gradients="autograd")
+    assert gradient_step(build_model(config), None, None, off, 1).__name__ == "autograd_step"
+
+
+def test_modules_the_registry_does_not_cover_take_autograd():
+    """A layer without a bias, shared weights or a configured activation: the chain is refused, not mis-derived."""
+    config = make_config("mlp", input_shape=(4,), latent_dim=4, hidden=(4,), activation="elu", output="linear")
+    model = build_model(config)
+    assert chain_of(model) is not None
+    model.encoder[0] = nn.Linear(4, 4, bias=False)
+    assert chain_of(model) is None and MLPStep.of(model, "mse") is None
+    model = build_model(config)
+    model.decoder[0].weight = model.encoder[0].weight  # tied: both (4, 4)
+    assert chain_of(model) is None
+    model = build_model(config)
+    model.encoder[1] = nn.ELU(alpha=0.5)
+    assert chain_of(model) is None
+    model = build_model(config)
+    model.encoder[1] = nn.Tanh()  # not the body's activation
+    assert chain_of(model) is None
+
+
+def test_the_covered_parts_options_are_frozen():
+    """A new option on a covered part must be decided on in aekit.mlpgrad (COVERED_OPTIONS) before it trains there."""
+    assert set(mlpgrad.COVERED_OPTIONS) == {*mlpgrad.BODIES, *mlpgrad.OBJECTIVES}
+    for part, names in mlpgrad.COVERED_OPTIONS.items():
+        assert tuple(f.name for f in fields(part)) == names, part
+    assert set(mlpgrad.BODIES) <= set(BODIES.values()) and set(mlpgrad.OBJECTIVES) <= set(OBJECTIVES.values())
 
 
 def test_training_does_not_depend_on_which_step_ran(digits):
@@ -84,14 +134,12 @@ def test_training_does_not_depend_on_which_step_ran(digits):
         assert manual["test_mse_per_pixel"] == pytest.approx(auto["test_mse_per_pixel"], rel=1e-4)
 
 
-@pytest.mark.parametrize("name, options, output, kind", COVERED)
-def test_the_evaluation_forward_equals_the_model(name, options, output, kind):
-    from aekit.mlpgrad import layers_of, reconstruct_rows
+@pytest.mark.parametrize("body, objective, options, output, kind", COVERED)
+def test_the_evaluation_forward_equals_the_model(body, objective, options, output, kind):
+    from aekit.mlpgrad import reconstruct_rows
 
-    torch.manual_seed(0)
-    model = build_model(make_config(name, input_shape=(1, 5, 6), latent_dim=3, output=output, **options))
-    model = model.to(DEVICE).eval()
+    model = covered_model(body, objective, options, output).eval()
     x = torch.rand(37, 1, 5, 6, device=DEVICE)
     with torch.no_grad():
-        torch.testing.assert_close(reconstruct_rows(model, layers_of(model), x), model(x).reshape(37, -1),
+        torch.testing.assert_close(reconstruct_rows(model, chain_of(model), x), model(x).reshape(37, -1),
                                    rtol=1e-6, atol=1e-7)  # fmt: skip

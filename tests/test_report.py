@@ -42,7 +42,6 @@ def find_browser():
     return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 
 
-@pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
 def test_sweep_reads_the_runs_own_code_size_from_the_run_and_trains_the_others(tmp_path):
     path, model_config, data_config = tmp_path / "run", aekit.make_config(latent_dim=3, hidden=(16,)), \
         aekit.DataConfig(name="digits")  # fmt: skip
@@ -74,6 +73,7 @@ def test_sweep_trains_the_runs_own_code_size_when_its_learning_rate_depends_on_t
     assert result["autoencoder"][0] != RunDir(path).read_history()[0]["test_sse_per_image"]
 
 
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
 def test_report_renders_in_a_real_browser(run, tmp_path):
     page = report.write_report(run).read_text()
     probe = ("<script>addEventListener('load', () => document.body.setAttribute('data-images', JSON.stringify("

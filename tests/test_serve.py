@@ -263,3 +263,53 @@ def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
     assert main(["serve", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "aekit serve: error: aekit serve needs the 'serve' extra: pip install 'aekit[serve]'"
+
+
+def fake_explorer():
+    """Three rows through a small untrained model: what a handler test needs, with no training and no files."""
+    from aekit.runs import Run
+    from aekit.serve import Explorer
+
+    torch.manual_seed(0)
+    model = aekit.AutoEncoder((4,), latent_dim=2, hidden=(3,), output="linear")
+    run = Run(Path("fake"), model.config, aekit.DataConfig(), TrainConfig(), model.eval(), None)
+    x = torch.tensor([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
+    return Explorer(run, x, [0, 1, 0], {"holes": 0.75}, run.score(x))
+
+
+def test_handlers_run_on_a_fake_through_the_dependency():
+    from aekit.serve import get_explorer, make_app
+
+    explorer = fake_explorer()
+    app = make_app(None)
+    app.dependency_overrides[get_explorer] = lambda: explorer
+    client = TestClient(app)
+    rows = explorer.x.tolist()
+    scores = client.post("/v1/score", json={"inputs": rows}).json()["scores"]
+    with torch.no_grad():
+        expected = explorer.model.anomaly_score(explorer.x).numpy()  # the one definition of the score
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    codes = client.post("/v1/encode", json={"inputs": rows}).json()["codes"]
+    assert np.asarray(codes).shape == (3, 2)
+    assert len(client.post("/v1/decode", json={"codes": codes}).json()["outputs"][0]) == 4
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(rows, dtype=np.float32))
+    binary = client.post("/v1/score", content=buffer.getvalue(), headers={"content-type": "application/x-npy"})
+    np.testing.assert_allclose(binary.json()["scores"], scores, rtol=1e-6)
+    assert client.post("/v1/score", json={"inputs": [[1.0]]}).json()["detail"] == \
+        "inputs: each row must have 4 values (the model's width); got 1"  # fmt: skip
+    assert client.get("/v1/explore/map/pca").json()["labels"] == [0, 1, 0]
+    assert client.get("/v1/explore/samples?n=2").json()["holes"] == 0.75
+
+
+def test_the_openapi_document_is_generated_from_the_body_models(client):
+    spec = client.get("/openapi.json").json()
+    score = spec["paths"]["/v1/score"]["post"]
+    body = score["requestBody"]["content"]
+    assert set(body) == {"application/json", "application/x-npy"}
+    assert "inputs" in body["application/json"]["schema"]["properties"]
+    response = score["responses"]["200"]["content"]["application/json"]["schema"]
+    assert response == {"$ref": "#/components/schemas/Scores"}
+    assert spec["components"]["schemas"]["Scores"]["properties"]["scores"]["type"] == "array"
+    point = spec["paths"]["/v1/explore/point"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert point == {"$ref": "#/components/schemas/Point"}

@@ -3,6 +3,7 @@ import pytest
 import torch
 from cli_helpers import one_error_line
 
+from aekit import data as data_mod
 from aekit import stream
 from aekit.checkpoint import RunDir
 from aekit.cli import main
@@ -36,10 +37,10 @@ def test_npy_shards_and_parquet_read_as_one_table_in_chunks(tmp_path, rows):
     table = pa.table({**{f"f{j}": rows[:, j] for j in range(6)}, "label": labels})
     pq.write_table(table, tmp_path / "t.parquet", row_group_size=50)
     for path, chunk_bytes in ((tmp_path / "one.npy", 24 * 10), (tmp_path / "shards", 24 * 17)):  # 10 and 17 rows
-        opened = stream.open_rows(path, chunk_bytes=chunk_bytes)
+        opened = data_mod.open_rows(path, chunk_bytes=chunk_bytes)
         assert len(opened) == 203 and opened.shape == (6,) and opened.n_chunks > 3  # chunks cross shard ends
         np.testing.assert_array_equal(np.concatenate([x for x, _ in opened.chunks()]), rows)
-    opened = stream.open_rows(tmp_path / "t.parquet", label_column="label")
+    opened = data_mod.open_rows(tmp_path / "t.parquet", label_column="label")
     assert opened.n_chunks == 5 and opened.shape == (6,)
     parts = list(opened.chunks())
     np.testing.assert_array_equal(np.concatenate([x for x, _ in parts]), rows)
@@ -47,7 +48,7 @@ def test_npy_shards_and_parquet_read_as_one_table_in_chunks(tmp_path, rows):
 
 
 def test_chunked_outputs_equal_in_memory_ones(table_run, tmp_path, rows, monkeypatch):
-    import aekit.cli
+    import aekit.runs
 
     np.save(tmp_path / "x.npy", rows)
     pq.write_table(pa.table({f"f{j}": rows[:, j] for j in range(6)}), tmp_path / "x.parquet", row_group_size=40)
@@ -57,7 +58,7 @@ def test_chunked_outputs_equal_in_memory_ones(table_run, tmp_path, rows, monkeyp
 
     for command in ("score", "encode", "reconstruct"):
         outputs = {}
-        monkeypatch.setattr(aekit.cli, "INFER_CHUNK_ROWS", 10**6)  # the CSV: loaded whole, one chunk
+        monkeypatch.setattr(aekit.runs, "INFER_CHUNK_ROWS", 10**6)  # the CSV: loaded whole, one chunk
         assert run(command, "x.csv", "w.npy") == 0
         outputs["whole"] = np.load(tmp_path / "w.npy")
         monkeypatch.setattr(stream, "CHUNK_BYTES", 24 * 13)  # .npy: chunks of 13 rows
@@ -88,16 +89,15 @@ def test_mismatched_shards_and_non_numeric_parquet_are_refused(tmp_path):
     np.save(tmp_path / "shards" / "a.npy", np.zeros((4, 3), np.float32))
     np.save(tmp_path / "shards" / "b.npy", np.zeros((4, 5), np.float32))
     with pytest.raises(DataError, match="b.npy: shard of shape \\(4, 5\\) \\(float32\\) does not match a.npy's rows"):
-        stream.open_rows(tmp_path / "shards")
+        data_mod.open_rows(tmp_path / "shards")
     pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["x", "y"]}), tmp_path / "t.parquet")
     with pytest.raises(DataError, match=r"column\(s\) \['name'\] are not numeric"):
-        stream.open_rows(tmp_path / "t.parquet")
+        data_mod.open_rows(tmp_path / "t.parquet")
 
 
 @pytest.fixture
 def big(tmp_path, monkeypatch):
     """MNIST's first 6,000 training images as a uint8 .npy, streamed (threshold 0) in chunks of 500 rows."""
-    from aekit import data as data_mod
 
     monkeypatch.setattr(stream, "STREAM_THRESHOLD_BYTES", 0)
     monkeypatch.setattr(stream, "CHUNK_BYTES", 784 * 4 * 500)
@@ -128,7 +128,6 @@ def test_a_large_image_folder_is_read_lazily_and_learns(tmp_path, monkeypatch, c
 
     from PIL import Image
 
-    from aekit import data as data_mod
     from aekit import files
 
     images, labels = data_mod.load_mnist_arrays(None, train=True)
@@ -139,9 +138,9 @@ def test_a_large_image_folder_is_read_lazily_and_learns(tmp_path, monkeypatch, c
     decoded = []
     decode = files.decode_images
     monkeypatch.setattr(stream, "decode_images", lambda paths, *a: decoded.append(len(paths)) or decode(paths, *a))
-    rows = stream.open_rows(tmp_path / "digits", chunk_bytes=784 * 4 * 64)  # 64 images a chunk
+    rows = data_mod.open_rows(tmp_path / "digits", chunk_bytes=784 * 4 * 64)  # 64 images a chunk
     assert decoded == [] and len(rows) == 600 and rows.shape == (1, 28, 28) and rows.n_chunks == 10  # headers only
-    whole, whole_labels = files.read_file(tmp_path / "digits")
+    whole, whole_labels = data_mod.read_file(tmp_path / "digits")
     parts = list(rows.chunks())
     assert decoded == [64] * 9 + [24]
     np.testing.assert_array_equal(np.concatenate([x for x, _ in parts]), whole)
@@ -180,7 +179,8 @@ def test_a_streamed_run_resumes_exactly(big, tmp_path, monkeypatch):
         return schedule(*a)
 
     monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", ctrl_c_at_step_90)
-    with pytest.raises(Interrupted, match="interrupted at epoch 2, step 16"):
+    with pytest.raises(Interrupted, match="interrupted at epoch 2, step 16; checkpoint saved, continue with: aekit "
+                                          "train --resume .*cut$"):  # the runs layer's sentence  # fmt: skip
         train_run(tmp_path / "cut", **args)
     monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", schedule)
     train_run(tmp_path / "cut", resume=True, progress=False)

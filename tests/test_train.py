@@ -9,7 +9,7 @@ import torch
 
 import aekit
 from aekit import checkpoint
-from aekit.checkpoint import RunDir
+from aekit.checkpoint import RunCheckpoints, RunDir
 from aekit.errors import CheckpointError, ConfigError, TrainingDiverged
 from aekit.evaluate import evaluate_model
 from aekit.models import AutoEncoder
@@ -23,6 +23,11 @@ FAST = TrainConfig(epochs=3, batch_size=64, lr=3e-3, device=DEVICE)
 def small_model(data, seed=0):
     torch.manual_seed(seed)
     return AutoEncoder(data.input_shape, latent_dim=8, hidden=(32,))
+
+
+def saver(path):
+    """The run directory's saver, as train_run makes it (digits need no scaler)."""
+    return RunCheckpoints(RunDir(path))
 
 
 def weights(model):
@@ -66,12 +71,12 @@ def test_same_seed_same_numbers(digits, tmp_path):
 
 def test_resume_equals_uninterrupted(digits, tmp_path):
     full = small_model(digits)
-    train(full, digits, FAST, tmp_path / "full", progress=False)
+    train(full, digits, FAST, checkpoints=saver(tmp_path / "full"), progress=False)
 
     part = small_model(digits)
-    train(part, digits, replace(FAST, epochs=1), tmp_path / "part", progress=False)
+    train(part, digits, replace(FAST, epochs=1), checkpoints=saver(tmp_path / "part"), progress=False)
     resumed = small_model(digits, seed=123)  # different init: everything must come from the checkpoint
-    history = train(resumed, digits, FAST, tmp_path / "part", resume=True, progress=False)
+    history = train(resumed, digits, FAST, checkpoints=saver(tmp_path / "part"), resume=True, progress=False)
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert same_weights(weights(full), weights(resumed))
     no_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
@@ -93,18 +98,18 @@ def signal_at_step(monkeypatch, at_call: int) -> None:
 
 def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(digits, tmp_path, monkeypatch):
     full = small_model(digits)
-    full_history = train(full, digits, FAST, tmp_path / "full", progress=False)
+    full_history = train(full, digits, FAST, checkpoints=saver(tmp_path / "full"), progress=False)
 
     model = small_model(digits)
     signal_at_step(monkeypatch, 30)  # epoch 2 (23 steps per epoch)
-    with pytest.raises(Interrupted, match="interrupted at epoch 2, step 7; .*aekit train --resume"):
-        train(model, digits, FAST, tmp_path / "cut", progress=False)
+    with pytest.raises(Interrupted, match="^interrupted at epoch 2, step 7$"):  # the loop names no file
+        train(model, digits, FAST, checkpoints=saver(tmp_path / "cut"), progress=False)
     progress, _ = RunDir(tmp_path / "cut").load_checkpoint(small_model(digits), torch.optim.Adam(
         small_model(digits).parameters()))
     assert (progress.epoch, progress.step) == (1, 7)
 
     resumed = small_model(digits, seed=9)
-    history = train(resumed, digits, FAST, tmp_path / "cut", resume=True, progress=False)
+    history = train(resumed, digits, FAST, checkpoints=saver(tmp_path / "cut"), resume=True, progress=False)
     assert same_weights(weights(full), weights(resumed))
     for a, b in zip(history, full_history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-12)
@@ -121,7 +126,7 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_last_checkpoint(digits, 
     torch.manual_seed(0)
     model = NaNAtStep(digits.input_shape, latent_dim=8, hidden=(32,))
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 7; try a lower learning rate"):
-        train(model, digits, FAST, tmp_path / "run", progress=False)
+        train(model, digits, FAST, checkpoints=saver(tmp_path / "run"), progress=False)
     progress, _ = RunDir(tmp_path / "run").load_checkpoint(small_model(digits), torch.optim.Adam(
         small_model(digits).parameters()))
     assert progress.epoch == 1
@@ -330,10 +335,10 @@ def test_torchrun_two_processes_match_one(tmp_path):
 
 
 def test_adam_step_is_bit_identical_to_adam(digits):
-    from aekit.train import AdamStep, make_adam
+    from aekit.optim import AdamStep, make_optimizer
 
     models = [small_model(digits), small_model(digits)]
-    optimizers = [make_adam(m, replace(FAST, weight_decay=1e-4)) for m in models]
+    optimizers = [make_optimizer("adam", m.parameters(), FAST.lr, 1e-4) for m in models]
     fast = AdamStep(optimizers[1])
     for step in range(5):
         xb = digits.x_train[step * 32 : (step + 1) * 32]
@@ -352,7 +357,7 @@ def test_adam_step_is_bit_identical_to_adam(digits):
 
 def test_n_iter_no_change_stops_training_and_survives_resume(digits, tmp_path):
     config = replace(FAST, epochs=10, n_iter_no_change=2, tol=1e9)  # nothing counts as an improvement after epoch 1
-    history = train(small_model(digits), digits, config, tmp_path / "run", progress=False)
+    history = train(small_model(digits), digits, config, checkpoints=saver(tmp_path / "run"), progress=False)
     assert len(history) == 3  # epoch 1 sets the best; epochs 2 and 3 do not improve by tol
     state, _ = RunDir(tmp_path / "run").load_checkpoint(small_model(digits), torch.optim.Adam(
         small_model(digits).parameters()))  # fmt: skip
@@ -375,7 +380,7 @@ def test_on_epoch_sees_each_row_after_its_checkpoint(digits, tmp_path):
         _, metadata = checkpoint.load_tensors(tmp_path / "run" / RunDir.CHECKPOINT)
         seen.append((row, json.loads(metadata["progress"])["epoch"]))
 
-    history = train(small_model(digits), digits, FAST, tmp_path / "run", progress=False, on_epoch=on_epoch)
+    history = train(small_model(digits), digits, FAST, checkpoints=saver(tmp_path / "run"), progress=False, on_epoch=on_epoch)
     assert [row for row, _ in seen] == history and [epoch for _, epoch in seen] == [1, 2, 3]
     rows = []  # the same callback through train_run
     history, _ = aekit.train_run(tmp_path / "run2", aekit.make_config(latent_dim=4, hidden=(16,)),
@@ -392,3 +397,79 @@ def test_one_process_shuffles_as_distributed_sampler_does():
     sampler = DistributedSampler(range(1000), num_replicas=1, rank=0, shuffle=True, seed=7)
     sampler.set_epoch(3)
     assert torch.equal(epoch_order(sampler, 1000, 7, 3, 1), torch.tensor(list(sampler)))
+
+
+class MemoryCheckpoints:
+    """A saver that keeps its checkpoints in memory: the loop needs no directory at all."""
+
+    def __init__(self):
+        self.saved = None  # (model state, optimizer state, RNG state, TrainState) of the last save
+        self.calls = []
+
+    def load(self, model, optimizer):
+        if self.saved is None:
+            return None
+        model_state, optimizer_state, rng, state = self.saved
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
+        torch.set_rng_state(rng)
+        return replace(state, history=list(state.history), sums=dict(state.sums))
+
+    def _keep(self, kind, model, optimizer, state):
+        import copy
+
+        self.calls.append((kind, state.epoch, state.step))
+        self.saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state(),
+                      replace(state, history=list(state.history), sums=dict(state.sums)))  # fmt: skip
+
+    def save_epoch(self, model, optimizer, state):
+        self._keep("epoch", model, optimizer, state)
+
+    def save_step(self, model, optimizer, state):
+        self._keep("step", model, optimizer, state)
+
+
+def test_the_loop_trains_and_resumes_with_an_in_memory_saver(digits, tmp_path, monkeypatch):
+    full = small_model(digits)
+    full_history = train(full, digits, FAST, progress=False)
+    memory = MemoryCheckpoints()
+    signal_at_step(monkeypatch, 30)  # epoch 2, step 7
+    with pytest.raises(Interrupted) as stopped:
+        train(small_model(digits), digits, FAST, checkpoints=memory, progress=False)
+    assert (stopped.value.state.epoch, stopped.value.state.step) == (1, 7) and stopped.value.event == str(stopped.value)
+    assert memory.calls == [("epoch", 1, 0), ("step", 1, 7)]
+    monkeypatch.undo()
+    resumed = small_model(digits, seed=5)
+    history = train(resumed, digits, FAST, checkpoints=memory, resume=True, progress=False)
+    assert same_weights(weights(full), weights(resumed)) and memory.calls[-1] == ("epoch", 3, 0)
+    assert [r["train_loss"] for r in history] == pytest.approx([r["train_loss"] for r in full_history], rel=1e-12)
+    assert list(tmp_path.iterdir()) == []  # nothing written anywhere
+
+
+def test_divergence_names_no_file_in_the_loop_and_the_run_directory_in_the_runs_layer(digits, tmp_path):
+    with pytest.raises(TrainingDiverged) as diverged:
+        train(NaNAtStep(digits.input_shape, latent_dim=8, hidden=(32,)), digits, FAST, progress=False)
+    assert (diverged.value.epoch, diverged.value.step, diverged.value.lr) == (2, 7, FAST.lr)
+    assert str(diverged.value) == diverged.value.event and "checkpoint" not in str(diverged.value)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_every_registered_optimizer_learns_and_resumes_exactly(digits, tmp_path, optimizer):
+    from aekit.optim import OPTIMIZERS
+
+    assert optimizer in OPTIMIZERS
+    config = replace(FAST, optimizer=optimizer, lr=0.5 if optimizer == "sgd" else FAST.lr, weight_decay=1e-4)
+    full = small_model(digits)
+    start = float(squared_errors(full, digits.x_test).mean())
+    history = train(full, digits, config, checkpoints=saver(tmp_path / "full"), progress=False)
+    assert history[-1]["test_sse_per_image"] < 0.7 * start  # it learns
+    part = small_model(digits)
+    train(part, digits, replace(config, epochs=1), checkpoints=saver(tmp_path / "part"), progress=False)
+    resumed = small_model(digits, seed=77)
+    train(resumed, digits, config, checkpoints=saver(tmp_path / "part"), resume=True, progress=False)
+    assert same_weights(weights(full), weights(resumed))
+
+
+def test_an_unknown_optimizer_is_refused_naming_the_registry():
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'lbfgs'; choose one of \['adam', 'adamw', 'sgd'\]"):
+        TrainConfig(optimizer="lbfgs").validate()

@@ -6,17 +6,16 @@
 >>> history, metrics = aekit.train_run("runs/quick", train_config=aekit.TrainConfig(epochs=1))  # doctest: +SKIP
 """
 
-__version__ = "0.2.0"
-
-from .data import MNIST, Data, DataConfig  # noqa: E402
-from .errors import AekitError, CheckpointError, ConfigError, DataError, TrainingDiverged  # noqa: E402
-from .models import (  # noqa: E402
+from ._version import __version__
+from .data import MNIST, Data, DataConfig
+from .errors import AekitError, CheckpointError, ConfigError, DataError, TrainingDiverged
+from .models import (
     BODIES, OBJECTIVES, PRESETS, SHORTCUTS, AutoEncoder, ConvBody, Denoising, LinearBody, MLPBody, ModelConfig,
     Plain, Sparse, Variational, VectorQuantized, build_model, make_config,
 )  # fmt: skip
-from .train import TrainConfig, train  # noqa: E402
-from .runs import Run, evaluate_run, load_run, train_run  # noqa: E402
-from .estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer  # noqa: E402
+from .train import TrainConfig, train
+from .runs import Run, evaluate_run, load_run, train_run
+from .estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer
 
 __all__ = [
     "MNIST", "Data", "DataConfig", "AekitError", "CheckpointError", "ConfigError", "DataError",

@@ -23,12 +23,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import shutil
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -36,8 +35,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from . import __version__
-from .data import Scaler, atomic_write_bytes
+from ._version import __version__
+from .files import atomic_write_bytes
+from .space import Scaler
+from .train import TrainState
 from .errors import CheckpointError, ConfigError
 from .models import BODIES, OBJECTIVES, AutoEncoder, Body, ModelConfig, Objective, Part, build_model
 
@@ -240,40 +241,6 @@ def load_model_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], pat
 
 
 # ------------------------------------------------------------------------------------------ training state
-@dataclass
-class TrainState:
-    """Where training stands: what a checkpoint stores besides the weights, the optimizer and the RNG."""
-
-    epoch: int = 0  # finished epochs
-    step: int = 0  # finished steps of the current epoch (not 0 only after a Ctrl-C mid-epoch)
-    sums: dict[str, float] = field(default_factory=dict)  # this epoch's loss terms summed, weighted by batch size
-    seen: int = 0  # examples behind ``sums``
-    history: list[dict] = field(default_factory=list)  # one row per finished epoch
-    world: int = 1  # processes that trained it (a mid-epoch stop resumes with as many)
-    best: float = math.inf  # the lowest monitored error so far (for n_iter_no_change)
-    stale: int = 0  # epochs since it last improved by tol
-
-    def add(self, terms: dict[str, float], count: int) -> None:
-        for name, value in terms.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value * count
-        self.seen += count
-
-    @classmethod
-    def from_json(cls, raw: dict, where: str) -> TrainState:
-        """Read the stored state (version 1 kept ``seen`` inside ``sums`` as ``"_seen"``)."""
-        try:
-            sums = {k: float(v) for k, v in raw.get("sums", {}).items()}
-            seen = int(raw.get("seen", sums.pop("_seen", 0)))
-            sums.pop("_seen", None)
-            state = cls(int(raw["epoch"]), int(raw["step"]), sums, seen, list(raw["history"]), int(raw.get("world", 1)),
-                        float(raw.get("best", math.inf)), int(raw.get("stale", 0)))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise CheckpointError(f"{where}: checkpoint progress is ill-typed ({err!r})") from None
-        if state.epoch < 0 or state.step < 0 or state.seen < 0 or state.world < 1:
-            raise CheckpointError(f"{where}: checkpoint progress is out of range ({raw!r:.200})")
-        return state
-
-
 # ------------------------------------------------------------------------------------------ the directory
 class RunDir:
     """A run directory: the one place that knows its file names and how each file is read and written."""
@@ -347,6 +314,11 @@ class RunDir:
         if raw["format"] == FORMAT_V1 and "model" in raw:
             raw = {**raw, "model": migrate_model_v1(raw["model"], f"{self.CONFIG}:model")}
         return {name: config_from_dict(cls, raw.get(name, {}), f"{self.CONFIG}:{name}") for name, cls in schema.items()}
+
+    def stored_version(self) -> str:
+        """The ``aekit_version`` recorded in ``config.json`` ("" if none)."""
+        raw = read_json(self.path / self.CONFIG)
+        return str(raw.get("aekit_version", "")) if isinstance(raw, dict) else ""
 
     # -- model.safetensors
     def save_model(self, model: AutoEncoder, scaler: Scaler | None, epoch: int) -> None:
@@ -462,3 +434,35 @@ class RunDir:
         if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
             raise CheckpointError(f"{self.path / self.METRICS}: not a table of metrics (names and numbers)")
         return metrics
+
+
+class RunCheckpoints:
+    """The training loop's saver (:class:`aekit.train.Checkpoints`) for a run directory.
+
+    ``configs`` (``{"model": ..., "data": ..., "train": ...}``), if given, are written to ``config.json`` with the
+    first save: a resumed run's stored config is rewritten (migrated, with its new epochs) only once its checkpoint
+    has loaded and training has reached its first save, so a resume that fails leaves the run as it was.
+    """
+
+    def __init__(self, rundir: RunDir, scaler: Scaler | None = None, configs: dict | None = None):
+        self.rundir, self.scaler, self.configs = rundir, scaler, configs
+
+    def load(self, model, optimizer) -> TrainState | None:
+        if not self.rundir.has(RunDir.CHECKPOINT):
+            return None
+        state, _ = self.rundir.load_checkpoint(model, optimizer)
+        return state
+
+    def _prepare(self) -> None:
+        self.rundir.path.mkdir(parents=True, exist_ok=True)
+        if self.configs is not None:
+            self.rundir.write_config(self.configs)
+            self.configs = None
+
+    def save_epoch(self, model, optimizer, state: TrainState) -> None:
+        self._prepare()
+        self.rundir.save_epoch(model, optimizer, self.scaler, state)
+
+    def save_step(self, model, optimizer, state: TrainState) -> None:
+        self._prepare()
+        self.rundir.save_checkpoint(model, optimizer, self.scaler, state)

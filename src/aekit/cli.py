@@ -15,11 +15,16 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__, data, evaluate, files, plots, report, runs, stream
-from .checkpoint import RunDir
+from . import report, runs
+from ._version import __version__
+from .data import DATASETS, SOURCES, DataConfig
 from .errors import AekitError
-from .models import BODIES, LOSSES, OBJECTIVES, PRESETS, SHORTCUTS, make_config, option_owners, part_options
-from .train import DEVICES, SCHEDULES, Interrupted, TrainConfig, squared_errors
+from .files import OUTPUT_SUFFIXES
+from .models import BODIES, OBJECTIVES, PRESETS, SHORTCUTS, make_config, option_owners, part_options
+from .options import int_list, positive_float, positive_int
+from .plots import KINDS
+from .stream import RowWriter
+from .train import DEVICES, Interrupted, TrainConfig
 
 log = logging.getLogger("aekit")
 
@@ -29,43 +34,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must list positive integers")
-    return values
-
-
-def image_size(text: str) -> tuple[int, int]:
-    values = int_list(text)
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"{text!r} must be HxW, e.g. 28x28")
-    return values
 
 
 def add_progress_flag(parser) -> None:
@@ -83,26 +51,21 @@ def build_parser() -> Parser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an expected error too "
                         "(also: AEKIT_DEBUG=1); unexpected errors always show theirs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    t = TrainConfig()
+    add_train_parser(commands)
+    add_inference_parsers(commands)
+    add_figure_parsers(commands)
+    add_service_parsers(commands)
+    return parser
 
+
+def add_train_parser(commands) -> None:
     train = commands.add_parser(
         "train", help="train an autoencoder into a run directory",
         description="Train an autoencoder and evaluate it beside PCA with the same number of components. "
         "Writes config.json, model.safetensors, checkpoint.safetensors (for --resume), history.csv and "
         "metrics.json into --out. Defaults are the chapter's: Adam, lr 1e-3, batch 128, 10 epochs, MSE.",
     )  # fmt: skip
-    g = train.add_argument_group("data")
-    g.add_argument("--data", default="mnist", metavar="NAME|PATH",
-                   help=f"a dataset ({', '.join(sorted(data.DATASETS))}), a .npy/.npz/.csv/.parquet file, a folder "
-                   "of .npy shards or of images (default: mnist); a .npy, Parquet, shard or image folder source over "
-                   "2 GiB as float32 is streamed from disk")  # fmt: skip
-    g.add_argument("--data-dir", help="folder searched first for the MNIST files (then $AEKIT_DATA, the bundled "
-                   "copy, the user cache)")
-    g.add_argument("--test-fraction", type=positive_float, default=0.2,
-                   help="share held out for testing when the data has no test split (default: 0.2)")
-    g.add_argument("--label-column", help="CSV column holding labels (name or 0-based index)")
-    g.add_argument("--image-size", type=image_size, metavar="HxW", help="resize a folder's images to HxW")
-    g.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N examples only")
+    add_config_flags(train.add_argument_group("data"), DataConfig)
     g = train.add_argument_group(
         "model", "A model is a body (the encoder/decoder) and an objective (what training minimises); --model names "
         "a pair, --body and --objective override its parts. Each option below belongs to the parts named in its help; "
@@ -116,29 +79,41 @@ def build_parser() -> Parser:
                    help="; ".join(f"{k}: {c.help}" for k, c in OBJECTIVES.items()))
     g.add_argument("--latent-dim", type=positive_int, metavar="K", help="code size (overrides the preset)")
     add_part_options(g)
-    g = train.add_argument_group("training")
-    g.add_argument("--loss", choices=LOSSES, help=f"reconstruction loss (default: {t.loss})")
-    g.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default: {t.lr:g})")
-    g.add_argument("--batch-size", type=positive_int, help=f"default: {t.batch_size}")
-    g.add_argument("--epochs", type=positive_int, help=f"default: {t.epochs}; with --resume, train to this many")
-    g.add_argument("--weight-decay", type=float, help="Adam's L2 penalty (default: 0)")
-    g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: none)")
-    g.add_argument("--clip-grad", type=positive_float, metavar="NORM", help="clip the gradient norm")
-    g.add_argument("--n-iter-no-change", type=positive_int, metavar="N", help="stop after N epochs in which the test "
-                   "MSE per feature improved by less than --tol (default: train all epochs)")
-    g.add_argument("--tol", type=float, metavar="X", help=f"the improvement that counts for --n-iter-no-change "
-                   f"(default: {t.tol:g})")
-    g.add_argument("--eval-every", type=positive_int, metavar="K", help="compute the test error after every K "
-                   "epochs and after the last (default: 1, every epoch; the other epochs' history rows have no test "
-                   "columns)")  # fmt: skip
-    g.add_argument("--seed", type=int, help=f"seeds weights, batch order and noise (default: {t.seed})")
-    add_device_flag(g)
+    add_config_flags(train.add_argument_group("training", "A preset's own training settings (conv30's) apply unless "
+                                              "given here."), TrainConfig)  # fmt: skip
     g = train.add_argument_group("run directory")
     g.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default: runs/latest)")
     g.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     add_progress_flag(g)
 
+
+def add_config_flags(group, cls) -> None:
+    """One flag per field of config dataclass ``cls``: its help, choices and parser from the field's ``option``
+    metadata, its default shown from the field (the flag's own default is None: "not given")."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        meta, hint = f.metadata, hints[f.name]
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # X | None -> X
+        parse = meta["parse"] or {int: int, float: float, str: str}[base]
+        default = "" if f.default is None else f" (default: {_shown(f.default)})"
+        metavar = None if meta["choices"] else meta["metavar"] or {int: "N", float: "X", str: "NAME"}[base]
+        group.add_argument(meta["flag"] or flag(f.name), dest=config_dest(f), type=parse, choices=meta["choices"],
+                           metavar=metavar, help=meta["help"] + default)  # fmt: skip
+
+
+def config_dest(f) -> str:
+    """The argparse destination of a config field's flag (``--data`` for DataConfig.name: ``data``)."""
+    return (f.metadata["flag"] or flag(f.name))[2:].replace("-", "_")
+
+
+def config_from_args(cls, args, base: dict | None = None):
+    """``cls`` from the flags given (not None), over ``base`` (a preset's settings)."""
+    given = {f.name: getattr(args, config_dest(f)) for f in fields(cls) if getattr(args, config_dest(f)) is not None}
+    return cls(**{**(base or {}), **given})
+
+
+def add_inference_parsers(commands) -> None:
     ev = commands.add_parser("evaluate", help="test metrics of a run beside PCA at the same code size",
                              description="Evaluate RUN on its test split: MSE per pixel, SSE per image "
                              "(Hinton & Salakhutdinov 2006's unit), BCE per pixel and PSNR, beside PCA fitted on "
@@ -177,6 +152,9 @@ def build_parser() -> Parser:
             label.add_argument("--threshold", type=float, metavar="T", help="add an 'outlier' column: 1 for scores "
                                "above T")
 
+
+
+def add_figure_parsers(commands) -> None:
     p = commands.add_parser("plot", help="draw one of the chapter's figures for a run",
                             description="Draw a figure for RUN as PNG and SVG (default folder: RUN/figures). "
                             "reconstructions: test images, AE and PCA reconstructions with SSE per image; samples: "
@@ -186,7 +164,7 @@ def build_parser() -> Parser:
                             "codebook: how often each codebook vector is used (vq objective). "
                             "For error against code size see 'aekit error-vs-dim'.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
-    p.add_argument("kind", choices=plots.KINDS, metavar="KIND", help=", ".join(plots.KINDS))
+    p.add_argument("kind", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
     p.add_argument("--out", type=Path, metavar="DIR", help="folder for the figure (default: RUN/figures)")
 
     p = commands.add_parser("report", help="write RUN/report.html: metrics beside PCA and every figure",
@@ -225,6 +203,9 @@ def build_parser() -> Parser:
     add_device_flag(p)
     add_progress_flag(p)
 
+
+
+def add_service_parsers(commands) -> None:
     p = commands.add_parser("serve", help="explore RUN's latent space in the browser and serve it over HTTP",
                             description="Start a local web app for RUN: a page to explore its latent space (map of "
                             "the test codes, sliders, drawing, interpolation, samples) and a JSON API (POST "
@@ -250,7 +231,6 @@ def build_parser() -> Parser:
 
     commands.add_parser("datasets", help="list the built-in datasets and the file formats accepted",
                         description="List the built-in datasets, where MNIST is found, and the accepted files.")
-    return parser
 
 
 def cmd_train(args) -> int:
@@ -262,21 +242,21 @@ def cmd_train(args) -> int:
         options["latent_dim"] = args.latent_dim
     model_config = make_config(args.model, body=args.body, objective=args.objective, base=preset["model"],
                                spell=flag, **options)  # fmt: skip
-    data_config = data.DataConfig(name=args.data, data_dir=args.data_dir, test_fraction=args.test_fraction,
-                                  label_column=args.label_column, image_size=args.image_size, limit=args.limit)
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
-    train_config = TrainConfig(**{**preset.get("train", {}), **given})  # explicit options beat the preset
+    train_config = config_from_args(TrainConfig, args, preset.get("train", {}))  # explicit options beat the preset
     out = args.resume or args.out
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
     history, metrics = runs.train_run(
-        out, model_config, data_config, train_config, resume=args.resume is not None, overwrite=args.overwrite,
-        progress=progress, epochs=args.epochs if args.resume else None,
+        out, model_config, config_from_args(DataConfig, args), train_config, resume=args.resume is not None,
+        overwrite=args.overwrite, progress=progress_wanted(args), epochs=args.epochs if args.resume else None,
         device=args.device if args.resume else None,
-    )
+    )  # fmt: skip
     if metrics:  # under torchrun, only rank 0 evaluates and reports
-        print(evaluate.format_metrics(metrics))
+        print(report.format_metrics(metrics))
         print(f"run saved in {out}/ (config.json, model.safetensors, history.csv, metrics.json)")
     return 0
+
+
+def progress_wanted(args) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def flag(name: str) -> str:
@@ -314,30 +294,8 @@ def refuse_settings_on_resume(args) -> None:
 
 def cmd_evaluate(args) -> int:
     metrics = runs.evaluate_run(args.run, args.device)
-    print(json.dumps(metrics, indent=2) if args.json else evaluate.format_metrics(metrics))
+    print(json.dumps(metrics, indent=2) if args.json else report.format_metrics(metrics))
     return 0
-
-
-INFER_CHUNK_ROWS = 8192  # rows per chunk when the input was loaded whole (a dataset name, CSV, images)
-
-
-def input_chunks(run: runs.Run, source: str, split: str):
-    """``(n_rows, chunks)``: the input in model space, chunk by chunk. A ``.npy`` file, a folder of ``.npy``
-    shards or of images, or a Parquet file is read a chunk at a time (memory stays bounded whatever its size);
-    any other input is loaded whole, then cut into chunks."""
-    if source not in data.DATASETS and stream.streamable(source):
-        rows = stream.open_rows(source, run.data_config.label_column, image_size=run.data_config.image_size)
-        shape = run.model_config.input_shape
-        stream.keep_heap_small()  # memory bounded by a chunk, however many chunks pass
-
-        def chunks():  # a chunk (a Parquet row group may be large) is scaled to float32 a slice at a time
-            for raw, _ in rows.chunks():
-                for i in range(0, len(raw), INFER_CHUNK_ROWS):
-                    yield data.to_model_space(raw[i : i + INFER_CHUNK_ROWS], shape, run.scaling, run.scaler, source)
-
-        return len(rows), chunks()
-    x, _ = run.inputs(source, split)
-    return len(x), (x[i : i + INFER_CHUNK_ROWS] for i in range(0, len(x), INFER_CHUNK_ROWS))
 
 
 def progress_bar(total: int, what: str):
@@ -347,61 +305,48 @@ def progress_bar(total: int, what: str):
 def cmd_encode_or_reconstruct(args) -> int:
     check_output_path(args.out)
     run = runs.load_run(args.run, args.device)
-    n, chunks = input_chunks(run, args.input, args.split)
+    n, chunks = run.chunks(args.input, args.split)
     encode = args.command == "encode"
     shape = (run.model_config.latent_dim,) if encode else run.model_config.input_shape
-    with stream.RowWriter(args.out, n, shape) as out, progress_bar(n, args.command) as bar:
+    with RowWriter(args.out, n, shape) as out, progress_bar(n, args.command) as bar:
         for x in chunks:
-            result = evaluate.encode(run.model, x) if encode else run.to_data_space(evaluate.reconstruct(run.model, x))
-            out.write(result.numpy())
+            out.write((run.encode(x) if encode else run.reconstruct(x)).numpy())
             bar.update(len(x))
-    what = "codes" if encode else "reconstructions"
-    print(f"wrote {what} of shape {(n, *shape)} to {args.out}")
+    print(f"wrote {'codes' if encode else 'reconstructions'} of shape {(n, *shape)} to {args.out}")
     return 0
 
 
 def check_output_path(out: Path) -> None:
     """Refuse an output whose suffix aekit does not write, or that is a folder, before any work is done."""
-    if out.suffix.lower() not in files.OUTPUT_SUFFIXES:
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise AekitError(f"--out {out}: unsupported output type {out.suffix or '(none)'!r}; use "
-                         f"{' or '.join(files.OUTPUT_SUFFIXES)}")  # fmt: skip
+                         f"{' or '.join(OUTPUT_SUFFIXES)}")  # fmt: skip
     if out.is_dir():
         raise AekitError(f"--out {out}: is a folder; give a file name")
 
 
 def cmd_datasets(args) -> int:
-    for name, (_, help_text) in sorted(data.DATASETS.items()):
+    for name, (_, help_text) in sorted(DATASETS.items()):
         print(f"{name:<8} {help_text}")
-    try:
-        print(f"\nMNIST found in {data.find_mnist(download=False)}")
-    except AekitError as err:
-        print(f"\nMNIST: {err}")
+    print(f"\n{runs.mnist_location()}")
     print("search order: --data-dir, $AEKIT_DATA, the bundled copy, the user cache; then a checked download")
-    print("\nyour own data (--data PATH): .npy or .npz arrays (N, D) or (N, C, H, W); a numeric .csv table "
-          "(header optional, --label-column); a .parquet table (numeric columns, --label-column; the 'parquet' "
-          "extra); a folder of .npy shards (one table); a folder of .png/.jpg images (one subfolder per class gives "
-          "labels). A .npy, Parquet, shard or image folder source over 2 GiB (as float32) is streamed from disk in "
-          "chunks.")
+    print("\nyour own data (--data PATH), the first kind that takes the path reads it:")
+    for source in SOURCES:
+        print(f"  {source.kind:<8} {source.help}")
+    print("A .npy, Parquet, shard or image folder source over 2 GiB (as float32) is streamed from disk in chunks.")
     return 0
 
 
 def cmd_score(args) -> int:
     check_output_path(args.out)
-    if args.contamination is not None and not args.contamination < 1:
-        raise AekitError(f"--contamination {args.contamination:g} must be a share below 1, e.g. 0.05")
     run = runs.load_run(args.run, args.device)
-    threshold = args.threshold
-    if args.contamination is not None:  # the threshold that flags that share of the run's own training data
-        train = run.data().x_train
-        threshold = float(np.quantile((squared_errors(run.model, train) / train[0].numel()).numpy(),
-                                      1 - args.contamination))  # fmt: skip
-    n, chunks = input_chunks(run, args.input, args.split)
+    threshold = args.threshold if args.contamination is None else run.threshold(args.contamination)
+    n, chunks = run.chunks(args.input, args.split)
     header = ["score"] if threshold is None else ["score", "outlier"]
     kept, flagged = [], 0  # a sample of the scores for the summary line (all of them up to 1e6 rows)
-    with stream.RowWriter(args.out, n, () if threshold is None else (2,), header) as out, \
-            progress_bar(n, "score") as bar:  # fmt: skip
+    with RowWriter(args.out, n, () if threshold is None else (2,), header) as out, progress_bar(n, "score") as bar:
         for x in chunks:
-            scores = (squared_errors(run.model, x) / x[0].numel()).numpy()
+            scores = run.score(x)
             if threshold is None:
                 out.write(scores)
             else:
@@ -418,31 +363,28 @@ def cmd_score(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    run = runs.load_run(args.run)
     folder = args.out or args.run / "figures"
-    rundir = RunDir(args.run)
-    plots.draw(args.kind, run.model, run.data() if args.kind != "curves" else None, rundir.read_history(),
-               rundir.read_metrics(), path=folder / args.kind)  # fmt: skip
+    runs.load_run(args.run).draw(args.kind, folder)
     print(f"wrote {folder / args.kind}.png and .svg")
     return 0
 
 
 def cmd_export(args) -> int:
-    from .export import export_onnx
-
     if args.out.suffix.lower() != ".onnx":
         raise AekitError(f"--out {args.out}: an ONNX file must end in .onnx")
     if args.out.is_dir():
         raise AekitError(f"--out {args.out} is a folder; give a file name ending in .onnx")
-    run = runs.load_run(args.run)
-    export_onnx(run.model, run.scaler, args.out, args.part)
+    runs.load_run(args.run).export(args.out, args.part)
     what = "z" if args.part == "decoder" else "raw x"
     print(f"wrote {args.out}: the {args.part} of {args.run} as ONNX, input {what} with a dynamic batch axis")
     return 0
 
 
 def cmd_serve(args) -> int:
-    from .serve import serve
+    try:
+        from .serve import serve
+    except ImportError:  # fastapi, pydantic or uvicorn missing
+        raise AekitError("aekit serve needs the 'serve' extra: pip install 'aekit[serve]'") from None
 
     serve(args.run, host=args.host, port=args.port, device=args.device, tsne=args.tsne)
     return 0
@@ -454,8 +396,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_error_vs_dim(args) -> int:
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    result = runs.sweep_error_vs_dim(args.run, args.dims, args.epochs, progress=progress)
+    result = runs.sweep_error_vs_dim(args.run, args.dims, args.epochs, progress=progress_wanted(args))
     print(f"{'k':>4}{'autoencoder':>14}{'PCA':>10}   (test SSE per image, {result['epochs']} epochs each)")
     for k, a, p in zip(result["dims"], result["autoencoder"], result["pca"]):
         print(f"{k:>4}{a:>14.3f}{p:>10.3f}")
@@ -476,7 +417,7 @@ def demo_steps(args) -> list[list[str]]:
 
 def cmd_demo(args) -> int:
     """The three commands in this process, each announced as it could be typed."""
-    if RunDir(args.out).holds_run() and not args.overwrite:  # train's own message would suggest --resume
+    if runs.holds_run(args.out) and not args.overwrite:  # train's own message would suggest --resume
         raise AekitError(f"{args.out} already holds a run; pass --overwrite to replace it")
     parser, steps = build_parser(), demo_steps(args)
     for number, step in enumerate(steps, 1):

@@ -14,9 +14,9 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 import urllib.request
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,11 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .files import ARRAY_SUFFIXES, IMAGE_SUFFIXES, check_finite, read_file
+from .options import image_size as parse_image_size
+from .options import option, positive_float, positive_int
+from . import stream
+from .files import IMAGE_SUFFIXES, atomic_write_bytes, check_finite, read_csv, read_image_folder, read_images, read_npy, read_npz
+from .space import Data, Scaler, auto_scaling, scale, to_data_space, to_model_space  # noqa: F401  (aekit.data.Data, as before)
 
 log = logging.getLogger(__name__)
 
@@ -155,27 +159,6 @@ def download_mnist(target: Path) -> None:
             raise OSError(str(last_error))
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def load_mnist_arrays(root: str | Path | None = None, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """MNIST images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64, checked by SHA-256."""
     folder = find_mnist(root)
@@ -223,92 +206,22 @@ class MNIST(torch.utils.data.Dataset):
 class DataConfig:
     """Which data to train on; stored in every run so the same data can be loaded again."""
 
-    name: str = "mnist"  # "mnist", "digits", or a path to a .npy/.npz/.csv file or a folder of images
-    data_dir: str | None = None  # folder searched first for the MNIST files
-    test_fraction: float = 0.2  # share held out for testing when the data has no test split of its own
-    split_seed: int = 0  # seed of that split (fixed, so runs with other training seeds share a test set)
-    label_column: str | None = None  # CSV column with labels (name or 0-based index), left out of the features
-    image_size: tuple[int, int] | None = None  # resize a folder's images to (H, W); needed if their sizes differ
-    limit: int | None = None  # keep only the first N training examples (quick experiments, tests)
-
-
-@dataclass
-class Scaler:
-    """Per-feature standardization learned on the training split: ``(x - mean) / std``."""
-
-    mean: torch.Tensor  # (*input_shape)
-    std: torch.Tensor  # (*input_shape)
-
-    @classmethod
-    def fit(cls, x: np.ndarray) -> Scaler:
-        mean = x.mean(axis=0)
-        std = x.std(axis=0)
-        std[std < 1e-8] = 1.0  # a constant feature stays at 0 rather than blowing up
-        return cls(torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32))
-
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def inverse_transform(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
-
-
-@dataclass
-class Data:
-    """A dataset ready for training: float32 tensors in model space, labels if any, and how it was scaled."""
-
-    x_train: torch.Tensor  # (N, *input_shape)
-    x_test: torch.Tensor  # (M, *input_shape)
-    y_train: torch.Tensor | None = None  # (N,) int64
-    y_test: torch.Tensor | None = None  # (M,) int64
-    scaling: str = "unit"  # "unit": values in [0, 1]; "standard": standardized by `scaler`
-    scaler: Scaler | None = None
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
-
-    def to_model_space(self, x: np.ndarray, source: str = "input") -> torch.Tensor:
-        """Check a raw array against this data's shape and scale it as the training data was."""
-        return to_model_space(x, self.input_shape, self.scaling, self.scaler, source)
-
-    def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Map model-space values (e.g. reconstructions) back to the data's original units."""
-        return to_data_space(x, self.scaler)
-
-
-def to_data_space(x: torch.Tensor, scaler: Scaler | None) -> torch.Tensor:
-    """Undo the standardization of ``scaler`` (``None``: data used as is)."""
-    return scaler.inverse_transform(x) if scaler is not None else x
-
-
-def to_model_space(x: np.ndarray, input_shape: tuple[int, ...], scaling: str, scaler: Scaler | None,
-                   source: str = "input") -> torch.Tensor:  # fmt: skip
-    """Check a raw array (values, shape) against a model's input and scale it as its training data was."""
-    x = check_finite(x, source)
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        want = "(N, " + ", ".join(map(str, input_shape)) + ")"
-        raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
-    return scale(x, scaling, scaler)[0]
-
-
-def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None) -> tuple[torch.Tensor, Scaler | None]:
-    """Bring a raw array into model space; fits a :class:`Scaler` for ``"standard"`` if none is given."""
-    if scaling == "unit":
-        if x.dtype == np.uint8:  # one float32 copy, divided in place: no second full-size temporary
-            return torch.from_numpy(x.astype(np.float32)).div_(255), None
-        if x.min() < 0 or x.max() > 1:
-            raise DataError(f"values must lie in [0, 1] for this model, got [{x.min():.3g}, {x.max():.3g}]")
-        return torch.from_numpy(x.astype(np.float32)), None
-    scaler = scaler or Scaler.fit(x.astype(np.float64))
-    return scaler.transform(torch.from_numpy(x.astype(np.float32))), scaler
-
-
-def auto_scaling(x: np.ndarray) -> str:
-    """``"unit"`` for uint8 data or data already in [0, 1]; ``"standard"`` for anything else."""
-    if x.dtype == np.uint8 or (x.min() >= 0 and x.max() <= 1):
-        return "unit"
-    return "standard"
+    name: str = option("mnist", "a built-in dataset (mnist, digits) or a file or folder: .npy, .npz, .csv, .parquet, "
+                       "a folder of .npy shards or of images (aekit datasets lists them); a .npy, Parquet, shard or "
+                       "image folder source over 2 GiB as float32 is streamed from disk", flag="--data",
+                       metavar="NAME|PATH")  # fmt: skip
+    data_dir: str | None = option(None, "folder searched first for the MNIST files (then $AEKIT_DATA, the bundled copy, "
+                                  "the user cache)", metavar="DIR")  # fmt: skip
+    test_fraction: float = option(0.2, "share held out for testing when the data has no test split of its own",
+                                  parse=positive_float, metavar="X")  # fmt: skip
+    split_seed: int = option(0, "seed of that split (fixed, so runs with other training seeds share a test set)",
+                             metavar="N")  # fmt: skip
+    label_column: str | None = option(None, "CSV or Parquet column holding labels (name or 0-based index), left out "
+                                      "of the features", metavar="COLUMN")  # fmt: skip
+    image_size: tuple[int, int] | None = option(None, "resize a folder's images to HxW (needed if their sizes differ)",
+                                                parse=parse_image_size, metavar="HxW")  # fmt: skip
+    limit: int | None = option(None, "train on the first N training examples only (quick experiments)",
+                               parse=positive_int, metavar="N")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -344,31 +257,110 @@ def split(x: np.ndarray, y: np.ndarray | None, config: DataConfig) -> tuple[np.n
     return x[train], None if y is None else y[train], x[test], None if y is None else y[test]
 
 
-def load(config: DataConfig) -> Data:
-    """Load the dataset a :class:`DataConfig` names, split it and scale it into model space."""
-    if config.name not in DATASETS and config.limit is None:
-        from . import stream  # large .npy, Parquet, shard and image folders: read chunk by chunk, never whole
+# ------------------------------------------------------------------------------------------ sources: one registry
+@dataclass(frozen=True)
+class Source:
+    """A kind of data file or folder: which paths it takes, how to read one whole, and (``open``, if it can) how to
+    read it a chunk at a time as :class:`aekit.stream.Rows`.
 
-        if stream.streamable(config.name):
-            rows = stream.open_rows(config.name, config.label_column, image_size=config.image_size)
-            if stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
-                return stream.load_streamed(rows, config)
-            if Path(config.name).suffix.lower() == ".parquet" or Path(config.name).is_dir():  # small: in memory
-                parts = list(rows.chunks())
-                x = np.concatenate([p[0] for p in parts])
-                y = np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
-                return _finish(config, *split(x, y, config))
+    ``read(path, label_column, image_size) -> (x, labels or None)``;
+    ``open(path, label_column, chunk_bytes, image_size) -> Rows``.
+    """
+
+    kind: str
+    help: str
+    takes: Callable[[Path], bool]
+    read: Callable[..., tuple[np.ndarray, np.ndarray | None]]
+    open: Callable[..., stream.Rows] | None = None
+
+
+def _suffix(*suffixes: str) -> Callable[[Path], bool]:
+    return lambda path: path.suffix.lower() in suffixes and not path.is_dir()
+
+
+def _whole(open_rows: Callable[..., stream.Rows]) -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
+    """Read a chunked source whole: its chunks, concatenated."""
+    return lambda path, label_column, image_size: concatenated(open_rows(path, label_column, None, image_size))
+
+
+def concatenated(rows: stream.Rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every chunk of ``rows`` in one array (and the labels, if it has them)."""
+    parts = list(rows.chunks())
+    x = np.concatenate([p[0] for p in parts])
+    return x, np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
+
+
+_open_npy = lambda path, label_column, chunk_bytes, image_size: stream.open_npy(path, chunk_bytes)  # noqa: E731
+_open_parquet = lambda path, label_column, chunk_bytes, image_size: stream.open_parquet(path, label_column)  # noqa: E731
+_open_images = lambda path, label_column, chunk_bytes, image_size: stream.open_images(path, image_size, chunk_bytes)  # noqa: E731
+
+# Adding a kind of file is one entry here (and its reader in files.py or stream.py): loading, training, encode,
+# reconstruct, score, serve and the CLI's help all read this list. The first entry that takes a path reads it.
+SOURCES: tuple[Source, ...] = (
+    Source("npy", ".npy array (N, D) or (N, C, H, W); memory-mapped, read by chunks", _suffix(".npy"),
+           lambda path, label_column, image_size: (read_npy(path), None), _open_npy),
+    Source("npz", ".npz archive (array 'x', labels 'y')", _suffix(".npz"),
+           lambda path, label_column, image_size: read_npz(path)),
+    Source("csv", "numeric .csv table (header optional, --label-column)", _suffix(".csv"),
+           lambda path, label_column, image_size: read_csv(path, label_column)),
+    Source("parquet", ".parquet table (numeric columns, --label-column; the 'parquet' extra), read by row groups",
+           _suffix(".parquet"), _whole(_open_parquet), _open_parquet),
+    Source("image", "one .png/.jpg image", _suffix(*IMAGE_SUFFIXES),
+           lambda path, label_column, image_size: (read_images([path], image_size), None)),
+    Source("shards", "folder of .npy shards, one table in name order", stream.is_shard_folder, _whole(_open_npy),
+           _open_npy),
+    Source("images", "folder of .png/.jpg images (one subfolder per class gives labels; --image-size HxW)",
+           Path.is_dir, lambda path, label_column, image_size: read_image_folder(path, image_size), _open_images),
+)  # fmt: skip
+
+
+def source_for(path: str | Path) -> Source:
+    """The :class:`Source` that reads ``path``; a path no source takes, or that does not exist, is refused."""
+    path = Path(path)
+    source = next((s for s in SOURCES if s.takes(path)), None)
+    if source is None:
+        if not path.exists():
+            raise DataError(f"unknown dataset {str(path)!r}; choose one of {sorted(DATASETS)} or give a path to a "
+                            f"{', '.join(s.kind for s in SOURCES)} source (aekit datasets lists them)")  # fmt: skip
+        raise DataError(f"{path}: unsupported file type; use {', '.join(s.help for s in SOURCES)}")
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never end
+        raise DataError(f"{path}: not a regular file or folder (only regular files are read as data)")
+    return source
+
+
+def read_file(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """Read a user's data file or folder whole into ``(x, labels or None)``, checked for shape and values."""
+    path = Path(path)
+    x, y = source_for(path).read(path, label_column, image_size)
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(y)} labels for {len(x)} rows")
+    return check_finite(x, str(path)), y
+
+
+def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,
+              image_size: tuple[int, int] | None = None) -> stream.Rows | None:  # fmt: skip
+    """``path`` as :class:`aekit.stream.Rows`, read a chunk at a time; None for a source read only whole (CSV)."""
+    path = Path(path)
+    source = source_for(path)
+    return None if source.open is None else source.open(path, label_column, chunk_bytes, image_size)
+
+
+def load(config: DataConfig) -> Data | stream.Streamed:
+    """Load the dataset a :class:`DataConfig` names, split it and scale it into model space: in memory (:class:`Data`),
+    or, for a chunked source over ``stream.STREAM_THRESHOLD_BYTES`` as float32, streamed (:class:`aekit.stream.Streamed`)."""
     if config.name in DATASETS:
-        x_train, y_train, x_test, y_test = DATASETS[config.name][0](config)
-    elif Path(config.name).suffix.lower() in ARRAY_SUFFIXES + IMAGE_SUFFIXES or Path(config.name).is_dir():
+        return _finish(config, *DATASETS[config.name][0](config))
+    rows = open_rows(config.name, config.label_column, image_size=config.image_size) if config.limit is None else None
+    if rows is None:
         x, y = read_file(config.name, config.label_column, config.image_size)
-        x_train, y_train, x_test, y_test = split(x, y, config)
-    else:
-        raise DataError(
-            f"unknown dataset {config.name!r}; choose one of {sorted(DATASETS)} or give a path to a "
-            ".npy, .npz, .csv file or a folder of images"
-        )
-    return _finish(config, x_train, y_train, x_test, y_test)
+    elif stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
+        return stream.load_streamed(rows, config)
+    else:  # small: in memory, from the chunks already opened
+        x, y = concatenated(rows)
+    return _finish(config, *split(x, y, config))
 
 
 def _finish(config: DataConfig, x_train, y_train, x_test, y_test) -> Data:

@@ -23,4 +23,18 @@ class CheckpointError(AekitError):
 
 
 class TrainingDiverged(AekitError):
-    """The loss became NaN or infinite during training."""
+    """The loss became NaN or infinite during training: ``value`` at ``epoch`` and ``step`` (counted from 1) with the
+    learning rate ``lr``. ``note`` is what the caller adds to the message (where the last good checkpoint is)."""
+
+    def __init__(self, value: float, epoch: int, step: int, lr: float, note: str = ""):
+        self.value, self.epoch, self.step, self.lr, self.note = value, epoch, step, lr, note
+        super().__init__(self.event + note)
+
+    @property
+    def event(self) -> str:
+        """What happened and what to try, naming no file."""
+        return (f"loss became {self.value} at epoch {self.epoch}, step {self.step}; try a lower learning rate than "
+                f"{self.lr:g} or --clip-grad")
+
+    def __reduce__(self):  # rebuilt from its fields (a torchrun process or a pickling test framework may copy it)
+        return type(self), (self.value, self.epoch, self.step, self.lr, self.note)

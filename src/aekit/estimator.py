@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .data import Data
+from .space import Data
 from .models import LOSSES, MLPBody, ModelConfig, build_model, make_config, part_options
 from .train import DEVICES, TrainConfig, train
 
@@ -51,6 +51,7 @@ class _AutoEncoderBase(BaseEstimator):
         groups=None,
         commitment=None,
         loss="mse",
+        optimizer="adam",
         max_epochs=50,
         batch_size=128,
         lr=1e-3,
@@ -80,6 +81,7 @@ class _AutoEncoderBase(BaseEstimator):
         self.groups = groups
         self.commitment = commitment
         self.loss = loss
+        self.optimizer = optimizer
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -147,7 +149,8 @@ class _AutoEncoderBase(BaseEstimator):
         random_state = check_random_state(self.random_state)
         seed = random_state.randint(2**31 - 1)
         train_config = TrainConfig(epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
-                                   weight_decay=self.weight_decay, loss=self.loss, seed=seed, device=self.device,
+                                   weight_decay=self.weight_decay, optimizer=self.optimizer, loss=self.loss, seed=seed,
+                                   device=self.device,
                                    n_iter_no_change=self.n_iter_no_change, tol=float(self.tol))  # fmt: skip
         x = self._to_model_space(X)
         if self.early_stopping:  # monitor the error on held-out rows; else the training loss (as MLPRegressor)
@@ -189,7 +192,7 @@ class _AutoEncoderBase(BaseEstimator):
     @staticmethod
     @torch.no_grad()
     def _errors_of(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-        return (model(x) - x).pow(2).mean(1).numpy()
+        return model.anomaly_score(x).numpy()
 
     def _errors(self, X) -> np.ndarray:
         """Mean squared reconstruction error of each row, in the standardized space the model was trained in."""
@@ -228,8 +231,10 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     max_epochs : int, default 50
         Passes over the training data.
     batch_size : int, default 128
+    optimizer : str, default "adam"
+        A key of :data:`aekit.optim.OPTIMIZERS` (adam, adamw, sgd).
     lr : float, default 1e-3
-        Adam's learning rate.
+        The optimizer's learning rate.
     weight_decay : float, default 0.0
     early_stopping : bool, default False
         Hold out ``validation_fraction`` of the rows and stop when their reconstruction error has not improved by
@@ -349,14 +354,15 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
 
     def __init__(self, contamination=0.1, n_components=2, *, model="mlp", body=None, objective=None, input_shape=None,
                  hidden=None, activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
-                 codebook_size=None, groups=None, commitment=None, loss="mse", max_epochs=50, batch_size=128, lr=1e-3,
-                 weight_decay=0.0, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-                 scale=True, device="auto", random_state=None, verbose=0, latent_distance=False):  # fmt: skip
+                 codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", max_epochs=50,
+                 batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10, tol=1e-4, scale=True, device="auto", random_state=None, verbose=0,
+                 latent_distance=False):  # fmt: skip
         super().__init__(n_components, model=model, body=body, objective=objective, input_shape=input_shape,
                          hidden=hidden, activation=activation, channels=channels, noise=noise, noise_level=noise_level,
                          sparsity=sparsity, beta=beta, codebook_size=codebook_size, groups=groups,
-                         commitment=commitment, loss=loss, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
-                         weight_decay=weight_decay, early_stopping=early_stopping,
+                         commitment=commitment, loss=loss, optimizer=optimizer, max_epochs=max_epochs,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
                          scale=scale, device=device, random_state=random_state, verbose=verbose)  # fmt: skip
         self.contamination = contamination

@@ -18,7 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .data import Data
+from .space import Data
 from .models import AutoEncoder, Denoising, LinearBody, VectorQuantized, corrupt
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,14 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool, row
 
 @torch.no_grad()
 def batched(fn, model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """``fn`` (a method of ``model``) applied to ``x`` in batches, in eval mode, on the model's device; on the CPU."""
+    """``fn`` (a method of ``model``) applied to ``x`` in batches, in eval mode (the model's mode is restored after), on
+    the model's device; returned on the CPU."""
+    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([fn(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    out = torch.cat([fn(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
 
 
 def reconstruct(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
@@ -151,22 +155,6 @@ def principal_angle_to_pca(model: AutoEncoder, x_train: torch.Tensor) -> float:
 
 # What a body or an objective adds to the metrics, keyed by its class.
 PART_METRICS = {Denoising: denoising_metrics, LinearBody: linear_metrics, VectorQuantized: codebook_metrics}
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    """A small table: the autoencoder's row and PCA's row in the same units."""
-    k = metrics.get("latent_dim", "?")
-    names = [n for n in METRIC_NAMES if n in metrics]
-    heads = {"test_mse_per_pixel": "MSE/pixel", "test_sse_per_image": "SSE/image",
-             "test_bce_per_pixel": "BCE/pixel", "psnr": "PSNR (dB)"}  # fmt: skip
-    lines = [f"{'':<20}" + "".join(f"{heads[n]:>12}" for n in names)]
-    for label, prefix in ((f"autoencoder (k={k})", ""), (f"PCA (k={k})", "pca_")):
-        cells = []
-        for n in names:
-            value = metrics.get(prefix + n, float("nan"))
-            cells.append(f"{value:>12.5f}" if n == "test_mse_per_pixel" else f"{value:>12.3f}")
-        lines.append(f"{label:<20}" + "".join(cells))
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ the chapter's claims

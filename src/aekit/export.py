@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import Scaler, atomic_write_bytes
+from .files import atomic_write_bytes
+from .space import Scaler
 from .errors import AekitError, ConfigError
 from .models import AutoEncoder
 
@@ -56,10 +57,9 @@ class Exported(nn.Module):
         x = (x - self.mean) / self.std if self.standard else x
         if self.part == "encoder":
             return self.model.encode(x)
-        x_hat = self.model(x)
         if self.part == "autoencoder":
-            return self.unscale(x_hat)
-        return (x_hat - x).square().flatten(1).mean(1)
+            return self.unscale(self.model(x))
+        return self.model.anomaly_score(x)
 
     def unscale(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean if self.standard else x

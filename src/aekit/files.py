@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import tempfile
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -18,12 +20,32 @@ import numpy as np
 from .errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
 OUTPUT_SUFFIXES = (".npy", ".csv", ".parquet")  # what encode, reconstruct and score write, by the --out suffix
 # Limits on what a file may make aekit do; each refusal names the file and the limit.
 MAX_ARRAY_BYTES = 8 * 2**30  # a .npy/.npz array declaring more than this (8 GiB) is refused before it is read
 MAX_IMAGE_PIXELS = 40_000_000  # per image (PIL's own decompression-bomb guard starts at 89 million)
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # aekit computes in float32: larger finite values would become inf
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_finite(x: np.ndarray, source: str, first_row: int = 0) -> np.ndarray:
@@ -44,36 +66,7 @@ def check_finite(x: np.ndarray, source: str, first_row: int = 0) -> np.ndarray:
     return x
 
 
-def read_file(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None
-              ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
-    """Read a user's data file or image folder into ``(x, labels or None)``, checked for shape and values.
-
-    ``label_column`` names the CSV column holding labels (name or 0-based index); ``image_size`` (H, W) resizes
-    images, needed when a folder's images differ in size.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    if not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never end
-        raise DataError(f"{path}: not a regular file or folder (only regular files are read as data)")
-    if path.is_dir():
-        x, y = _read_image_folder(path, image_size)
-    elif path.suffix.lower() == ".npy":
-        x, y = _load_numpy(path), None
-    elif path.suffix.lower() == ".npz":
-        x, y = _read_npz(path)
-    elif path.suffix.lower() == ".csv":
-        x, y = _read_csv(path, label_column)
-    elif path.suffix.lower() in IMAGE_SUFFIXES:
-        x, y = _read_images([path], image_size), None
-    else:
-        raise DataError(f"{path}: unsupported file type; use .npy, .npz, .csv, an image or a folder of images")
-    if y is not None and len(y) != len(x):
-        raise DataError(f"{path}: {len(y)} labels for {len(x)} rows")
-    return check_finite(x, str(path)), y
-
-
-def _check_npy_header(handle, size: int, source: str, limit: int | None = MAX_ARRAY_BYTES) -> None:
+def check_npy_header(handle, size: int, source: str, limit: int | None = MAX_ARRAY_BYTES) -> None:
     """Read a .npy header and refuse object arrays and declared sizes above ``limit`` (None: no limit, for a
     memory-mapped file that is never loaded whole) or beyond the file."""
     try:
@@ -93,9 +86,10 @@ def _check_npy_header(handle, size: int, source: str, limit: int | None = MAX_AR
                         f"{size - handle.tell()}")  # fmt: skip
 
 
-def _load_numpy(path: Path):
+def read_npy(path: Path) -> np.ndarray:
+    """A whole .npy array (its header checked first: no objects, at most MAX_ARRAY_BYTES, no more than the file)."""
     with open(path, "rb") as handle:
-        _check_npy_header(handle, path.stat().st_size, str(path))
+        check_npy_header(handle, path.stat().st_size, str(path))
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as err:  # object arrays need pickle, which we never load
@@ -104,7 +98,8 @@ def _load_numpy(path: Path):
         raise DataError(f"{path}: not a valid NumPy file ({err})") from None
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The data array of a .npz archive (``x``, ``X``, ``data``, ``images`` or its only array) and its labels if any."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = {Path(info.filename).stem: info for info in archive.infolist() if info.filename.endswith(".npy")}
@@ -121,7 +116,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                     arrays.append(None)
                     continue
                 with archive.open(members[key]) as handle:
-                    _check_npy_header(handle, members[key].file_size, f"{path}:{key}")
+                    check_npy_header(handle, members[key].file_size, f"{path}:{key}")
                 with archive.open(members[key]) as handle:
                     arrays.append(np.load(io.BytesIO(handle.read()), allow_pickle=False))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as err:
@@ -130,7 +125,25 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return x, None if y is None else np.asarray(y).astype(np.int64)
 
 
-def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _numeric(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def label_name(names: list[str], label_column: str, path) -> str:
+    """The column ``label_column`` names among ``names``: a column name, else a 0-based index."""
+    if label_column in names:
+        return label_column
+    if label_column.isdigit() and int(label_column) < len(names):
+        return names[int(label_column)]
+    raise DataError(f"{path}: no column {label_column!r}; columns are {names[:20]}")
+
+
+def read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A numeric CSV table (header optional) and its labels, if ``label_column`` names one (name or 0-based index)."""
     try:  # utf-8-sig: a byte-order mark is dropped, not taken as part of the first cell
         with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if row]
@@ -141,15 +154,7 @@ def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndar
         raise DataError(f"{path}: not a CSV table ({err})") from None
     if not rows:
         raise DataError(f"{path}: the file is empty")
-
-    def numeric(cell: str) -> bool:
-        try:
-            float(cell)
-            return True
-        except ValueError:
-            return False
-
-    header = rows[0] if not all(numeric(c) for c in rows[0]) else [str(i) for i in range(len(rows[0]))]
+    header = rows[0] if not all(_numeric(c) for c in rows[0]) else [str(i) for i in range(len(rows[0]))]
     body = rows[1:] if header is rows[0] else rows
     if not body:
         raise DataError(f"{path}: no data rows below the header")
@@ -157,20 +162,13 @@ def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndar
         if len(row) != len(header):
             raise DataError(f"{path}: row {i + 1} has {len(row)} fields, expected {len(header)}")
     columns = list(zip(*body))
-    label_index = None
-    if label_column is not None:
-        if label_column in header:
-            label_index = header.index(label_column)
-        elif label_column.isdigit() and int(label_column) < len(header):
-            label_index = int(label_column)
-        else:
-            raise DataError(f"{path}: no column {label_column!r}; columns are {header}")
+    label_index = None if label_column is None else header.index(label_name(header, label_column, path))
     features = []
     for j, column in enumerate(columns):
         if j == label_index:
             continue
         for i, cell in enumerate(column):
-            if not numeric(cell):
+            if not _numeric(cell):
                 raise DataError(f"{path}: column {header[j]!r} is not numeric (row {i + 1}: {cell!r})")
         features.append(np.array(column, dtype=np.float64))
     if not features:
@@ -249,11 +247,13 @@ def decode_images(files: list[Path], mode: str, size: tuple[int, int]) -> np.nda
     return out
 
 
-def _read_image_folder(root: Path, image_size) -> tuple[np.ndarray, np.ndarray | None]:
+def read_image_folder(root: Path, image_size) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every image under ``root`` as uint8 ``(N, C, H, W)``, and labels from one subfolder per class if so."""
     files, labels = image_files(root)
-    return _read_images(files, image_size), labels
+    return read_images(files, image_size), labels
 
 
-def _read_images(files: list[Path], image_size) -> np.ndarray:
+def read_images(files: list[Path], image_size) -> np.ndarray:
+    """Images as uint8 ``(N, C, H, W)``, all of one size (``image_size`` (H, W) resizes them)."""
     mode, shape = image_layout(files, image_size)
     return decode_images(files, mode, shape[1:])

@@ -9,9 +9,15 @@ same matrix products and fused Adam in both. Autograd's ``AddmmBackward`` comput
 transposed and the gradient accumulator then copies it into the weight's layout, and every node costs its
 bookkeeping; here each weight gradient is one product in the weight's own layout.
 
-Everything else (another body or objective, GELU, several processes, which need autograd's hooks) takes the
-autograd step. Both give the same gradients up to float rounding (tested against autograd for every case
-this module takes), and both draw the same random numbers, so a run does not depend on which one ran.
+What it covers is a registry, not a guess from the modules' shapes: the body classes in :data:`BODIES`, the
+objective classes in :data:`OBJECTIVES`, the activations in :data:`ACTIVATIONS` with their derivatives beside them
+in :data:`DERIVATIVES` (as scikit-learn's ``neural_network/_base.py`` keeps them), both losses and both outputs.
+:func:`chain_of` also checks that the built modules are what those parts build (every linear layer with its own
+weight and a bias, default-configured activations), so a subclass with shared weights or a configured activation
+takes autograd instead of wrong gradients. ``TrainConfig.gradients="autograd"`` turns it off. Everything else
+(another body or objective, GELU, several processes, which need autograd's hooks) takes the autograd step. Both
+give the same gradients up to float rounding (tested against autograd over the whole registry, both losses and
+both outputs), and both draw the same random numbers, so a run does not depend on which one ran.
 
 The activation backward functions are Core ATen IR operators (``torch.ops.aten``), the documented operator
 set that ``torch.export`` targets: each is one kernel where the public tensor API would take two or three.
@@ -23,34 +29,54 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import AutoEncoder, Denoising, Plain, corrupt
+from .models import ACTIVATIONS as MODEL_ACTIVATIONS
+from .models import AutoEncoder, Denoising, LinearBody, MLPBody, Plain, corrupt
 
 aten = torch.ops.aten
 
-# activation module -> (in-place forward, gradient through it computed from its output)
-ACTIVATIONS = {
-    nn.ReLU: (torch.relu_, lambda g, out: aten.threshold_backward(g, out, 0)),
-    nn.Tanh: (torch.tanh_, aten.tanh_backward),
-    nn.Sigmoid: (torch.sigmoid_, aten.sigmoid_backward),
-    nn.ELU: (lambda h: F.elu_(h), lambda g, out: aten.elu_backward(g, 1.0, 1, 1, True, out)),
+BODIES = (MLPBody, LinearBody)  # covered bodies: a chain of nn.Linear layers with one activation between them
+OBJECTIVES = (Plain, Denoising)  # covered objectives: the loss is the reconstruction of (a corruption of) x
+# The options of each covered part, as this module reads them: a new option must be decided on here (a guard test).
+COVERED_OPTIONS = {MLPBody: ("hidden", "activation"), LinearBody: (), Plain: (), Denoising: ("noise", "noise_level")}
+
+# activation name (models.ACTIVATIONS) -> its in-place forward, and beside it the gradient through it from its output
+ACTIVATIONS = {"relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "elu": F.elu_}
+DERIVATIVES = {
+    "relu": lambda g, out: aten.threshold_backward(g, out, 0),
+    "tanh": aten.tanh_backward,
+    "sigmoid": aten.sigmoid_backward,
+    "elu": lambda g, out: aten.elu_backward(g, 1.0, 1, 1, True, out),  # alpha 1 (chain_of checks), from the output
 }
 
 
-def layers_of(model: AutoEncoder) -> list[tuple[nn.Linear, tuple | None]] | None:
-    """The model as a chain of (linear layer, activation after it or None); None if it is not such a chain."""
-    if type(model.config.objective) not in (Plain, Denoising) or hasattr(model, "bottleneck"):
+def _is_default(module: nn.Module, name: str) -> bool:
+    """Whether ``module`` is exactly the activation ``name`` as models.py builds it (ELU's alpha 1)."""
+    return type(module) is MODEL_ACTIVATIONS[name] and getattr(module, "alpha", 1.0) == 1.0
+
+
+def chain_of(model: AutoEncoder) -> list[tuple[nn.Linear, str | None]] | None:
+    """The model as a chain of (linear layer, name of the activation after it or None), if the registry covers it;
+    else None (autograd then)."""
+    config = model.config
+    if type(model) is not AutoEncoder or type(config.body) not in BODIES or type(config.objective) not in OBJECTIVES:
+        return None
+    activation = getattr(config.body, "activation", None)
+    if hasattr(model, "bottleneck") or (activation is not None and activation not in ACTIVATIONS):
         return None
     chain: list[list] = []
     for part in (model.encoder, model.decoder):
         if not isinstance(part, nn.Sequential):
             return None
         for module in part:
-            if isinstance(module, nn.Linear):
+            if type(module) is nn.Linear and module.bias is not None:
                 chain.append([module, None])
-            elif type(module) in ACTIVATIONS and chain and chain[-1][1] is None:
-                chain[-1][1] = ACTIVATIONS[type(module)]
+            elif activation is not None and _is_default(module, activation) and chain and chain[-1][1] is None:
+                chain[-1][1] = activation
             else:
                 return None
+    weights = [id(layer.weight) for layer, _ in chain] + [id(layer.bias) for layer, _ in chain]
+    if len(set(weights)) != len(weights):  # tied or shared weights: their gradients would need summing
+        return None
     return [(layer, act) for layer, act in chain]
 
 
@@ -67,7 +93,7 @@ def run_chain(layers: list, h: torch.Tensor, outputs: list | None = None) -> tor
     for layer, act in layers:
         h = torch.addmm(layer.bias, h, layer.weight.t())
         if act is not None:
-            act[0](h)
+            ACTIVATIONS[act](h)
         if outputs is not None:
             outputs.append(h)
     return h
@@ -86,7 +112,7 @@ class MLPStep:
 
     @classmethod
     def of(cls, model: AutoEncoder, kind: str) -> MLPStep | None:
-        layers = layers_of(model)
+        layers = chain_of(model)
         if layers is None or kind not in ("mse", "bce") or (kind == "bce" and model.config.output != "sigmoid"):
             return None
         return cls(model, layers, kind)
@@ -113,7 +139,7 @@ class MLPStep:
         for i in reversed(range(len(self.layers))):  # g: the gradient with respect to layer i's output
             layer, act = self.layers[i]
             if act is not None:
-                g = act[1](g, outputs[i + 1])
+                g = DERIVATIVES[act](g, outputs[i + 1])
             for param in (layer.weight, layer.bias):
                 if param.grad is None:
                     param.grad = torch.empty_like(param)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
+from .options import option
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
 OUTPUTS = ("sigmoid", "linear")  # sigmoid for data in [0, 1], linear for standardized data
@@ -35,11 +36,6 @@ LOSSES = ("mse", "bce")
 NOISES = ("gaussian", "masking", "salt-pepper")
 MAX_WEIGHTS = 5e8  # refuse configs whose model would not fit in a sane amount of memory (2 GB of fp32)
 MAX_LAYERS = 64  # per encoder (the decoder mirrors it): a mistyped or hostile config must not build for minutes
-
-
-def option(default, help: str, choices: tuple[str, ...] | None = None):
-    """A part's option: a dataclass field whose help text (and choices) the CLI turns into a flag."""
-    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 class Part:
@@ -596,6 +592,13 @@ class AutoEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x``, in ``x``'s shape."""
         return self.decode(self.encode(x)).reshape(x.shape)
+
+    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
+        """Each example's anomaly score ``(N,)``: its mean squared reconstruction error per feature, in model space.
+
+        The one definition of the score: ``aekit score``, ``/v1/score``, the ONNX ``score`` graph and the outlier
+        detector all compute this number (``Run.score`` in batches, the detector in float64)."""
+        return (self(x) - x).flatten(1).square().mean(1)
 
     def loss(self, x: torch.Tensor, kind: str = "mse") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training objective on a batch, and its named parts when it has several (scalar tensors).

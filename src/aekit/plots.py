@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .data import Data
+from .space import Data
 from .errors import DataError
 from .evaluate import batched, codebook_counts, encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
 from .models import AutoEncoder, Denoising, ModelConfig, Objective, VectorQuantized, corrupt

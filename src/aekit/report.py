@@ -11,10 +11,9 @@ import json
 import logging
 from pathlib import Path
 
-from . import checkpoint, plots
-from .checkpoint import RunDir
-from .data import atomic_write_bytes
 from .evaluate import METRIC_NAMES, NEAR_ZERO
+from .plots import KINDS
+from .runs import load_run
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +57,32 @@ img{max-width:100%;border:1px solid #eee}figcaption{color:#555;max-width:900px}c
 .note{color:#666}"""
 
 
+def format_metrics(metrics: dict[str, float]) -> str:
+    """A small table: the autoencoder's row and PCA's row in the same units."""
+    k = metrics.get("latent_dim", "?")
+    names = [n for n in METRIC_NAMES if n in metrics]
+    heads = {"test_mse_per_pixel": "MSE/pixel", "test_sse_per_image": "SSE/image",
+             "test_bce_per_pixel": "BCE/pixel", "psnr": "PSNR (dB)"}  # fmt: skip
+    lines = [f"{'':<20}" + "".join(f"{heads[n]:>12}" for n in names)]
+    for label, prefix in ((f"autoencoder (k={k})", ""), (f"PCA (k={k})", "pca_")):
+        cells = []
+        for n in names:
+            value = metrics.get(prefix + n, float("nan"))
+            cells.append(f"{value:>12.5f}" if n == "test_mse_per_pixel" else f"{value:>12.3f}")
+        lines.append(f"{label:<20}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def make_figures(run_path: str | Path) -> dict[str, Path]:
     """Draw every figure that applies to the run (``plots.figures_for``) into ``RUN/figures/``; name -> PNG path."""
-    from .runs import load_run
-
     run = load_run(run_path)
-    rundir = RunDir(run_path)
-    data, history, metrics = run.data(), rundir.read_history(), rundir.read_metrics()
     folder = Path(run_path) / "figures"
     made = {}
-    for name in plots.figures_for(run.model_config):
-        if name == "curves" and not history:
+    for name in run.figure_kinds():
+        if name == "curves" and not run.history():
             continue
         log.info("drawing %s", name)
-        plots.draw(name, run.model, data, history, metrics, folder / name)
+        run.draw(name, folder)
         made[name] = folder / f"{name}.png"
     if (folder / "error-vs-dim.png").is_file():
         made["error-vs-dim"] = folder / "error-vs-dim.png"
@@ -102,28 +113,37 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
     """Write ``RUN/report.html`` (drawing the figures first unless given) and return its path."""
     run_path = Path(run_path)
     figures = make_figures(run_path) if figures is None else figures
-    from .runs import RUN_SCHEMA
-
-    rundir = RunDir(run_path)
-    configs = rundir.read_config(RUN_SCHEMA)  # any format version, migrated
-    config = {name: checkpoint.config_to_dict(value) for name, value in configs.items()}
-    version = checkpoint.read_json(rundir / RunDir.CONFIG).get("aekit_version", "")
-    metrics = rundir.read_metrics()
+    run = load_run(run_path)
+    metrics = run.metrics()
+    config = run.config_dicts()
     k = metrics.get("latent_dim", config["model"]["latent_dim"])
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>aekit report: {html.escape(run_path.name)}"
              f"</title><style>{STYLE}</style></head><body>",
-             f"<h1>aekit report: <code>{html.escape(str(run_path))}</code></h1>"]  # fmt: skip
+             f"<h1>aekit report: <code>{html.escape(str(run_path))}</code></h1>",
+             *_metrics_section(metrics, k), *_claims_section(metrics, k), *_figures_section(figures, run_path),
+             "<h2>Configuration</h2>"]  # fmt: skip
+    for section in ("model", "data", "train"):
+        rows = [[key, json.dumps(value)] for key, value in _flat(config[section]).items()]
+        parts.append(f"<h3>{section}</h3>" + _table(rows, ["field", "value"]))
+    parts.append(f"<p class='note'>aekit {html.escape(str(run.aekit_version))}</p></body></html>")
+    return run.write("report.html", "\n".join(parts).encode())
 
+
+def _metrics_section(metrics: dict, k) -> list[str]:
     names = [n for n in METRIC_NAMES if n in metrics]
-    parts.append("<h2>Test metrics beside PCA</h2>")
-    parts.append(_table([[f"autoencoder ({k}-D code)", *(_fmt(metrics[n]) for n in names)],
-                         [f"PCA ({k} components)", *(_fmt(metrics.get("pca_" + n, "")) for n in names)]],
-                        ["model", *(HEADS[n] for n in names)]))  # fmt: skip
-    parts.append("<p class='note'>SSE / image: squared error summed over an example's features, averaged over the "
-                 f"{metrics.get('n_test', '')} test examples (the unit of Hinton &amp; Salakhutdinov 2006, whose 30-D "
-                 "deep autoencoder reached 3.00 and PCA-30 13.87 on MNIST). PCA is fitted on the same training "
-                 "data.</p>")  # fmt: skip
+    return ["<h2>Test metrics beside PCA</h2>",
+            _table([[f"autoencoder ({k}-D code)", *(_fmt(metrics[n]) for n in names)],
+                    [f"PCA ({k} components)", *(_fmt(metrics.get("pca_" + n, "")) for n in names)]],
+                   ["model", *(HEADS[n] for n in names)]),
+            "<p class='note'>SSE / image: squared error summed over an example's features, averaged over the "
+            f"{metrics.get('n_test', '')} test examples (the unit of Hinton &amp; Salakhutdinov 2006, whose 30-D "
+            "deep autoencoder reached 3.00 and PCA-30 13.87 on MNIST). PCA is fitted on the same training "
+            "data.</p>"]  # fmt: skip
 
+
+def _claims_section(metrics: dict, k) -> list[str]:
+    """The chapter's claims in numbers (holes, probes) and the other numbers a model adds."""
+    parts = []
     if "holes" in metrics or any(key.startswith("probe_") for key in metrics):
         parts.append("<h2>The chapter's claims, in numbers</h2>")
     if "holes" in metrics:
@@ -140,14 +160,16 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
         parts.append("<p><b>Feature quality:</b> test accuracy of probes fitted on training features.</p>")
         parts.append(_table([[n, f"{a:.3f}", f"{b:.3f}"] for n, a, b in probes if a is not None],
                             ["features", "logistic regression", "5-nearest neighbours"]))  # fmt: skip
-
     extra = [(label, metrics[key]) for key, label in EXTRA_METRICS.items() if key in metrics]
     if extra:
         parts.append("<h2>More numbers</h2>")
         parts.append(_table([[label, _fmt(value)] for label, value in extra], ["measure", "value"]))
+    return parts
 
-    parts.append("<h2>Figures</h2>")
-    for name in (*plots.KINDS, "error-vs-dim"):
+
+def _figures_section(figures: dict[str, Path], run_path: Path) -> list[str]:
+    parts = ["<h2>Figures</h2>"]
+    for name in (*KINDS, "error-vs-dim"):
         if name not in figures:
             continue
         encoded = base64.b64encode(Path(figures[name]).read_bytes()).decode()
@@ -156,12 +178,4 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
     if "error-vs-dim" not in figures:
         parts.append(f"<p class='note'>No error-vs-dim figure yet: <code>aekit error-vs-dim {html.escape(str(run_path))}"
                      "</code> trains the models it needs.</p>")  # fmt: skip
-
-    parts.append("<h2>Configuration</h2>")
-    for section in ("model", "data", "train"):
-        rows = [[key, json.dumps(value)] for key, value in _flat(config[section]).items()]
-        parts.append(f"<h3>{section}</h3>" + _table(rows, ["field", "value"]))
-    parts.append(f"<p class='note'>aekit {html.escape(str(version))}</p></body></html>")
-    out = run_path / "report.html"
-    atomic_write_bytes(out, "\n".join(parts).encode())
-    return out
+    return parts

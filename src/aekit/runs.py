@@ -1,32 +1,39 @@
-"""Run directories end to end: train one (data -> model -> loop -> metrics), load one, evaluate one.
+"""Run directories end to end, and :class:`Run`: the one API the CLI, the server, the report and notebooks call.
 
-This is what the CLI calls; from Python, :func:`train_run` and :func:`load_run` do the same.
+:func:`train_run` trains one (data -> model -> loop -> metrics), :func:`load_run` loads one, and a :class:`Run`
+reads inputs a chunk at a time, encodes, decodes, reconstructs, scores (the one definition of the anomaly score),
+thresholds, evaluates, draws and exports. The entry points above this layer parse, call a ``Run`` and print.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from . import checkpoint, plots
-from .checkpoint import RunDir
 from . import data as data_mod
-from .data import Data, DataConfig, Scaler
-from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
-from .evaluate import evaluate_model, feature_quality, holes
-from .models import AutoEncoder, ModelConfig, build_model
-from .stream import Streamed
+from . import plots, stream
+from .checkpoint import RunCheckpoints, RunDir, config_to_dict, write_json
+from .data import DataConfig
 from .distributed import barrier, process_group, rank_and_world
-from .train import Interrupted, TrainConfig, make_adam, pick_device, train
+from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from .files import atomic_write_bytes
+from .evaluate import encode, evaluate_model, feature_quality, gaussian_like, holes, reconstruct
+from .models import AutoEncoder, ModelConfig, build_model
+from .space import Data, Scaler, to_data_space, to_model_space
+from .stream import Streamed
+from .train import Interrupted, TrainConfig, pick_device, squared_errors, train
 
 log = logging.getLogger(__name__)
 
 RUN_SCHEMA = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+INFER_CHUNK_ROWS = 8192  # rows per chunk when the input was loaded whole (a dataset name, CSV, images)
 
 
 def train_run(
@@ -61,56 +68,38 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     # Everything that can fail on bad input is checked before the run directory is touched, so a failed command
     # leaves a run as it was. Every process checks, so all fail alike.
     rundir.check_target(resume, overwrite)
-    if resume:
-        stored = rundir.read_config(RUN_SCHEMA)
-        model_config, data_config, train_config = stored["model"], stored["data"], stored["train"]
-    model_config = model_config or ModelConfig()
-    data_config = data_config or DataConfig()
-    train_config = train_config or TrainConfig()
-    if epochs is not None:
-        train_config = replace(train_config, epochs=epochs)
-    if device is not None:
-        train_config = replace(train_config, device=device)
-    train_config.validate()
-    pick_device(train_config.device)
+    model_config, data_config, train_config = _configs(rundir, resume, model_config, data_config, train_config,
+                                                       epochs, device)  # fmt: skip
     data = data_mod.load(data_config)
-    if resume and data.input_shape != model_config.input_shape:
-        raise DataError(f"{out} was trained on data of shape {model_config.input_shape}, but {data_config.name} now "
-                        f"gives {data.input_shape}")  # fmt: skip
-    if train_config.loss == "bce" and data.scaling != "unit":
-        raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
-    model_config = replace(model_config, input_shape=data.input_shape,
-                           output=model_config.body.default_output(data.scaling == "unit")).validate()  # fmt: skip
-    if resume and rundir.has(RunDir.CHECKPOINT):
-        with torch.random.fork_rng(devices=[]):  # the checkpoint must load before config.json is rewritten
-            scratch = build_model(model_config)
-            rundir.load_checkpoint(scratch, make_adam(scratch, train_config))
+    model_config = _model_config_for(data, model_config, train_config, data_config, out if resume else None)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
     # --overwrite trains beside the old run and replaces it only once the new one has finished.
     staging = RunDir(out.parent / f".{out.name}.aekit-new") if overwrite and not resume and rundir.holds_run() else None
     target = staging or rundir
+    configs = {"model": model.config, "data": data_config, "train": train_config}
     barrier()
-    if rank == 0:
+    if rank == 0 and not resume:
         if staging is not None:
             shutil.rmtree(staging.path, ignore_errors=True)  # what an earlier, killed overwrite left
         target.path.mkdir(parents=True, exist_ok=True)
-        target.write_config({"model": model.config, "data": data_config, "train": train_config})
+        target.write_config(configs)
     barrier()
+    # A resumed run's config.json is rewritten with its first save, once its checkpoint has loaded.
+    saver = RunCheckpoints(target, data.scaler, configs if resume else None)
     try:
-        history = train(model, data, train_config, target.path, resume=resume, progress=progress, on_epoch=on_epoch)
+        history = train(model, data, train_config, checkpoints=saver, resume=resume, progress=progress,
+                        on_epoch=on_epoch)  # fmt: skip
         metrics = {}
         if rank == 0:  # rank 0 evaluates and writes; the others are done
-            metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, data), **streamed_sizes(data)}
+            metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, evaluation_data(data)),
+                                                                  **streamed_sizes(data)}  # fmt: skip
             target.write_metrics(metrics)
     except BaseException as err:
-        if staging is None:
-            raise
-        if rank == 0:
+        if staging is not None and rank == 0:
             shutil.rmtree(staging.path, ignore_errors=True)
-        if isinstance(err, (TrainingDiverged, Interrupted)):  # their messages named the discarded folder
-            raise type(err)(f"{err.event}; the unfinished replacement was discarded and {out} keeps its previous "
-                            "run") from None
+        if isinstance(err, (TrainingDiverged, Interrupted)):
+            raise explained(err, out, target, staging is not None) from None
         raise
     barrier()
     if staging is not None and rank == 0:
@@ -118,23 +107,74 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     return history, metrics
 
 
-def full_metrics(model: AutoEncoder, data: Data) -> dict:
+def _configs(rundir: RunDir, resume: bool, model_config, data_config, train_config, epochs, device):
+    """The run's configs: the stored ones on resume (``epochs`` and ``device`` may change), else the given ones."""
+    if resume:
+        stored = rundir.read_config(RUN_SCHEMA)
+        model_config, data_config, train_config = stored["model"], stored["data"], stored["train"]
+    train_config = train_config or TrainConfig()
+    if epochs is not None:
+        train_config = replace(train_config, epochs=epochs)
+    if device is not None:
+        train_config = replace(train_config, device=device)
+    train_config.validate()
+    pick_device(train_config.device)
+    return model_config or ModelConfig(), data_config or DataConfig(), train_config
+
+
+def _model_config_for(data, model_config: ModelConfig, train_config: TrainConfig, data_config: DataConfig,
+                      resumed: Path | None) -> ModelConfig:  # fmt: skip
+    """The model config completed from the data (its shape, the output for its scaling), checked against it."""
+    if resumed is not None and data.input_shape != model_config.input_shape:
+        raise DataError(f"{resumed} was trained on data of shape {model_config.input_shape}, but {data_config.name} "
+                        f"now gives {data.input_shape}")  # fmt: skip
+    if train_config.loss == "bce" and data.scaling != "unit":
+        raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
+    return replace(model_config, input_shape=data.input_shape,
+                   output=model_config.body.default_output(data.scaling == "unit")).validate()  # fmt: skip
+
+
+def explained(err: Interrupted | TrainingDiverged, out: Path, target: RunDir, discarded: bool):
+    """The loop's exception with the sentence that names the run's files: how to resume, where the last good
+    checkpoint is, or (an ``--overwrite`` that did not finish, ``discarded``) that the old run is kept."""
+    if discarded:
+        note = f"; the unfinished replacement was discarded and {out} keeps its previous run"
+    elif isinstance(err, Interrupted):
+        note = f"; checkpoint saved, continue with: aekit train --resume {out}"
+    else:
+        note = f" (last good checkpoint: {target / RunDir.CHECKPOINT})" if target.has(RunDir.CHECKPOINT) else ""
+    if isinstance(err, Interrupted):
+        return Interrupted(err.state, note)
+    return TrainingDiverged(err.value, err.epoch, err.step, err.lr, note)
+
+
+def evaluation_data(data: Data | Streamed) -> Data:
+    """In-memory data to evaluate on: ``data`` itself, or a streamed source's training sample and test split."""
+    return data.in_memory() if isinstance(data, Streamed) else data
+
+
+def full_metrics(model: AutoEncoder, data: Data | Streamed) -> dict:
     """Reconstruction metrics beside PCA, the holes measure and, for labelled data, the probe accuracies."""
-    return {**evaluate_model(model, data), **holes(model, data.x_test), **feature_quality(model, data),
-            **streamed_sizes(data)}
+    memory = evaluation_data(data)
+    return {**evaluate_model(model, memory), **holes(model, memory.x_test), **feature_quality(model, memory),
+            **streamed_sizes(data)}  # fmt: skip
 
 
-def streamed_sizes(data: Data) -> dict:
+def streamed_sizes(data: Data | Streamed) -> dict:
     """For streamed data, what the end-of-run numbers were computed on (said, not hidden): the bounded training
     sample PCA and the analyses were fitted on, and the held-out rows."""
     if not isinstance(data, Streamed):
         return {}
-    return {"streamed_train_rows": data.n_train, "pca_fit_rows": len(data.x_train), "test_rows": len(data.x_test)}
+    return {"streamed_train_rows": data.n_train, "pca_fit_rows": len(data.x_sample), "test_rows": len(data.x_test)}
 
 
 @dataclass
 class Run:
-    """A finished (or checkpointed) run loaded for inference: configs, model and scaler."""
+    """A finished (or checkpointed) run loaded for inference: configs, model and scaler, and what to do with them.
+
+    Inputs ``x`` are in model space (:meth:`inputs` and :meth:`chunks` give them from a dataset or a file);
+    :meth:`reconstruct` and :meth:`decode` return the data's own units.
+    """
 
     path: Path
     model_config: ModelConfig
@@ -147,16 +187,27 @@ class Run:
     def scaling(self) -> str:
         return "standard" if self.scaler is not None else "unit"
 
+    @property
+    def width(self) -> int:
+        """Features per example."""
+        return math.prod(self.model_config.input_shape)
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the examples are images (C, H, W) with 1 or 3 channels."""
+        return plots.is_image_data(self.model_config.input_shape)
+
+    # -- data
     def data(self) -> Data:
-        """Load the run's dataset again (same split, same scaling)."""
+        """Load the run's dataset again (same split, same scaling), in memory (a streamed one: its sample)."""
         loaded = data_mod.load(self.data_config)
         if loaded.input_shape != self.model_config.input_shape:
             raise DataError(f"{self.path}: its data now has shape {loaded.input_shape}, the model "
                             f"{self.model_config.input_shape}")  # fmt: skip
-        return loaded
+        return evaluation_data(loaded)
 
     def inputs(self, source: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Model-space inputs and labels from a dataset name (its ``split``) or a user file."""
+        """Model-space inputs and labels from a dataset name (its ``split``) or a user file, whole."""
         if source in data_mod.DATASETS:
             loaded = data_mod.load(DataConfig(name=source, data_dir=self.data_config.data_dir,
                                               test_fraction=self.data_config.test_fraction,
@@ -167,11 +218,118 @@ class Run:
                                 f"{self.model_config.input_shape}")  # fmt: skip
             return x, y
         raw, labels = data_mod.read_file(source, self.data_config.label_column, self.data_config.image_size)
-        x = data_mod.to_model_space(raw, self.model_config.input_shape, self.scaling, self.scaler, source)
-        return x, None if labels is None else torch.from_numpy(labels)
+        return self.to_model_space(raw, source), None if labels is None else torch.from_numpy(labels)
+
+    def chunks(self, source: str, split: str = "test") -> tuple[int, Iterator[torch.Tensor]]:
+        """``(n_rows, chunks)``: the input in model space, chunk by chunk. A source read in chunks (``.npy``, shard
+        and image folders, Parquet) is never held whole, so memory stays bounded whatever its size; any other is
+        loaded whole, then cut into chunks of :data:`INFER_CHUNK_ROWS`."""
+        config = self.data_config
+        rows = None if source in data_mod.DATASETS else data_mod.open_rows(source, config.label_column,
+                                                                            image_size=config.image_size)  # fmt: skip
+        if rows is None:
+            x, _ = self.inputs(source, split)
+            return len(x), (x[i : i + INFER_CHUNK_ROWS] for i in range(0, len(x), INFER_CHUNK_ROWS))
+        stream.keep_heap_small()  # memory bounded by a chunk, however many chunks pass
+
+        def chunks():  # a chunk (a Parquet row group may be large) is scaled to float32 a slice at a time
+            for raw, _ in rows.chunks():
+                for i in range(0, len(raw), INFER_CHUNK_ROWS):
+                    yield self.to_model_space(raw[i : i + INFER_CHUNK_ROWS], source)
+
+        return len(rows), chunks()
+
+    def to_model_space(self, raw: np.ndarray, source: str = "input") -> torch.Tensor:
+        """Raw rows (the data's own units, any shape with the input's size per row) checked and scaled."""
+        return to_model_space(raw, self.model_config.input_shape, self.scaling, self.scaler, source)
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
-        return data_mod.to_data_space(x, self.scaler)
+        return to_data_space(x, self.scaler)
+
+    # -- inference (model-space inputs; on the model's device, results on the CPU)
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes ``(N, latent_dim)``: a VAE's posterior mean, a VQ model's quantized code."""
+        return encode(self.model, x)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decodings of codes ``(N, latent_dim)``, in the data's own units."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        return self.to_data_space(self.model.decode(torch.as_tensor(z, dtype=torch.float32).to(device)).cpu())
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstructions of ``x``, in the data's own units."""
+        return self.to_data_space(reconstruct(self.model, x))
+
+    def score(self, x: torch.Tensor) -> np.ndarray:
+        """Each row's anomaly score: :meth:`aekit.AutoEncoder.anomaly_score` (the mean squared reconstruction error
+        per feature, in model space), computed in batches. Higher is more abnormal."""
+        return (squared_errors(self.model, x) / self.width).numpy()
+
+    def holes(self, x: torch.Tensor) -> dict[str, float]:
+        """The holes measure of the codes of ``x`` (:func:`aekit.evaluate.holes`)."""
+        return holes(self.model, x)
+
+    def random_codes(self, n: int, seed: int, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` codes z ~ N(0, I) and, from the same noise, ``n`` from a Gaussian fitted to ``codes`` (float64)."""
+        noise = torch.randn(n, codes.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        return noise, gaussian_like(codes, noise)
+
+    def threshold(self, contamination: float) -> float:
+        """The score above which ``contamination`` (a share below 1) of the run's own training rows lie."""
+        if not 0 < contamination < 1:
+            raise ConfigError(f"--contamination {contamination:g} must be a share below 1, e.g. 0.05")
+        return float(np.quantile(self.score(self.data().x_train), 1 - contamination))
+
+    # -- what the run directory holds, and what is drawn from it
+    def metrics(self) -> dict:
+        return RunDir(self.path).read_metrics()
+
+    def history(self) -> list[dict]:
+        return RunDir(self.path).read_history()
+
+    def configs(self) -> dict:
+        """The stored configs as ``{"model", "data", "train"}`` dataclasses (any format version, migrated)."""
+        return {"model": self.model_config, "data": self.data_config, "train": self.train_config}
+
+    def config_dicts(self) -> dict[str, dict]:
+        """The configs as JSON-able dicts, as ``config.json`` (version 2) holds them."""
+        return {name: config_to_dict(value) for name, value in self.configs().items()}
+
+    @property
+    def aekit_version(self) -> str:
+        """The aekit version that wrote ``config.json``."""
+        return RunDir(self.path).stored_version()
+
+    def figure_kinds(self) -> list[str]:
+        """The figures that apply to this model (``aekit plot``'s kinds for it)."""
+        return list(plots.figures_for(self.model_config))
+
+    def write(self, name: str, payload: bytes) -> Path:
+        """Write a file of the run's own (a report) atomically; returns its path."""
+        path = self.path / name
+        atomic_write_bytes(path, payload)
+        return path
+
+    def evaluate(self, write: bool = True) -> dict[str, float]:
+        """Test metrics beside PCA, the holes measure and the probes; written to ``metrics.json`` unless not ``write``."""
+        metrics = full_metrics(self.model, self.data())
+        if write:
+            RunDir(self.path).write_metrics(metrics)
+        return metrics
+
+    def draw(self, kind: str, folder: Path | None = None):
+        """Draw figure ``kind`` (``aekit plot``'s kinds) into ``folder`` (default ``RUN/figures``); returns it."""
+        folder = Path(folder) if folder is not None else self.path / "figures"
+        return plots.draw(kind, self.model, self.data() if kind != "curves" else None, self.history(), self.metrics(),
+                          path=folder / kind)  # fmt: skip
+
+    def export(self, path: Path, part: str = "autoencoder") -> Path:
+        """Write ``part`` of the model as ONNX with the scaling folded in (the ``onnx`` extra)."""
+        from .export import export_onnx
+
+        return export_onnx(self.model, self.scaler, path, part)
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
@@ -188,11 +346,20 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
 
 def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:
     """Evaluate a run on its test split, beside PCA; writes ``metrics.json`` unless ``write`` is false."""
-    run = load_run(path, device)
-    metrics = full_metrics(run.model, run.data())
-    if write:
-        RunDir(run.path).write_metrics(metrics)
-    return metrics
+    return load_run(path, device).evaluate(write)
+
+
+def holds_run(path: str | Path) -> bool:
+    """Whether ``path`` is a folder that already holds something (a run, or anything)."""
+    return RunDir(path).holds_run()
+
+
+def mnist_location() -> str:
+    """Where MNIST is found, or why it is not (for ``aekit datasets``)."""
+    try:
+        return f"MNIST found in {data_mod.find_mnist(download=False)}"
+    except DataError as err:
+        return f"MNIST: {err}"
 
 
 def sweep_error_vs_dim(
@@ -225,7 +392,7 @@ def sweep_error_vs_dim(
         pca.append(metrics["pca_test_sse_per_image"])  # each run already measured PCA at its own code size
     result = {"dims": list(dims), "autoencoder": ae, "pca": pca, "epochs": train_config.epochs}
     (Path(path) / "sweep").mkdir(exist_ok=True)  # not made yet when every point was read from RUN
-    checkpoint.write_json(Path(path) / "sweep" / "error-vs-dim.json", result)
+    write_json(Path(path) / "sweep" / "error-vs-dim.json", result)
     plots.error_vs_dim(list(dims), ae, pca, train_config.epochs, path=Path(path) / "figures" / "error-vs-dim")
     return result
 
@@ -243,9 +410,8 @@ def _own_point(base: Run, epochs: int) -> dict[str, float] | None:
     """
     if base.train_config.schedule != "none":
         return None
-    rundir = RunDir(base.path)
-    metrics = rundir.read_metrics()
-    rows = [row for row in rundir.read_history() if row["epoch"] == epochs and "test_sse_per_image" in row]
+    metrics = base.metrics()
+    rows = [row for row in base.history() if row["epoch"] == epochs and "test_sse_per_image" in row]
     if not rows or "pca_test_sse_per_image" not in metrics:
         return None
     return {"test_sse_per_image": rows[0]["test_sse_per_image"],

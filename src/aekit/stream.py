@@ -1,6 +1,6 @@
 """Data bigger than memory: rows read chunk by chunk from disk, and outputs written as they are computed.
 
-Sources read in chunks, never whole:
+Sources read in chunks, never whole (``aekit.data.SOURCES`` says which opener takes which path):
 
 - a ``.npy`` file, memory-mapped (``np.load(mmap_mode="r")``): a chunk is a contiguous slice of rows;
 - a folder of ``.npy`` shards (every file the same row shape and dtype), in name order, as one table;
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Data, Scaler, auto_scaling, scale
+from .space import Data, Scaler, auto_scaling, scale
 from .errors import DataError
-from .files import OUTPUT_SUFFIXES, _check_npy_header, check_finite, decode_images, image_files, image_layout
+from .files import (OUTPUT_SUFFIXES, check_finite, check_npy_header, decode_images, image_files, image_layout,
+                    label_name)
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 16 * 2**20  # rows per chunk: about this many bytes as float32 (model space), whatever the source's dtype
-STREAM_SUFFIXES = (".npy", ".parquet")
 
 
 def keep_heap_small(threshold: int = 2**20) -> None:
@@ -65,13 +65,6 @@ def is_shard_folder(path: Path) -> bool:
         return False
     entries = [p for p in path.iterdir() if not p.name.startswith(".")]
     return bool(entries) and all(p.is_file() and p.suffix.lower() == ".npy" for p in entries)
-
-
-def streamable(path: str | Path) -> bool:
-    """Whether :func:`open_rows` reads ``path`` in chunks (a .npy file, Parquet, a folder: of .npy shards or of
-    images)."""
-    path = Path(path)
-    return (path.is_file() and path.suffix.lower() in STREAM_SUFFIXES) or path.is_dir()
 
 
 @dataclass
@@ -113,7 +106,7 @@ def chunk_spans(n_rows: int, row_values: int, limit: int | None = None) -> list[
 
 def _mmap(path: Path) -> np.ndarray:
     with open(path, "rb") as handle:
-        _check_npy_header(handle, path.stat().st_size, str(path), limit=None)  # read by chunks, never whole
+        check_npy_header(handle, path.stat().st_size, str(path), limit=None)  # read by chunks, never whole
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -163,11 +156,7 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
         raise DataError(f"{path}: not a readable Parquet file ({err})") from None
     schema = file.schema_arrow
     names = schema.names
-    label = None
-    if label_column is not None:
-        label = names[int(label_column)] if label_column.isdigit() and int(label_column) < len(names) else label_column
-        if label not in names:
-            raise DataError(f"{path}: no column {label_column!r}; columns are {names[:20]}")
+    label = None if label_column is None else label_name(names, label_column, path)
     features = [n for n in names if n != label]
     bad = [n for n in features if not (pat.is_integer(schema.field(n).type) or pat.is_floating(schema.field(n).type))]
     if bad:
@@ -219,22 +208,6 @@ def open_images(root: Path, image_size: tuple[int, int] | None = None, chunk_byt
 
     return Rows(str(root), shape, np.dtype(np.uint8), chunk_spans(len(files), math.prod(shape), chunk_bytes), reader,
                 gather)  # fmt: skip
-
-
-def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,
-              image_size: tuple[int, int] | None = None) -> Rows:  # fmt: skip
-    """:class:`Rows` for a ``.npy`` file, a folder of ``.npy`` shards, a Parquet file or a folder of images."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    if path.suffix.lower() == ".parquet":
-        return open_parquet(path, label_column)
-    if path.suffix.lower() == ".npy" or is_shard_folder(path):
-        return open_npy(path, chunk_bytes)
-    if path.is_dir():
-        return open_images(path, image_size, chunk_bytes)
-    raise DataError(f"{path}: not read in chunks; use a .npy file, a folder of .npy shards, a .parquet file or a "
-                    "folder of images")  # fmt: skip
 
 
 class RowWriter:
@@ -330,9 +303,12 @@ def lanes_for(batch_size: int, world: int) -> int:
     return lanes if lanes % world == 0 else world
 
 
-class Streamed(Data):
+class Streamed:
     """Training data read from disk chunk by chunk each epoch, with a held-out test split and a training sample
-    in memory (``x_test``, ``x_train``: at most :data:`MAX_TEST_ROWS` and :data:`SAMPLE_ROWS` rows, model space).
+    in memory (``x_test``, ``x_sample``: at most :data:`MAX_TEST_ROWS` and :data:`SAMPLE_ROWS` rows, model space).
+
+    Not a :class:`aekit.space.Data`, whose ``x_train`` is all of the training data: :meth:`in_memory` is the sample
+    as one (what the end-of-run metrics, PCA and the analyses use, said so in metrics.json).
 
     Each epoch visits the chunks (~16 MB of rows) in a seeded random order. A chunk's training rows are cut into
     ``lanes`` contiguous lanes of equal size (:func:`lanes_for`, 8 for most batch sizes) at a seeded random offset,
@@ -345,10 +321,19 @@ class Streamed(Data):
     """
 
     def __init__(self, rows: Rows, scaling: str, scaler: Scaler | None, is_test: np.ndarray, x_test, x_sample):
-        super().__init__(x_sample, x_test, None, None, scaling, scaler)
-        self.rows = rows
+        self.rows, self.scaling, self.scaler = rows, scaling, scaler
+        self.x_test, self.x_sample = x_test, x_sample  # (M, *shape), (S, *shape): model space
+        self.y_test = None
         self.is_test = is_test  # (N,) bool: held out
         self.n_train = len(rows) - int(is_test.sum())
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_test.shape[1:])
+
+    def in_memory(self) -> Data:
+        """The training sample and the test split as in-memory :class:`Data` (for evaluation and analyses)."""
+        return Data(self.x_sample, self.x_test, None, None, self.scaling, self.scaler)
 
     def to_model(self, raw: np.ndarray):
         return scale(np.ascontiguousarray(raw), self.scaling, self.scaler)[0]

@@ -1,4 +1,10 @@
-"""One training loop for every model: batches sliced from in-memory tensors, Adam, checkpoints every epoch.
+"""One training loop for every model: batches sliced from in-memory tensors (or streamed), an optimizer from the
+registry, and a saver that checkpoints every epoch.
+
+The loop never sees a file name: :func:`train` takes ``checkpoints``, anything with the :class:`Checkpoints`
+methods (a run directory's is :class:`aekit.checkpoint.RunCheckpoints`; a test's can hold them in memory). What
+happened when training stops early is told by the exceptions' fields (:class:`Interrupted`,
+:class:`aekit.errors.TrainingDiverged`); the runs layer adds the sentences that name files.
 
 Resuming is exact: the batch order of epoch ``e`` and every random draw inside it come from generators seeded
 by ``(seed, e)``, and a mid-epoch checkpoint (Ctrl-C) also stores the RNG state, so a resumed run ends with
@@ -14,8 +20,8 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -23,12 +29,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from .checkpoint import RunDir, TrainState
-from .data import Data
 from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
-from .mlpgrad import MLPStep, layers_of, reconstruct_rows
+from .mlpgrad import MLPStep, chain_of, reconstruct_rows
 from .models import LOSSES, AutoEncoder
+from .optim import OPTIMIZERS, make_optimizer, step_function
+from .options import option, positive_float, positive_int
+from .space import Data
 from .stream import Streamed, lanes_for
 
 log = logging.getLogger(__name__)
@@ -36,24 +43,36 @@ log = logging.getLogger(__name__)
 SCHEDULES = ("none", "cosine", "onecycle")
 LOOK_EVERY = 50  # steps between looks at the loss (a host round trip): a NaN is caught at most this many steps late
 DEVICES = ("auto", "cpu", "cuda", "mps")
+GRADIENTS = ("auto", "autograd")
 
 
 @dataclass
 class TrainConfig:
-    """How to train; stored in every run's ``config.json``. Defaults are the chapter's."""
+    """How to train; stored in every run's ``config.json``. Defaults are the chapter's.
 
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 128  # examples per optimizer step
-    lr: float = 1e-3  # Adam's (peak) learning rate
-    weight_decay: float = 0.0  # Adam's L2 penalty
-    loss: str = "mse"  # reconstruction loss: "mse" (mean squared error) or "bce" (binary cross-entropy)
-    schedule: str = "none"  # learning-rate schedule over all steps: "none", "cosine" or "onecycle"
-    seed: int = 0  # seeds the initial weights, the batch order and every random draw
-    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda" or "mps"
-    clip_grad: float | None = None  # clip the gradient norm to this value (None: no clipping)
-    n_iter_no_change: int | None = None  # stop after this many epochs without improving by tol (None: never)
-    tol: float = 1e-4  # the improvement that counts: of the test MSE per feature, or of the train loss without test data
-    eval_every: int = 1  # compute the test error after every this many epochs (and always after the last)
+    Each field is an option with its help (``aekit train --help`` shows them; the CLI makes one flag of each)."""
+
+    epochs: int = option(10, "passes over the training set; with --resume, train to this many", parse=positive_int)
+    batch_size: int = option(128, "examples per optimizer step (the global batch under torchrun)", parse=positive_int)
+    lr: float = option(1e-3, "the optimizer's (peak) learning rate", parse=positive_float)
+    weight_decay: float = option(0.0, "the optimizer's weight decay (an L2 penalty for adam and sgd, decoupled for "
+                                 "adamw)")  # fmt: skip
+    optimizer: str = option("adam", "; ".join(f"{k}: {v.help}" for k, v in OPTIMIZERS.items()), tuple(OPTIMIZERS))
+    loss: str = option("mse", "reconstruction loss: mean squared error or binary cross-entropy", LOSSES)
+    schedule: str = option("none", "learning-rate schedule over all steps", SCHEDULES)
+    seed: int = option(0, "seeds the initial weights, the batch order and every random draw")
+    device: str = option("auto", "where to train: auto = cuda, then mps, then cpu", DEVICES)
+    clip_grad: float | None = option(None, "clip the gradient norm to NORM (default: no clipping)", parse=positive_float,
+                                     metavar="NORM")  # fmt: skip
+    n_iter_no_change: int | None = option(None, "stop after N epochs in which the monitored error improved by less "
+                                          "than --tol (default: train all epochs)", parse=positive_int, metavar="N")
+    tol: float = option(1e-4, "the improvement that counts for --n-iter-no-change: of the test MSE per feature, or of "
+                        "the train loss without test data", metavar="X")  # fmt: skip
+    eval_every: int = option(1, "compute the test error after every K epochs and after the last (the other epochs' "
+                             "history rows have no test columns)", parse=positive_int, metavar="K")  # fmt: skip
+    gradients: str = option("auto", "auto: hand-derived gradients where aekit.mlpgrad covers the model (fully "
+                            "connected, plain or denoising, one process), else autograd; autograd: always autograd",
+                            GRADIENTS)  # fmt: skip
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1:
@@ -64,12 +83,10 @@ class TrainConfig:
             raise ConfigError(f"lr={self.lr} must be a positive number")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"weight_decay={self.weight_decay} must be zero or positive")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("schedule", SCHEDULES),
+                              ("device", DEVICES), ("gradients", GRADIENTS)):  # fmt: skip
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of {list(choices)}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**62:
             raise ConfigError(f"seed={self.seed} must be an integer from 0 to 2**62 - 1")
         if self.n_iter_no_change is not None and (not isinstance(self.n_iter_no_change, int) or self.n_iter_no_change < 1):
@@ -86,6 +103,73 @@ class TrainConfig:
         return self
 
 
+@dataclass
+class TrainState:
+    """Where training stands: what a checkpoint stores besides the weights, the optimizer and the RNG."""
+
+    epoch: int = 0  # finished epochs
+    step: int = 0  # finished steps of the current epoch (not 0 only after a Ctrl-C mid-epoch)
+    sums: dict[str, float] = field(default_factory=dict)  # this epoch's loss terms summed, weighted by batch size
+    seen: int = 0  # examples behind ``sums``
+    history: list[dict] = field(default_factory=list)  # one row per finished epoch
+    world: int = 1  # processes that trained it (a mid-epoch stop resumes with as many)
+    best: float = math.inf  # the lowest monitored error so far (for n_iter_no_change)
+    stale: int = 0  # epochs since it last improved by tol
+
+    def add(self, terms: dict[str, float], count: int) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value * count
+        self.seen += count
+
+    @classmethod
+    def from_json(cls, raw: dict, where: str) -> TrainState:
+        """Read the stored state (version 1 kept ``seen`` inside ``sums`` as ``"_seen"``)."""
+        try:
+            sums = {k: float(v) for k, v in raw.get("sums", {}).items()}
+            seen = int(raw.get("seen", sums.pop("_seen", 0)))
+            sums.pop("_seen", None)
+            state = cls(int(raw["epoch"]), int(raw["step"]), sums, seen, list(raw["history"]), int(raw.get("world", 1)),
+                        float(raw.get("best", math.inf)), int(raw.get("stale", 0)))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"{where}: checkpoint progress is ill-typed ({err!r})") from None
+        if state.epoch < 0 or state.step < 0 or state.seen < 0 or state.world < 1:
+            raise CheckpointError(f"{where}: checkpoint progress is out of range ({raw!r:.200})")
+        return state
+
+
+class Checkpoints(Protocol):
+    """Where the loop keeps its checkpoints (rank 0 saves, every process loads).
+
+    ``load`` restores the model, the optimizer and the RNG from the last checkpoint and returns its state (None when
+    there is none yet); ``save_epoch`` runs after each finished epoch, ``save_step`` when training stops mid-epoch.
+    """
+
+    def load(self, model: AutoEncoder, optimizer: torch.optim.Optimizer) -> TrainState | None: ...
+
+    def save_epoch(self, model: AutoEncoder, optimizer: torch.optim.Optimizer, state: TrainState) -> None: ...
+
+    def save_step(self, model: AutoEncoder, optimizer: torch.optim.Optimizer, state: TrainState) -> None: ...
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C after its checkpoint was saved: ``state`` is where it stopped; ``note`` is what the
+    caller adds (how to resume). Raised only when training has ``checkpoints``; without, Ctrl-C is a KeyboardInterrupt."""
+
+    def __init__(self, state: TrainState, note: str = ""):
+        super().__init__(state, note)
+        self.state, self.note = state, note
+
+    @property
+    def event(self) -> str:
+        """What happened, naming no file."""
+        state = self.state
+        return f"interrupted at epoch {state.epoch + 1}, step {state.step}" if state.step else \
+            f"interrupted after epoch {state.epoch}"  # fmt: skip
+
+    def __str__(self) -> str:
+        return self.event + self.note
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; a named device must be available."""
     if name == "auto":
@@ -99,68 +183,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device 'mps' was asked for but is not available; use --device cpu or auto")
     return torch.device(name)
-
-
-def make_adam(model: nn.Module, config: TrainConfig) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has one for the device: one pass over each tensor per step
-    instead of about ten, the same update up to rounding. Falls back to the default implementation."""
-    try:
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # fused Adam is missing for this device or this torch
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-
-class AdamStep:
-    """``optimizer.step()`` for fused Adam, calling torch's fused kernel directly once the state exists.
-
-    ``Adam.step`` spends about as long on per-step Python bookkeeping (grouping tensors by device and dtype,
-    checks) as the fused kernel itself spends updating this library's small models. With one parameter group
-    on one device and dtype, the lists it builds are the same every step, so this builds them once and calls
-    the same kernel with the same arguments: the update is bit-for-bit ``Adam.step``'s (tested). Anything
-    else (no fused kernel, several groups or dtypes, amsgrad, a torch whose kernel differs) uses ``step()``.
-
-    Why a private call: measured with torch 2.13 on 2 CPU cores (AMD EPYC), the chapter's model on MNIST, six
-    interleaved rounds of 300 steps, a whole training step takes 5.9 ms with this call and 6.4 ms with the public
-    ``Adam.step`` (median): it saves 7% of the step. ``torch._fused_adam_`` is private; if it is missing or its
-    signature changes, the first call falls back to ``Adam.step`` for good.
-    """
-
-    def __init__(self, optimizer: torch.optim.Adam):
-        self.optimizer = optimizer
-        self.lists = None  # (params, exp_avgs, exp_avg_sqs, steps), built after the first regular step
-        self.fast = hasattr(torch, "_fused_adam_")
-
-    def _eligible(self) -> bool:
-        groups = self.optimizer.param_groups
-        if len(groups) != 1 or not groups[0].get("fused") or groups[0].get("decoupled_weight_decay"):
-            return False
-        group = groups[0]
-        if group["amsgrad"] or group["maximize"] or group.get("capturable") or group.get("differentiable"):
-            return False
-        params = group["params"]
-        return len({(p.device, p.dtype) for p in params}) == 1 and all(p in self.optimizer.state for p in params)
-
-    def __call__(self) -> None:
-        if not self.fast or self.lists is None:
-            self.optimizer.step()
-            if self.fast and self._eligible():
-                params = self.optimizer.param_groups[0]["params"]
-                state = [self.optimizer.state[p] for p in params]
-                self.lists = (params, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
-                              [s["step"] for s in state])  # fmt: skip
-            return
-        params, exp_avgs, exp_avg_sqs, steps = self.lists
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
-        try:
-            torch._fused_adam_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
-                               beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                               amsgrad=False, maximize=False)  # fmt: skip
-        except (TypeError, RuntimeError):  # this torch's kernel takes other arguments: use the public step
-            torch._foreach_sub_(steps, 1)
-            self.fast, self.lists = False, None
-            self.optimizer.step()
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -189,7 +211,7 @@ def squared_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    chain = layers_of(model) if type(model) is AutoEncoder else None  # fully connected: no module overhead
+    chain = chain_of(model)  # fully connected: no module overhead
     out = []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
@@ -224,10 +246,6 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self.previous)
 
 
-class Interrupted(Exception):
-    """Training stopped on Ctrl-C after saving a checkpoint; ``str()`` says how to resume."""
-
-
 class LossModule(nn.Module):
     """The model's loss as a module's forward, so DistributedDataParallel can wrap it and sync gradients."""
 
@@ -241,9 +259,10 @@ class LossModule(nn.Module):
 
 def train(
     model: AutoEncoder,
-    data: Data,
+    data: Data | Streamed,
     config: TrainConfig,
-    run: str | Path | None = None,
+    *,
+    checkpoints: Checkpoints | None = None,
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
@@ -252,114 +271,165 @@ def train(
 
     Under torchrun, each process trains on its shard of every epoch's permutation with DistributedDataParallel
     (``batch_size`` is the global batch, split evenly); losses and metrics are summed over processes before they
-    are logged or used, and only rank 0 writes to ``run``.
+    are logged or used, and only rank 0 saves.
 
     Parameters
     ----------
     model : AutoEncoder
         Any body and objective; trained in place.
-    data : Data
-        Training and test tensors in model space (see :func:`aekit.data.load`).
+    data : Data or Streamed
+        Training and test tensors in model space (see :func:`aekit.data.load`), or a streamed source.
     config : TrainConfig
         Optimizer, schedule, epochs, seed and device.
-    run : path, optional
-        A run directory to checkpoint into after every epoch (``config.json`` is the caller's to write).
+    checkpoints : Checkpoints, optional
+        Where to save after every epoch (and on Ctrl-C), and what ``resume`` loads.
     resume : bool
-        Continue from ``run``'s checkpoint instead of starting afresh.
+        Continue from the last checkpoint instead of starting afresh.
     progress : bool
         Show a progress bar per epoch.
     on_epoch : callable, optional
-        Called with each epoch's history row once the epoch is finished and its checkpoint written (in every
+        Called with each epoch's history row once the epoch is finished and its checkpoint saved (in every
         process under torchrun): to watch a run from a notebook, plot as it goes, or time epochs from outside.
-    """
-    config.validate()
-    rank, world = rank_and_world()
-    device = training_device(config.device, world)
-    if config.batch_size % world:
-        raise ConfigError(f"batch_size={config.batch_size} must be divisible by the {world} processes")
-    model.to(device).train()
-    x_train, batch = data.x_train.to(device), config.batch_size // world
-    # Each process's share of an epoch's shuffled indices (all of them in a single process).
-    sampler = DistributedSampler(range(len(x_train)), num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
-    steps_per_epoch = math.ceil(len(sampler) / batch)
-    streamed = isinstance(data, Streamed)  # read from disk chunk by chunk; x_train is only its in-memory sample
-    if streamed:
-        steps_per_epoch = data.steps_per_epoch(config.batch_size, world)
-        if steps_per_epoch < 1:
-            raise ConfigError(f"batch_size={config.batch_size} is larger than the {data.n_train} training rows")
-    optimizer = make_adam(model, config)
-    adam_step = AdamStep(optimizer)
-    loss_fn = DistributedDataParallel(LossModule(model, config.loss)) if world > 1 else LossModule(model, config.loss)
-    gradients = gradient_step(model, loss_fn, optimizer, config.loss, world)
-    rundir = RunDir(run) if run is not None else None
-    writer = rundir is not None and rank == 0
-    state = resume_state(rundir, model, optimizer, config, world) if resume else TrainState(world=world)
-    if writer:
-        rundir.path.mkdir(parents=True, exist_ok=True)
 
-    with _StopFlag() as stop, deterministic_cudnn(device):
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C, with ``checkpoints``, once the checkpoint of the step it stopped at is saved.
+    TrainingDiverged
+        When a loss is not finite: the epoch and step; the last epoch's checkpoint stays as it was.
+    """
+    loop = _Loop(model, data, config.validate(), checkpoints, progress)
+    state = loop.start(resume)
+    with _StopFlag() as stop, deterministic_cudnn(loop.device):
         for epoch in range(state.epoch, config.epochs):
-            began = time.perf_counter()
-            epoch_steps = steps_per_epoch
-            if streamed:  # full batches only, as many on every process; a resumed epoch skips what it did
-                source = data.batches(config.seed, epoch, batch, rank, world, device)
-                if world > 1 and epoch == state.epoch:
-                    lanes = lanes_for(config.batch_size, world)
-                    same = lanes == lanes_for(config.batch_size, 1)
-                    log.info("process %d reads lanes %s of the %d lanes of every chunk (%s)", rank,
-                             list(range(rank, lanes, world)), lanes, "together the batches one process makes" if same
-                             else "batches not those of one process: the processes do not divide the lanes")  # fmt: skip
-                for _ in range(state.step):
-                    next(source)
-            else:
-                sampler.set_epoch(epoch)
-                order = epoch_order(sampler, len(x_train), config.seed, epoch, world).to(device)
-            if state.step == 0:  # a fresh epoch (a resumed mid-epoch one has its RNG state from the checkpoint)
-                torch.manual_seed(epoch_seed(config.seed, epoch) + rank)  # noise, sampling: one stream per process
-            bar = tqdm(range(state.step, epoch_steps), desc=f"epoch {epoch + 1}/{config.epochs}",
-                       disable=not progress or rank != 0, leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
-            pending: list[tuple] = []  # (step, batch size, loss, terms) of the steps not looked at yet
-            for step in bar:
-                lr = learning_rate(config, epoch * steps_per_epoch + step, steps_per_epoch * config.epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                xb = next(source) if streamed else x_train.index_select(0, order[step * batch : (step + 1) * batch])
-                loss, terms = gradients(xb)
-                pending.append((step, len(xb), loss, terms))
-                if config.clip_grad is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-                adam_step()
-                # Look at the losses (one host round trip) every LOOK_EVERY steps, at the end of the epoch, and on
-                # Ctrl-C; under torchrun every process looks at the same steps, and a Ctrl-C waits for the next look.
-                last = step + 1 == epoch_steps
-                if not (last or len(pending) == LOOK_EVERY or (stop.raised and world == 1)):
-                    continue
-                value, stopping = settle(pending, state, stop.raised, epoch, config, rundir, device)
-                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-                if stopping:
-                    stop.raised = True
-                    if not last:  # mid-epoch: save this step and say how to resume
-                        state.step = step + 1
-                        raise interrupted(state, model, optimizer, data, rundir if writer else None, run)
-            bar.close()
-            evaluate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
-            row = epoch_row(model, data, state, epoch, config.epochs, began, device, evaluate)
-            monitored = row.get("test_mse_per_pixel", row["train_loss"])
-            improved = monitored < state.best - config.tol
-            state = TrainState(epoch + 1, 0, {}, 0, [*state.history, row], world, min(state.best, monitored),
-                               0 if improved else state.stale + 1)  # fmt: skip
-            if writer:
-                rundir.save_epoch(model, optimizer, data.scaler, state)
+            state = loop.epoch(state, epoch, stop)
             if on_epoch is not None:
-                on_epoch(row)
+                on_epoch(state.history[-1])
             if stop.raised:
-                raise interrupted(state, model, optimizer, data, None, run)
+                raise loop.interrupted(state)
             if config.n_iter_no_change is not None and state.stale >= config.n_iter_no_change:
                 log.info("stopping after epoch %d: %d epochs without improving by %g", epoch + 1, state.stale, config.tol)
                 break
-    if world > 1:
+    if loop.world > 1:
         check_identical_weights(model)
     return state.history
+
+
+class _Loop:
+    """What one call of :func:`train` sets up once (device, batches, optimizer, gradient step, saver), and an epoch."""
+
+    def __init__(self, model: AutoEncoder, data, config: TrainConfig, checkpoints: Checkpoints | None, progress: bool):
+        self.model, self.data, self.config, self.checkpoints, self.progress = model, data, config, checkpoints, progress
+        self.rank, self.world = rank_and_world()
+        self.device = training_device(config.device, self.world)
+        if config.batch_size % self.world:
+            raise ConfigError(f"batch_size={config.batch_size} must be divisible by the {self.world} processes")
+        model.to(self.device).train()
+        self.batch = config.batch_size // self.world
+        self.streamed = isinstance(data, Streamed)  # read from disk chunk by chunk
+        if self.streamed:
+            self.steps_per_epoch = data.steps_per_epoch(config.batch_size, self.world)
+            if self.steps_per_epoch < 1:
+                raise ConfigError(f"batch_size={config.batch_size} is larger than the {data.n_train} training rows")
+        else:
+            self.x_train = data.x_train.to(self.device)
+            # Each process's share of an epoch's shuffled indices (all of them in a single process).
+            self.sampler = DistributedSampler(range(len(self.x_train)), num_replicas=self.world, rank=self.rank,
+                                              shuffle=True, seed=config.seed)  # fmt: skip
+            self.steps_per_epoch = math.ceil(len(self.sampler) / self.batch)
+        self.optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
+        self.optimizer_step = step_function(self.optimizer)
+        loss = LossModule(model, config.loss)
+        self.loss_fn = DistributedDataParallel(loss) if self.world > 1 else loss
+        self.gradients = gradient_step(model, self.loss_fn, self.optimizer, config, self.world)
+        self.saver = checkpoints if self.rank == 0 else None  # every process loads, rank 0 saves
+        self.lanes_logged = False
+
+    def start(self, resume: bool) -> TrainState:
+        """A fresh state, or (``resume``) the checkpoint's, loaded into the model and the optimizer."""
+        state = self.checkpoints.load(self.model, self.optimizer) if resume and self.checkpoints is not None else None
+        if state is None:
+            if resume:
+                log.info("no checkpoint yet: starting from epoch 1")
+            return TrainState(world=self.world)
+        if state.step and state.world != self.world:
+            raise CheckpointError(f"the checkpoint stopped mid-epoch with {state.world} processes; resume it with as "
+                                  f"many (not {self.world})")  # fmt: skip
+        if state.epoch >= self.config.epochs:
+            log.info("the checkpoint already finished %d epochs", state.epoch)
+        state.world = self.world
+        return state
+
+    def batch_source(self, epoch: int, state: TrainState) -> Callable[[int], torch.Tensor]:
+        """``step -> batch`` for ``epoch``, from ``state.step`` on (a resumed epoch skips what it did)."""
+        config, world = self.config, self.world
+        if not self.streamed:
+            self.sampler.set_epoch(epoch)
+            order = epoch_order(self.sampler, len(self.x_train), config.seed, epoch, world).to(self.device)
+            return lambda step: self.x_train.index_select(0, order[step * self.batch : (step + 1) * self.batch])
+        # full batches only, as many on every process
+        source = self.data.batches(config.seed, epoch, self.batch, self.rank, world, self.device)
+        if world > 1 and not self.lanes_logged:
+            lanes, self.lanes_logged = lanes_for(config.batch_size, world), True
+            same = lanes == lanes_for(config.batch_size, 1)
+            log.info("process %d reads lanes %s of the %d lanes of every chunk (%s)", self.rank,
+                     list(range(self.rank, lanes, world)), lanes, "together the batches one process makes" if same
+                     else "batches not those of one process: the processes do not divide the lanes")  # fmt: skip
+        for _ in range(state.step):
+            next(source)
+        return lambda step: next(source)
+
+    def epoch(self, state: TrainState, epoch: int, stop: _StopFlag) -> TrainState:
+        """Train one epoch (the rest of it, for a resumed one) and save it; returns the state after it."""
+        config, steps, began = self.config, self.steps_per_epoch, time.perf_counter()
+        batch_at = self.batch_source(epoch, state)
+        if state.step == 0:  # a fresh epoch (a resumed mid-epoch one has its RNG state from the checkpoint)
+            torch.manual_seed(epoch_seed(config.seed, epoch) + self.rank)  # noise, sampling: one stream per process
+        bar = tqdm(range(state.step, steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, unit="step",
+                   disable=not self.progress or self.rank != 0, dynamic_ncols=True)  # fmt: skip
+        pending: list[tuple] = []  # (step, batch size, loss, terms) of the steps not looked at yet
+        for step in bar:
+            lr = learning_rate(config, epoch * steps + step, steps * config.epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            xb = batch_at(step)
+            loss, terms = self.gradients(xb)
+            pending.append((step, len(xb), loss, terms))
+            if config.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
+            self.optimizer_step()
+            # Look at the losses (one host round trip) every LOOK_EVERY steps, at the end of the epoch, and on
+            # Ctrl-C; under torchrun every process looks at the same steps, and a Ctrl-C waits for the next look.
+            last = step + 1 == steps
+            if not (last or len(pending) == LOOK_EVERY or (stop.raised and self.world == 1)):
+                continue
+            value, stopping = settle(pending, state, stop.raised, epoch, config, self.device)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if stopping:
+                stop.raised = True
+                if not last:  # mid-epoch: save this step, then stop
+                    state.step = step + 1
+                    if self.saver is not None and self.checkpoints is not None:
+                        self.saver.save_step(self.model, self.optimizer, state)
+                    raise self.interrupted(state)
+        bar.close()
+        return self.finish_epoch(state, epoch, began)
+
+    def finish_epoch(self, state: TrainState, epoch: int, began: float) -> TrainState:
+        """The epoch's history row and the state after it, saved."""
+        config = self.config
+        evaluate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+        row = epoch_row(self.model, self.data, state, epoch, config.epochs, began, self.device, evaluate)
+        monitored = row.get("test_mse_per_pixel", row["train_loss"])
+        improved = monitored < state.best - config.tol
+        state = TrainState(epoch + 1, 0, {}, 0, [*state.history, row], self.world, min(state.best, monitored),
+                           0 if improved else state.stale + 1)  # fmt: skip
+        if self.saver is not None:
+            self.saver.save_epoch(self.model, self.optimizer, state)
+        return state
+
+    def interrupted(self, state: TrainState) -> BaseException:
+        return Interrupted(state) if self.checkpoints is not None else KeyboardInterrupt()
 
 
 def epoch_order(sampler: DistributedSampler, n: int, seed: int, epoch: int, world: int) -> torch.Tensor:
@@ -370,12 +440,14 @@ def epoch_order(sampler: DistributedSampler, n: int, seed: int, epoch: int, worl
     return torch.tensor(list(sampler))
 
 
-def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, kind: str, world: int):
+def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, config: TrainConfig, world: int):
     """``step(x) -> (loss, terms)``, detached, with the batch's gradient left in every ``.grad``: hand-derived for
-    the fully connected models :mod:`aekit.mlpgrad` covers (one process, the library's own class), else autograd."""
-    manual = MLPStep.of(model, kind) if world == 1 and type(model) is AutoEncoder else None
+    the models :mod:`aekit.mlpgrad`'s registry covers (one process, ``gradients="auto"``), else autograd."""
+    manual = MLPStep.of(model, config.loss) if world == 1 and config.gradients == "auto" else None
     if manual is not None:
-        log.debug("training step: hand-derived gradients (aekit.mlpgrad)")
+        log.info("training step: hand-derived gradients (aekit.mlpgrad: %s body, %s objective, %s loss; "
+                 "--gradients autograd turns them off)", model.config.body.kind, model.config.objective.kind,
+                 config.loss)  # fmt: skip
         return manual
 
     def autograd_step(xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -388,7 +460,7 @@ def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, kind: str, 
 
 
 def settle(pending: list[tuple], state: TrainState, stop_raised: bool, epoch: int, config: TrainConfig,
-           rundir: RunDir | None, device) -> tuple[float, bool]:
+           device) -> tuple[float, bool]:  # fmt: skip
     """Read the losses of the steps in ``pending`` (one host round trip), add them to ``state`` and empty it.
 
     Returns the last step's loss (averaged over processes) and whether to stop (any process saw Ctrl-C). Raises
@@ -403,7 +475,7 @@ def settle(pending: list[tuple], state: TrainState, stop_raised: bool, epoch: in
         values, stopping = [t / world for t in totals], flags > 0
     for (step, count, _, _), value, row in zip(pending, values, rows):
         if not math.isfinite(value):
-            raise diverged(value, epoch, step, config, rundir)
+            raise TrainingDiverged(value, epoch + 1, step + 1, config.lr)
         state.add({"loss": row[0], **dict(zip(names, row[1:]))}, count)
     pending.clear()
     return values[-1], stopping
@@ -427,21 +499,6 @@ def training_device(name: str, world: int) -> torch.device:
     return device
 
 
-def resume_state(rundir: RunDir | None, model, optimizer, config: TrainConfig, world: int) -> TrainState:
-    """Load the run's checkpoint into ``model`` and ``optimizer``; a run without one starts from epoch 1."""
-    if rundir is None or not rundir.has(RunDir.CHECKPOINT):
-        log.info("no checkpoint in %s yet: starting from epoch 1", rundir)
-        return TrainState(world=world)
-    state, _ = rundir.load_checkpoint(model, optimizer)
-    if state.step and state.world != world:
-        raise CheckpointError(f"{rundir} stopped mid-epoch with {state.world} processes; resume it with as many "
-                              f"(not {world})")  # fmt: skip
-    if state.epoch >= config.epochs:
-        log.info("%s already finished %d epochs", rundir, state.epoch)
-    state.world = world
-    return state
-
-
 def epoch_row(model: AutoEncoder, data: Data, state: TrainState, epoch: int, epochs: int, began: float, device,
               evaluate: bool = True) -> dict:
     """The history row of a finished epoch: training terms and (if ``evaluate``) test error, summed over all
@@ -462,26 +519,3 @@ def epoch_row(model: AutoEncoder, data: Data, state: TrainState, epoch: int, epo
             if "test_mse_per_pixel" in row else ""  # fmt: skip
         log.info("epoch %d/%d  train loss %.5f%s  %.1fs", row["epoch"], epochs, row["train_loss"], test, row["seconds"])
     return row
-
-
-def diverged(value: float, epoch: int, step: int, config: TrainConfig, rundir: RunDir | None) -> TrainingDiverged:
-    """The divergence error; its ``event`` says what happened without naming files, for callers that move them."""
-    event = (f"loss became {value} at epoch {epoch + 1}, step {step + 1}; try a lower learning rate than "
-             f"{config.lr:g} or --clip-grad")
-    where = f" (last good checkpoint: {rundir / RunDir.CHECKPOINT})" if rundir and rundir.has(RunDir.CHECKPOINT) else ""
-    err = TrainingDiverged(event + where)
-    err.event = event
-    return err
-
-
-def interrupted(state: TrainState, model, optimizer, data: Data, rundir: RunDir | None, run) -> BaseException:
-    """The exception for a Ctrl-C: a mid-epoch stop first saves its checkpoint (``rundir``, rank 0 only)."""
-    if run is None:
-        return KeyboardInterrupt()
-    if rundir is not None:
-        rundir.save_checkpoint(model, optimizer, data.scaler, state)
-    where = f"at epoch {state.epoch + 1}, step {state.step}" if state.step else f"after epoch {state.epoch}"
-    event = f"interrupted {where}"
-    err = Interrupted(f"{event}; checkpoint saved, continue with: aekit train --resume {run}")
-    err.event = event  # what happened, without the resume hint (a discarded --overwrite has nothing to resume)
-    return err

@@ -1,0 +1,97 @@
+"""Model space and data space: the in-memory dataset a model trains on, and the scaling between the two.
+
+Two scalings:
+
+- ``"unit"``: values in [0, 1] (pixels); the model ends in a sigmoid and BCE is allowed.
+- ``"standard"``: each feature standardized with the training split's mean and std (tabular data); the model
+  has a linear output and :class:`Scaler` maps its output back to the original units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import DataError
+from .files import check_finite
+
+
+@dataclass
+class Scaler:
+    """Per-feature standardization learned on the training split: ``(x - mean) / std``."""
+
+    mean: torch.Tensor  # (*input_shape)
+    std: torch.Tensor  # (*input_shape)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Scaler:
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std[std < 1e-8] = 1.0  # a constant feature stays at 0 rather than blowing up
+        return cls(torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32))
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def inverse_transform(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
+@dataclass
+class Data:
+    """A dataset ready for training: float32 tensors in model space, labels if any, and how it was scaled."""
+
+    x_train: torch.Tensor  # (N, *input_shape)
+    x_test: torch.Tensor  # (M, *input_shape)
+    y_train: torch.Tensor | None = None  # (N,) int64
+    y_test: torch.Tensor | None = None  # (M,) int64
+    scaling: str = "unit"  # "unit": values in [0, 1]; "standard": standardized by `scaler`
+    scaler: Scaler | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to_model_space(self, x: np.ndarray, source: str = "input") -> torch.Tensor:
+        """Check a raw array against this data's shape and scale it as the training data was."""
+        return to_model_space(x, self.input_shape, self.scaling, self.scaler, source)
+
+    def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Map model-space values (e.g. reconstructions) back to the data's original units."""
+        return to_data_space(x, self.scaler)
+
+
+def to_data_space(x: torch.Tensor, scaler: Scaler | None) -> torch.Tensor:
+    """Undo the standardization of ``scaler`` (``None``: data used as is)."""
+    return scaler.inverse_transform(x) if scaler is not None else x
+
+
+def to_model_space(x: np.ndarray, input_shape: tuple[int, ...], scaling: str, scaler: Scaler | None,
+                   source: str = "input") -> torch.Tensor:  # fmt: skip
+    """Check a raw array (values, shape) against a model's input and scale it as its training data was."""
+    x = check_finite(x, source)
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        want = "(N, " + ", ".join(map(str, input_shape)) + ")"
+        raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
+    return scale(x, scaling, scaler)[0]
+
+
+def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None) -> tuple[torch.Tensor, Scaler | None]:
+    """Bring a raw array into model space; fits a :class:`Scaler` for ``"standard"`` if none is given."""
+    if scaling == "unit":
+        if x.dtype == np.uint8:  # one float32 copy, divided in place: no second full-size temporary
+            return torch.from_numpy(x.astype(np.float32)).div_(255), None
+        if x.min() < 0 or x.max() > 1:
+            raise DataError(f"values must lie in [0, 1] for this model, got [{x.min():.3g}, {x.max():.3g}]")
+        return torch.from_numpy(x.astype(np.float32)), None
+    scaler = scaler or Scaler.fit(x.astype(np.float64))
+    return scaler.transform(torch.from_numpy(x.astype(np.float32))), scaler
+
+
+def auto_scaling(x: np.ndarray) -> str:
+    """``"unit"`` for uint8 data or data already in [0, 1]; ``"standard"`` for anything else."""
+    if x.dtype == np.uint8 or (x.min() >= 0 and x.max() <= 1):
+        return "unit"
+    return "standard"

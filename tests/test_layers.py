@@ -1,0 +1,127 @@
+"""The layering, read from the source with ``ast`` (function-level imports included): imports point down only,
+nothing imports the package root, no ``from .x import _private``, no import cycle, and no long functions.
+
+The table is the README's Development section (and the architecture note it came from). A module may import
+the modules named in its row; the entry points (layer 9) take from below only classes, constants, registries,
+config dataclasses and their builders, and exception types: every function they call comes from ``runs`` (the
+one ``Run`` API) or ``report``.
+"""
+
+import ast
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "aekit"
+
+BASE = {"errors", "_version", "distributed", "optim", "options"}  # layer 0: nothing of aekit
+LAYERS = {  # module -> (layer, the aekit modules it may import)
+    **{name: (0, set()) for name in BASE},
+    "files": (1, {"errors"}),
+    "models": (1, {"errors", "options"}),
+    "space": (2, {"errors", "files"}),
+    "mlpgrad": (2, {"errors", "models"}),
+    "stream": (3, {"errors", "files", "space"}),
+    "data": (4, {"errors", "options", "files", "space", "stream"}),
+    "train": (5, {"errors", "options", "distributed", "optim", "models", "mlpgrad", "space", "stream"}),
+    "evaluate": (6, "below"),
+    "plots": (7, "below"),
+    "estimator": (7, "below"),
+    "export": (7, "below"),
+    "checkpoint": (7, "below"),
+    "runs": (8, "below"),
+    "report": (9, {"runs", "evaluate", "plots"}),
+    "serve": (9, {"runs", "errors", "models"}),
+    "cli": (9, {"runs", "report", "_version", "data", "errors", "files", "models", "options", "plots", "stream",
+                "train", "serve"}),  # serve: imported only to start the server  # fmt: skip
+    "__main__": (10, {"cli"}),  # python -m aekit
+}
+ENTRY_POINTS = {"report", "serve", "cli"}
+FUNCTIONS_FROM = {"runs", "report", "models", "options"}  # where the entry points may take functions from
+
+
+def imports(module: str) -> list[tuple[str, str | None, int]]:
+    """Every aekit import in ``module`` (function-level ones too): (imported module, name or None, line)."""
+    tree = ast.parse((SRC / f"{module}.py").read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [("<root>", None, node.lineno) for alias in node.names if alias.name.split(".")[0] == "aekit"]
+        elif isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("aekit")):
+            target = (node.module or "").removeprefix("aekit").lstrip(".")
+            if not target:  # `from . import x`: modules (or, for the package root, its names)
+                found += [(alias.name, None, node.lineno) if (SRC / f"{alias.name}.py").is_file() else
+                          ("<root>", alias.name, node.lineno) for alias in node.names]  # fmt: skip
+            else:
+                found += [(target.split(".")[0], alias.name, node.lineno) for alias in node.names]
+    return found
+
+
+def modules() -> list[str]:
+    return sorted(p.stem for p in SRC.glob("*.py") if p.stem != "__init__")
+
+
+def test_every_module_has_a_row():
+    assert set(modules()) == set(LAYERS), "add the new module to LAYERS here and to the README's table"
+
+
+@pytest.mark.parametrize("module", sorted(LAYERS))
+def test_imports_point_down_only(module):
+    layer, allowed = LAYERS[module]
+    for target, name, line in imports(module):
+        assert target != "<root>", f"{module}.py:{line} imports the package root (import the module it needs)"
+        assert not (name or "").startswith("_") or name == "__version__", \
+            f"{module}.py:{line} imports the private name {target}.{name}"  # fmt: skip
+        # explicit rows may name a module of their own layer ("unless the table says so": cli -> report, serve)
+        ok = LAYERS[target][0] < layer if allowed == "below" else target in allowed and LAYERS[target][0] <= layer
+        assert ok, f"{module}.py:{line} imports {target} (layer {LAYERS[target][0]}), not allowed for {module}"
+
+
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+def test_entry_points_call_functions_of_the_run_api_only(module):
+    for target, name, line in imports(module):
+        if target in FUNCTIONS_FROM or target == "serve":
+            continue
+        assert name is not None, f"{module}.py:{line} imports the module {target}: take its classes and constants"
+        value = getattr(importlib.import_module(f"aekit.{target}"), name)
+        assert not (inspect.isfunction(value) or inspect.isbuiltin(value)), \
+            f"{module}.py:{line} imports the function {target}.{name}; call it through aekit.runs.Run"  # fmt: skip
+
+
+def test_no_import_cycle():
+    graph = {m: {t for t, _, _ in imports(m) if t != "<root>"} for m in modules()}
+    state: dict[str, str] = {}
+
+    def visit(m, path):
+        if state.get(m) == "open":
+            raise AssertionError(f"import cycle: {' -> '.join([*path, m])}")
+        if state.get(m) != "done":
+            state[m] = "open"
+            for t in graph.get(m, ()):
+                visit(t, [*path, m])
+            state[m] = "done"
+
+    for m in graph:
+        visit(m, [])
+
+
+def test_the_loop_knows_no_file_and_the_entry_points_no_loop():
+    assert {t for t, _, _ in imports("train")}.isdisjoint({"checkpoint", "files", "runs"})
+    for module in ("cli", "serve"):
+        for target, name, line in imports(module):
+            if target in {"train", "files", "stream", "data", "checkpoint", "evaluate"} and name is not None:
+                value = getattr(importlib.import_module(f"aekit.{target}"), name)
+                assert not inspect.isfunction(value), f"{module}.py:{line}: {target}.{name} is a function"
+
+
+def test_functions_are_short():
+    lengths = []
+    for path in SRC.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lengths.append((node.end_lineno - node.lineno + 1, f"{path.name}:{node.name}"))
+    assert max(lengths)[0] <= 80, max(lengths)
+    long = sorted(item for item in lengths if item[0] > 50)
+    assert len(long) <= 3, long
