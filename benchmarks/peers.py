@@ -63,7 +63,8 @@ class Aekit:
         self.config = TrainConfig(epochs=epochs, lr=LR, batch_size=BATCH, device=device, seed=seed)
 
     def serve(self, commands, answer) -> None:
-        from aekit.checkpoint import RunCheckpoints, RunDir
+        import inspect
+
         from aekit.train import train
 
         def on_epoch(row: dict) -> None:
@@ -75,7 +76,13 @@ class Aekit:
         next(commands)  # the first "epoch"
         began = time.perf_counter()
         with tempfile.TemporaryDirectory() as run:
-            history = train(self.model, self.data, self.config, checkpoints=RunCheckpoints(RunDir(run)), progress=False, on_epoch=on_epoch)
+            if "checkpoints" in inspect.signature(train).parameters:  # aekit 0.2 after the layering step
+                from aekit.checkpoint import RunCheckpoints, RunDir
+
+                saving = {"checkpoints": RunCheckpoints(RunDir(run))}
+            else:  # an earlier aekit (--aekit-from): train(..., run=PATH)
+                saving = {"run": run}
+            history = train(self.model, self.data, self.config, progress=False, on_epoch=on_epoch, **saving)
         answer(history[-1]["test_sse_per_image"])
 
 
@@ -150,7 +157,7 @@ class KerasJax:
         return test_sse(lambda t: np.asarray(self.model.predict(t, batch_size=4096, verbose=0)), self.x_test)
 
 
-RUNNERS = {"aekit": Aekit, "bare": Bare, "keras-jax": KerasJax}
+RUNNERS = {"aekit": Aekit, "bare": Bare, "keras-jax": KerasJax, "aekit-base": Aekit}  # aekit-base: --aekit-from
 NEEDS = {"keras-jax": ("keras", "jax")}
 
 
@@ -199,10 +206,11 @@ def child(args) -> None:
 class Child:
     """A framework's process, driven one epoch at a time so that epochs of every framework alternate."""
 
-    def __init__(self, name: str, data: Path, device: str, epochs: int):
+    def __init__(self, name: str, data: Path, device: str, epochs: int, source: str | None = None):
         self.name = name
+        env = {**os.environ, "PYTHONPATH": str(Path(source) / "src")} if source else None  # another aekit
         self.process = subprocess.Popen([sys.executable, __file__, "--child", name, "--data", str(data),
-                                         "--device", device, "--epochs", str(epochs)],
+                                         "--device", device, "--epochs", str(epochs)], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
         self.read()
 
@@ -231,7 +239,9 @@ def main() -> None:
                         help="compare test SSE as the mean over N seeds (default 1, the timed run; each further seed "
                         "trains every framework again, untimed): one seed's SSE varies by ~2%% from seed to seed")  # fmt: skip
     parser.add_argument("--only", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS), help="frameworks to run")
-    parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--aekit-from", metavar="CHECKOUT", help="also time the aekit of another checkout (e.g. a git "
+                        "worktree of an earlier commit) beside this one, as 'aekit-base': a change's cost in one run")
+    parser.add_argument("--child", choices=(*FRAMEWORKS, "aekit-base"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -250,7 +260,7 @@ def main() -> None:
     x, x_test = (t.reshape(len(t), -1).numpy() for t in (mnist.x_train, mnist.x_test))
     pca = PCA(CODE, random_state=0).fit(x)
     pca_sse = test_sse(lambda t: pca.inverse_transform(pca.transform(t)), x_test)
-    names = [n for n in args.only if not available(n)]
+    names = [n for n in args.only if not available(n)] + (["aekit-base"] if args.aekit_from else [])
     for name in set(args.only) - set(names):
         print(f"{name}: skipped, {available(name)}")
     seconds: dict[str, list[float]] = {n: [] for n in names}
@@ -258,7 +268,8 @@ def main() -> None:
         path = Path(tmp) / "mnist.npz"
         np.savez(path, x=x, x_test=x_test)
         # started and loaded before any timing
-        children = [Child(name, path, args.device, args.epochs) for name in names]
+        children = [Child(name, path, args.device, args.epochs, args.aekit_from if name == "aekit-base" else None)
+                    for name in names]  # fmt: skip
         for epoch in range(args.epochs):
             turn = children[epoch % len(children):] + children[: epoch % len(children)]  # who goes first rotates
             for c in turn:
@@ -303,6 +314,10 @@ def main() -> None:
         bars.append(f"test SSE within {100 * abs(sse['aekit'] / sse['bare'] - 1):.1f}% of the bare loop's{seeds} "
                     f"(bar: 2%)")  # fmt: skip
         print("; ".join(bars))
+    if "aekit-base" in seconds and "bare" in seconds:
+        print(f"aekit / aekit-base = {ratio('aekit', 'aekit-base'):.3f}; their ratios to the bare loop "
+              f"{ratio('aekit', 'bare'):.3f} and {ratio('aekit-base', 'bare'):.3f} "
+              f"({100 * (ratio('aekit', 'bare') / ratio('aekit-base', 'bare') - 1):+.1f}%)")
 
 
 if __name__ == "__main__":
