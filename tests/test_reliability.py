@@ -295,3 +295,246 @@ def test_inverse_transform_refuses_nan_codes_as_pca_does():
     with pytest.raises(ValueError, match="Input X contains NaN"):
         aekit.AutoEncoderTransformer(2, max_epochs=1, random_state=0).fit(X).inverse_transform(codes)
     assert pca_error
+
+
+# ------------------------------------------------------------------------------------------ round three
+import asyncio  # noqa: E402
+import errno  # noqa: E402
+import io  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+from aekit.train import TrainConfig  # noqa: E402
+
+
+def npy_header_only(shape) -> bytes:
+    """A .npy file whose header declares ``shape`` (float32) over a payload of 16 bytes."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + b"\0" * 16
+
+
+@pytest.fixture
+def app_client(run):
+    from fastapi.testclient import TestClient
+
+    from aekit.serve import create_app
+
+    return TestClient(create_app(run, map_points=20), raise_server_exceptions=False)
+
+
+def test_hostile_requests_get_a_4xx_with_a_detail_never_a_5xx(app_client):
+    bad = [
+        ("post", "/v1/score", {"content": npy_header_only((10**12, 6)), "headers": {"content-type": "application/x-npy"}},
+         "header: its header declares"),
+        ("get", f"/v1/explore/samples?seed={2**64 + 5}", {}, "seed"),
+        ("get", "/v1/explore/samples?seed=-1", {}, "seed"),
+        ("post", "/v1/score", {"json": {"inputs": [["0.5"] * 6]}}, "inputs.0.0: Input should be a valid number"),
+        ("post", "/v1/score", {"json": {"inputs": [[True] * 6]}}, "inputs.0.0: Input should be a valid number"),
+        ("post", "/v1/explore/point", {"json": {"x": "1", "y": 0}}, "x: Input should be a valid number"),
+        ("get", f"/v1/explore/example/{2**70}", {}, "is not on the map"),
+    ]  # fmt: skip
+    for method, url, kwargs, needle in bad:
+        response = getattr(app_client, method)(url, **kwargs)
+        assert 400 <= response.status_code < 500 and needle in response.json()["detail"], (url, response.text)
+    assert app_client.post("/v1/score", json={"inputs": [[0.5] * 6]}).status_code == 200
+
+
+def test_a_body_without_a_length_is_refused_once_it_passes_the_limit_never_buffered_whole():
+    from aekit.serve import MAX_BODY_BYTES, BodyLimit
+
+    chunk, pulled, sent, reached = b"x" * 2**20, [], [], []
+
+    async def receive():
+        pulled.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": len(pulled) < 200}  # 200 MiB, chunked
+
+    async def send(message):
+        sent.append(message)
+
+    async def inner(scope, receive, send):  # the app: never reached
+        reached.append(True)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/score", "headers": [(b"transfer-encoding", b"chunked")]}
+    asyncio.run(BodyLimit(inner)(scope, receive, send))
+    assert sent[0]["status"] == 413 and not reached
+    assert sum(pulled) <= MAX_BODY_BYTES + len(chunk)  # read up to the limit, then refused
+    assert b"over the" in sent[1]["body"]
+    pulled.clear()
+
+    async def small():  # a short chunked body reaches the app whole, in one message
+        pulled.append(1)
+        return {"type": "http.request", "body": b"ab", "more_body": len(pulled) < 3}
+
+    async def app(scope, receive, send):
+        reached.append(await receive())
+
+    asyncio.run(BodyLimit(app)(scope, small, send))
+    assert reached[-1] == {"type": "http.request", "body": b"ababab", "more_body": False}
+
+
+def test_a_folder_named_like_a_data_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "something.npy").mkdir()
+    assert exit_code(["train", "--data", str(tmp_path / "something.npy"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "something.npy: no .png or .jpg images in this folder")
+
+
+def test_values_whose_standardization_overflows_blame_the_input(tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    x[:, 1], x[0, 1] = -3.3e38, 3.3e38  # finite, but x - mean (about -3.2e38) passes float32's range
+    np.save(tmp_path / "wide.npy", x)
+    assert exit_code(["train", "--data", str(tmp_path / "wide.npy"), *TABLE_TRAIN, "--out", str(tmp_path / "r")]) == 2
+    err = one_error_line(capsys, "wide.npy: standardizing feature 1 overflows float32", "rescale the data")
+    assert "learning rate" not in err
+
+
+def test_an_overcomplete_plain_code_is_warned_about_not_refused(tmp_path, table, caplog):
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--data", str(table), *TABLE_TRAIN, "--latent-dim", "8", "--out", str(tmp_path / "a")]) == 0
+    assert "latent_dim=8) is at least as wide as the input (6 features)" in caplog.text and "denoising or sparse" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a denoising code may be wider: no warning
+        assert main(["train", "--data", str(table), *TABLE_TRAIN, "--latent-dim", "8", "--model", "denoising",
+                     "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    assert "at least as wide" not in caplog.text
+    from aekit.estimator import AutoEncoderTransformer
+
+    with pytest.warns(UserWarning, match="n_components=8: the code .* at least as wide as the input"):
+        AutoEncoderTransformer(8, max_epochs=1).fit(np.random.default_rng(0).normal(size=(40, 6)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AutoEncoderTransformer(2, max_epochs=1).fit(np.random.default_rng(0).normal(size=(40, 6)))
+
+
+TERM_TRAIN = [sys.executable, "-m", "aekit", "train", "--data", "digits", "--latent-dim", "4", "--hidden", "64",
+              "--epochs", "6", "--batch-size", "32", "--device", DEVICE, "--no-progress"]  # fmt: skip
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every process: same arithmetic
+
+
+def wait_for_epochs(run, n: int, process) -> None:
+    deadline = time.time() + 120
+    while len(RunDir(run).read_history()) < n and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "training finished before the test could reach it"
+
+
+def test_sigterm_saves_the_step_says_how_to_resume_and_resume_is_bit_identical(tmp_path):
+    subprocess.run([*TERM_TRAIN, "--out", str(tmp_path / "full")], check=True, env=ONE_THREAD, capture_output=True)
+    process = subprocess.Popen([*TERM_TRAIN, "--out", str(tmp_path / "cut")], env=ONE_THREAD, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    wait_for_epochs(tmp_path / "cut", 1, process)
+    time.sleep(0.05)  # into epoch 2
+    process.send_signal(signal.SIGTERM)  # what a scheduler sends before it kills the job
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    last = err.strip().splitlines()[-1]
+    assert "stopped by SIGTERM at epoch" in last and f"continue with: aekit train --resume {tmp_path / 'cut'}" in last
+    finish = subprocess.run([*TERM_TRAIN[:4], "--resume", str(tmp_path / "cut"), "--no-progress"], env=ONE_THREAD,
+                            capture_output=True, text=True)  # fmt: skip
+    assert finish.returncode == 0, finish.stderr
+    full, _ = load_tensors(tmp_path / "full" / "model.safetensors")
+    cut, _ = load_tensors(tmp_path / "cut" / "model.safetensors")
+    assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_a_second_writer_is_refused_at_once_and_a_killed_holder_leaves_no_lock(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([*TERM_TRAIN[:-1], "--epochs", "200", "--out", str(run), "--no-progress"],
+                              env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for_epochs(run, 1, holder)
+        second = subprocess.run([*TERM_TRAIN[:4], "--resume", str(run), "--no-progress"], capture_output=True,
+                                text=True, timeout=60)  # fmt: skip
+        assert second.returncode == 2
+        assert f"{run} is being written by process {holder.pid} (" in second.stderr and "one writer at a time" in \
+            second.stderr and len(second.stderr.strip().splitlines()) == 1  # fmt: skip
+        began = time.perf_counter()  # in this process (imports done): the refusal itself, before any data is read
+        assert exit_code(["train", "--overwrite", "--data", "digits", "--out", str(run), "--no-progress"]) == 2
+        print(f"a second writer (--overwrite, in-process) refused in {time.perf_counter() - began:.3f} s")
+        readers = subprocess.run([*TERM_TRAIN[:3], "evaluate", str(run), "--json"], capture_output=True, text=True,
+                                 timeout=120)  # readers need no lock  # fmt: skip
+        assert readers.returncode == 0, readers.stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    resumed = subprocess.run([*TERM_TRAIN[:4], "--resume", str(run), "--epochs", "2", "--no-progress"],
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr  # the kernel released the killed holder's lock
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_last_good_one(run, table, monkeypatch, capsys):
+    good = (run / RunDir.CHECKPOINT).read_bytes()
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(f".{RunDir.CHECKPOINT}."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # the checkpoint's bytes do not fit
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert exit_code(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 2
+    one_error_line(capsys, f"{run / RunDir.CHECKPOINT}: No space left on device")
+    monkeypatch.undo()
+    assert (run / RunDir.CHECKPOINT).read_bytes() == good and not list(run.glob(".*.tmp"))
+    state, _ = RunDir(run).load_checkpoint(aekit.load_run(run).model, torch.optim.Adam(aekit.load_run(run).model.parameters()))
+    assert state.epoch == 2
+
+
+def small_filesystem(path, size: str):
+    """A tmpfs of ``size`` mounted at ``path`` (root only; the test skips where mounting is not allowed)."""
+    path.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                           capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a small file system here (needs root); the injected-ENOSPC test covers the writer")
+
+
+def test_a_real_full_disk_loses_nothing(tmp_path, table, capsys):
+    disk = tmp_path / "disk"
+    small_filesystem(disk, "2m")
+    try:
+        run = disk / "run"
+        assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(run)]) == 0
+        good = {name: (run / name).read_bytes() for name in RunDir.FILES}
+        filler = disk / "filler"
+        with open(filler, "wb", buffering=0) as handle:  # fill the disk: the next checkpoint cannot fit
+            try:
+                while True:
+                    handle.write(b"\0" * 4096)
+            except OSError:
+                pass
+        capsys.readouterr()
+        assert exit_code(["train", "--resume", str(run), "--epochs", "4", "--no-progress"]) == 2
+        one_error_line(capsys, "No space left on device", str(run))
+        assert {name: (run / name).read_bytes() for name in RunDir.FILES} == good  # every file as it was
+        assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+        filler.unlink()
+        assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0  # and it goes on
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_read_only_run_is_evaluated_encoded_scored_exported_and_served_but_not_trained(tmp_path, table, capsys):
+    disk = tmp_path / "store"
+    small_filesystem(disk, "16m")
+    try:
+        run = disk / "run"
+        assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(run)]) == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        before = snapshot(run)
+        out = tmp_path / "out"
+        assert main(["evaluate", str(run), "--json"]) == 0
+        assert main(["encode", str(run), "--input", str(table), "--out", str(out / "z.npy")]) == 0
+        assert main(["score", str(run), "--input", str(table), "--out", str(out / "s.csv"), "--contamination", "0.1"]) == 0
+        assert main(["export", str(run), "--out", str(out / "m.onnx"), "--part", "score"]) == 0
+        from fastapi.testclient import TestClient
+
+        from aekit.serve import create_app
+
+        assert TestClient(create_app(run, map_points=10)).post("/v1/score", json={"inputs": [[0.1] * 6]}).status_code == 200
+        capsys.readouterr()
+        assert exit_code(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 2
+        one_error_line(capsys, "read-only here", "can be evaluated, encoded, scored, exported and served, not trained")
+        assert snapshot(run) == before
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

@@ -21,12 +21,15 @@ version-1 weights and checkpoints load as they are; a resumed version-1 run is r
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import sys
 import shutil
 import types
 import typing
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 
@@ -261,6 +264,47 @@ class RunDir:
 
     def __str__(self) -> str:
         return str(self.path)
+
+    @contextmanager
+    def writing(self):
+        """Hold this run directory's one-writer lock: an exclusive ``flock`` on a hidden sibling file
+        (``.NAME.aekit-lock``), which the kernel releases when the holder ends, so a killed process never leaves a
+        lock behind. A second writer is refused at once, naming the process that holds it; readers never take it.
+        A run on a read-only file system is refused in one line. (Not POSIX, no ``fcntl``: no lock.)"""
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        lock = self.path.parent / f".{self.path.name}.aekit-lock"
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.path))
+            handle = open(lock, "a+b", buffering=0)  # unbuffered: nothing left to flush (or fail) on close
+        except OSError as err:
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise CheckpointError(f"{self.path}: read-only here ({err.strerror}); a read-only run can be evaluated, "
+                                      "encoded, scored, exported and served, not trained") from None  # fmt: skip
+            raise
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().decode(errors="replace").strip() or "another process"
+                raise CheckpointError(f"{self.path} is being written by {holder}; one writer at a time: wait for it "
+                                      "to finish or stop it") from None  # fmt: skip
+            try:  # who holds it, for the refusal's message (a full disk may not take it: the lock holds anyway)
+                handle.truncate(0)
+                handle.write(f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode())
+            except OSError:
+                pass
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def holds_run(self) -> bool:
         return self.path.is_dir() and any(self.path.iterdir())

@@ -440,9 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("AEKIT_DEBUG", "") not in ("", "0")
     try:
         return COMMANDS[args.command](args)
-    except Interrupted as err:
+    except Interrupted as err:  # Ctrl-C or SIGTERM, after the checkpoint was saved: 128 + the signal, as a shell says
         print(f"aekit {args.command}: {err}", file=sys.stderr)
-        return 130
+        return 128 + err.signum
     except KeyboardInterrupt:
         print(f"aekit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -317,16 +317,17 @@ SOURCES: tuple[Source, ...] = (
 def source_for(path: str | Path) -> Source:
     """The :class:`Source` that reads ``path``; a path no source takes, or that does not exist, is refused."""
     path = Path(path)
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never end
+        raise DataError(f"{path}: not a regular file or folder (only regular files are read as data)")
     source = next((s for s in SOURCES if s.takes(path)), None)
     if source is None:
         if not path.exists():
             raise DataError(f"unknown dataset {str(path)!r}; choose one of {sorted(DATASETS)} or give a path to a "
                             f"{', '.join(s.kind for s in SOURCES)} source (aekit datasets lists them)")  # fmt: skip
-        raise DataError(f"{path}: unsupported file type; use {', '.join(s.help for s in SOURCES)}")
+        raise DataError(f"{path}: unsupported file type; use one of {', '.join(s.kind for s in SOURCES)} "
+                        "(aekit datasets describes each)")  # fmt: skip
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    if not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never end
-        raise DataError(f"{path}: not a regular file or folder (only regular files are read as data)")
     return source
 
 
@@ -371,7 +372,7 @@ def _finish(config: DataConfig, x_train, y_train, x_test, y_test) -> Data:
         x_train = x_train[: config.limit]
         y_train = None if y_train is None else y_train[: config.limit]
     scaling = auto_scaling(x_train)
-    train, scaler = scale(x_train, scaling)
-    test, _ = scale(x_test, scaling, scaler)
+    train, scaler = scale(x_train, scaling, source=config.name)
+    test, _ = scale(x_test, scaling, scaler, source=config.name)
     as_labels = lambda y: None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
     return Data(train, test, as_labels(y_train), as_labels(y_test), scaling, scaler)

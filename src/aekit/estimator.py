@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -127,8 +128,11 @@ class _AutoEncoderBase(BaseEstimator):
             hidden = options["hidden"]
             options["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
         output = "sigmoid" if self.loss == "bce" else "linear"
-        return make_config(self.model, body=self.body, objective=self.objective, base=ESTIMATOR_BASE,
-                           input_shape=shape, latent_dim=self.n_components, output=output, **options)  # fmt: skip
+        config = make_config(self.model, body=self.body, objective=self.objective, base=ESTIMATOR_BASE,
+                             input_shape=shape, latent_dim=self.n_components, output=output, **options)  # fmt: skip
+        if config.overcomplete():
+            warnings.warn(f"n_components={self.n_components}: {config.overcomplete()}", UserWarning, stacklevel=3)
+        return config
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])

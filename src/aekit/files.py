@@ -28,8 +28,15 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # aekit computes in float32: larg
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``payload`` to a temporary file beside ``path``, flush it to disk, then rename it into place.
+
+    If anything fails (a full disk, a quota, a read-only file system), the temporary file is removed, the file
+    that was at ``path`` stays as it was, and the ``OSError`` names ``path``."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise named(err, path) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
@@ -37,9 +44,17 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise named(err, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def named(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` if it names no file (a write's ENOSPC does not)."""
+    return err if err.filename is not None else OSError(err.errno, err.strerror, str(path))
 
 
 def _umask() -> int:

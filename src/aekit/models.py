@@ -443,6 +443,16 @@ class ModelConfig:
             raise ConfigError(f"this model would have {n_weights:.3g} weights, more than the {MAX_WEIGHTS:.0e} allowed")
         return self
 
+    def overcomplete(self) -> str | None:
+        """Why a code at least as wide as the input is a problem for this model, or None when it is not one: a plain
+        autoencoder (or a linear one) can then learn the identity and compress nothing."""
+        width = math.prod(self.input_shape)
+        if self.latent_dim < width or type(self.objective) is not Plain:
+            return None
+        return (f"the code (latent_dim={self.latent_dim}) is at least as wide as the input ({width} features): a plain "
+                "autoencoder can learn the identity and compress nothing; the denoising or sparse objective makes an "
+                "overcomplete code meaningful")
+
     @property
     def name(self) -> str:
         """The shortcut for this pair if there is one (``vae``), else ``body+objective`` (``conv+vae``)."""

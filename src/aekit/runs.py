@@ -7,6 +7,9 @@ thresholds, evaluates, draws and exports. The entry points above this layer pars
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import logging
 import math
 import shutil
@@ -21,9 +24,9 @@ from . import data as data_mod
 from . import plots, stream
 from .checkpoint import RunCheckpoints, RunDir, config_to_dict, write_json
 from .data import DataConfig
-from .distributed import barrier, process_group, rank_and_world
+from .distributed import all_sum, barrier, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, check_npy_header
 from .evaluate import encode, evaluate_model, feature_quality, gaussian_like, holes, reconstruct
 from .models import AutoEncoder, ModelConfig, build_model
 from .space import Data, Scaler, to_data_space, to_model_space
@@ -56,9 +59,25 @@ def train_run(
     holes measure and the probes are left out of the metrics (they take a few seconds). ``on_epoch`` is called
     with each epoch's history row once its checkpoint is written (see :func:`aekit.train.train`).
     """
-    with process_group():
+    with process_group(), sole_writer(RunDir(out)):
         return _train_run(Path(out), model_config, data_config, train_config, resume, overwrite, progress, epochs,
                           device, analysis, on_epoch)  # fmt: skip
+
+
+@contextlib.contextmanager
+def sole_writer(rundir: RunDir):
+    """Rank 0 holds the run directory's writer lock while training; a refusal stops every process alike."""
+    rank, world = rank_and_world()
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if rank == 0:
+            try:
+                stack.enter_context(rundir.writing())
+            except CheckpointError as err:
+                refused = err
+        if (all_sum([float(refused is not None)], "cpu")[0] if world > 1 else refused is not None):
+            raise refused or CheckpointError(f"{rundir}: the first process could not take the run's writer lock")
+        yield
 
 
 def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis,
@@ -130,8 +149,11 @@ def _model_config_for(data, model_config: ModelConfig, train_config: TrainConfig
                         f"now gives {data.input_shape}")  # fmt: skip
     if train_config.loss == "bce" and data.scaling != "unit":
         raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
-    return replace(model_config, input_shape=data.input_shape,
-                   output=model_config.body.default_output(data.scaling == "unit")).validate()  # fmt: skip
+    model_config = replace(model_config, input_shape=data.input_shape,
+                           output=model_config.body.default_output(data.scaling == "unit")).validate()  # fmt: skip
+    if model_config.overcomplete():
+        log.warning("warning: %s", model_config.overcomplete())
+    return model_config
 
 
 def explained(err: Interrupted | TrainingDiverged, out: Path, target: RunDir, discarded: bool):
@@ -144,7 +166,7 @@ def explained(err: Interrupted | TrainingDiverged, out: Path, target: RunDir, di
     else:
         note = f" (last good checkpoint: {target / RunDir.CHECKPOINT})" if target.has(RunDir.CHECKPOINT) else ""
     if isinstance(err, Interrupted):
-        return Interrupted(err.state, note)
+        return Interrupted(err.state, note, err.signum)
     return TrainingDiverged(err.value, err.epoch, err.step, err.lr, note)
 
 
@@ -316,7 +338,12 @@ class Run:
         """Test metrics beside PCA, the holes measure and the probes; written to ``metrics.json`` unless not ``write``."""
         metrics = full_metrics(self.model, self.data())
         if write:
-            RunDir(self.path).write_metrics(metrics)
+            try:
+                RunDir(self.path).write_metrics(metrics)
+            except OSError as err:  # a read-only run (a shared model store) is still evaluated
+                if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                log.warning("metrics not written: %s is read-only here (%s)", self.path, err.strerror)
         return metrics
 
     def draw(self, kind: str, folder: Path | None = None):
@@ -347,6 +374,18 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
 def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:
     """Evaluate a run on its test split, beside PCA; writes ``metrics.json`` unless ``write`` is false."""
     return load_run(path, device).evaluate(write)
+
+
+def array_from_npy(payload: bytes) -> np.ndarray:
+    """A ``.npy`` file's bytes as an array, its header checked against the payload before anything is allocated
+    (no objects, no shape larger than the bytes that came); a DataError otherwise."""
+    handle = io.BytesIO(payload)
+    check_npy_header(handle, len(payload), "header", limit=None)  # the payload's own size bounds it
+    handle.seek(0)
+    try:
+        return np.load(handle, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(str(err)) from None
 
 
 def holds_run(path: str | Path) -> bool:

@@ -27,7 +27,6 @@ what ``/v1/explore/*`` returns.
 """
 
 import importlib  # no `from __future__ import annotations`: FastAPI reads the handlers' annotations
-import io
 import logging
 from importlib import resources
 from pathlib import Path
@@ -36,9 +35,9 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 
-from .errors import AekitError
+from .errors import AekitError, DataError
 from .models import Variational
-from .runs import Run, load_run
+from .runs import Run, array_from_npy, load_run
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -168,7 +167,7 @@ class Explorer:
 
 
 # ------------------------------------------------------------------------------------------ request and response bodies
-Number = Annotated[float, Field(allow_inf_nan=False)]
+Number = Annotated[float, Field(allow_inf_nan=False, strict=True)]  # numbers only: "0.5" as a string is refused
 Rows = Annotated[list[list[Number]], Field(min_length=1, max_length=MAX_ROWS)]
 
 
@@ -229,8 +228,8 @@ async def _rows(request: Request, field: str, model: type[BaseModel], width: int
     """A request's rows: a .npy body, or JSON checked by pydantic; ``width`` values each."""
     if request.headers.get("content-type", "").startswith("application/x-npy"):
         try:
-            array = np.load(io.BytesIO(await request.body()), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
+            array = array_from_npy(await request.body())  # its header checked against the payload first
+        except DataError as err:
             raise HTTPException(422, f"body: not a .npy array ({err})") from None
         if array.dtype.kind not in "biuf" or array.ndim != 2 or not 1 <= len(array) <= MAX_ROWS:
             raise HTTPException(422, f"body: need a numeric (rows, features) array of 1 to {MAX_ROWS} rows, got "
@@ -333,7 +332,8 @@ def probe(rows: InputRows, explorer: ExplorerDep) -> dict[str, Any]:
 
 
 @router.get("/v1/explore/samples")
-def samples(explorer: ExplorerDep, n: Annotated[int, Query(ge=1, le=256)] = 16, seed: int = 0) -> dict[str, Any]:
+def samples(explorer: ExplorerDep, n: Annotated[int, Query(ge=1, le=256)] = 16,
+            seed: Annotated[int, Query(ge=0, lt=2**63)] = 0) -> dict[str, Any]:  # fmt: skip
     return explorer.samples(n, seed)
 
 
@@ -347,19 +347,48 @@ def explorer_page() -> str:
 
 # ------------------------------------------------------------------------------------------ the app
 class BodyLimit:
-    """Refuse a declared body over ``MAX_BODY_BYTES`` before it is read (a plain ASGI middleware: starlette's
-    BaseHTTPMiddleware would cost about a millisecond on every request)."""
+    """Hold a request body to ``MAX_BODY_BYTES``, however it is sent (a plain ASGI middleware: starlette's
+    BaseHTTPMiddleware would cost about a millisecond on every request).
+
+    A declared ``Content-Length`` over the limit is refused before anything is read. A body sent without one
+    (``Transfer-Encoding: chunked``) is read here, message by message, and refused as soon as it passes the limit,
+    so the server never holds more than the limit of it; a body within the limit is handed on as one message."""
 
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            size = dict(scope["headers"]).get(b"content-length", b"0")
-            if size.isdigit() and int(size) > MAX_BODY_BYTES:
-                detail = f"request body of {int(size)} bytes is over the {MAX_BODY_BYTES} allowed"
-                return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-        await self.inner(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is not None and size.isdigit():  # declared: the server reads at most that much
+            if int(size) > MAX_BODY_BYTES:
+                return await too_large(f"request body of {int(size)} bytes", scope, receive, send)
+            return await self.inner(scope, receive, send)
+        parts, total, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            parts.append(message.get("body", b""))
+            total, more = total + len(parts[-1]), message.get("more_body", False)
+            if total > MAX_BODY_BYTES:
+                return await too_large("a request body sent in chunks", scope, receive, send)
+        body, sent = b"".join(parts), False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()  # http.disconnect, when it comes
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.inner(scope, replay, send)
+
+
+async def too_large(what: str, scope, receive, send):
+    detail = f"{what} is over the {MAX_BODY_BYTES} bytes allowed"
+    await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
 async def one_message(request: Request, err: RequestValidationError):

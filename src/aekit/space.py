@@ -75,10 +75,11 @@ def to_model_space(x: np.ndarray, input_shape: tuple[int, ...], scaling: str, sc
     if tuple(x.shape[1:]) != tuple(input_shape):
         want = "(N, " + ", ".join(map(str, input_shape)) + ")"
         raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
-    return scale(x, scaling, scaler)[0]
+    return scale(x, scaling, scaler, source)[0]
 
 
-def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None) -> tuple[torch.Tensor, Scaler | None]:
+def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None, source: str = "input"
+          ) -> tuple[torch.Tensor, Scaler | None]:  # fmt: skip
     """Bring a raw array into model space; fits a :class:`Scaler` for ``"standard"`` if none is given."""
     if scaling == "unit":
         if x.dtype == np.uint8:  # one float32 copy, divided in place: no second full-size temporary
@@ -87,7 +88,13 @@ def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None) -> tuple[to
             raise DataError(f"values must lie in [0, 1] for this model, got [{x.min():.3g}, {x.max():.3g}]")
         return torch.from_numpy(x.astype(np.float32)), None
     scaler = scaler or Scaler.fit(x.astype(np.float64))
-    return scaler.transform(torch.from_numpy(x.astype(np.float32))), scaler
+    out = scaler.transform(torch.from_numpy(x.astype(np.float32)))
+    if not torch.isfinite(out).all():  # finite inputs whose differences from the mean pass float32's range
+        column = int((~torch.isfinite(out)).reshape(len(out), -1).any(0).int().argmax())
+        raise DataError(f"{source}: standardizing feature {column} overflows float32 (values up to "
+                        f"{float(np.abs(x.reshape(len(x), -1)[:, column]).max()):.3g}, too far apart); the input is "
+                        "the problem, not the training: rescale the data")  # fmt: skip
+    return out, scaler
 
 
 def auto_scaling(x: np.ndarray) -> str:

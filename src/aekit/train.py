@@ -152,19 +152,21 @@ class Checkpoints(Protocol):
 
 
 class Interrupted(Exception):
-    """Training stopped on Ctrl-C after its checkpoint was saved: ``state`` is where it stopped; ``note`` is what the
-    caller adds (how to resume). Raised only when training has ``checkpoints``; without, Ctrl-C is a KeyboardInterrupt."""
+    """Training stopped on Ctrl-C or SIGTERM (``signum``) after its checkpoint was saved: ``state`` is where it
+    stopped; ``note`` is what the caller adds (how to resume). Raised only when training has ``checkpoints``;
+    without, the signal is a KeyboardInterrupt."""
 
-    def __init__(self, state: TrainState, note: str = ""):
-        super().__init__(state, note)
-        self.state, self.note = state, note
+    def __init__(self, state: TrainState, note: str = "", signum: int = signal.SIGINT):
+        super().__init__(state, note, signum)
+        self.state, self.note, self.signum = state, note, signum
 
     @property
     def event(self) -> str:
         """What happened, naming no file."""
         state = self.state
-        return f"interrupted at epoch {state.epoch + 1}, step {state.step}" if state.step else \
-            f"interrupted after epoch {state.epoch}"  # fmt: skip
+        how = "interrupted" if self.signum == signal.SIGINT else f"stopped by {signal.Signals(self.signum).name}"
+        return f"{how} at epoch {state.epoch + 1}, step {state.step}" if state.step else \
+            f"{how} after epoch {state.epoch}"  # fmt: skip
 
     def __str__(self) -> str:
         return self.event + self.note
@@ -223,27 +225,31 @@ def squared_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) 
 
 
 class _StopFlag:
-    """Turns SIGINT into a flag the loop checks after each step, so Ctrl-C saves a clean checkpoint."""
+    """Turns SIGINT (Ctrl-C) and SIGTERM (what Slurm, Kubernetes and most schedulers send before they kill a job)
+    into a flag the loop checks after each step, so that either saves a clean checkpoint of the step it stopped at.
+    ``signum`` says which came first; a second signal of either kind stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.raised = False
-        self.previous = None
+        self.raised, self.signum = False, signal.SIGINT
+        self.previous: dict = {}
 
     def __enter__(self):
         try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave SIGINT alone
-            self.previous = None
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        except ValueError:  # not the main thread: leave the signals alone
+            self.previous = {}
         return self
 
     def _handle(self, signum, frame):
-        if self.raised:  # a second Ctrl-C stops at once
+        if self.raised:  # a second signal stops at once
             raise KeyboardInterrupt
-        self.raised = True
+        self.raised, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 class LossModule(nn.Module):
@@ -294,7 +300,7 @@ def train(
     Raises
     ------
     Interrupted
-        On Ctrl-C, with ``checkpoints``, once the checkpoint of the step it stopped at is saved.
+        On Ctrl-C or SIGTERM, with ``checkpoints``, once the checkpoint of the step it stopped at is saved.
     TrainingDiverged
         When a loss is not finite: the epoch and step; the last epoch's checkpoint stays as it was.
     """
@@ -306,7 +312,7 @@ def train(
             if on_epoch is not None:
                 on_epoch(state.history[-1])
             if stop.raised:
-                raise loop.interrupted(state)
+                raise loop.interrupted(state, stop)
             if config.n_iter_no_change is not None and state.stale >= config.n_iter_no_change:
                 log.info("stopping after epoch %d: %d epochs without improving by %g", epoch + 1, state.stale, config.tol)
                 break
@@ -411,7 +417,7 @@ class _Loop:
                     state.step = step + 1
                     if self.saver is not None and self.checkpoints is not None:
                         self.saver.save_step(self.model, self.optimizer, state)
-                    raise self.interrupted(state)
+                    raise self.interrupted(state, stop)
         bar.close()
         return self.finish_epoch(state, epoch, began)
 
@@ -428,8 +434,8 @@ class _Loop:
             self.saver.save_epoch(self.model, self.optimizer, state)
         return state
 
-    def interrupted(self, state: TrainState) -> BaseException:
-        return Interrupted(state) if self.checkpoints is not None else KeyboardInterrupt()
+    def interrupted(self, state: TrainState, stop: _StopFlag) -> BaseException:
+        return Interrupted(state, signum=stop.signum) if self.checkpoints is not None else KeyboardInterrupt()
 
 
 def epoch_order(sampler: DistributedSampler, n: int, seed: int, epoch: int, world: int) -> torch.Tensor:
