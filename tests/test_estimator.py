@@ -20,6 +20,7 @@ DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
      AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device=DEVICE),
      AutoEncoderOutlierDetector(max_epochs=2, random_state=0, device=DEVICE, latent_distance=True)],
 )  # fmt: skip  (no expected failures: the detector follows scikit-learn's sign conventions)
+@pytest.mark.filterwarnings("ignore:n_components=2. the code:UserWarning")  # the checks' data has 2 features
 def test_scikit_learn_contract(estimator, check):
     check(estimator)
 

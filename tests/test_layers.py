@@ -28,9 +28,10 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "train": (5, {"errors", "options", "distributed", "optim", "models", "mlpgrad", "space", "stream"}),
     "evaluate": (6, "below"),
     "plots": (7, "below"),
-    "estimator": (7, "below"),
+    "estimator": (8, "below"),  # the scikit-learn API, beside runs: it logs to TensorBoard (layer 7)
     "export": (7, "below"),
     "checkpoint": (7, "below"),
+    "tensorboard_log": (7, "below"),
     "runs": (8, "below"),
     "report": (9, {"runs", "evaluate", "plots"}),
     "serve": (9, {"runs", "errors", "models"}),

@@ -269,42 +269,54 @@ class RunDir:
     def writing(self):
         """Hold this run directory's one-writer lock: an exclusive ``flock`` on a hidden sibling file
         (``.NAME.aekit-lock``), which the kernel releases when the holder ends, so a killed process never leaves a
-        lock behind. A second writer is refused at once, naming the process that holds it; readers never take it.
-        A run on a read-only file system is refused in one line. (Not POSIX, no ``fcntl``: no lock.)"""
+        lock behind (only, at worst, the empty file, which the next writer takes). A second writer is refused at
+        once, naming the process that holds it; readers never take it. The file is removed on release, while still
+        locked: a writer that opened it just before checks, once it holds the lock, that the file is still the one
+        at that path. A run on a read-only file system is refused in one line. (No ``fcntl``, not POSIX: no lock.)"""
         try:
             import fcntl
         except ImportError:
             yield
             return
         lock = self.path.parent / f".{self.path.name}.aekit-lock"
-        try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists() and not os.access(self.path, os.W_OK):
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.path))
-            handle = open(lock, "a+b", buffering=0)  # unbuffered: nothing left to flush (or fail) on close
-        except OSError as err:
-            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise CheckpointError(f"{self.path}: read-only here ({err.strerror}); a read-only run can be evaluated, "
-                                      "encoded, scored, exported and served, not trained") from None  # fmt: skip
-            raise
-        with handle:
+        for _ in range(10):  # a holder may remove the file between our open and our flock: open it again
+            handle = self._open_lock(lock)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().decode(errors="replace").strip() or "another process"
+                handle.close()
                 raise CheckpointError(f"{self.path} is being written by {holder}; one writer at a time: wait for it "
                                       "to finish or stop it") from None  # fmt: skip
-            try:  # who holds it, for the refusal's message (a full disk may not take it: the lock holds anyway)
-                handle.truncate(0)
-                handle.write(f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode())
-            except OSError:
-                pass
             try:
-                yield
-            finally:
-                handle.truncate(0)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                if os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            handle.close()
+        try:  # who holds it, for the refusal's message (a full disk may not take it: the lock holds anyway)
+            handle.truncate(0)
+            handle.write(f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode())
+        except OSError:
+            pass
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            handle.close()  # closing releases the lock
+
+    def _open_lock(self, lock: Path):
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.path))
+            return open(lock, "a+b", buffering=0)  # unbuffered: nothing left to flush (or fail) on close
+        except OSError as err:
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise CheckpointError(f"{self.path}: read-only here ({err.strerror}); a read-only run can be evaluated, "
+                                      "encoded, scored, exported and served, not trained") from None  # fmt: skip
+            raise
 
     def holds_run(self) -> bool:
         return self.path.is_dir() and any(self.path.iterdir())

@@ -85,6 +85,9 @@ def add_train_parser(commands) -> None:
     g.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default: runs/latest)")
     g.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    g.add_argument("--tensorboard", type=Path, metavar="DIR", help="also log to TensorBoard in DIR: every history "
+                   "column and the learning rate per epoch, test reconstructions, and the test codes as a projector "
+                   "embedding (tensorboard --logdir DIR); with --resume the curves continue (the 'tensorboard' extra)")
     add_progress_flag(g)
 
 
@@ -247,7 +250,7 @@ def cmd_train(args) -> int:
     history, metrics = runs.train_run(
         out, model_config, config_from_args(DataConfig, args), train_config, resume=args.resume is not None,
         overwrite=args.overwrite, progress=progress_wanted(args), epochs=args.epochs if args.resume else None,
-        device=args.device if args.resume else None,
+        device=args.device if args.resume else None, tensorboard=args.tensorboard,
     )  # fmt: skip
     if metrics:  # under torchrun, only rank 0 evaluates and reports
         print(report.format_metrics(metrics))
@@ -280,7 +283,8 @@ def _shown(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-RESUME_MAY_CHANGE = {"resume", "epochs", "device", "progress", "command", "out", "overwrite", "preset", "debug"}
+RESUME_MAY_CHANGE = {"resume", "epochs", "device", "progress", "command", "out", "overwrite", "preset", "debug",
+                     "tensorboard"}
 
 
 def refuse_settings_on_resume(args) -> None:

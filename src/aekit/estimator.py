@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .space import Data
 from .models import LOSSES, MLPBody, ModelConfig, build_model, make_config, part_options
+from .tensorboard_log import TensorBoardLog
 from .train import DEVICES, TrainConfig, train
 
 ESTIMATOR_BASE = ModelConfig(body=MLPBody(hidden=(64,)))  # a small default body for tables
@@ -65,6 +66,7 @@ class _AutoEncoderBase(BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        tensorboard=None,
     ):
         self.n_components = n_components
         self.model = model
@@ -95,6 +97,7 @@ class _AutoEncoderBase(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.tensorboard = tensorboard
 
     def _check_params(self) -> None:
         for name in ("n_components", "max_epochs", "batch_size"):
@@ -166,7 +169,11 @@ class _AutoEncoderBase(BaseEstimator):
         with torch.random.fork_rng(devices=[]):  # leave the caller's global torch RNG as it was
             torch.manual_seed(seed)
             model = build_model(config)
-            history = train(model, data, train_config, progress=self.verbose > 0)
+            # TensorBoard's reconstructions and projector show all the fitted rows (an estimator has no test split)
+            board = TensorBoardLog(self.tensorboard, model, Data(x, x), train_config) if self.tensorboard else None
+            history = train(model, data, train_config, progress=self.verbose > 0, on_epoch=board)
+            if board is not None:
+                board.close()
         self.history_ = [{"epoch": row["epoch"], "train_loss": row["train_loss"],
                           **({"validation_mse": row["test_mse_per_pixel"]} if "test_mse_per_pixel" in row else {}),
                           "seconds": row["seconds"]} for row in history]  # fmt: skip
@@ -255,6 +262,9 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         Seeds the weights and batch order; an int makes ``fit`` reproducible.
     verbose : int, default 0
         Show a progress bar per epoch when positive.
+    tensorboard : str or path, optional
+        A folder for TensorBoard logs of the fit (per-epoch scalars, reconstructions of image rows, the codes as a
+        projector embedding); needs the ``tensorboard`` extra.
 
     Attributes
     ----------
@@ -361,14 +371,15 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
                  codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", max_epochs=50,
                  batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, tol=1e-4, scale=True, device="auto", random_state=None, verbose=0,
-                 latent_distance=False):  # fmt: skip
+                 tensorboard=None, latent_distance=False):  # fmt: skip
         super().__init__(n_components, model=model, body=body, objective=objective, input_shape=input_shape,
                          hidden=hidden, activation=activation, channels=channels, noise=noise, noise_level=noise_level,
                          sparsity=sparsity, beta=beta, codebook_size=codebook_size, groups=groups,
                          commitment=commitment, loss=loss, optimizer=optimizer, max_epochs=max_epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
-                         scale=scale, device=device, random_state=random_state, verbose=verbose)  # fmt: skip
+                         scale=scale, device=device, random_state=random_state, verbose=verbose,
+                         tensorboard=tensorboard)  # fmt: skip
         self.contamination = contamination
         self.latent_distance = latent_distance
 

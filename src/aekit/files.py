@@ -54,7 +54,9 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 def named(err: OSError, path: Path) -> OSError:
     """``err`` naming ``path`` if it names no file (a write's ENOSPC does not)."""
-    return err if err.filename is not None else OSError(err.errno, err.strerror, str(path))
+    if err.filename is not None or err.errno is None:  # it names its file, or it is no system error to rebuild
+        return err
+    return OSError(err.errno, err.strerror, str(path))
 
 
 def _umask() -> int:

@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .space import Data
+from .space import Data, is_image_data
 from .errors import DataError
 from .evaluate import batched, codebook_counts, encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
 from .models import AutoEncoder, Denoising, ModelConfig, Objective, VectorQuantized, corrupt
@@ -30,10 +30,6 @@ def save(fig: Figure, path: str | Path | None) -> Figure:
         for suffix in (".png", ".svg"):
             fig.savefig(path.with_suffix(suffix), dpi=110, bbox_inches="tight")
     return fig
-
-
-def is_image_data(shape: tuple[int, ...]) -> bool:
-    return len(shape) == 3 and shape[0] in (1, 3)
 
 
 def _require_images(model: AutoEncoder, what: str) -> None:

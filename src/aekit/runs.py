@@ -27,10 +27,11 @@ from .data import DataConfig
 from .distributed import all_sum, barrier, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
-from .evaluate import encode, evaluate_model, feature_quality, gaussian_like, holes, reconstruct
+from .evaluate import METRIC_NAMES, encode, evaluate_model, feature_quality, gaussian_like, holes, reconstruct
 from .models import AutoEncoder, ModelConfig, build_model
-from .space import Data, Scaler, to_data_space, to_model_space
+from .space import Data, Scaler, is_image_data, to_data_space, to_model_space
 from .stream import Streamed
+from .tensorboard_log import TensorBoardLog
 from .train import Interrupted, TrainConfig, pick_device, squared_errors, train
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,19 @@ def train_run(
     device: str | None = None,
     analysis: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> tuple[list[dict], dict]:
     """Train a model into run directory ``out`` and evaluate it beside PCA; returns (history, metrics).
 
     With ``resume``, the configs stored in ``out`` are used and training continues from its checkpoint;
     ``epochs`` and ``device`` may still be changed (to train longer, or elsewhere). Without ``analysis``, the
     holes measure and the probes are left out of the metrics (they take a few seconds). ``on_epoch`` is called
-    with each epoch's history row once its checkpoint is written (see :func:`aekit.train.train`).
+    with each epoch's history row once its checkpoint is written (see :func:`aekit.train.train`). ``tensorboard``
+    names a folder for TensorBoard logs (:mod:`aekit.tensorboard_log`; a resumed run continues its curves there).
     """
     with process_group(), sole_writer(RunDir(out)):
         return _train_run(Path(out), model_config, data_config, train_config, resume, overwrite, progress, epochs,
-                          device, analysis, on_epoch)  # fmt: skip
+                          device, analysis, on_epoch, tensorboard)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -81,7 +84,7 @@ def sole_writer(rundir: RunDir):
 
 
 def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis,
-               on_epoch):  # fmt: skip
+               on_epoch, tensorboard):  # fmt: skip
     rank, _ = rank_and_world()
     rundir = RunDir(out)
     # Everything that can fail on bad input is checked before the run directory is touched, so a failed command
@@ -93,6 +96,7 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     model_config = _model_config_for(data, model_config, train_config, data_config, out if resume else None)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
+    board = TensorBoardLog(tensorboard, model, data, train_config) if tensorboard and rank == 0 else None
     # --overwrite trains beside the old run and replaces it only once the new one has finished.
     staging = RunDir(out.parent / f".{out.name}.aekit-new") if overwrite and not resume and rundir.holds_run() else None
     target = staging or rundir
@@ -108,7 +112,9 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     saver = RunCheckpoints(target, data.scaler, configs if resume else None)
     try:
         history = train(model, data, train_config, checkpoints=saver, resume=resume, progress=progress,
-                        on_epoch=on_epoch)  # fmt: skip
+                        on_epoch=each(on_epoch, board))  # fmt: skip
+        if board is not None:
+            board.close()
         metrics = {}
         if rank == 0:  # rank 0 evaluates and writes; the others are done
             metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, evaluation_data(data)),
@@ -124,6 +130,19 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     if staging is not None and rank == 0:
         rundir.replace_with(staging)
     return history, metrics
+
+
+def each(*callbacks: Callable[[dict], None] | None) -> Callable[[dict], None] | None:
+    """One ``on_epoch`` calling each given callback in turn (None if none is given)."""
+    given = [c for c in callbacks if c is not None]
+    if not given:
+        return None
+
+    def call(row: dict) -> None:
+        for callback in given:
+            callback(row)
+
+    return call
 
 
 def _configs(rundir: RunDir, resume: bool, model_config, data_config, train_config, epochs, device):
@@ -217,7 +236,7 @@ class Run:
     @property
     def is_image(self) -> bool:
         """Whether the examples are images (C, H, W) with 1 or 3 channels."""
-        return plots.is_image_data(self.model_config.input_shape)
+        return is_image_data(self.model_config.input_shape)
 
     # -- data
     def data(self) -> Data:
@@ -351,6 +370,32 @@ class Run:
         folder = Path(folder) if folder is not None else self.path / "figures"
         return plots.draw(kind, self.model, self.data() if kind != "curves" else None, self.history(), self.metrics(),
                           path=folder / kind)  # fmt: skip
+
+    def plot(self, kind: str):
+        """The matplotlib Figure ``aekit plot RUN KIND`` draws, without writing a file (a notebook shows it)."""
+        return plots.draw(kind, self.model, self.data() if kind != "curves" else None, self.history(), self.metrics())
+
+    def _repr_html_(self) -> str:
+        """A notebook's view of the run: the model, its test metrics beside PCA's, and six reconstructions."""
+        import base64
+        import html
+
+        metrics, k = self.metrics(), self.model_config.latent_dim
+        head = "".join(f"<th>{name}</th>" for name in METRIC_NAMES)
+        rows = ""
+        for label, prefix in ((f"autoencoder (k={k})", ""), (f"PCA (k={k})", "pca_")):
+            cells = "".join(f"<td>{metrics[prefix + n]:.5g}</td>" if prefix + n in metrics else "<td></td>"
+                            for n in METRIC_NAMES)  # fmt: skip
+            rows += f"<tr><td>{label}</td>{cells}</tr>"
+        parts = [f"<p><b>aekit run</b> <code>{html.escape(str(self.path))}</code>: {html.escape(self.model_config.name)}"
+                 f", {len(self.history())} epochs</p><table><tr><th></th>{head}</tr>{rows}</table>"]  # fmt: skip
+        if self.is_image:
+            buffer = io.BytesIO()
+            figure = plots.reconstructions(self.model, self.data(), n=6)
+            figure.savefig(buffer, format="png", dpi=70, bbox_inches="tight")
+            encoded = base64.b64encode(buffer.getvalue()).decode()
+            parts.append(f"<img alt='reconstructions' src='data:image/png;base64,{encoded}'>")
+        return "".join(parts)
 
     def export(self, path: Path, part: str = "autoencoder") -> Path:
         """Write ``part`` of the model as ONNX with the scaling folded in (the ``onnx`` extra)."""

@@ -18,6 +18,11 @@ from .errors import DataError
 from .files import check_finite
 
 
+def is_image_data(shape: tuple[int, ...]) -> bool:
+    """Whether examples of this shape are images: (C, H, W) with 1 or 3 channels."""
+    return len(shape) == 3 and shape[0] in (1, 3)
+
+
 @dataclass
 class Scaler:
     """Per-feature standardization learned on the training split: ``(x - mean) / std``."""
