@@ -50,6 +50,8 @@ class Aekit:
     from the call) to the next callback, so its evaluation and checkpoint are included. (The call runs in the main
     thread: torch trains ~20% slower in a second thread here, which has its own OpenMP team.)"""
 
+    PRECISION = "fp32"
+
     def __init__(self, x, x_test, device, epochs, seed=0):
         import torch
 
@@ -60,7 +62,8 @@ class Aekit:
         self.data = aekit.Data(torch.from_numpy(x).reshape(-1, 1, 28, 28),
                                torch.from_numpy(x_test).reshape(-1, 1, 28, 28))  # fmt: skip
         self.model = aekit.AutoEncoder((1, 28, 28), CODE, (HIDDEN,))
-        self.config = TrainConfig(epochs=epochs, lr=LR, batch_size=BATCH, device=device, seed=seed)
+        self.config = TrainConfig(epochs=epochs, lr=LR, batch_size=BATCH, device=device, seed=seed,
+                                  **({"precision": self.PRECISION} if self.PRECISION != "fp32" else {}))  # fmt: skip
 
     def serve(self, commands, answer) -> None:
         import inspect
@@ -157,7 +160,14 @@ class KerasJax:
         return test_sse(lambda t: np.asarray(self.model.predict(t, batch_size=4096, verbose=0)), self.x_test)
 
 
-RUNNERS = {"aekit": Aekit, "bare": Bare, "keras-jax": KerasJax, "aekit-base": Aekit}  # aekit-base: --aekit-from
+class AekitBf16(Aekit):
+    """aekit with ``precision="bf16"`` (--precision bf16): bf16 products for the wide layers."""
+
+    PRECISION = "bf16"
+
+
+RUNNERS = {"aekit": Aekit, "bare": Bare, "keras-jax": KerasJax, "aekit-base": Aekit,  # aekit-base: --aekit-from
+           "aekit-bf16": AekitBf16}  # fmt: skip
 NEEDS = {"keras-jax": ("keras", "jax")}
 
 
@@ -241,7 +251,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS), help="frameworks to run")
     parser.add_argument("--aekit-from", metavar="CHECKOUT", help="also time the aekit of another checkout (e.g. a git "
                         "worktree of an earlier commit) beside this one, as 'aekit-base': a change's cost in one run")
-    parser.add_argument("--child", choices=(*FRAMEWORKS, "aekit-base"), help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: also time aekit with "
+                        "--precision bf16, as 'aekit-bf16', beside fp32 aekit (same seeds)")
+    parser.add_argument("--child", choices=(*FRAMEWORKS, "aekit-base", "aekit-bf16"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -260,7 +272,8 @@ def main() -> None:
     x, x_test = (t.reshape(len(t), -1).numpy() for t in (mnist.x_train, mnist.x_test))
     pca = PCA(CODE, random_state=0).fit(x)
     pca_sse = test_sse(lambda t: pca.inverse_transform(pca.transform(t)), x_test)
-    names = [n for n in args.only if not available(n)] + (["aekit-base"] if args.aekit_from else [])
+    names = [n for n in args.only if not available(n)] + (["aekit-base"] if args.aekit_from else []) + \
+        (["aekit-bf16"] if args.precision == "bf16" else [])  # fmt: skip
     for name in set(args.only) - set(names):
         print(f"{name}: skipped, {available(name)}")
     seconds: dict[str, list[float]] = {n: [] for n in names}
@@ -314,6 +327,15 @@ def main() -> None:
         bars.append(f"test SSE within {100 * abs(sse['aekit'] / sse['bare'] - 1):.1f}% of the bare loop's{seeds} "
                     f"(bar: 2%)")  # fmt: skip
         print("; ".join(bars))
+    if "aekit-bf16" in seconds:
+        import platform
+
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), platform.processor())  # fmt: skip
+        keras = f", vs keras-jax {ratio('aekit-bf16', 'keras-jax'):.3f} (bar: <= 0.70)" if "keras-jax" in seconds else ""
+        print(f"aekit-bf16 / aekit (fp32) = {ratio('aekit-bf16', 'aekit'):.3f}{keras}; test SSE {sse['aekit-bf16']:.3f} "
+              f"against fp32's {sse['aekit']:.3f} ({100 * (sse['aekit-bf16'] / sse['aekit'] - 1):+.2f}%, bar: 1%); "
+              f"CPU: {cpu}")  # fmt: skip
     if "aekit-base" in seconds and "bare" in seconds:
         print(f"aekit / aekit-base = {ratio('aekit', 'aekit-base'):.3f}; their ratios to the bare loop "
               f"{ratio('aekit', 'bare'):.3f} and {ratio('aekit-base', 'bare'):.3f} "

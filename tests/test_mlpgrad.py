@@ -143,3 +143,54 @@ def test_the_evaluation_forward_equals_the_model(body, objective, options, outpu
     with torch.no_grad():
         torch.testing.assert_close(reconstruct_rows(model, chain_of(model), x), model(x).reshape(37, -1),
                                    rtol=1e-6, atol=1e-7)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ bf16 (aekit.precision)
+from aekit import precision  # noqa: E402
+
+
+@pytest.mark.parametrize("kind, output", [("mse", "sigmoid"), ("bce", "sigmoid"), ("mse", "linear")])
+def test_bf16_products_give_the_fp32_gradients_to_bf16_accuracy(kind, output):
+    """The wide layers' products with bf16 operands (the numbers bf16 hardware computes; any CPU can run them)."""
+    torch.manual_seed(0)
+    config = make_config("mlp", input_shape=(300,), latent_dim=8, hidden=(256,), output=output)
+    model = build_model(config).to(DEVICE)
+    x = (torch.rand(64, 300) if output == "sigmoid" else torch.randn(64, 300)).to(DEVICE)
+    step = MLPStep.of(model, kind, bf16=True)
+    assert step.bf16 == [True, False, False, True]  # 300-256 and 256-300 are wide; 256-8 and 8-256 are not
+    expected_loss, expected = autograd_gradients(model, x, kind)
+    model.zero_grad(set_to_none=True)
+    loss, _ = step(x)
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-2)
+    for p, want in zip(model.parameters(), expected, strict=True):
+        assert p.grad.dtype == torch.float32 and p.dtype == torch.float32  # master weights and gradients stay fp32
+        assert float((p.grad - want).norm() / want.norm()) < 5e-2  # bf16 keeps 8 bits: ~0.4% per operand
+
+
+def test_bf16_is_refused_naming_what_the_cpu_lacks_and_auto_falls_back(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.raises(aekit.ConfigError, match=r"precision 'bf16' was asked for, but this CPU has neither AMX-BF16 "
+                                                r"\(amx_bf16\) nor AVX512-BF16 \(avx512_bf16\)"):  # fmt: skip
+        precision.resolve("bf16", torch.device("cpu"), nn.Linear(300, 300))
+    assert precision.resolve("auto", torch.device("cpu"), nn.Linear(300, 300)) == "fp32"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert precision.resolve("auto", torch.device("cpu"), nn.Linear(300, 300)) == "bf16"
+    assert precision.resolve("auto", torch.device("cpu"), nn.Linear(300, 32)) == "fp32"  # nothing wide: no pay
+    assert precision.resolve("fp32", torch.device("cpu"), nn.Linear(300, 300)) == "fp32"
+
+
+def test_the_autograd_path_runs_only_the_wide_layers_in_bf16():
+    torch.manual_seed(0)
+    model = build_model(make_config("mlp", input_shape=(300,), latent_dim=8, hidden=(256,), activation="gelu",
+                                    output="linear"))  # fmt: skip
+    seen = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            module.register_forward_hook(lambda m, a, out, name=name: seen.__setitem__(name, out.dtype))
+    with precision.autocast_wide_layers(model, torch.device("cpu")):
+        out = model(torch.randn(16, 300))
+    assert out.dtype == torch.float32
+    assert seen == {"encoder.0": torch.bfloat16, "encoder.2": torch.float32, "decoder.0": torch.float32,
+                    "decoder.2": torch.bfloat16}  # fmt: skip
+    out.square().mean().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())

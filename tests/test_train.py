@@ -473,3 +473,22 @@ def test_every_registered_optimizer_learns_and_resumes_exactly(digits, tmp_path,
 def test_an_unknown_optimizer_is_refused_naming_the_registry():
     with pytest.raises(ConfigError, match=r"unknown optimizer 'lbfgs'; choose one of \['adam', 'adamw', 'sgd'\]"):
         TrainConfig(optimizer="lbfgs").validate()
+
+
+@pytest.mark.skipif(__import__("aekit.precision").precision.bf16_missing(torch.device("cpu")) is not None,
+                    reason="this CPU has no bf16 matrix instructions: --precision bf16 is refused here")  # fmt: skip
+def test_a_bf16_run_learns_keeps_fp32_checkpoints_and_resumes_bit_identically(digits, tmp_path):
+    from aekit.checkpoint import load_tensors
+
+    config = replace(FAST, precision="bf16")
+    wide = lambda seed=0: (torch.manual_seed(seed), AutoEncoder(digits.input_shape, latent_dim=8, hidden=(256,)))[1]  # noqa: E731
+    full = wide()
+    history = train(full, digits, config, checkpoints=saver(tmp_path / "full"), progress=False)
+    fp32 = train(wide(), digits, FAST, progress=False)
+    assert history[-1]["test_sse_per_image"] == pytest.approx(fp32[-1]["test_sse_per_image"], rel=0.05)
+    tensors, _ = load_tensors(tmp_path / "full" / RunDir.CHECKPOINT)
+    assert all(t.dtype != torch.bfloat16 for t in tensors.values())  # weights and Adam's moments stay fp32
+    train(wide(), digits, replace(config, epochs=1), checkpoints=saver(tmp_path / "part"), progress=False)
+    resumed = wide(seed=3)
+    train(resumed, digits, config, checkpoints=saver(tmp_path / "part"), resume=True, progress=False)
+    assert same_weights(weights(full), weights(resumed))

@@ -54,6 +54,7 @@ class _AutoEncoderBase(BaseEstimator):
         commitment=None,
         loss="mse",
         optimizer="adam",
+        precision="fp32",
         max_epochs=50,
         batch_size=128,
         lr=1e-3,
@@ -85,6 +86,7 @@ class _AutoEncoderBase(BaseEstimator):
         self.commitment = commitment
         self.loss = loss
         self.optimizer = optimizer
+        self.precision = precision
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -156,7 +158,8 @@ class _AutoEncoderBase(BaseEstimator):
         random_state = check_random_state(self.random_state)
         seed = random_state.randint(2**31 - 1)
         train_config = TrainConfig(epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
-                                   weight_decay=self.weight_decay, optimizer=self.optimizer, loss=self.loss, seed=seed,
+                                   weight_decay=self.weight_decay, optimizer=self.optimizer, precision=self.precision,
+                                   loss=self.loss, seed=seed,
                                    device=self.device,
                                    n_iter_no_change=self.n_iter_no_change, tol=float(self.tol))  # fmt: skip
         x = self._to_model_space(X)
@@ -244,6 +247,8 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     batch_size : int, default 128
     optimizer : str, default "adam"
         A key of :data:`aekit.optim.OPTIMIZERS` (adam, adamw, sgd).
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
+        bf16 products for the wide layers where the CPU or GPU has bf16 units (:mod:`aekit.precision`).
     lr : float, default 1e-3
         The optimizer's learning rate.
     weight_decay : float, default 0.0
@@ -368,15 +373,16 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
 
     def __init__(self, contamination=0.1, n_components=2, *, model="mlp", body=None, objective=None, input_shape=None,
                  hidden=None, activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
-                 codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", max_epochs=50,
-                 batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
+                 codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", precision="fp32",
+                 max_epochs=50, batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, tol=1e-4, scale=True, device="auto", random_state=None, verbose=0,
                  tensorboard=None, latent_distance=False):  # fmt: skip
         super().__init__(n_components, model=model, body=body, objective=objective, input_shape=input_shape,
                          hidden=hidden, activation=activation, channels=channels, noise=noise, noise_level=noise_level,
                          sparsity=sparsity, beta=beta, codebook_size=codebook_size, groups=groups,
-                         commitment=commitment, loss=loss, optimizer=optimizer, max_epochs=max_epochs,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, early_stopping=early_stopping,
+                         commitment=commitment, loss=loss, optimizer=optimizer, precision=precision,
+                         max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         early_stopping=early_stopping,
                          validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
                          scale=scale, device=device, random_state=random_state, verbose=verbose,
                          tensorboard=tensorboard)  # fmt: skip

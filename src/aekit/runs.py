@@ -29,6 +29,7 @@ from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
 from .evaluate import METRIC_NAMES, encode, evaluate_model, feature_quality, gaussian_like, holes, reconstruct
 from .models import AutoEncoder, ModelConfig, build_model
+from .precision import check as check_precision
 from .space import Data, Scaler, is_image_data, to_data_space, to_model_space
 from .stream import Streamed
 from .tensorboard_log import TensorBoardLog
@@ -156,7 +157,7 @@ def _configs(rundir: RunDir, resume: bool, model_config, data_config, train_conf
     if device is not None:
         train_config = replace(train_config, device=device)
     train_config.validate()
-    pick_device(train_config.device)
+    check_precision(train_config.precision, pick_device(train_config.device))  # bf16 where there are no bf16 units
     return model_config or ModelConfig(), data_config or DataConfig(), train_config
 
 

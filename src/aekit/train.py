@@ -34,6 +34,7 @@ from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .mlpgrad import MLPStep, chain_of, reconstruct_rows
 from .models import LOSSES, AutoEncoder
 from .optim import OPTIMIZERS, make_optimizer, step_function
+from .precision import PRECISIONS, autocast_wide_layers, resolve
 from .options import option, positive_float, positive_int
 from .space import Data
 from .stream import Streamed, lanes_for
@@ -73,6 +74,10 @@ class TrainConfig:
     gradients: str = option("auto", "auto: hand-derived gradients where aekit.mlpgrad covers the model (fully "
                             "connected, plain or denoising, one process), else autograd; autograd: always autograd",
                             GRADIENTS)  # fmt: skip
+    precision: str = option("fp32", "bf16: bf16 products for the wide layers (both widths >= 256; weights, optimizer, "
+                            "loss and checkpoints stay fp32), refused where the CPU has no AMX-BF16 or AVX512-BF16 (a "
+                            "GPU: no bf16 units); auto: bf16 where they are and the model has a wide layer, else fp32",
+                            PRECISIONS)  # fmt: skip
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1:
@@ -84,7 +89,7 @@ class TrainConfig:
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"weight_decay={self.weight_decay} must be zero or positive")
         for name, choices in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("schedule", SCHEDULES),
-                              ("device", DEVICES), ("gradients", GRADIENTS)):  # fmt: skip
+                              ("device", DEVICES), ("gradients", GRADIENTS), ("precision", PRECISIONS)):  # fmt: skip
             if getattr(self, name) not in choices:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of {list(choices)}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**62:
@@ -347,7 +352,11 @@ class _Loop:
         self.optimizer_step = step_function(self.optimizer)
         loss = LossModule(model, config.loss)
         self.loss_fn = DistributedDataParallel(loss) if self.world > 1 else loss
-        self.gradients = gradient_step(model, self.loss_fn, self.optimizer, config, self.world)
+        self.precision = resolve(config.precision, self.device, model)
+        if config.precision != "fp32":
+            log.info("precision %s: %s products for the wide layers", config.precision, self.precision)
+        self.gradients = gradient_step(model, self.loss_fn, self.optimizer, config, self.world, self.precision,
+                                       self.device)  # fmt: skip
         self.saver = checkpoints if self.rank == 0 else None  # every process loads, rank 0 saves
         self.lanes_logged = False
 
@@ -446,10 +455,13 @@ def epoch_order(sampler: DistributedSampler, n: int, seed: int, epoch: int, worl
     return torch.tensor(list(sampler))
 
 
-def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, config: TrainConfig, world: int):
+def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, config: TrainConfig, world: int,
+                  precision: str = "fp32", device: torch.device | None = None):  # fmt: skip
     """``step(x) -> (loss, terms)``, detached, with the batch's gradient left in every ``.grad``: hand-derived for
-    the models :mod:`aekit.mlpgrad`'s registry covers (one process, ``gradients="auto"``), else autograd."""
-    manual = MLPStep.of(model, config.loss) if world == 1 and config.gradients == "auto" else None
+    the models :mod:`aekit.mlpgrad`'s registry covers (one process, ``gradients="auto"``), else autograd; with
+    ``precision="bf16"`` the wide layers' products take bf16 operands (:mod:`aekit.precision`)."""
+    bf16 = precision == "bf16"
+    manual = MLPStep.of(model, config.loss, bf16) if world == 1 and config.gradients == "auto" else None
     if manual is not None:
         log.info("training step: hand-derived gradients (aekit.mlpgrad: %s body, %s objective, %s loss; "
                  "--gradients autograd turns them off)", model.config.body.kind, model.config.objective.kind,
@@ -457,7 +469,8 @@ def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, config: Tra
         return manual
 
     def autograd_step(xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss, terms = loss_fn(xb)
+        with autocast_wide_layers(model, device) if bf16 else contextlib.nullcontext():
+            loss, terms = loss_fn(xb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         return loss.detach(), {k: t.detach() for k, t in terms.items()}
