@@ -279,3 +279,14 @@ def test_demo_refuses_an_existing_run_without_overwrite(run, capsys):
     assert main(["demo", "--out", str(run), "--no-progress"]) == 2
     one_error_line(capsys, f"{run} already holds a run; pass --overwrite to replace it")
     assert (run / "model.safetensors").read_bytes() == before and not (run / "sweep").exists()
+
+
+def test_score_per_feature_writes_errors_that_sum_to_the_score(run, tmp_path, capsys):
+    out = tmp_path / "explained.csv"
+    assert main(["score", str(run), "--input", "digits", "--out", str(out), "--per-feature", "--threshold", "0.01"]) == 0
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:3] == ["score", "outlier", "e0"] and header[-1] == "e63"
+    table = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert table.shape == (359, 66)
+    np.testing.assert_allclose(table[:, 2:].sum(1), table[:, 0], rtol=1e-5, atol=1e-9)
+    assert "per-feature errors in columns e0..e63" in capsys.readouterr().out

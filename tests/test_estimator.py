@@ -217,3 +217,34 @@ def test_each_registered_optimizer_is_an_estimator_parameter_that_learns(noisy_l
     np.testing.assert_array_equal(ae.transform(X), again.transform(X))
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of"):
         AutoEncoderOutlierDetector(optimizer="rmsprop", max_epochs=1).fit(X)
+
+
+def test_the_detector_chooses_the_image_recipe_for_images_and_the_table_defaults_for_tables():
+    rng = np.random.default_rng(0)
+    images = rng.random((64, 64)).astype(np.float32)  # 64 pixels as 1x8x8 images
+    detector = AutoEncoderOutlierDetector(input_shape=(1, 8, 8), max_epochs=1, random_state=0).fit(images)
+    assert detector.params_ == {**AutoEncoderOutlierDetector.IMAGE_RECIPE, "max_epochs": 1}  # given beats chosen
+    assert detector.model_.config.body.kind == "conv" and detector.model_.config.latent_dim == 16
+    assert hasattr(detector, "code_precision_") and not hasattr(detector, "mean_")  # latent distance, unscaled
+    table = AutoEncoderOutlierDetector(max_epochs=1, random_state=0).fit(rng.normal(size=(64, 6)))
+    assert table.params_ == {**AutoEncoderOutlierDetector.TABLE_DEFAULTS, "max_epochs": 1}
+    assert table.get_params()["n_components"] is None and table.get_params()["latent_distance"] == "auto"
+    assert clone(table).get_params() == table.get_params()
+
+
+@pytest.mark.parametrize("latent_distance", [False, True])
+def test_per_feature_errors_sum_to_the_reconstruction_part_of_the_score(latent_distance):
+    X = np.random.default_rng(0).normal(size=(120, 5))
+    detector = AutoEncoderOutlierDetector(n_components=2, max_epochs=3, random_state=0,
+                                          latent_distance=latent_distance).fit(X)  # fmt: skip
+    parts = detector.explain(X[:10])
+    assert parts["feature_errors"].shape == (10, 5)
+    np.testing.assert_allclose(parts["feature_errors"].sum(1), parts["reconstruction_error"], rtol=1e-12)
+    np.testing.assert_allclose(parts["score"], -detector.score_samples(X[:10]))
+    if latent_distance:
+        mean_e, std_e, mean_d, std_d = detector.score_stats_
+        np.testing.assert_allclose(parts["score"], (parts["reconstruction_error"] - mean_e) / std_e
+                                   + (parts["latent_distance"] - mean_d) / std_d)  # fmt: skip
+    else:
+        assert parts["latent_distance"] is None
+        np.testing.assert_allclose(parts["score"], parts["reconstruction_error"])

@@ -72,3 +72,8 @@ def test_grid_tiles_images():
     images = torch.zeros(5, 1, 3, 3)
     grid = plots._grid(images, ncol=3)
     assert grid.shape == (1, 2 * 4 - 1, 3 * 4 - 1)
+
+
+def test_the_anomalies_figure_shows_the_top_scored_images_with_their_error_maps(trained, digits):
+    fig = plots.draw("anomalies", trained[0], digits, [], {})
+    assert len(fig.axes) == 3 * 8 and "most anomalous" in fig._suptitle.get_text()

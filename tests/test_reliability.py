@@ -441,7 +441,7 @@ def test_sigterm_saves_the_step_says_how_to_resume_and_resume_is_bit_identical(t
 
 def test_a_second_writer_is_refused_at_once_and_a_killed_holder_leaves_no_lock(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([*TERM_TRAIN[:-1], "--epochs", "200", "--out", str(run), "--no-progress"],
+    holder = subprocess.Popen([*TERM_TRAIN[:-1], "--epochs", "5000", "--out", str(run), "--no-progress"],
                               env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_for_epochs(run, 1, holder)

@@ -313,3 +313,14 @@ def test_the_openapi_document_is_generated_from_the_body_models(client):
     assert spec["components"]["schemas"]["Scores"]["properties"]["scores"]["type"] == "array"
     point = spec["paths"]["/v1/explore/point"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert point == {"$ref": "#/components/schemas/Point"}
+
+
+def test_explain_gives_per_feature_errors_that_sum_to_the_score():
+    from aekit.serve import get_explorer, make_app
+
+    explorer = fake_explorer()
+    app = make_app(None)
+    app.dependency_overrides[get_explorer] = lambda: explorer
+    body = TestClient(app).post("/v1/explain", json={"inputs": explorer.x.tolist()}).json()
+    np.testing.assert_allclose(np.sum(body["feature_errors"], axis=1), body["scores"], rtol=1e-5)
+    assert len(body["feature_errors"][0]) == 4

@@ -154,6 +154,9 @@ def add_inference_parsers(commands) -> None:
                                "(1 or 0): 1 above the (1 - C) quantile of the scores of RUN's own training data")
             label.add_argument("--threshold", type=float, metavar="T", help="add an 'outlier' column: 1 for scores "
                                "above T")
+            p.add_argument("--per-feature", action="store_true", help="also write each row's error per feature "
+                           "(columns e0, e1, ...: the squared error divided by the number of features, which sum to "
+                           "the score): where a row is abnormal")
 
 
 
@@ -347,22 +350,27 @@ def cmd_score(args) -> int:
     threshold = args.threshold if args.contamination is None else run.threshold(args.contamination)
     n, chunks = run.chunks(args.input, args.split)
     header = ["score"] if threshold is None else ["score", "outlier"]
+    per_feature = [f"e{j}" for j in range(run.width)] if args.per_feature else []
+    width = len(header) + len(per_feature)
     kept, flagged = [], 0  # a sample of the scores for the summary line (all of them up to 1e6 rows)
-    with RowWriter(args.out, n, () if threshold is None else (2,), header) as out, progress_bar(n, "score") as bar:
+    with RowWriter(args.out, n, () if width == 1 else (width,), header + per_feature) as out, \
+            progress_bar(n, "score") as bar:  # fmt: skip
         for x in chunks:
             scores = run.score(x)
-            if threshold is None:
-                out.write(scores)
-            else:
+            columns = [scores]
+            if threshold is not None:
                 above = scores > threshold
                 flagged += int(above.sum())
-                out.write(np.stack([scores, above.astype(np.float64)], axis=1))
+                columns.append(above.astype(np.float64))
+            columns += [run.feature_errors(x)] if per_feature else []
+            out.write(scores if width == 1 else np.column_stack(columns))
             kept.append(scores[:: max(1, n // 1_000_000)].copy())  # a copy: a view would hold every chunk's scores
             bar.update(len(x))
     sample = np.concatenate(kept) if kept else np.zeros(1)
     print(f"wrote {n} anomaly scores to {args.out} (median {float(np.median(sample)):.4g}, "
           f"max {float(sample.max()):.4g})" + ("" if threshold is None else
-          f"; {flagged} above the threshold {threshold:.4g} marked outlier=1"))  # fmt: skip
+          f"; {flagged} above the threshold {threshold:.4g} marked outlier=1") +
+          ("; per-feature errors in columns e0..e" + str(run.width - 1) if per_feature else ""))  # fmt: skip
     return 0
 
 

@@ -101,9 +101,19 @@ class _AutoEncoderBase(BaseEstimator):
         self.verbose = verbose
         self.tensorboard = tensorboard
 
+    CHOSEN = ("n_components", "model", "scale", "max_epochs", "n_iter_no_change")  # may be chosen from the input
+
+    def _choose(self) -> dict:
+        """The values of :data:`CHOSEN` this fit uses: the parameters as given (the detector fills in its own)."""
+        return {name: getattr(self, name) for name in self.CHOSEN}
+
+    def _p(self, name: str):
+        """A parameter as this fit uses it (after :meth:`_choose`)."""
+        return self.params_[name] if name in self.CHOSEN else getattr(self, name)
+
     def _check_params(self) -> None:
         for name in ("n_components", "max_epochs", "batch_size"):
-            value = getattr(self, name)
+            value = self._p(name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         if not isinstance(self.lr, numbers.Real) or not self.lr > 0:
@@ -114,9 +124,9 @@ class _AutoEncoderBase(BaseEstimator):
             raise ValueError(f"device={self.device!r} must be one of {list(DEVICES)}")
         if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction={self.validation_fraction!r} must be in (0, 1)")
-        if self.n_iter_no_change is not None and (not isinstance(self.n_iter_no_change, numbers.Integral)
-                                                  or self.n_iter_no_change < 1):  # fmt: skip
-            raise ValueError(f"n_iter_no_change={self.n_iter_no_change!r} must be a positive integer or None")
+        patience = self._p("n_iter_no_change")
+        if patience is not None and (not isinstance(patience, numbers.Integral) or patience < 1):
+            raise ValueError(f"n_iter_no_change={patience!r} must be a positive integer or None")
         if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
             raise ValueError(f"tol={self.tol!r} must be zero or positive")
 
@@ -133,10 +143,10 @@ class _AutoEncoderBase(BaseEstimator):
             hidden = options["hidden"]
             options["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
         output = "sigmoid" if self.loss == "bce" else "linear"
-        config = make_config(self.model, body=self.body, objective=self.objective, base=ESTIMATOR_BASE,
-                             input_shape=shape, latent_dim=self.n_components, output=output, **options)  # fmt: skip
+        config = make_config(self._p("model"), body=self.body, objective=self.objective, base=ESTIMATOR_BASE,
+                             input_shape=shape, latent_dim=self._p("n_components"), output=output, **options)  # fmt: skip
         if config.overcomplete():
-            warnings.warn(f"n_components={self.n_components}: {config.overcomplete()}", UserWarning, stacklevel=3)
+            warnings.warn(f"n_components={self._p('n_components')}: {config.overcomplete()}", UserWarning, stacklevel=3)
         return config
 
     def _validate(self, X, reset: bool) -> np.ndarray:
@@ -144,24 +154,25 @@ class _AutoEncoderBase(BaseEstimator):
 
     def _to_model_space(self, X: np.ndarray, dtype=np.float32) -> torch.Tensor:
         x = np.ascontiguousarray(X, dtype=dtype)
-        return torch.from_numpy((x - self.mean_.astype(dtype)) / self.scale_.astype(dtype) if self.scale else x)
+        return torch.from_numpy((x - self.mean_.astype(dtype)) / self.scale_.astype(dtype) if self._p("scale") else x)
 
     def _fit(self, X):
+        self.params_ = self._choose()
         self._check_params()
         X = self._validate(X, reset=True)
-        if self.loss == "bce" and (self.scale or X.min() < 0 or X.max() > 1):
+        if self.loss == "bce" and (self._p("scale") or X.min() < 0 or X.max() > 1):
             raise ValueError("loss='bce' needs scale=False and X in [0, 1]")
-        if self.scale:
+        if self._p("scale"):
             std = X.std(axis=0)
             self.mean_, self.scale_ = X.mean(axis=0), np.where(std < 1e-8, 1.0, std)
         config = self._model_config(X.shape[1])
         random_state = check_random_state(self.random_state)
         seed = random_state.randint(2**31 - 1)
-        train_config = TrainConfig(epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+        train_config = TrainConfig(epochs=self._p("max_epochs"), batch_size=self.batch_size, lr=self.lr,
                                    weight_decay=self.weight_decay, optimizer=self.optimizer, precision=self.precision,
                                    loss=self.loss, seed=seed,
                                    device=self.device,
-                                   n_iter_no_change=self.n_iter_no_change, tol=float(self.tol))  # fmt: skip
+                                   n_iter_no_change=self._p("n_iter_no_change"), tol=float(self.tol))  # fmt: skip
         x = self._to_model_space(X)
         if self.early_stopping:  # monitor the error on held-out rows; else the training loss (as MLPRegressor)
             order = torch.from_numpy(random_state.permutation(len(x)))
@@ -330,6 +341,14 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
     Takes :class:`AutoEncoderTransformer`'s parameters, plus ``contamination``: the expected share of
     outliers in the training data, which sets the threshold.
 
+    Defaults chosen from the input: the parameters left at None (``n_components``, ``model``, ``scale``,
+    ``max_epochs``) or "auto" (``n_iter_no_change``, ``latent_distance``) take, for images (an ``input_shape``
+    (C, H, W), e.g. 784-column pixel rows with ``input_shape=(1, 28, 28)``), the recipe that measured best on MNIST's
+    one-class protocol (``benchmarks/one_class.py``, the README's table): a conv body, a 16-D code, pixels as they
+    come, 10 epochs, the latent distance (:data:`IMAGE_RECIPE`). For tables they take the MLP defaults the detector
+    has had since its first release (:data:`TABLE_DEFAULTS`: 2-D code, standardized features, up to 50 epochs,
+    reconstruction error alone; not re-measured on tables). ``params_`` holds what a fit used.
+
     It follows scikit-learn's outlier-detector contract exactly and also carries PyOD's names:
 
     ===============================  =============================================  ==========================
@@ -371,12 +390,18 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         ``latent_distance``).
     """
 
-    def __init__(self, contamination=0.1, n_components=2, *, model="mlp", body=None, objective=None, input_shape=None,
+    CHOSEN = (*_AutoEncoderBase.CHOSEN, "latent_distance")
+    IMAGE_RECIPE = {"n_components": 16, "model": "conv", "scale": False, "max_epochs": 10, "n_iter_no_change": None,
+                    "latent_distance": True}  # what benchmarks/one_class.py measured best on images  # fmt: skip
+    TABLE_DEFAULTS = {"n_components": 2, "model": "mlp", "scale": True, "max_epochs": 50, "n_iter_no_change": 10,
+                      "latent_distance": False}  # fmt: skip
+
+    def __init__(self, contamination=0.1, n_components=None, *, model=None, body=None, objective=None, input_shape=None,
                  hidden=None, activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
                  codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", precision="fp32",
-                 max_epochs=50, batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, tol=1e-4, scale=True, device="auto", random_state=None, verbose=0,
-                 tensorboard=None, latent_distance=False):  # fmt: skip
+                 max_epochs=None, batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change="auto", tol=1e-4, scale=None, device="auto",
+                 random_state=None, verbose=0, tensorboard=None, latent_distance="auto"):  # fmt: skip
         super().__init__(n_components, model=model, body=body, objective=objective, input_shape=input_shape,
                          hidden=hidden, activation=activation, channels=channels, noise=noise, noise_level=noise_level,
                          sparsity=sparsity, beta=beta, codebook_size=codebook_size, groups=groups,
@@ -389,16 +414,27 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         self.contamination = contamination
         self.latent_distance = latent_distance
 
+    def _choose(self) -> dict:
+        """The parameters left to choose (None, or "auto" for n_iter_no_change and latent_distance) take the image
+        recipe when ``input_shape`` is an image (C, H, W), else the table defaults."""
+        defaults = self.IMAGE_RECIPE if self.input_shape is not None and len(np.atleast_1d(self.input_shape)) == 3 \
+            else self.TABLE_DEFAULTS  # fmt: skip
+        given = {name: getattr(self, name) for name in self.CHOSEN}
+        auto = {"n_iter_no_change", "latent_distance"}
+        return {name: defaults[name] if (value is None and name not in auto) or (isinstance(value, str) and
+                value == "auto" and name in auto) else value for name, value in given.items()}  # fmt: skip
+
     def fit(self, X, y=None):
         """Train on X (mostly inliers) and set ``threshold_``; returns self."""
         if not isinstance(self.contamination, numbers.Real) or not 0 < self.contamination <= 0.5:
             raise ValueError(f"contamination={self.contamination!r} must be in (0, 0.5]")
-        if not isinstance(self.latent_distance, (bool, np.bool_)):
-            raise ValueError(f"latent_distance={self.latent_distance!r} must be True or False")
+        latent = self._choose()["latent_distance"]
+        if not isinstance(latent, (bool, np.bool_)):
+            raise ValueError(f"latent_distance={self.latent_distance!r} must be True, False or 'auto'")
         self._fit(X)
         x, model = self._float64(X)
         self.decision_scores_ = errors = self._errors_of(model, x)
-        if self.latent_distance:
+        if self._p("latent_distance"):
             codes = self._codes_of(model, x)
             self.code_mean_ = codes.mean(axis=0)
             width = codes.shape[1]  # (one row has no spread: a zero covariance, then the ridge)
@@ -426,7 +462,8 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
     def _anomaly_scores(self, X) -> np.ndarray:
         """The reconstruction error of each row, or (``latent_distance``) the sum of it and the code's distance,
         each standardized with the training rows' statistics."""
-        if not self.latent_distance:
+        check_is_fitted(self, "params_")
+        if not self._p("latent_distance"):
             return self._errors(X)
         check_is_fitted(self, "score_stats_")
         x, model = self._float64(X)
@@ -435,6 +472,23 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
     def _combined(self, errors: np.ndarray, distances: np.ndarray) -> np.ndarray:
         mean_e, std_e, mean_d, std_d = self.score_stats_
         return (errors - mean_e) / std_e + (distances - mean_d) / std_d
+
+    def feature_errors(self, X):
+        """Why each row scores as it does: its squared reconstruction error per feature divided by the number of
+        features, shape (n_samples, n_features), in the space the model was trained in (standardized features, or
+        pixels). A row's values sum to its mean squared reconstruction error: the reconstruction part of its score."""
+        x, model = self._float64(X)
+        with torch.no_grad():
+            return ((model(x) - x).reshape(len(x), -1).square() / x[0].numel()).numpy()
+
+    def explain(self, X) -> dict:
+        """Each row's anomaly score and its parts: ``score`` (as ``-score_samples``), ``reconstruction_error``,
+        ``latent_distance`` (the code's squared Mahalanobis distance, or None without ``latent_distance``) and
+        ``feature_errors`` (:meth:`feature_errors`; sums to ``reconstruction_error``)."""
+        x, model = self._float64(X)
+        distances = self._code_distances(self._codes_of(model, x)) if self._p("latent_distance") else None
+        return {"score": self._anomaly_scores(X), "reconstruction_error": self._errors_of(model, x),
+                "latent_distance": distances, "feature_errors": self.feature_errors(X)}  # fmt: skip
 
     def score_samples(self, X):
         """Minus the anomaly score of each row (the mean squared reconstruction error, or with ``latent_distance``

@@ -132,6 +132,32 @@ def samples(model: AutoEncoder, data: Data, n: int = 36, seed: int = 0, path=Non
     return save(fig, path)
 
 
+def anomalies(model: AutoEncoder, data: Data, n: int = 8, path=None) -> Figure:
+    """The ``n`` test images with the highest anomaly score: each image, its reconstruction and where the error is
+    (the squared error per pixel, the map of the score's reconstruction part)."""
+    _require_images(model, "anomalies")
+    x = data.x_test
+    scores = batched(model.anomaly_score, model, x)
+    top = scores.argsort(descending=True)[:n]
+    shown = x[top]
+    rebuilt = reconstruct(model, shown).clamp(0, 1)
+    errors = (rebuilt - shown).square().sum(1)  # (n, H, W): over channels
+    fig = Figure(figsize=(1.3 * n + 1, 4.4), layout="constrained")
+    axes = fig.subplots(3, n, squeeze=False)
+    peak = float(errors.max()) or 1.0
+    for j in range(len(top)):
+        _show(axes[0, j], shown[j])
+        _show(axes[1, j], rebuilt[j])
+        axes[2, j].imshow(errors[j].numpy(), cmap="magma", vmin=0, vmax=peak, interpolation="nearest")
+        axes[2, j].set_xticks([])
+        axes[2, j].set_yticks([])
+        axes[0, j].set_title(f"{float(scores[top[j]]):.3g}", fontsize=8)
+    for ax, label in zip(axes[:, 0], ("input", "rebuilt", "error")):
+        ax.set_ylabel(label)
+    fig.suptitle(f"The {len(top)} most anomalous test images (anomaly score above each)")
+    return save(fig, path)
+
+
 def latent(model: AutoEncoder, data: Data, n: int = 1000, seed: int = 0, path=None) -> Figure:
     """The codes of ``n`` random test images, coloured by label: t-SNE, and PCA of the codes (raw if 2-D)."""
     from sklearn.manifold import TSNE
@@ -273,6 +299,7 @@ COMMON_FIGURES = {
     "samples": (lambda model, data, history, metrics, path: samples(model, data, path=path), True),
     "latent": (lambda model, data, history, metrics, path: latent(model, data, path=path), False),
     "interpolation": (lambda model, data, history, metrics, path: interpolation(model, data, path=path), True),
+    "anomalies": (lambda model, data, history, metrics, path: anomalies(model, data, path=path), True),
     "curves": (lambda model, data, history, metrics, path: curves(history, metrics.get("pca_test_sse_per_image"),
                                                                   path=path), False),  # fmt: skip
 }

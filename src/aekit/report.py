@@ -31,6 +31,9 @@ CAPTIONS = {
     "against the clean ones. Look at whether the noise is gone and the strokes are kept.",
     "curves": "Training loss and test error per epoch; on the right the test SSE per image against PCA's. "
     "Look for the gap between the curves (overfitting) and whether the last epochs still improve.",
+    "anomalies": "The test images the model scores as most anomalous (its anomaly score, the mean squared "
+    "reconstruction error per pixel, above each), their reconstructions, and the squared error per pixel: where the "
+    "score comes from. aekit score RUN --per-feature writes these errors for any input.",
     "codebook": "How often each codebook vector is chosen for the test set, most used first. A codebook that "
     "collapses onto a few vectors wastes its capacity; the perplexity is the number of equally used vectors "
     "the usage is worth.",

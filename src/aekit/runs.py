@@ -309,6 +309,12 @@ class Run:
         per feature, in model space), computed in batches. Higher is more abnormal."""
         return (squared_errors(self.model, x) / self.width).numpy()
 
+    def feature_errors(self, x: torch.Tensor) -> np.ndarray:
+        """Each row's squared reconstruction error per feature divided by the number of features, ``(N, features)``
+        in model space: a row's values sum to its :meth:`score` (up to float rounding). Higher is where it fails."""
+        x_hat = reconstruct(self.model, x)
+        return ((x_hat - x).reshape(len(x), -1).double().square() / self.width).numpy()
+
     def holes(self, x: torch.Tensor) -> dict[str, float]:
         """The holes measure of the codes of ``x`` (:func:`aekit.evaluate.holes`)."""
         return holes(self.model, x)

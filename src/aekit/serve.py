@@ -7,6 +7,7 @@ at ``/docs``, generated from the pydantic models below)::
     POST /v1/decode       {"codes": [[...], ...]}   -> {"outputs": [[...], ...]}
     POST /v1/reconstruct  {"inputs": [[...], ...]}  -> {"outputs": [[...], ...]}
     POST /v1/score        {"inputs": [[...], ...]}  -> {"scores": [...]}
+    POST /v1/explain      {"inputs": [[...], ...]}  -> {"scores": [...], "feature_errors": [[...], ...]}
     GET  /v1/info                                    -> the run's config and metrics
     GET  /healthz                                    -> {"status": "ok"}
 
@@ -289,6 +290,18 @@ def reconstruct(rows: InputRows, explorer: ExplorerDep) -> Outputs:
 @router.post("/v1/score", openapi_extra=rows_body(Inputs))
 def score(rows: InputRows, explorer: ExplorerDep) -> Scores:
     return Scores(scores=explorer.score(rows).tolist())
+
+
+class Explained(BaseModel):
+    scores: list[float]
+    feature_errors: list[list[float]]
+
+
+@router.post("/v1/explain", openapi_extra=rows_body(Inputs))
+def explain(rows: InputRows, explorer: ExplorerDep) -> Explained:
+    """Each row's score and its error per feature (squared error / number of features; they sum to the score)."""
+    x = explorer.model_space(rows)
+    return Explained(scores=explorer.run.score(x).tolist(), feature_errors=explorer.run.feature_errors(x).tolist())
 
 
 @router.get("/v1/info")
