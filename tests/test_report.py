@@ -16,7 +16,7 @@ from aekit.train import TrainConfig, train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
-FIGURES = ["reconstructions", "samples", "latent", "interpolation", "curves"]
+FIGURES = ["reconstructions", "samples", "latent", "interpolation", "anomalies", "curves"]
 
 
 @pytest.fixture(scope="module")
