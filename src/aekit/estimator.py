@@ -484,11 +484,17 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
     def explain(self, X) -> dict:
         """Each row's anomaly score and its parts: ``score`` (as ``-score_samples``), ``reconstruction_error``,
         ``latent_distance`` (the code's squared Mahalanobis distance, or None without ``latent_distance``) and
-        ``feature_errors`` (:meth:`feature_errors`; sums to ``reconstruction_error``)."""
+        ``feature_errors`` (:meth:`feature_errors`; sums to ``reconstruction_error``), from one pass of the model."""
         x, model = self._float64(X)
-        distances = self._code_distances(self._codes_of(model, x)) if self._p("latent_distance") else None
-        return {"score": self._anomaly_scores(X), "reconstruction_error": self._errors_of(model, x),
-                "latent_distance": distances, "feature_errors": self.feature_errors(X)}  # fmt: skip
+        with torch.no_grad():
+            features = ((model(x) - x).reshape(len(x), -1).square() / x[0].numel()).numpy()
+        errors = features.sum(1)
+        if not self._p("latent_distance"):
+            return {"score": errors, "reconstruction_error": errors, "latent_distance": None,
+                    "feature_errors": features}  # fmt: skip
+        distances = self._code_distances(self._codes_of(model, x))
+        return {"score": self._combined(errors, distances), "reconstruction_error": errors,
+                "latent_distance": distances, "feature_errors": features}  # fmt: skip
 
     def score_samples(self, X):
         """Minus the anomaly score of each row (the mean squared reconstruction error, or with ``latent_distance``
