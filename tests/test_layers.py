@@ -29,7 +29,7 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "train": (5, {"errors", "options", "distributed", "optim", "models", "precision", "mlpgrad", "space", "stream"}),
     "evaluate": (6, "below"),
     "plots": (7, "below"),
-    "estimator": (8, "below"),  # the scikit-learn API, beside runs: it logs to TensorBoard (layer 7)
+    "estimator": (9, "below"),  # the scikit-learn API: it logs to TensorBoard (7) and loads runs (8, from_run)
     "export": (7, "below"),
     "checkpoint": (7, "below"),
     "tensorboard_log": (7, "below"),

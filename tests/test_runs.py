@@ -64,3 +64,57 @@ def test_the_runs_layer_names_the_files_the_loop_does_not(tmp_path):
     assert str(where) == (f"loss became nan at epoch 2, step 7; try a lower learning rate than 0.001 or --clip-grad "
                           f"(last good checkpoint: {tmp_path / RunDir.CHECKPOINT})")  # fmt: skip
     assert str(Interrupted(TrainState(epoch=3))) == "interrupted after epoch 3"
+
+
+@pytest.mark.parametrize("latent", [False, True])
+def test_one_score_everywhere_estimator_cli_http_and_onnx(tmp_path, latent, capsys):
+    """For one trained model: the detector, aekit score, /v1/score and onnxruntime on the exported score graph."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    import onnxruntime
+    from fastapi.testclient import TestClient
+
+    from aekit.cli import main
+    from aekit.estimator import AutoEncoderOutlierDetector
+    from aekit.serve import create_app
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 6)) * 3 + 10 + 0.1 * rng.normal(size=(300, 6))
+    np.save(tmp_path / "table.npy", table.astype(np.float32))
+    rows = np.concatenate([table[:40], table[40:50] + rng.normal(size=(10, 6)) * 5]).astype(np.float32)  # and odd ones
+    np.save(tmp_path / "rows.npy", rows)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "table.npy"), "--latent-dim", "2", "--hidden", "16", "--epochs", "5",
+                 "--device", "cpu", "--out", str(run), "--no-progress", *(["--latent-distance"] if latent else [])]) == 0
+    assert (run / RunDir.SCORE).is_file() == latent
+    expected = -AutoEncoderOutlierDetector.from_run(run).score_samples(rows)
+    assert main(["score", str(run), "--input", str(tmp_path / "rows.npy"), "--out", str(tmp_path / "s.npy")]) == 0
+    cli = np.load(tmp_path / "s.npy")
+    http = TestClient(create_app(run, map_points=20)).post("/v1/score", json={"inputs": rows.tolist()}).json()["scores"]
+    assert main(["export", str(run), "--out", str(tmp_path / "score.onnx"), "--part", "score"]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "score.onnx"), providers=["CPUExecutionProvider"])
+    onnx = session.run(None, {"x": rows})[0]
+    for name, got in (("aekit score", cli), ("/v1/score", http), ("onnxruntime", onnx)):
+        np.testing.assert_allclose(np.asarray(got, dtype=np.float64), expected, atol=1e-5, rtol=1e-5, err_msg=name)
+    assert expected[40:].mean() > expected[:40].mean()  # the odd rows score higher
+
+
+def test_fit_score_adds_the_latent_distance_to_an_existing_run(run, tmp_path, capsys):
+    from aekit.cli import main
+
+    path = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(run.path, path)
+    x, _ = run.inputs("digits")
+    before = aekit.load_run(path).score(x[:20])
+    assert main(["fit-score", str(path)]) == 0
+    assert "stored the latent-distance score" in capsys.readouterr().out
+    loaded = aekit.load_run(path)
+    after = loaded.score(x[:20])
+    assert loaded.latent is not None and not np.allclose(before, after)
+    errors = torch.from_numpy(before).double()
+    np.testing.assert_allclose(after, loaded.latent.combine(errors, loaded.encode(x[:20]).double()).numpy())
+    stored = (path / RunDir.SCORE).read_bytes()
+    assert main(["train", "--resume", str(path), "--epochs", "4", "--no-progress"]) == 0  # the model moves on:
+    assert (path / RunDir.SCORE).read_bytes() != stored  # so does its stored score

@@ -234,6 +234,7 @@ def test_the_page_in_a_real_browser(server):
         page.mouse.up()
         page.wait_for_function("document.getElementById('probe-score').textContent.includes('anomaly score')")
         assert "of the test examples" in page.inner_text("#probe-score")
+        assert float(page.evaluate("document.getElementById('probe-error').dataset.peak")) > 0  # the error map
         assert page.locator("#nearest canvas").count() == 5
 
         # hovering shows an example; interpolating between two picks and sampling draw strips

@@ -40,6 +40,7 @@ from safetensors.torch import save as st_save
 
 from ._version import __version__
 from .files import atomic_write_bytes
+from .evaluate import LatentScore
 from .space import Scaler
 from .train import TrainState
 from .errors import CheckpointError, ConfigError
@@ -253,7 +254,9 @@ class RunDir:
     CHECKPOINT = "checkpoint.safetensors"
     HISTORY = "history.csv"
     METRICS = "metrics.json"
-    FILES = (CONFIG, MODEL, CHECKPOINT, HISTORY, METRICS)
+    SCORE = "score.safetensors"  # optional: the latent-distance score's statistics (aekit train --latent-distance)
+    FILES = (CONFIG, MODEL, CHECKPOINT, HISTORY, METRICS)  # every finished run has these
+    OPTIONAL = (SCORE,)  # a run may have these
     DERIVED = ("figures", "sweep", "report.html")  # drawn from a run by plot, error-vs-dim and report
 
     def __init__(self, path: str | Path):
@@ -344,7 +347,7 @@ class RunDir:
         backup = self.path / ".aekit-replaced"
         shutil.rmtree(backup, ignore_errors=True)
         backup.mkdir()
-        for name in (*self.FILES, *self.DERIVED):
+        for name in (*self.FILES, *self.OPTIONAL, *self.DERIVED):
             if (self.path / name).exists():
                 os.replace(self.path / name, backup / name)
         for item in new.path.iterdir():
@@ -387,6 +390,23 @@ class RunDir:
         tensors, _ = load_tensors(self.path / self.MODEL)
         scaler = load_model_tensors(model, tensors, self.path / self.MODEL)
         return model.eval(), scaler
+
+    # -- score.safetensors
+    def save_score(self, score: LatentScore) -> None:
+        save_tensors(self.path / self.SCORE, score.tensors(), {"kind": "latent_distance", "aekit_version": __version__})
+
+    def load_score(self, latent_dim: int) -> LatentScore | None:
+        """The stored latent-distance score, checked against the code size (None: the run scores by error alone)."""
+        path = self.path / self.SCORE
+        if not path.is_file():
+            return None
+        tensors, metadata = load_tensors(path)
+        shapes = {"code_mean": (latent_dim,), "precision": (latent_dim, latent_dim), "stats": (4,)}
+        if metadata.get("kind") != "latent_distance" or set(tensors) != set(shapes) or any(
+                tuple(tensors[k].shape) != s or tensors[k].dtype != torch.float64 or not torch.isfinite(tensors[k]).all()
+                for k, s in shapes.items()):  # fmt: skip
+            raise CheckpointError(f"{path}: not a latent-distance score for a {latent_dim}-D code")
+        return LatentScore(tensors["code_mean"], tensors["precision"], tensors["stats"])
 
     # -- checkpoint.safetensors
     def save_checkpoint(self, model, optimizer, scaler: Scaler | None, state: TrainState) -> None:

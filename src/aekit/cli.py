@@ -85,6 +85,9 @@ def add_train_parser(commands) -> None:
     g.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default: runs/latest)")
     g.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    g.add_argument("--latent-distance", action="store_true", help="also store the latent-distance anomaly score "
+                   "(reconstruction error plus the code's Mahalanobis distance to the training codes, each standardized "
+                   "on the training rows) in score.safetensors: aekit score, serve and export then use it")
     g.add_argument("--tensorboard", type=Path, metavar="DIR", help="also log to TensorBoard in DIR: every history "
                    "column and the learning rate per epoch, test reconstructions, and the test codes as a projector "
                    "embedding (tensorboard --logdir DIR); with --resume the curves continue (the 'tensorboard' extra)")
@@ -137,8 +140,9 @@ def add_inference_parsers(commands) -> None:
          ".npy, .csv or .parquet; it is written as it is computed.", "FILE.npy|FILE.csv|FILE.parquet"),
         ("score", "write one anomaly score (reconstruction error) per row",
          f"Score each example of INPUT by RUN's reconstruction error: the mean squared error over its features, in "
-         f"the units the model was trained in (standardized for tables, [0, 1] for images). Higher is more "
-         f"abnormal. {inputs} Writes a CSV (header 'score', and 'outlier' with --contamination or --threshold), a "
+         f"the units the model was trained in (standardized for tables, [0, 1] for images); for a run with a "
+         f"stored latent-distance score (train --latent-distance, fit-score), that error plus the code's distance, "
+         f"each standardized on the training rows. Higher is more abnormal. {inputs} Writes a CSV (header 'score', and 'outlier' with --contamination or --threshold), a "
          f".npy array or a Parquet table, by the output's suffix.",
          "FILE.csv|FILE.npy|FILE.parquet"),
     ):  # fmt: skip
@@ -227,13 +231,22 @@ def add_service_parsers(commands) -> None:
     p = commands.add_parser("export", help="write the model (or its encoder, decoder or score) as ONNX",
                             description="Write one part of RUN's model as an ONNX graph with a dynamic batch axis, "
                             "taking raw inputs (a standardized run's scaling is folded in): encoder x -> z (a VAE's "
-                            "posterior mean), decoder z -> x_hat, autoencoder x -> x_hat, score x -> the mean squared "
-                            "reconstruction error per feature, as 'aekit score' writes it. Needs the 'onnx' extra "
+                            "posterior mean), decoder z -> x_hat, autoencoder x -> x_hat, score x -> the anomaly score "
+                            "as 'aekit score' writes it (with the run's latent-distance score if it has one). Needs the 'onnx' extra "
                             "(pip install 'aekit[onnx]').")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--part", choices=("encoder", "decoder", "autoencoder", "score"), default="autoencoder",
                    help="which graph (default: autoencoder)")
+
+    p = commands.add_parser("fit-score", help="store RUN's latent-distance anomaly score (score, serve, export use it)",
+                            description="Fit the latent-distance anomaly score on RUN's training rows (their "
+                            "reconstruction errors and codes: the mean and covariance of the codes, the spread of "
+                            "both parts) and store it in RUN/score.safetensors. From then on a row's score is its "
+                            "standardized reconstruction error plus its code's standardized squared Mahalanobis "
+                            "distance, in aekit score, /v1/score and the exported score graph, as "
+                            "AutoEncoderOutlierDetector(latent_distance=True) computes it.")  # fmt: skip
+    p.add_argument("run", type=Path, metavar="RUN")
 
     commands.add_parser("datasets", help="list the built-in datasets and the file formats accepted",
                         description="List the built-in datasets, where MNIST is found, and the accepted files.")
@@ -254,6 +267,7 @@ def cmd_train(args) -> int:
         out, model_config, config_from_args(DataConfig, args), train_config, resume=args.resume is not None,
         overwrite=args.overwrite, progress=progress_wanted(args), epochs=args.epochs if args.resume else None,
         device=args.device if args.resume else None, tensorboard=args.tensorboard,
+        latent_distance=args.latent_distance,
     )  # fmt: skip
     if metrics:  # under torchrun, only rank 0 evaluates and reports
         print(report.format_metrics(metrics))
@@ -287,7 +301,7 @@ def _shown(value) -> str:
 
 
 RESUME_MAY_CHANGE = {"resume", "epochs", "device", "progress", "command", "out", "overwrite", "preset", "debug",
-                     "tensorboard"}
+                     "tensorboard", "latent_distance"}
 
 
 def refuse_settings_on_resume(args) -> None:
@@ -402,6 +416,14 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_fit_score(args) -> int:
+    latent = runs.load_run(args.run).fit_latent_score()
+    mean_e, std_e, mean_d, std_d = latent.stats.tolist()
+    print(f"stored the latent-distance score in {args.run}/score.safetensors (training rows: error {mean_e:.4g} +- "
+          f"{std_e:.3g}, code distance {mean_d:.4g} +- {std_d:.3g})")  # fmt: skip
+    return 0
+
+
 def cmd_report(args) -> int:
     print(f"report written: {report.write_report(args.run)}")  # loading the run first names a bad RUN
     return 0
@@ -442,7 +464,7 @@ def cmd_demo(args) -> int:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct,
             "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets, "plot": cmd_plot, "score": cmd_score,
             "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve,
-            "export": cmd_export, "demo": cmd_demo}  # fmt: skip
+            "export": cmd_export, "demo": cmd_demo, "fit-score": cmd_fit_score}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from .evaluate import LatentScore
 from .space import Data
 from .models import LOSSES, MLPBody, ModelConfig, build_model, make_config, part_options
 from .tensorboard_log import TensorBoardLog
@@ -435,16 +436,9 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         x, model = self._float64(X)
         self.decision_scores_ = errors = self._errors_of(model, x)
         if self._p("latent_distance"):
-            codes = self._codes_of(model, x)
-            self.code_mean_ = codes.mean(axis=0)
-            width = codes.shape[1]  # (one row has no spread: a zero covariance, then the ridge)
-            covariance = np.atleast_2d(np.cov(codes, rowvar=False)) if len(codes) > 1 else np.zeros((width, width))
-            ridge = 1e-6 * max(float(np.trace(covariance)) / len(covariance), 1e-12)
-            self.code_precision_ = np.linalg.pinv(covariance + ridge * np.eye(len(covariance)))
-            distances = self._code_distances(codes)
-            spread = [errors.mean(), errors.std() or 1.0, distances.mean(), distances.std() or 1.0]  # no spread: 1
-            self.score_stats_ = np.array(spread)
-            self.decision_scores_ = self._combined(errors, distances)
+            latent = LatentScore.fit(torch.from_numpy(errors), torch.from_numpy(self._codes_of(model, x)))
+            self.code_mean_, self.code_precision_, self.score_stats_ = (t.numpy() for t in latent.tensors().values())
+            self.decision_scores_ = self._combined(errors, self._codes_of(model, x))
         self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
@@ -455,9 +449,43 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
     def _codes_of(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
         return model.encode(x).reshape(len(x), -1).numpy()
 
+    @classmethod
+    def from_run(cls, path, contamination=0.1) -> "AutoEncoderOutlierDetector":
+        """The detector of a run directory's model (and its stored latent-distance score, if any), fitted: its
+        ``score_samples`` are minus ``aekit score RUN``'s scores (computed here in float64), and its threshold the
+        ``1 - contamination`` quantile of the run's training rows' scores. ``fit`` would train a new model."""
+        from .runs import load_run
+
+        run = load_run(path)
+        config, latent = run.model_config, run.latent
+        detector = cls(contamination=contamination, n_components=config.latent_dim, body=config.body.kind,
+                       objective=config.objective.kind, input_shape=config.input_shape, scale=run.scaler is not None,
+                       latent_distance=latent is not None)  # fmt: skip
+        detector.params_ = detector._choose()
+        detector.model_, detector.n_features_in_ = run.model.cpu().eval(), run.width
+        if run.scaler is not None:
+            detector.mean_ = run.scaler.mean.reshape(-1).double().numpy()
+            detector.scale_ = run.scaler.std.reshape(-1).double().numpy()
+        if latent is not None:
+            detector.code_mean_, detector.code_precision_, detector.score_stats_ = (
+                t.numpy() for t in latent.tensors().values())  # fmt: skip
+        x_train = run.data().x_train
+        train_rows = run.to_data_space(x_train).reshape(len(x_train), -1).double().numpy()
+        detector.decision_scores_ = detector._anomaly_scores(train_rows)
+        detector.threshold_ = float(np.quantile(detector.decision_scores_, 1 - contamination))
+        detector.offset_ = -detector.threshold_
+        detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)
+        detector.history_, detector.n_iter_ = run.history(), len(run.history())
+        return detector
+
+    def latent_score(self) -> LatentScore:
+        """The fitted latent-distance score (:class:`aekit.evaluate.LatentScore`): what a run directory stores."""
+        check_is_fitted(self, "score_stats_")
+        return LatentScore(*(torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in
+                             (self.code_mean_, self.code_precision_, self.score_stats_)))  # fmt: skip
+
     def _code_distances(self, codes: np.ndarray) -> np.ndarray:
-        centred = codes - self.code_mean_
-        return np.einsum("ij,jk,ik->i", centred, self.code_precision_, centred)  # squared Mahalanobis distance
+        return self.latent_score().distances(torch.from_numpy(codes)).numpy()  # squared Mahalanobis distance
 
     def _anomaly_scores(self, X) -> np.ndarray:
         """The reconstruction error of each row, or (``latent_distance``) the sum of it and the code's distance,
@@ -467,11 +495,10 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
             return self._errors(X)
         check_is_fitted(self, "score_stats_")
         x, model = self._float64(X)
-        return self._combined(self._errors_of(model, x), self._code_distances(self._codes_of(model, x)))
+        return self._combined(self._errors_of(model, x), self._codes_of(model, x))
 
-    def _combined(self, errors: np.ndarray, distances: np.ndarray) -> np.ndarray:
-        mean_e, std_e, mean_d, std_d = self.score_stats_
-        return (errors - mean_e) / std_e + (distances - mean_d) / std_d
+    def _combined(self, errors: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return self.latent_score().combine(torch.from_numpy(errors), torch.from_numpy(codes)).numpy()
 
     def feature_errors(self, X):
         """Why each row scores as it does: its squared reconstruction error per feature divided by the number of
@@ -492,9 +519,9 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         if not self._p("latent_distance"):
             return {"score": errors, "reconstruction_error": errors, "latent_distance": None,
                     "feature_errors": features}  # fmt: skip
-        distances = self._code_distances(self._codes_of(model, x))
-        return {"score": self._combined(errors, distances), "reconstruction_error": errors,
-                "latent_distance": distances, "feature_errors": features}  # fmt: skip
+        codes = self._codes_of(model, x)
+        return {"score": self._combined(errors, codes), "reconstruction_error": errors,
+                "latent_distance": self._code_distances(codes), "feature_errors": features}  # fmt: skip
 
     def score_samples(self, X):
         """Minus the anomaly score of each row (the mean squared reconstruction error, or with ``latent_distance``

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,6 +25,48 @@ from .models import AutoEncoder, Denoising, LinearBody, VectorQuantized, corrupt
 log = logging.getLogger(__name__)
 
 METRIC_NAMES = ("test_mse_per_pixel", "test_sse_per_image", "test_bce_per_pixel", "psnr")
+
+
+@dataclass
+class LatentScore:
+    """The latent-distance anomaly score: a row's reconstruction error plus the squared Mahalanobis distance of its
+    code to a Gaussian fitted to the training codes, each standardized by its mean and standard deviation over the
+    training rows. A row the decoder rebuilds well but whose code lies where no training code was (the latent
+    space's holes) scores abnormal too. The one definition: the outlier detector, ``Run.score`` (``aekit score``,
+    ``/v1/score``) and the ONNX ``score`` graph compute this from the same statistics."""
+
+    code_mean: torch.Tensor  # (k,) float64
+    precision: torch.Tensor  # (k, k) float64: the (ridged) inverse covariance of the training codes
+    stats: torch.Tensor  # (4,) float64: mean and std of the training errors, mean and std of their distances
+
+    @classmethod
+    def fit(cls, errors: torch.Tensor, codes: torch.Tensor) -> LatentScore:
+        """From the training rows' reconstruction errors ``(N,)`` and codes ``(N, k)``."""
+        errors, codes = errors.double(), codes.double()
+        width = codes.shape[1]  # (one row has no spread: a zero covariance, then the ridge)
+        covariance = torch.cov(codes.T).reshape(width, width) if len(codes) > 1 else torch.zeros(width, width,
+                                                                                                  dtype=torch.float64)
+        ridge = 1e-6 * max(float(covariance.trace()) / width, 1e-12)
+        precision = torch.linalg.pinv(covariance + ridge * torch.eye(width, dtype=torch.float64))
+        score = cls(codes.mean(0), precision, torch.zeros(4, dtype=torch.float64))
+        distances = score.distances(codes)
+        spread = lambda v: float(v.std(unbiased=False)) or 1.0  # noqa: E731  (no spread: 1)
+        score.stats = torch.tensor([float(errors.mean()), spread(errors), float(distances.mean()), spread(distances)],
+                                   dtype=torch.float64)  # fmt: skip
+        return score
+
+    def distances(self, codes: torch.Tensor) -> torch.Tensor:
+        """Squared Mahalanobis distance of each code to the training codes' Gaussian, ``(N,)``."""
+        centred = codes.to(self.code_mean.dtype) - self.code_mean
+        return ((centred @ self.precision) * centred).sum(1)
+
+    def combine(self, errors: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """The score of rows with reconstruction ``errors`` ``(N,)`` and ``codes`` ``(N, k)``."""
+        mean_e, std_e, mean_d, std_d = self.stats.to(errors.dtype)
+        return (errors - mean_e) / std_e + (self.distances(codes).to(errors.dtype) - mean_d) / std_d
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"code_mean": self.code_mean, "precision": self.precision, "stats": self.stats}
 
 
 def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool, rows: int = 1024) -> dict[str, float]:

@@ -8,8 +8,9 @@ float32 values in [0, 1]. The parts:
     encoder       x (N, *input_shape) -> z (N, latent_dim)   (a VAE's posterior mean; a VQ model's quantized code)
     decoder       z (N, latent_dim)   -> x_hat (N, *input_shape)
     autoencoder   x                   -> x_hat
-    score         x                   -> score (N,): the mean squared reconstruction error per feature in model
-                                         space, the number ``aekit score`` writes
+    score         x                   -> score (N,): the number ``aekit score`` writes: the mean squared
+                                         reconstruction error per feature in model space, or with the run's
+                                         latent-distance score (``score.safetensors``) that score
 
 Needs the ``onnx`` extra (``pip install 'aekit[onnx]'``: onnx and onnxscript for torch's exporter; onnxruntime to
 run the graphs).
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from .files import atomic_write_bytes
+from .evaluate import LatentScore
 from .space import Scaler
 from .errors import AekitError, ConfigError
 from .models import AutoEncoder
@@ -41,7 +43,7 @@ OPSET = 18
 class Exported(nn.Module):
     """One part of a trained model with its scaling, as a plain ``forward`` for the exporter."""
 
-    def __init__(self, model: AutoEncoder, scaler: Scaler | None, part: str):
+    def __init__(self, model: AutoEncoder, scaler: Scaler | None, part: str, latent: LatentScore | None = None):
         super().__init__()
         if part not in PARTS:
             raise ConfigError(f"unknown part {part!r}; choose one of {list(PARTS)}")
@@ -50,6 +52,10 @@ class Exported(nn.Module):
         self.register_buffer("mean", scaler.mean.clone() if standard else torch.zeros(model.input_shape))
         self.register_buffer("std", scaler.std.clone() if standard else torch.ones(model.input_shape))
         self.standard = standard
+        self.latent = latent is not None and part == "score"  # the score with the code's distance (aekit score's)
+        if self.latent:
+            for name, value in latent.tensors().items():
+                self.register_buffer(f"latent_{name}", value.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.part == "decoder":
@@ -59,7 +65,10 @@ class Exported(nn.Module):
             return self.model.encode(x)
         if self.part == "autoencoder":
             return self.unscale(self.model(x))
-        return self.model.anomaly_score(x)
+        if not self.latent:
+            return self.model.anomaly_score(x)
+        score = LatentScore(self.latent_code_mean, self.latent_precision, self.latent_stats)
+        return score.combine(self.model.anomaly_score(x), self.model.encode(x))
 
     def unscale(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean if self.standard else x
@@ -75,13 +84,15 @@ def io_names(part: str) -> tuple[str, str]:
     return ("z" if part == "decoder" else "x"), {"encoder": "z", "score": "score"}.get(part, "x_hat")
 
 
-def export_onnx(model: AutoEncoder, scaler: Scaler | None, path: str | Path, part: str = "autoencoder") -> Path:
-    """Write ``part`` of ``model`` (with ``scaler`` folded in) to ``path`` as ONNX with a dynamic batch axis."""
+def export_onnx(model: AutoEncoder, scaler: Scaler | None, path: str | Path, part: str = "autoencoder",
+                latent: LatentScore | None = None) -> Path:  # fmt: skip
+    """Write ``part`` of ``model`` (with ``scaler`` folded in; for ``score``, the run's latent-distance score if it has
+    one) to ``path`` as ONNX with a dynamic batch axis."""
     try:
         import onnxscript  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise AekitError("ONNX export needs the 'onnx' extra: pip install 'aekit[onnx]'") from None
-    module = Exported(model.cpu(), scaler, part)
+    module = Exported(model.cpu(), scaler, part, latent)
     name_in, name_out = io_names(part)
     batch = torch.export.Dim("batch", min=1, max=2**31 - 1)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):  # the exporter's progress chatter

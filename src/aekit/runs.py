@@ -27,7 +27,7 @@ from .data import DataConfig
 from .distributed import all_sum, barrier, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
-from .evaluate import METRIC_NAMES, encode, evaluate_model, feature_quality, gaussian_like, holes, reconstruct
+from .evaluate import METRIC_NAMES, LatentScore, encode, evaluate_model, feature_quality, gaussian_like, holes, reconstruct
 from .models import AutoEncoder, ModelConfig, build_model
 from .precision import check as check_precision
 from .space import Data, Scaler, is_image_data, to_data_space, to_model_space
@@ -54,6 +54,7 @@ def train_run(
     analysis: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     tensorboard: str | Path | None = None,
+    latent_distance: bool = False,
 ) -> tuple[list[dict], dict]:
     """Train a model into run directory ``out`` and evaluate it beside PCA; returns (history, metrics).
 
@@ -62,10 +63,11 @@ def train_run(
     holes measure and the probes are left out of the metrics (they take a few seconds). ``on_epoch`` is called
     with each epoch's history row once its checkpoint is written (see :func:`aekit.train.train`). ``tensorboard``
     names a folder for TensorBoard logs (:mod:`aekit.tensorboard_log`; a resumed run continues its curves there).
+    With ``latent_distance`` the run also stores the latent-distance anomaly score (:meth:`Run.fit_latent_score`).
     """
     with process_group(), sole_writer(RunDir(out)):
         return _train_run(Path(out), model_config, data_config, train_config, resume, overwrite, progress, epochs,
-                          device, analysis, on_epoch, tensorboard)  # fmt: skip
+                          device, analysis, on_epoch, tensorboard, latent_distance)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -85,7 +87,7 @@ def sole_writer(rundir: RunDir):
 
 
 def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis,
-               on_epoch, tensorboard):  # fmt: skip
+               on_epoch, tensorboard, latent_distance):  # fmt: skip
     rank, _ = rank_and_world()
     rundir = RunDir(out)
     # Everything that can fail on bad input is checked before the run directory is touched, so a failed command
@@ -121,6 +123,8 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
             metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, evaluation_data(data)),
                                                                   **streamed_sizes(data)}  # fmt: skip
             target.write_metrics(metrics)
+            if latent_distance or (resume and target.has(RunDir.SCORE)):  # a resumed run's score follows its model
+                target.save_score(latent_score_of(model, evaluation_data(data).x_train))
     except BaseException as err:
         if staging is not None and rank == 0:
             shutil.rmtree(staging.path, ignore_errors=True)
@@ -224,6 +228,7 @@ class Run:
     train_config: TrainConfig
     model: AutoEncoder
     scaler: Scaler | None
+    latent: LatentScore | None = None  # the stored latent-distance score (score.safetensors), if any
 
     @property
     def scaling(self) -> str:
@@ -305,9 +310,18 @@ class Run:
         return self.to_data_space(reconstruct(self.model, x))
 
     def score(self, x: torch.Tensor) -> np.ndarray:
-        """Each row's anomaly score: :meth:`aekit.AutoEncoder.anomaly_score` (the mean squared reconstruction error
-        per feature, in model space), computed in batches. Higher is more abnormal."""
-        return (squared_errors(self.model, x) / self.width).numpy()
+        """Each row's anomaly score, higher is more abnormal: :meth:`aekit.AutoEncoder.anomaly_score` (the mean
+        squared reconstruction error per feature, in model space), computed in batches; or, for a run with a stored
+        latent-distance score, :class:`aekit.evaluate.LatentScore` of that error and the row's code."""
+        errors = squared_errors(self.model, x) / self.width
+        return (errors if self.latent is None else self.latent.combine(errors, self.encode(x).double())).numpy()
+
+    def fit_latent_score(self) -> LatentScore:
+        """Fit the latent-distance score on the run's training rows and store it (``score.safetensors``): from then
+        on :meth:`score`, ``aekit score``, ``/v1/score`` and the exported ``score`` graph use it."""
+        self.latent = latent_score_of(self.model, self.data().x_train)
+        RunDir(self.path).save_score(self.latent)
+        return self.latent
 
     def feature_errors(self, x: torch.Tensor) -> np.ndarray:
         """Each row's squared reconstruction error per feature divided by the number of features, ``(N, features)``
@@ -408,7 +422,13 @@ class Run:
         """Write ``part`` of the model as ONNX with the scaling folded in (the ``onnx`` extra)."""
         from .export import export_onnx
 
-        return export_onnx(self.model, self.scaler, path, part)
+        return export_onnx(self.model, self.scaler, path, part, self.latent)
+
+
+def latent_score_of(model: AutoEncoder, x_train: torch.Tensor) -> LatentScore:
+    """The latent-distance score fitted on ``x_train``'s reconstruction errors and codes."""
+    errors = squared_errors(model, x_train) / math.prod(x_train.shape[1:])
+    return LatentScore.fit(errors, encode(model, x_train).double())
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
@@ -420,7 +440,8 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     configs = rundir.read_config(RUN_SCHEMA)
     model, scaler = rundir.load_model(configs["model"])
     model.to(pick_device(device))
-    return Run(path, configs["model"], configs["data"], configs["train"], model, scaler)
+    latent = rundir.load_score(configs["model"].latent_dim)
+    return Run(path, configs["model"], configs["data"], configs["train"], model, scaler, latent)
 
 
 def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:
