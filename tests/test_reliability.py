@@ -305,7 +305,6 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
-from aekit.train import TrainConfig  # noqa: E402
 
 
 def npy_header_only(shape) -> bytes:
