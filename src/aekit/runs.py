@@ -65,9 +65,12 @@ def train_run(
     names a folder for TensorBoard logs (:mod:`aekit.tensorboard_log`; a resumed run continues its curves there).
     With ``latent_distance`` the run also stores the latent-distance anomaly score (:meth:`Run.fit_latent_score`).
     """
-    with process_group(), sole_writer(RunDir(out)):
-        return _train_run(Path(out), model_config, data_config, train_config, resume, overwrite, progress, epochs,
-                          device, analysis, on_epoch, tensorboard, latent_distance)  # fmt: skip
+    with process_group():
+        # Bad flags for this folder are refused before anything (the lock, its folder) is made; every process checks.
+        RunDir(out).check_target(resume, overwrite)
+        with sole_writer(RunDir(out)):
+            return _train_run(Path(out), model_config, data_config, train_config, resume, overwrite, progress,
+                              epochs, device, analysis, on_epoch, tensorboard, latent_distance)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -92,7 +95,6 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     rundir = RunDir(out)
     # Everything that can fail on bad input is checked before the run directory is touched, so a failed command
     # leaves a run as it was. Every process checks, so all fail alike.
-    rundir.check_target(resume, overwrite)
     model_config, data_config, train_config = _configs(rundir, resume, model_config, data_config, train_config,
                                                        epochs, device)  # fmt: skip
     data = data_mod.load(data_config)
