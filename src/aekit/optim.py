@@ -48,7 +48,8 @@ def _sgd(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
 OPTIMIZERS: dict[str, Optimizer] = {
     "adam": Optimizer(_adam, "Adam, weight decay as an L2 penalty (the chapter's); fused kernel, fast step"),
     "adamw": Optimizer(_adamw, "AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019); fused kernel"),
-    "sgd": Optimizer(_sgd, f"SGD with momentum {SGD_MOMENTUM} (wants a much larger learning rate, e.g. 0.5; slower to learn than Adam)"),
+    "sgd": Optimizer(_sgd, f"SGD with momentum {SGD_MOMENTUM} (wants a much larger learning rate, e.g. 0.5; "
+                           "slower to learn than Adam)"),
 }
 
 
