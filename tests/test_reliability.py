@@ -299,6 +299,7 @@ def test_inverse_transform_refuses_nan_codes_as_pca_does():
 
 # ------------------------------------------------------------------------------------------ round three
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import errno  # noqa: E402
 import io  # noqa: E402
 import subprocess  # noqa: E402
@@ -481,18 +482,22 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_good_one(run, table, mon
     assert state.epoch == 2
 
 
+@contextlib.contextmanager
 def small_filesystem(path, size: str):
-    """A tmpfs of ``size`` mounted at ``path`` (root only; the test skips where mounting is not allowed)."""
+    """A tmpfs of ``size`` mounted at ``path`` while the block runs, unmounted after (root only; the test skips where
+    mounting is not allowed)."""
     path.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
                                            capture_output=True).returncode != 0:  # fmt: skip
         pytest.skip("cannot mount a small file system here (needs root); the injected-ENOSPC test covers the writer")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
 
 
 def test_a_real_full_disk_loses_nothing(tmp_path, table, capsys):
-    disk = tmp_path / "disk"
-    small_filesystem(disk, "2m")
-    try:
+    with small_filesystem(tmp_path / "disk", "2m") as disk:
         run = disk / "run"
         assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(run)]) == 0
         good = {name: (run / name).read_bytes() for name in RunDir.FILES}
@@ -510,14 +515,10 @@ def test_a_real_full_disk_loses_nothing(tmp_path, table, capsys):
         assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
         filler.unlink()
         assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0  # and it goes on
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_a_read_only_run_is_evaluated_encoded_scored_exported_and_served_but_not_trained(tmp_path, table, capsys):
-    disk = tmp_path / "store"
-    small_filesystem(disk, "16m")
-    try:
+    with small_filesystem(tmp_path / "store", "16m") as disk:
         run = disk / "run"
         assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(run)]) == 0
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
@@ -536,5 +537,3 @@ def test_a_read_only_run_is_evaluated_encoded_scored_exported_and_served_but_not
         assert exit_code(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 2
         one_error_line(capsys, "read-only here", "can be evaluated, encoded, scored, exported and served, not trained")
         assert snapshot(run) == before
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)

@@ -436,9 +436,10 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         x, model = self._float64(X)
         self.decision_scores_ = errors = self._errors_of(model, x)
         if self._p("latent_distance"):
-            latent = LatentScore.fit(torch.from_numpy(errors), torch.from_numpy(self._codes_of(model, x)))
+            codes = self._codes_of(model, x)
+            latent = LatentScore.fit(torch.from_numpy(errors), torch.from_numpy(codes))
             self.code_mean_, self.code_precision_, self.score_stats_ = (t.numpy() for t in latent.tensors().values())
-            self.decision_scores_ = self._combined(errors, self._codes_of(model, x))
+            self.decision_scores_ = latent.combine(torch.from_numpy(errors), torch.from_numpy(codes)).numpy()
         self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)

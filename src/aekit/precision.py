@@ -52,19 +52,20 @@ def is_wide(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) and min(module.in_features, module.out_features) >= WIDE
 
 
-def check(precision: str, device: torch.device) -> None:
-    """Refuse an unknown precision, or ``"bf16"`` on a device without bf16 units (naming what it lacks)."""
+def check(precision: str, device: torch.device) -> str | None:
+    """Refuse an unknown precision, or ``"bf16"`` on a device without bf16 units (naming what it lacks); returns
+    what the device lacks for bf16 (None: nothing)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
     missing = bf16_missing(device)
     if precision == "bf16" and missing:
         raise ConfigError(f"precision 'bf16' was asked for, but {missing}; use --precision fp32 (or auto)")
+    return missing
 
 
 def resolve(precision: str, device: torch.device, model: nn.Module) -> str:
     """``"fp32"`` or ``"bf16"`` for this device and model; a ``"bf16"`` the device cannot do is a ConfigError."""
-    check(precision, device)
-    missing = bf16_missing(device)
+    missing = check(precision, device)
     if precision == "auto":
         wide = device.type == "cuda" or any(is_wide(m) for m in model.modules())
         return "bf16" if missing is None and wide else "fp32"

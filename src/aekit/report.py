@@ -76,9 +76,10 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def make_figures(run_path: str | Path) -> dict[str, Path]:
-    """Draw every figure that applies to the run (``plots.figures_for``) into ``RUN/figures/``; name -> PNG path."""
-    run = load_run(run_path)
+def make_figures(run_path: str | Path, run=None) -> dict[str, Path]:
+    """Draw every figure that applies to the run (``plots.figures_for``) into ``RUN/figures/``; name -> PNG path.
+    ``run``: the run already loaded from ``run_path``, if the caller has it."""
+    run = run or load_run(run_path)
     folder = Path(run_path) / "figures"
     made = {}
     for name in run.figure_kinds():
@@ -115,8 +116,8 @@ def _fmt(value) -> str:
 def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -> Path:
     """Write ``RUN/report.html`` (drawing the figures first unless given) and return its path."""
     run_path = Path(run_path)
-    figures = make_figures(run_path) if figures is None else figures
     run = load_run(run_path)
+    figures = make_figures(run_path, run) if figures is None else figures
     metrics = run.metrics()
     config = run.config_dicts()
     k = metrics.get("latent_dim", config["model"]["latent_dim"])
