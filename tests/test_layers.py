@@ -22,6 +22,8 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "files": (1, {"errors"}),
     "models": (1, {"errors", "options"}),
     "precision": (1, {"errors"}),
+    "quality": (1, {"errors"}),  # the feature network and sample-quality metrics
+    "priors": (1, {"errors"}),  # latent priors: plain distributions over codes
     "space": (2, {"errors", "files"}),
     "mlpgrad": (2, {"errors", "models", "precision"}),
     "stream": (3, {"errors", "files", "space"}),
@@ -36,8 +38,8 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "runs": (8, "below"),
     "report": (9, {"runs", "evaluate", "plots"}),
     "serve": (9, {"runs", "errors", "models"}),
-    "cli": (9, {"runs", "report", "_version", "data", "errors", "files", "models", "options", "plots", "stream",
-                "train", "serve"}),  # serve: imported only to start the server  # fmt: skip
+    "cli": (9, {"runs", "report", "_version", "data", "errors", "files", "models", "options", "plots", "priors",
+                "stream", "train", "serve"}),  # serve: imported only to start the server  # fmt: skip
     "__main__": (10, {"cli"}),  # python -m aekit
 }
 ENTRY_POINTS = {"report", "serve", "cli"}

@@ -31,6 +31,7 @@ def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("serve") / "run"
     aekit.train_run(path, aekit.make_config(latent_dim=4, hidden=(32,)), aekit.DataConfig(name="digits"),
                     TrainConfig(epochs=15, batch_size=64, lr=3e-3, device="cpu"), progress=False)  # fmt: skip
+    aekit.load_run(path).fit_prior("gmm", conditional=True, components=2)  # the Sample panel's prior and labels
     return path
 
 
@@ -145,6 +146,13 @@ def test_explorer_endpoints(client, run):
     assert probe["nearest"][0]["index"] == 0 and probe["nearest"][0]["distance"] < 1e-5  # itself, first
     samples = client.get("/v1/explore/samples?n=4").json()
     assert len(samples["prior"]) == 4 and len(samples["fitted"]) == 4 and 0.4 <= samples["holes"] <= 1
+    assert info["priors"] == [{"name": "normal", "labels": []}, {"name": "gmm", "labels": list(range(10))}]
+    chosen = client.get("/v1/explore/samples?n=4&seed=5&prior=gmm&label=3").json()["chosen"]
+    assert np.allclose(chosen, aekit.load_run(run).sample(4, "gmm", label=3, seed=5).reshape(4, -1).numpy())
+    for query, needle in (("prior=diffusion", "has no 'diffusion' prior"), ("prior=gmm&label=99", "label 99 is not"),
+                          ("prior=flow", "unknown prior 'flow'")):  # fmt: skip
+        refused = client.get(f"/v1/explore/samples?n=4&{query}")
+        assert refused.status_code == 422 and needle in refused.json()["detail"]
 
 
 def test_tsne_map_clicks_average_the_nearest_codes(run):
@@ -250,6 +258,13 @@ def test_the_page_in_a_real_browser(server):
         page.click("#interpolate")
         page.wait_for_function("document.querySelectorAll('#interp canvas').length === 10")
         assert page.locator("#prior canvas").count() == 16 and "holes measure" in page.inner_text("#holes")
+
+        # the Sample panel offers the run's fitted prior, and its labels
+        assert page.input_value("#priorkind") == "gmm" and page.locator("#priorlabel option").count() == 11
+        page.wait_for_function("document.querySelectorAll('#chosen canvas').length === 16")
+        page.evaluate("document.getElementById('chosen').innerHTML = ''")
+        page.select_option("#priorlabel", "3")
+        page.wait_for_function("document.querySelectorAll('#chosen canvas').length === 16")
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)

@@ -7,6 +7,9 @@ A run directory holds::
     checkpoint.safetensors   weights, optimizer state, RNG state and the TrainState: what --resume reads
     history.csv              one row per finished epoch
     metrics.json             final test metrics beside the PCA baseline
+    score.safetensors        optional: the latent-distance anomaly score's statistics
+    priors/NAME.json         optional: a latent prior fitted after training (aekit fit-prior), its options and the
+    priors/NAME.safetensors    SHA-256 of the model.safetensors it was fitted to, and its tensors
 
 Every file is written to a temporary file, flushed and renamed, so a reader (or a resumed run) never sees a
 half-written one. Loading reads only JSON and safetensors, so a run directory cannot execute code.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -41,6 +45,7 @@ from safetensors.torch import save as st_save
 from ._version import __version__
 from .files import atomic_write_bytes
 from .evaluate import LatentScore
+from .priors import Stored
 from .space import Scaler
 from .train import TrainState
 from .errors import CheckpointError, ConfigError
@@ -256,7 +261,8 @@ class RunDir:
     METRICS = "metrics.json"
     SCORE = "score.safetensors"  # optional: the latent-distance score's statistics (aekit train --latent-distance)
     FILES = (CONFIG, MODEL, CHECKPOINT, HISTORY, METRICS)  # every finished run has these
-    OPTIONAL = (SCORE,)  # a run may have these
+    PRIORS = "priors"  # optional folder: fitted latent priors (aekit fit-prior), NAME.json + NAME.safetensors
+    OPTIONAL = (SCORE, PRIORS)  # a run may have these
     DERIVED = ("figures", "sweep", "report.html")  # drawn from a run by plot, error-vs-dim and report
 
     def __init__(self, path: str | Path):
@@ -407,6 +413,36 @@ class RunDir:
                 for k, s in shapes.items()):  # fmt: skip
             raise CheckpointError(f"{path}: not a latent-distance score for a {latent_dim}-D code")
         return LatentScore(tensors["code_mean"], tensors["precision"], tensors["stats"])
+
+    # -- priors/NAME.json + priors/NAME.safetensors
+    def save_prior(self, name: str, stored: Stored) -> None:
+        """Store a fitted prior under ``priors/``, tagged with the SHA-256 of the model it was fitted to; the tensors
+        are written first and the JSON last (the JSON is what makes a prior present), each atomically."""
+        folder = self.path / self.PRIORS
+        folder.mkdir(exist_ok=True)
+        save_tensors(folder / f"{name}.safetensors", stored.tensors, {"kind": name, "aekit_version": __version__})
+        write_json(folder / f"{name}.json", {**stored.meta, "model_sha256": self.model_sha256(),
+                                             "aekit_version": __version__})  # fmt: skip
+
+    def prior_names(self) -> list[str]:
+        """The priors stored in this run (``priors/NAME.json``), sorted."""
+        folder = self.path / self.PRIORS
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def load_prior(self, name: str) -> Stored:
+        """A stored prior's JSON and tensors; a CheckpointError when it was fitted to another state of the model."""
+        folder = self.path / self.PRIORS
+        meta = read_json(folder / f"{name}.json")
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{folder / name}.json: not a prior's description")
+        if meta.get("model_sha256") != self.model_sha256():
+            raise CheckpointError(f"{self.path}: its {name!r} prior was fitted to an earlier state of the model (it has "
+                                  f"been trained since); fit it again: aekit fit-prior {self.path} --prior {name}")  # fmt: skip
+        tensors, _ = load_tensors(folder / f"{name}.safetensors")
+        return Stored(meta, tensors)
+
+    def model_sha256(self) -> str:
+        return hashlib.sha256((self.path / self.MODEL).read_bytes()).hexdigest()
 
     # -- checkpoint.safetensors
     def save_checkpoint(self, model, optimizer, scaler: Scaler | None, state: TrainState) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -271,3 +272,36 @@ def feature_quality(model: AutoEncoder, data: Data, n_train: int = 5000, n_test:
         for probe, accuracy in probe_accuracies(train, y_train, test, y_test).items():
             out[f"probe_{probe}_{name}"] = accuracy
     return out
+
+
+GENERATION_METRICS = ("fd", "precision", "recall", "confidence", "label_entropy")
+
+
+@torch.no_grad()
+def generation_metrics(model: AutoEncoder, data: Data, priors: dict, n: int = 10_000, seed: int = 0) -> dict:
+    """Sample quality of each prior (name -> :class:`aekit.priors.Prior`) beside its floor and ceiling, as
+    ``gen_<row>_<metric>`` (:data:`GENERATION_METRICS`), measured against the test rows in one feature space.
+
+    Rows: ``floor`` (``n`` training rows: what real data scores; no generator can be expected below it),
+    ``reconstructions`` (the model's reconstructions of those training rows: what its decoder makes of the codes
+    of real data, about the best any prior of this model can do), then each prior's ``n`` decoded samples. The space is the shipped
+    MNIST classifier's features for 1x28x28 images in [0, 1] (``gen_pca_components`` = 0), else the first
+    ``gen_pca_components`` principal components of the training rows (:mod:`aekit.quality`).
+    """
+    from .quality import Reference, fits_classifier
+
+    classifier = fits_classifier(data.input_shape, data.scaling)
+    reference = Reference.of(data.x_train, data.x_test, classifier)
+    n = min(n, len(data.x_train))
+    pick = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))[:n]
+    rows = {"floor": data.x_train[pick], "reconstructions": reconstruct(model, data.x_train[pick])}
+    out = {"gen_samples": n, "gen_pca_components": 0 if classifier else reference.space.k}
+    for name, x in rows.items():
+        out |= {f"gen_{name}_{k}": v for k, v in reference.measure(x).items()}
+    for name, prior in priors.items():
+        start = time.perf_counter()
+        x = batched(model.decode, model, prior.sample(n, seed).float())
+        out[f"gen_{name}_sample_seconds"] = time.perf_counter() - start
+        out |= {f"gen_{name}_{k}": v for k, v in reference.measure(x).items()}
+    return out
+

@@ -15,6 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .space import Data, is_image_data
 from .errors import DataError
+from .files import atomic_write_bytes
 from .evaluate import batched, codebook_counts, encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
 from .models import AutoEncoder, Denoising, ModelConfig, Objective, VectorQuantized, corrupt
 
@@ -115,6 +116,32 @@ def fitted_gaussian_samples(model: AutoEncoder, data: Data, n: int, seed: int = 
 
 def decode(model: AutoEncoder, z: torch.Tensor) -> torch.Tensor:
     return batched(model.decode, model, z)
+
+
+def write_grid(images: torch.Tensor, path: str | Path, ncol: int | None = None) -> Path:
+    """Tile images ``(N, C, H, W)`` in [0, 1] into one PNG (``ncol`` per row, default about square), written by
+    Pillow atomically: the same images give the same bytes."""
+    import io
+
+    from PIL import Image
+
+    ncol = ncol or int(np.ceil(np.sqrt(len(images))))
+    grid = (_grid(images.detach().float().clamp(0, 1).cpu(), ncol) * 255).round().to(torch.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy()).save(buffer, "PNG")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def prior_samples(panels: list[tuple[str, torch.Tensor]], path=None) -> Figure:
+    """One grid of decoded samples per prior (title, images ``(N, C, H, W)``), side by side."""
+    fig = Figure(figsize=(3.2 * len(panels), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, images) in zip(axes, panels):
+        _show(ax, _grid(images, int(np.ceil(np.sqrt(len(images))))))
+        ax.set_title(title, fontsize=9)
+    fig.suptitle("Samples from each latent prior (decoded)")
+    return save(fig, path)
 
 
 def samples(model: AutoEncoder, data: Data, n: int = 36, seed: int = 0, path=None) -> Figure:

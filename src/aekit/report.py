@@ -37,6 +37,9 @@ CAPTIONS = {
     "codebook": "How often each codebook vector is chosen for the test set, most used first. A codebook that "
     "collapses onto a few vectors wastes its capacity; the perplexity is the number of equally used vectors "
     "the usage is worth.",
+    "priors": "36 decoded samples from each latent prior the run has (aekit fit-prior), seed 0, with its FD. Look "
+    "at how the holes fill: N(0, I) decodes to blots for a plain autoencoder, a Gaussian fitted to the codes to "
+    "blurry in-between digits, a mixture or the diffusion prior to digits of every class.",
     "error-vs-dim": "Test SSE per image against code size for the autoencoder and PCA. Look at how many PCA "
     "components the autoencoder's error is worth.",
 }
@@ -88,6 +91,10 @@ def make_figures(run_path: str | Path, run=None) -> dict[str, Path]:
         log.info("drawing %s", name)
         run.draw(name, folder)
         made[name] = folder / f"{name}.png"
+    if run.is_image and len(run.prior_names()) > 1:
+        log.info("drawing priors")
+        run.draw_priors(folder / "priors")
+        made["priors"] = folder / "priors.png"
     if (folder / "error-vs-dim.png").is_file():
         made["error-vs-dim"] = folder / "error-vs-dim.png"
     return made
@@ -124,7 +131,8 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>aekit report: {html.escape(run_path.name)}"
              f"</title><style>{STYLE}</style></head><body>",
              f"<h1>aekit report: <code>{html.escape(str(run_path))}</code></h1>",
-             *_metrics_section(metrics, k), *_claims_section(metrics, k), *_figures_section(figures, run_path),
+             *_metrics_section(metrics, k), *_claims_section(metrics, k), *_generation_section(metrics),
+             *_figures_section(figures, run_path),
              "<h2>Configuration</h2>"]  # fmt: skip
     for section in ("model", "data", "train"):
         rows = [[key, json.dumps(value)] for key, value in _flat(config[section]).items()]
@@ -171,9 +179,36 @@ def _claims_section(metrics: dict, k) -> list[str]:
     return parts
 
 
+GENERATION_HEADS = {"fd": "FD", "precision": "precision", "recall": "recall", "confidence": "confidence",
+                    "label_entropy": "label entropy"}  # fmt: skip
+
+
+def _generation_section(metrics: dict) -> list[str]:
+    """Sample quality of each fitted prior beside the floor and the reconstructions (aekit evaluate measures it)."""
+    rows = [key.removeprefix("gen_").removesuffix("_fd") for key in metrics
+            if key.startswith("gen_") and key.endswith("_fd")]  # fmt: skip
+    if not rows:
+        return []
+    pca = int(metrics.get("gen_pca_components", 0))
+    space = f"FD (PCA-{pca} of the training rows)" if pca else "FD (aekit MNIST classifier)"
+    heads = [h for h in GENERATION_HEADS if f"gen_floor_{h}" in metrics]
+    names = {"floor": "floor: training images", "reconstructions": "reconstructions of those images"}
+    table = [[names.get(row, f"prior: {row}"), *(_fmt(metrics[f"gen_{row}_{h}"]) for h in heads),
+              f"{metrics[f'gen_{row}_fd'] / max(metrics['gen_floor_fd'], 1e-12):.1f}"] for row in rows]  # fmt: skip
+    return ["<h2>Samples from the latent priors, measured</h2>",
+            _table(table, ["", *(GENERATION_HEADS[h] for h in heads), "FD / floor"]),
+            f"<p class='note'>{html.escape(space)}: the Fréchet distance between Gaussians fitted to the features of "
+            f"the {int(metrics.get('gen_samples', 0))} rows of each line and of the test images (lower is closer; "
+            "it compares only within this feature space, so read it against the floor: real training images). "
+            "Precision: the share of samples inside the test images' 3-nearest-neighbour balls (are they "
+            "realistic?); recall: the share of test images inside the samples' balls (is every kind covered?), "
+            "after Kynkäänniemi et al. 2019. The reconstructions are what the decoder makes of real codes: about "
+            "the best any prior of this model can reach.</p>"]  # fmt: skip
+
+
 def _figures_section(figures: dict[str, Path], run_path: Path) -> list[str]:
     parts = ["<h2>Figures</h2>"]
-    for name in (*KINDS, "error-vs-dim"):
+    for name in (*KINDS, "priors", "error-vs-dim"):
         if name not in figures:
             continue
         encoded = base64.b64encode(Path(figures[name]).read_bytes()).decode()

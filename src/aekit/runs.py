@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import data as data_mod
 from . import plots, stream
@@ -27,9 +28,11 @@ from .data import DataConfig
 from .distributed import all_sum, barrier, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
-from .evaluate import METRIC_NAMES, LatentScore, encode, evaluate_model, feature_quality, gaussian_like, holes, reconstruct
+from .evaluate import (METRIC_NAMES, LatentScore, encode, evaluate_model, feature_quality, gaussian_like,
+                       generation_metrics, holes, reconstruct)
 from .models import AutoEncoder, ModelConfig, build_model
 from .precision import check as check_precision
+from .priors import PRIOR_NAMES, DiffusionConfig, Normal, Prior, check_fittable, fit_prior, from_stored, to_stored
 from .space import Data, Scaler, is_image_data, to_data_space, to_model_space
 from .stream import Streamed
 from .tensorboard_log import TensorBoardLog
@@ -340,6 +343,60 @@ class Run:
         noise = torch.randn(n, codes.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         return noise, gaussian_like(codes, noise)
 
+    # -- generation: latent priors fitted after training (aekit.priors), stored under priors/
+    def prior_names(self) -> list[str]:
+        """The priors this run can sample from: ``normal`` (always) and those fitted to it, in ``PRIOR_NAMES`` order."""
+        fitted = set(RunDir(self.path).prior_names())
+        return [name for name in PRIOR_NAMES if name == "normal" or name in fitted]
+
+    def prior(self, name: str) -> Prior:
+        """Prior ``name`` of this run; a ConfigError for an unknown one or one not fitted (saying how to fit it)."""
+        if name not in PRIOR_NAMES:
+            raise ConfigError(f"unknown prior {name!r}; choose one of {list(PRIOR_NAMES)}")
+        if name == "normal":
+            return Normal(self.model_config.latent_dim)
+        if name not in RunDir(self.path).prior_names():
+            raise ConfigError(f"{self.path} has no {name!r} prior; fit it first: aekit fit-prior {self.path} --prior {name}")
+        stored = RunDir(self.path).load_prior(name)
+        return from_stored(stored, self.model_config.latent_dim, str(self.path / RunDir.PRIORS / name))
+
+    def fit_prior(self, kind: str, conditional: bool = False, components: int = 10, seed: int = 0,
+                  diffusion: DiffusionConfig | None = None, progress: bool = False) -> Prior:  # fmt: skip
+        """Fit prior ``kind`` (gaussian, gmm, diffusion) to the codes of the run's training rows, per label with
+        ``conditional``, and store it under ``priors/`` (replacing one of the same kind); nothing else is written."""
+        check_fittable(kind, components)  # before the data is loaded
+        data = self.data()
+        if conditional and data.y_train is None:
+            raise ConfigError(f"--conditional needs labels, and {self.data_config.name} has none")
+        codes = self.encode(data.x_train)
+        bar = (lambda epochs: tqdm(epochs, desc=f"{kind} prior", unit="epoch")) if progress else None
+        with RunDir(self.path).writing():
+            prior = fit_prior(kind, codes, data.y_train if conditional else None, components, seed, diffusion, bar)
+            RunDir(self.path).save_prior(kind, to_stored(prior))
+        return prior
+
+    def sample(self, n: int, prior: str = "normal", label: int | None = None, seed: int = 0) -> torch.Tensor:
+        """``n`` decoded samples ``(n, *input_shape)`` in the data's own units (pixels in [0, 1]) from prior ``prior``,
+        of class ``label`` if given (a conditional prior); the same ``seed`` gives the same samples."""
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"--n {n} must be a positive number of samples")
+        chosen = self.prior(prior)
+        if label is not None and not chosen.labels and self.data().y_train is None:
+            raise ConfigError(f"--label {label}: {self.data_config.name} has no labels, so there is no class to ask for")
+        return self.decode(chosen.sample(n, seed, label))
+
+    def draw_priors(self, path: Path | None = None, n: int = 36):
+        """A grid of ``n`` samples (seed 0) from each prior, titled with its FD from metrics.json when measured."""
+        metrics = self.metrics()
+        panels = [(name + (f" (FD {metrics[f'gen_{name}_fd']:.1f})" if f"gen_{name}_fd" in metrics else ""),
+                   self.sample(n, name)) for name in self.prior_names()]  # fmt: skip
+        return plots.prior_samples(panels, path)
+
+    def generation_metrics(self, n: int = 10_000, seed: int = 0) -> dict[str, float]:
+        """Sample quality of every prior this run has, beside the floor (:func:`aekit.evaluate.generation_metrics`)."""
+        priors = {name: self.prior(name) for name in self.prior_names()}
+        return generation_metrics(self.model, self.data(), priors, n, seed)
+
     def threshold(self, contamination: float) -> float:
         """The score above which ``contamination`` (a share below 1) of the run's own training rows lie."""
         if not 0 < contamination < 1:
@@ -379,6 +436,8 @@ class Run:
     def evaluate(self, write: bool = True) -> dict[str, float]:
         """Test metrics beside PCA, the holes measure and the probes; written to ``metrics.json`` unless not ``write``."""
         metrics = full_metrics(self.model, self.data())
+        if RunDir(self.path).prior_names():  # sample quality once a prior has been fitted (it takes seconds)
+            metrics |= self.generation_metrics()
         if write:
             try:
                 RunDir(self.path).write_metrics(metrics)
@@ -449,6 +508,16 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
 def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:
     """Evaluate a run on its test split, beside PCA; writes ``metrics.json`` unless ``write`` is false."""
     return load_run(path, device).evaluate(write)
+
+
+def write_samples(x: torch.Tensor, out: Path) -> Path:
+    """Samples ``(N, *input_shape)`` to ``out``: a grid of images for ``.png``, else ``(N, features)`` rows
+    (``.npy``, ``.csv``, ``.parquet``); the same samples give the same bytes."""
+    if out.suffix.lower() == ".png":
+        return plots.write_grid(x, out)
+    with stream.RowWriter(out, len(x), (math.prod(x.shape[1:]),)) as writer:
+        writer.write(x.reshape(len(x), -1).numpy())
+    return out
 
 
 def array_from_npy(payload: bytes) -> np.ndarray:

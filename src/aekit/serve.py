@@ -153,18 +153,34 @@ class Explorer:
                 "nearest": [{"index": i, "distance": float(distance[i]), "label": None if self.labels is None else
                              self.labels[i], "input": self.input_row(i)} for i in nearest]}  # fmt: skip
 
-    def samples(self, n: int, seed: int) -> dict:
-        """Decodings of z ~ N(0, I) beside z from a Gaussian fitted to the codes, and the holes measure."""
+    def samples(self, n: int, seed: int, prior: str | None = None, label: int | None = None) -> dict:
+        """Decodings of z ~ N(0, I) beside z from a Gaussian fitted to the codes, and the holes measure; with
+        ``prior`` (one the run has, :meth:`aekit.runs.Run.prior_names`) also ``chosen``: its samples, of ``label``."""
         noise, fitted = self.run.random_codes(n, seed, self.codes)
-        return {"prior": self.decode(noise.numpy()).tolist(), "fitted": self.decode(fitted.numpy()).tolist(),
-                "holes": self.metrics.get("holes")}  # fmt: skip
+        out = {"prior": self.decode(noise.numpy()).tolist(), "fitted": self.decode(fitted.numpy()).tolist(),
+               "holes": self.metrics.get("holes")}  # fmt: skip
+        if prior is not None:
+            x = self.run.sample(n, prior, label, seed)
+            out["chosen"] = x.reshape(n, -1).tolist()
+            out["chosen_fd"] = self.metrics.get(f"gen_{prior}_fd")
+        return out
+
+    def priors(self) -> list[dict]:
+        """The run's priors (``normal`` and the fitted ones) and the labels each can be asked for."""
+        out = []
+        for name in self.run.prior_names():
+            try:
+                out.append({"name": name, "labels": self.run.prior(name).labels})
+            except AekitError as err:  # a prior fitted to an earlier state of the model: listed, with why not
+                out.append({"name": name, "labels": [], "error": str(err)})
+        return out
 
     def info(self) -> dict:
         return {"run": self.run.path.name, "model": self.config.name, "config": self.run.config_dicts()["model"],
                 "input_shape": list(self.config.input_shape), "latent_dim": self.config.latent_dim,
                 "is_image": self.is_image, "variational": self.variational, "metrics": self.metrics,
                 "maps": sorted(self.maps), "code_mean": self.code_mean.tolist(), "code_std": self.code_std.tolist(),
-                "limits": {"max_rows": MAX_ROWS, "max_body_bytes": MAX_BODY_BYTES}}  # fmt: skip
+                "limits": {"max_rows": MAX_ROWS, "max_body_bytes": MAX_BODY_BYTES}, "priors": self.priors()}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ request and response bodies
@@ -346,8 +362,12 @@ def probe(rows: InputRows, explorer: ExplorerDep) -> dict[str, Any]:
 
 @router.get("/v1/explore/samples")
 def samples(explorer: ExplorerDep, n: Annotated[int, Query(ge=1, le=256)] = 16,
-            seed: Annotated[int, Query(ge=0, lt=2**63)] = 0) -> dict[str, Any]:  # fmt: skip
-    return explorer.samples(n, seed)
+            seed: Annotated[int, Query(ge=0, lt=2**63)] = 0, prior: str | None = None,
+            label: int | None = None) -> dict[str, Any]:  # fmt: skip
+    try:
+        return explorer.samples(n, seed, prior, label)
+    except AekitError as err:  # an unknown or unfitted prior, a label it does not know
+        raise HTTPException(422, str(err)) from None
 
 
 PAGE = resources.files("aekit").joinpath("static/explorer.html")

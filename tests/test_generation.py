@@ -1,0 +1,142 @@
+"""Generation end to end: fitting priors into a run, sampling, measuring, the report, and the CLI's commands.
+
+(The priors and metrics themselves are tested in test_priors.py and test_quality.py.)
+"""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+import aekit
+from aekit.errors import CheckpointError, ConfigError
+from aekit.priors import DiffusionConfig
+from aekit.quality import ClassifierSpace
+from aekit.runs import load_run, train_run
+from aekit.train import TrainConfig
+from cli_helpers import exit_code, one_error_line
+
+SMALL_DIFFUSION = DiffusionConfig(epochs=3, width=64, blocks=1, sample_steps=20)
+
+
+def files_of(path):
+    return {p.relative_to(path): hashlib.sha256(p.read_bytes()).hexdigest() for p in path.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory):
+    """A small MNIST autoencoder (10,000 training images, 8-D code, 8 epochs): seconds to train."""
+    path = tmp_path_factory.mktemp("gen") / "run"
+    train_run(path, aekit.make_config(latent_dim=8), aekit.DataConfig(name="mnist", limit=10_000),
+              TrainConfig(epochs=8, lr=3e-3, device="cpu"), progress=False, analysis=False)  # fmt: skip
+    return path
+
+
+def test_fitting_a_prior_writes_only_its_files_and_samples_are_seeded(mnist_run):
+    before = files_of(mnist_run)
+    run = load_run(mnist_run)
+    run.fit_prior("gmm", components=5)
+    after = files_of(mnist_run)
+    assert {str(p) for p in set(after) - set(before)} == {"priors/gmm.json", "priors/gmm.safetensors"}
+    assert all(after[p] == digest for p, digest in before.items())  # every file the run had: byte-identical
+    again = load_run(mnist_run)
+    assert again.prior_names() == ["normal", "gmm"]
+    x = again.sample(16, "gmm", seed=3)
+    assert x.shape == (16, 1, 28, 28) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert torch.equal(x, load_run(mnist_run).sample(16, "gmm", seed=3))
+    assert not torch.equal(x, again.sample(16, "gmm", seed=4))
+
+
+def test_the_priors_fill_the_holes_in_numbers(mnist_run):
+    run = load_run(mnist_run)
+    run.fit_prior("gaussian")
+    run.fit_prior("gmm", components=10)
+    metrics = run.generation_metrics(n=2000)
+    assert metrics["gen_pca_components"] == 0 and metrics["gen_samples"] == 2000
+    fd = {name: metrics[f"gen_{name}_fd"] for name in ("floor", "reconstructions", "normal", "gaussian", "gmm")}
+    # the published ordering: N(0, I) is far off, a fitted Gaussian better, a mixture better still; real data best
+    assert fd["floor"] < fd["reconstructions"] < fd["gmm"] < fd["gaussian"] < fd["normal"], fd
+    assert metrics["gen_normal_recall"] < metrics["gen_gmm_recall"]
+    assert 0 < metrics["gen_gmm_label_entropy"] <= np.log(10) + 1e-9
+
+
+def test_a_conditional_prior_draws_the_digit_asked_for(mnist_run):
+    run = load_run(mnist_run)
+    run.fit_prior("gmm", conditional=True, components=3)
+    _, probabilities = ClassifierSpace().features(run.sample(300, "gmm", label=7, seed=0))
+    assert (probabilities.argmax(1) == 7).mean() > 0.8
+    with pytest.raises(ConfigError, match=r"label 11 is not one of the data's labels \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]"):
+        run.sample(5, "gmm", label=11)
+    run.fit_prior("gmm", components=5)  # back to the unconditional one for the other tests
+
+
+def test_a_diffusion_prior_is_stored_and_a_retrained_model_refuses_its_old_priors(tmp_path):
+    path = tmp_path / "run"
+    train_run(path, aekit.make_config(latent_dim=4, hidden=(16,)), aekit.DataConfig(name="digits"),
+              TrainConfig(epochs=2, batch_size=64, device="cpu"), progress=False, analysis=False)  # fmt: skip
+    run = load_run(path)
+    prior = run.fit_prior("diffusion", conditional=True, diffusion=SMALL_DIFFUSION)
+    assert prior.labels == list(range(10))
+    assert torch.equal(load_run(path).sample(8, "diffusion", label=3, seed=1), run.sample(8, "diffusion", label=3,
+                                                                                          seed=1))  # fmt: skip
+    metrics = run.evaluate()  # a run with priors: its sample quality is measured, in a PCA space (8x8 images)
+    assert metrics["gen_pca_components"] == 32 and "gen_diffusion_fd" in run.metrics()
+    train_run(path, epochs=3, resume=True, progress=False, analysis=False)
+    with pytest.raises(CheckpointError, match="fitted to an earlier state of the model"):
+        load_run(path).sample(4, "diffusion")
+    assert load_run(path).sample(4, "normal").shape == (4, 1, 8, 8)
+
+
+def test_the_report_shows_each_prior_beside_the_floor(mnist_run):
+    from aekit.report import write_report
+
+    run = load_run(mnist_run)
+    metrics = run.evaluate()
+    assert "gen_gmm_fd" in metrics
+    html = write_report(mnist_run).read_text()
+    assert "Samples from the latent priors, measured" in html and "floor: training images" in html
+    assert "prior: gmm" in html and "FD (aekit MNIST classifier)" in html and "id='priors'" in html
+
+
+def test_fit_prior_and_sample_from_the_cli(mnist_run, tmp_path, capsys):
+    assert exit_code(["fit-prior", str(mnist_run), "--prior", "gaussian"]) == 0
+    assert "fitted the gaussian prior" in capsys.readouterr().out
+    for suffix in (".npy", ".png"):
+        first, second = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
+        for out in (first, second):
+            assert exit_code(["sample", str(mnist_run), "--prior", "gaussian", "--n", "25", "--seed", "2",
+                              "--out", str(out)]) == 0  # fmt: skip
+        assert first.read_bytes() == second.read_bytes()  # same seed, same file
+    rows = np.load(tmp_path / "a.npy")
+    assert rows.shape == (25, 784) and rows.dtype == np.float32 and 0 <= rows.min() and rows.max() <= 1
+    from PIL import Image
+
+    assert Image.open(tmp_path / "a.png").size == (5 * 29 - 1, 5 * 29 - 1)
+
+
+def test_generation_errors_are_one_line_and_exit_2(mnist_run, low_rank, tmp_path, capsys):
+    run = str(mnist_run)
+    out = str(tmp_path / "s.npy")
+    cases = [
+        (["sample", run, "--prior", "diffusion", "--n", "4", "--out", out], "has no 'diffusion' prior; fit it first"),
+        (["sample", run, "--prior", "flow", "--n", "4", "--out", out], "invalid choice: 'flow'"),
+        (["sample", run, "--prior", "gmm", "--label", "3", "--n", "4", "--out", out], "fitted without labels"),
+        (["sample", run, "--label", "3", "--n", "4", "--out", out], "prior 'normal' knows no labels"),
+        (["sample", run, "--n", "0", "--out", out], "--n 0 must be a positive number of samples"),
+        (["sample", run, "--n", "4", "--out", str(tmp_path / "no" / "such" / "s.npy")], "does not exist or is not writable"),
+        (["sample", run, "--n", "4", "--out", str(tmp_path / "s.txt")], "unsupported output type"),
+        (["fit-prior", run, "--prior", "normal"], "invalid choice: 'normal'"),
+    ]  # fmt: skip
+    for argv, needle in cases:
+        assert exit_code(argv) == 2, argv
+        one_error_line(capsys, needle)
+    table = tmp_path / "table"
+    train_run(table, aekit.make_config(latent_dim=2, hidden=(8,)), aekit.DataConfig(name=str(low_rank)),
+              TrainConfig(epochs=1, device="cpu"), progress=False, analysis=False)  # fmt: skip
+    assert exit_code(["sample", str(table), "--label", "1", "--n", "4", "--out", out]) == 2
+    one_error_line(capsys, "has no labels, so there is no class to ask for")
+    assert exit_code(["fit-prior", str(table), "--prior", "gmm", "--conditional"]) == 2
+    one_error_line(capsys, "--conditional needs labels")
+    assert exit_code(["sample", str(table), "--n", "4", "--out", str(tmp_path / "t.png")]) == 2
+    one_error_line(capsys, "a .png grid needs image data")
