@@ -55,7 +55,8 @@ def test_config_rebuilds_the_model():
     [
         ({"model": "transformer"}, "unknown model 'transformer'; choose one of \\['conv', 'denoising', 'linear'"),
         ({"body": "rnn"}, "unknown body 'rnn'; choose one of \\['conv', 'linear', 'mlp'\\]"),
-        ({"objective": "gan"}, "unknown objective 'gan'; choose one of \\['denoising', 'plain', 'sparse', 'vae', 'vq'\\]"),
+        ({"objective": "gan"},
+         "unknown objective 'gan'; choose one of \\['denoising', 'impute', 'plain', 'sparse', 'vae', 'vq'\\]"),
         ({"latent_dim": 0}, "latent_dim=0 must be a positive integer"),
         ({"activation": "swish"}, "unknown activation 'swish'"),
         ({"output": "softmax"}, "output='softmax' must be one of"),

@@ -10,17 +10,18 @@ from ._version import __version__
 from .data import MNIST, Data, DataConfig
 from .errors import AekitError, CheckpointError, ConfigError, DataError, TrainingDiverged
 from .models import (
-    BODIES, OBJECTIVES, PRESETS, SHORTCUTS, AutoEncoder, ConvBody, Denoising, LinearBody, MLPBody, ModelConfig,
-    Plain, Sparse, Variational, VectorQuantized, build_model, make_config,
+    BODIES, OBJECTIVES, PRESETS, SHORTCUTS, AutoEncoder, ConvBody, Denoising, Imputing, LinearBody, MLPBody,
+    ModelConfig, Plain, Sparse, Variational, VectorQuantized, build_model, make_config,
 )  # fmt: skip
 from .train import TrainConfig, train
 from .runs import Run, evaluate_run, load_run, train_run
 from .estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer
+from .imputer import AutoEncoderImputer
 
 __all__ = [
     "MNIST", "Data", "DataConfig", "AekitError", "CheckpointError", "ConfigError", "DataError",
     "TrainingDiverged", "BODIES", "OBJECTIVES", "PRESETS", "SHORTCUTS", "AutoEncoder", "ConvBody", "Denoising",
-    "LinearBody", "MLPBody", "ModelConfig", "Plain", "Sparse", "Variational", "VectorQuantized", "build_model",
+    "Imputing", "LinearBody", "MLPBody", "ModelConfig", "Plain", "Sparse", "Variational", "VectorQuantized", "build_model",
     "make_config", "TrainConfig", "train", "Run", "evaluate_run", "load_run", "train_run",
-    "AutoEncoderOutlierDetector", "AutoEncoderTransformer", "__version__",
+    "AutoEncoderOutlierDetector", "AutoEncoderTransformer", "AutoEncoderImputer", "__version__",
 ]  # fmt: skip

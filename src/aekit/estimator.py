@@ -32,7 +32,7 @@ from .train import DEVICES, TrainConfig, train
 ESTIMATOR_BASE = ModelConfig(body=MLPBody(hidden=(64,)))  # a small default body for tables
 
 
-class _AutoEncoderBase(BaseEstimator):
+class AutoEncoderBase(BaseEstimator):
     """Parameters and the fitting routine shared by both estimators."""
 
     def __init__(
@@ -161,11 +161,11 @@ class _AutoEncoderBase(BaseEstimator):
         self.params_ = self._choose()
         self._check_params()
         X = self._validate(X, reset=True)
-        if self.loss == "bce" and (self._p("scale") or X.min() < 0 or X.max() > 1):
+        if self.loss == "bce" and (self._p("scale") or np.nanmin(X) < 0 or np.nanmax(X) > 1):
             raise ValueError("loss='bce' needs scale=False and X in [0, 1]")
         if self._p("scale"):
-            std = X.std(axis=0)
-            self.mean_, self.scale_ = X.mean(axis=0), np.where(std < 1e-8, 1.0, std)
+            mean, std = self._statistics(X)
+            self.mean_, self.scale_ = mean, np.where(std < 1e-8, 1.0, std)
         config = self._model_config(X.shape[1])
         random_state = check_random_state(self.random_state)
         seed = random_state.randint(2**31 - 1)
@@ -195,6 +195,18 @@ class _AutoEncoderBase(BaseEstimator):
         self.n_iter_ = len(history)
         self.model_ = model.cpu().eval()
         return x
+
+    ALLOW_NAN = False  # the imputer's rows have holes (NaN), and its statistics skip them
+
+    def _statistics(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each feature's mean and standard deviation (of its observed values, for an estimator that allows NaN; a
+        feature never observed gets 0 and 0)."""
+        if not self.ALLOW_NAN:
+            return X.mean(axis=0), X.std(axis=0)
+        seen = (~np.isnan(X)).any(axis=0)
+        mean, std = np.zeros(X.shape[1], dtype=X.dtype), np.zeros(X.shape[1], dtype=X.dtype)
+        mean[seen], std[seen] = np.nanmean(X[:, seen], axis=0), np.nanstd(X[:, seen], axis=0)
+        return mean, std
 
     @property
     def _mean(self):
@@ -231,7 +243,7 @@ class _AutoEncoderBase(BaseEstimator):
         return tags
 
 
-class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _AutoEncoderBase):
+class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, AutoEncoderBase):
     """An autoencoder with PCA's interface: ``fit``, ``transform`` to codes, ``inverse_transform`` back.
 
     Parameters
@@ -243,7 +255,7 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         variational objective).
     body, objective : str, optional
         Override the shortcut's parts: a key of :data:`aekit.BODIES` (mlp, conv, linear) and of
-        :data:`aekit.OBJECTIVES` (plain, denoising, sparse, vae, vq).
+        :data:`aekit.OBJECTIVES` (plain, denoising, impute, sparse, vae, vq).
     input_shape : tuple of int, optional
         The shape each row is reshaped to, e.g. ``(1, 28, 28)`` so a conv body sees images. Default: flat rows.
     hidden, activation, channels, noise, noise_level, sparsity, beta, codebook_size, groups, commitment : optional
@@ -336,7 +348,7 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return self.n_components
 
 
-class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
+class AutoEncoderOutlierDetector(OutlierMixin, AutoEncoderBase):
     """Anomaly detection by reconstruction error, with PyOD's interface.
 
     Takes :class:`AutoEncoderTransformer`'s parameters, plus ``contamination``: the expected share of
@@ -391,7 +403,7 @@ class AutoEncoderOutlierDetector(OutlierMixin, _AutoEncoderBase):
         ``latent_distance``).
     """
 
-    CHOSEN = (*_AutoEncoderBase.CHOSEN, "latent_distance")
+    CHOSEN = (*AutoEncoderBase.CHOSEN, "latent_distance")
     IMAGE_RECIPE = {"n_components": 16, "model": "conv", "scale": False, "max_epochs": 10, "n_iter_no_change": None,
                     "latent_distance": True}  # what benchmarks/one_class.py measured best on images  # fmt: skip
     TABLE_DEFAULTS = {"n_components": 2, "model": "mlp", "scale": True, "max_epochs": 50, "n_iter_no_change": 10,

@@ -1,7 +1,7 @@
 """Models: a body (the encoder/decoder architecture) times an objective (what training minimises).
 
     bodies      MLPBody(hidden, activation)   ConvBody(channels, activation)   LinearBody()
-    objectives  Plain()   Denoising(noise, noise_level)   Sparse(sparsity)   Variational(beta)
+    objectives  Plain()   Denoising(noise, noise_level)   Imputing(noise_level)   Sparse(sparsity)   Variational(beta)
                 VectorQuantized(codebook_size, groups, commitment)
 
 Each part is a small dataclass holding only its own options, each option a field with its default and help
@@ -253,6 +253,10 @@ class Plain(Objective):
     help: ClassVar[str] = "reconstruction error alone (the chapter's)"
 
 
+NOISE_LEVEL_HELP = ("sigma of gaussian noise, or the fraction of features masked / salt-and-peppered (impute: the "
+                    "share of observed cells hidden in each step)")
+
+
 @dataclass
 class Denoising(Objective):
     """Reconstruct the clean input from a corrupted copy (Vincent et al. 2008)."""
@@ -260,7 +264,7 @@ class Denoising(Objective):
     kind: ClassVar[str] = "denoising"
     help: ClassVar[str] = "reconstructs clean inputs from corrupted ones"
     noise: str = option("gaussian", "kind of corruption", NOISES)
-    noise_level: float = option(0.3, "sigma of gaussian noise, or the fraction of features masked / salt-and-peppered")
+    noise_level: float = option(0.3, NOISE_LEVEL_HELP)
 
     def validate(self, config):
         if self.noise not in NOISES:
@@ -272,6 +276,31 @@ class Denoising(Objective):
     def loss(self, model, x, kind):
         logits = model.decode_logits(self.encode(model, corrupt(x, self, model.config.output)))
         return reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output), {}
+
+
+@dataclass
+class Imputing(Objective):
+    """Data with holes: cells that are NaN are missing, neither input nor target; each step also hides
+    ``noise_level`` of the observed cells (masking noise), so the model learns to fill holes from what is left
+    (MIDA, Gondara & Wang 2018: a denoising autoencoder with masking noise is an imputer). The loss is the mean
+    reconstruction error over the observed cells only. Missing cells enter the encoder as 0 (the mean of a
+    standardized feature)."""
+
+    kind: ClassVar[str] = "impute"
+    help: ClassVar[str] = "missing values (NaN) allowed: the loss skips them, training hides observed cells"
+    noise_level: float = option(0.25, NOISE_LEVEL_HELP)  # the same flag as Denoising's: one help for both
+
+    def validate(self, config):
+        if not 0 <= self.noise_level < 1:
+            raise ConfigError(f"noise_level={self.noise_level} must be a fraction in [0, 1)")
+
+    def loss(self, model, x, kind):
+        observed = ~torch.isnan(x)
+        x = torch.where(observed, x, 0.0)
+        kept = observed & (torch.rand(x.shape, device=x.device) >= self.noise_level)
+        logits = model.decode_logits(self.encode(model, torch.where(kept, x, 0.0)))
+        return masked_reconstruction_loss(logits, x.reshape(logits.shape), observed.reshape(logits.shape), kind,
+                                          model.config.output), {}  # fmt: skip
 
 
 @dataclass
@@ -400,7 +429,7 @@ class VectorQuantized(Objective):
 
 
 BODIES: dict[str, type[Body]] = {cls.kind: cls for cls in (MLPBody, ConvBody, LinearBody)}
-OBJECTIVES: dict[str, type[Objective]] = {cls.kind: cls for cls in (Plain, Denoising, Sparse, Variational,
+OBJECTIVES: dict[str, type[Objective]] = {cls.kind: cls for cls in (Plain, Denoising, Imputing, Sparse, Variational,
                                                                      VectorQuantized)}  # fmt: skip
 
 # The names users type, each a (body, objective) pair.
@@ -639,6 +668,20 @@ def corrupt(x: torch.Tensor, noise: Denoising, output: str = "sigmoid",
             low_value, high_value = (0.0, 1.0) if output == "sigmoid" else (float(x.min()), float(x.max()))
             noisy = torch.where(hit, torch.where(high, high_value, low_value), x).to(x.dtype)
     return noisy.clamp(0, 1) if output == "sigmoid" else noisy
+
+
+def masked_reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, observed: torch.Tensor, kind: str,
+                               output: str) -> torch.Tensor:  # fmt: skip
+    """:func:`reconstruction_loss` averaged over the ``observed`` cells only."""
+    if kind == "bce" and output != "sigmoid":
+        raise ConfigError("loss='bce' needs data in [0, 1] (a sigmoid output); use loss='mse' for this data")
+    if kind == "bce":
+        each = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    elif kind == "mse":
+        each = F.mse_loss(torch.sigmoid(logits) if output == "sigmoid" else logits, x, reduction="none")
+    else:
+        raise ConfigError(f"unknown loss {kind!r}; choose one of {list(LOSSES)}")
+    return (each * observed).sum() / observed.sum().clamp(min=1)
 
 
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, output: str) -> torch.Tensor:

@@ -1,0 +1,109 @@
+"""The denoising autoencoder as an imputer, with scikit-learn's imputer interface (``SimpleImputer``'s shape).
+
+A denoising autoencoder trained with masking noise is an imputer (Gondara & Wang 2018, "MIDA"): trained on rows
+with holes, its loss skips the missing cells and each step hides a share of the observed ones
+(:class:`aekit.models.Imputing`), so it learns to rebuild a cell from the others. ``transform`` fills only the
+missing cells and returns every observed one exactly as it came.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from sklearn.base import TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .estimator import AutoEncoderBase
+
+
+class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
+    """Fill missing values (NaN) with an autoencoder trained on the rows with holes.
+
+    Takes :class:`aekit.AutoEncoderTransformer`'s parameters, with other defaults: the ``impute`` objective
+    (``noise_level``: the share of observed cells hidden in each step, default 0.25), a code of
+    ``n_components="auto"``: ``max(2, n_features // 2)`` units up to 64, hidden layers of 256 and 128, 200 epochs
+    without early stopping (chosen on ``benchmarks/impute.py``'s tables at 30% missing: early stopping on the
+    training loss, one hidden layer, or a refinement pass more each measured worse). Features are standardized with the observed values' mean and standard
+    deviation (``mean_``, ``scale_``; a feature never observed gets 0 and 1 and is filled with 0).
+
+    ``transform(X)`` encodes each row with its missing cells at the feature's mean, decodes it, and puts the
+    decoded values in the missing cells; with ``n_refinements`` above 1 it repeats that, each pass starting from
+    the previous pass's filled row (measured worse on tables: 0.80 against 0.53 RMSE on breast cancer). Observed cells come back bit-identical. ``fit_transform(X)`` equals
+    ``fit(X).transform(X)``.
+
+    Attributes
+    ----------
+    model_, history_, n_iter_, mean_, scale_, n_features_in_, feature_names_in_
+        As :class:`aekit.AutoEncoderTransformer`'s.
+    params_ : dict
+        The parameters a fit used, ``n_components`` among them.
+    """
+
+    CHOSEN = AutoEncoderBase.CHOSEN  # n_components may be "auto"
+    ALLOW_NAN = True
+
+    def __init__(self, n_components="auto", *, model="mlp", body=None, objective="impute", input_shape=None,
+                 hidden=(256, 128), activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
+                 codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", precision="fp32",
+                 max_epochs=200, batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, scale=True, device="auto",
+                 random_state=None, verbose=0, tensorboard=None, n_refinements=1):  # fmt: skip
+        super().__init__(n_components=n_components, model=model, body=body, objective=objective,
+                         input_shape=input_shape, hidden=hidden, activation=activation, channels=channels, noise=noise,
+                         noise_level=noise_level, sparsity=sparsity, beta=beta, codebook_size=codebook_size,
+                         groups=groups, commitment=commitment, loss=loss, optimizer=optimizer, precision=precision,
+                         max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, tol=tol, scale=scale, device=device,
+                         random_state=random_state, verbose=verbose, tensorboard=tensorboard)  # fmt: skip
+        self.n_refinements = n_refinements
+
+    def _choose(self) -> dict:
+        chosen = super()._choose()
+        if chosen["n_components"] == "auto":
+            chosen["n_components"] = int(min(64, max(2, self.n_features_in_ // 2)))
+        return chosen
+
+    def _validate(self, X, reset: bool) -> np.ndarray:
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
+
+    def fit(self, X, y=None):
+        """Train on X, whose NaN cells are missing; returns self."""
+        if not isinstance(self.n_refinements, (int, np.integer)) or isinstance(self.n_refinements, bool) or \
+                self.n_refinements < 1:  # fmt: skip
+            raise ValueError(f"n_refinements={self.n_refinements!r} must be a positive integer")
+        if self.early_stopping:
+            raise ValueError("early_stopping=True is not supported by the imputer: held-out rows have holes too")
+        self._validate(X, reset=True)  # n_features_in_ first: "auto" reads it
+        self._fit(X)
+        return self
+
+    @torch.no_grad()
+    def transform(self, X):
+        """X with its missing cells (NaN) filled; every observed cell as it came."""
+        check_is_fitted(self, "model_")
+        X = self._validate(X, reset=False)
+        missing = np.isnan(X)
+        out = X.copy()
+        if not missing.any():
+            return out
+        model = copy.deepcopy(self.model_).double()  # float64: a row's result does not depend on its batch
+        x = self._to_model_space(X, dtype=np.float64)
+        hole = torch.from_numpy(missing)
+        filled = torch.where(hole, 0.0, x)
+        for _ in range(self.n_refinements):
+            decoded = torch.cat([model(filled[i : i + 4096]).reshape(-1, x.shape[1])
+                                 for i in range(0, len(x), 4096)])  # fmt: skip
+            filled = torch.where(hole, decoded, x)
+        values = filled.numpy()
+        if self._p("scale"):
+            values = values * self.scale_ + self.mean_
+        out[missing] = values[missing].astype(out.dtype)
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
