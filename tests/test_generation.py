@@ -80,6 +80,10 @@ def test_a_diffusion_prior_is_stored_and_a_retrained_model_refuses_its_old_prior
     assert prior.labels == list(range(10))
     assert torch.equal(load_run(path).sample(8, "diffusion", label=3, seed=1), run.sample(8, "diffusion", label=3,
                                                                                           seed=1))  # fmt: skip
+    guided = run.sample(8, "diffusion", label=3, seed=1, guidance=2.0)
+    assert guided.shape == (8, 1, 8, 8) and not torch.equal(guided, run.sample(8, "diffusion", label=3, seed=1))
+    with pytest.raises(ConfigError, match="--guidance applies to a conditional diffusion prior"):
+        run.sample(8, "diffusion", seed=1, guidance=2.0)
     metrics = run.evaluate()  # a run with priors: its sample quality is measured, in a PCA space (8x8 images)
     assert metrics["gen_pca_components"] == 32 and "gen_diffusion_fd" in run.metrics()
     train_run(path, epochs=3, resume=True, progress=False, analysis=False)

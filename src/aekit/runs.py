@@ -375,14 +375,22 @@ class Run:
             RunDir(self.path).save_prior(kind, to_stored(prior))
         return prior
 
-    def sample(self, n: int, prior: str = "normal", label: int | None = None, seed: int = 0) -> torch.Tensor:
+    def sample(self, n: int, prior: str = "normal", label: int | None = None, seed: int = 0,
+               guidance: float | None = None) -> torch.Tensor:  # fmt: skip
         """``n`` decoded samples ``(n, *input_shape)`` in the data's own units (pixels in [0, 1]) from prior ``prior``,
-        of class ``label`` if given (a conditional prior); the same ``seed`` gives the same samples."""
+        of class ``label`` if given (a conditional prior); the same ``seed`` gives the same samples. ``guidance``: the
+        conditional diffusion prior's classifier-free guidance scale (default: its own, 1 = none)."""
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"--n {n} must be a positive number of samples")
         chosen = self.prior(prior)
         if label is not None and not chosen.labels and self.data().y_train is None:
             raise ConfigError(f"--label {label}: {self.data_config.name} has no labels, so there is no class to ask for")
+        if guidance is not None:
+            if prior != "diffusion" or not chosen.labels or label is None:
+                raise ConfigError("--guidance applies to a conditional diffusion prior asked for a --label")
+            if not guidance >= 0:
+                raise ConfigError(f"--guidance {guidance:g} must be zero or positive")
+            return self.decode(chosen.sample(n, seed, label, guidance=guidance))
         return self.decode(chosen.sample(n, seed, label))
 
     def draw_priors(self, path: Path | None = None, n: int = 36):
