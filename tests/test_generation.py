@@ -98,6 +98,10 @@ def test_the_report_shows_each_prior_beside_the_floor(mnist_run):
     run = load_run(mnist_run)
     metrics = run.evaluate()
     assert "gen_gmm_fd" in metrics
+    from aekit.report import format_metrics
+
+    text = format_metrics(metrics)
+    assert "FD (aekit MNIST classifier)" in text and "floor (train rows)" in text and "prior gmm" in text
     html = write_report(mnist_run).read_text()
     assert "Samples from the latent priors, measured" in html and "floor: training images" in html
     assert "prior: gmm" in html and "FD (aekit MNIST classifier)" in html and "id='priors'" in html

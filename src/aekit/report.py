@@ -76,7 +76,23 @@ def format_metrics(metrics: dict[str, float]) -> str:
             value = metrics.get(prefix + n, float("nan"))
             cells.append(f"{value:>12.5f}" if n == "test_mse_per_pixel" else f"{value:>12.3f}")
         lines.append(f"{label:<20}" + "".join(cells))
-    return "\n".join(lines)
+    return "\n".join(lines + format_generation(metrics))
+
+
+def format_generation(metrics: dict[str, float]) -> list[str]:
+    """The sample-quality rows (``gen_*``, once a prior is fitted) as text lines: floor, reconstructions, priors."""
+    rows = [key[4:-3] for key in metrics if key.startswith("gen_") and key.endswith("_fd")]
+    if not rows:
+        return []
+    pca = int(metrics.get("gen_pca_components", 0))
+    space = f"FD (PCA-{pca} of the training rows)" if pca else "FD (aekit MNIST classifier)"
+    lines = ["", f"samples of each prior, {int(metrics.get('gen_samples', 0))} rows, against the test rows; {space}",
+             f"{'':<20}{'FD':>10}{'precision':>11}{'recall':>9}"]  # fmt: skip
+    for row in rows:
+        label = {"floor": "floor (train rows)", "reconstructions": "reconstructions"}.get(row, f"prior {row}")
+        lines.append(f"{label:<20}{metrics[f'gen_{row}_fd']:>10.3f}{metrics[f'gen_{row}_precision']:>11.3f}"
+                     f"{metrics[f'gen_{row}_recall']:>9.3f}")  # fmt: skip
+    return lines
 
 
 def make_figures(run_path: str | Path, run=None) -> dict[str, Path]:
