@@ -16,7 +16,6 @@ space its mean confidence and the entropy of its label histogram (ln 10 = 2.303 
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,5 +184,3 @@ class Reference:
         _, probabilities = self.space.features(x)
         return None if probabilities is None else probabilities.argmax(1)
 
-
-MAX_ENTROPY = math.log(10)

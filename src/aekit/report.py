@@ -79,13 +79,18 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(lines + format_generation(metrics))
 
 
+def generation_space(metrics: dict[str, float]) -> str:
+    """The name of the feature space the ``gen_*`` metrics were measured in."""
+    pca = int(metrics.get("gen_pca_components", 0))
+    return f"FD (PCA-{pca} of the training rows)" if pca else "FD (aekit MNIST classifier)"
+
+
 def format_generation(metrics: dict[str, float]) -> list[str]:
     """The sample-quality rows (``gen_*``, once a prior is fitted) as text lines: floor, reconstructions, priors."""
     rows = [key[4:-3] for key in metrics if key.startswith("gen_") and key.endswith("_fd")]
     if not rows:
         return []
-    pca = int(metrics.get("gen_pca_components", 0))
-    space = f"FD (PCA-{pca} of the training rows)" if pca else "FD (aekit MNIST classifier)"
+    space = generation_space(metrics)
     lines = ["", f"samples of each prior, {int(metrics.get('gen_samples', 0))} rows, against the test rows; {space}",
              f"{'':<20}{'FD':>10}{'precision':>11}{'recall':>9}"]  # fmt: skip
     for row in rows:
@@ -205,8 +210,7 @@ def _generation_section(metrics: dict) -> list[str]:
             if key.startswith("gen_") and key.endswith("_fd")]  # fmt: skip
     if not rows:
         return []
-    pca = int(metrics.get("gen_pca_components", 0))
-    space = f"FD (PCA-{pca} of the training rows)" if pca else "FD (aekit MNIST classifier)"
+    space = generation_space(metrics)
     heads = [h for h in GENERATION_HEADS if f"gen_floor_{h}" in metrics]
     names = {"floor": "floor: training images", "reconstructions": "reconstructions of those images"}
     table = [[names.get(row, f"prior: {row}"), *(_fmt(metrics[f"gen_{row}_{h}"]) for h in heads),
