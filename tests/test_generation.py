@@ -96,6 +96,7 @@ def test_the_report_shows_each_prior_beside_the_floor(mnist_run):
     from aekit.report import write_report
 
     run = load_run(mnist_run)
+    run.fit_prior("gmm", components=5)  # (each test fits what it reads: they also pass one by one)
     metrics = run.evaluate()
     assert "gen_gmm_fd" in metrics
     from aekit.report import format_metrics
@@ -124,6 +125,7 @@ def test_fit_prior_and_sample_from_the_cli(mnist_run, tmp_path, capsys):
 
 
 def test_generation_errors_are_one_line_and_exit_2(mnist_run, low_rank, tmp_path, capsys):
+    load_run(mnist_run).fit_prior("gmm", components=3)  # one without labels
     run = str(mnist_run)
     out = str(tmp_path / "s.npy")
     cases = [
