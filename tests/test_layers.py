@@ -32,7 +32,7 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "evaluate": (6, "below"),
     "plots": (7, "below"),
     "estimator": (9, "below"),  # the scikit-learn API: it logs to TensorBoard (7) and loads runs (8, from_run)
-    "imputer": (9, {"estimator"}),  # the scikit-learn imputer, on the estimators' shared base
+    "imputer": (9, {"estimator", "evaluate"}),  # the scikit-learn imputer, on the estimators' shared base
     "export": (7, "below"),
     "checkpoint": (7, "below"),
     "tensorboard_log": (7, "below"),

@@ -16,6 +16,7 @@ from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimator import AutoEncoderBase
+from .evaluate import batched
 
 
 class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
@@ -94,9 +95,7 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
         hole = torch.from_numpy(missing)
         filled = torch.where(hole, 0.0, x)
         for _ in range(self.n_refinements):
-            decoded = torch.cat([model(filled[i : i + 4096]).reshape(-1, x.shape[1])
-                                 for i in range(0, len(x), 4096)])  # fmt: skip
-            filled = torch.where(hole, decoded, x)
+            filled = torch.where(hole, batched(model, model, filled).reshape(x.shape), x)
         values = filled.numpy()
         if self._p("scale"):
             values = values * self.scale_ + self.mean_

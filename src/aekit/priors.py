@@ -238,8 +238,8 @@ class Diffusion(Prior):
             per_epoch = math.ceil(len(codes) / config.batch_size)
             schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * per_epoch,
                                                            pct_start=0.05, anneal_strategy="cos")  # fmt: skip
-            root_bar = _alpha_bars(config.steps).float().sqrt()
-            root_rest = (1 - _alpha_bars(config.steps)).float().sqrt()
+            alpha_bars = _alpha_bars(config.steps).float()
+            root_bar, root_rest = alpha_bars.sqrt(), (1 - alpha_bars).sqrt()
             epochs = range(config.epochs) if progress is None else progress(range(config.epochs))
             total, step = 0.0, 0
             for _ in epochs:

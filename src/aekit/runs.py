@@ -400,10 +400,11 @@ class Run:
                    self.sample(n, name)) for name in self.prior_names()]  # fmt: skip
         return plots.prior_samples(panels, path)
 
-    def generation_metrics(self, n: int = 10_000, seed: int = 0) -> dict[str, float]:
-        """Sample quality of every prior this run has, beside the floor (:func:`aekit.evaluate.generation_metrics`)."""
+    def generation_metrics(self, n: int = 10_000, seed: int = 0, data: Data | None = None) -> dict[str, float]:
+        """Sample quality of every prior this run has, beside the floor (:func:`aekit.evaluate.generation_metrics`);
+        ``data``: the run's data when already loaded."""
         priors = {name: self.prior(name) for name in self.prior_names()}
-        return generation_metrics(self.model, self.data(), priors, n, seed)
+        return generation_metrics(self.model, data or self.data(), priors, n, seed)
 
     def threshold(self, contamination: float) -> float:
         """The score above which ``contamination`` (a share below 1) of the run's own training rows lie."""
@@ -443,9 +444,10 @@ class Run:
 
     def evaluate(self, write: bool = True) -> dict[str, float]:
         """Test metrics beside PCA, the holes measure and the probes; written to ``metrics.json`` unless not ``write``."""
-        metrics = full_metrics(self.model, self.data())
+        data = self.data()
+        metrics = full_metrics(self.model, data)
         if RunDir(self.path).prior_names():  # sample quality once a prior has been fitted (it takes seconds)
-            metrics |= self.generation_metrics()
+            metrics |= self.generation_metrics(data=data)
         if write:
             try:
                 RunDir(self.path).write_metrics(metrics)
