@@ -5,23 +5,44 @@ from aekit import data
 from aekit.data import DataConfig
 from aekit.errors import DataError
 from aekit.data import read_file
+from aekit.files import NotNumeric
+from aekit.tables import Column
 
 
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("a,b\n1,2\n3,x\n", "column 'b' is not numeric \\(row 2: 'x'\\)"),
         ("a,b\n1,2\n3\n", "row 2 has 1 fields, expected 2"),
         ("a,b\n", "no data rows"),
         ("", "the file is empty"),
-        ("a,b\n1,nan\n2,3\n", "NaN or infinite"),
+        ("a,b\n1,inf\n2,3\n", "contains infinite values \\(first in row 0\\)"),
     ],
 )
 def test_bad_csv(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)
     with pytest.raises(DataError, match=message):
-        read_file(path)
+        data.read_data(path)
+
+
+def test_text_and_missing_cells_make_a_table_read_by_pyarrow(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c\n1,x,2\n,y,NA\n3,,nan\n")
+    with pytest.raises(NotNumeric, match="column 'a' is not numeric \\(row 2: ''\\)"):
+        read_file(path)  # the numeric reader hands such a table on
+    x, y, columns = data.read_data(path)
+    assert columns == (Column("a"), Column("b", "categorical", ("x", "y")), Column("c"))
+    np.testing.assert_array_equal(x, [[1, 1, 0, 2], [np.nan, 0, 1, np.nan], [3, np.nan, np.nan, np.nan]])
+    assert y is None
+    path.write_text("a,b\n1,nan\n2,3\n")  # numbers with a hole: a numeric column, NaN where missing
+    x, _, columns = data.read_data(path)
+    assert columns == (Column("a"), Column("b")) and np.isnan(x[0, 1]) and x[1].tolist() == [2, 3]
+    path.write_text("a,b\n1,z\n")
+    with pytest.raises(DataError, match="t.csv: column 'b', row 1: category 'z' was not seen in training \\(it knows "
+                       "\\['x', 'y'\\]\\)"):  # fmt: skip
+        data.read_data(path, columns=columns[:1] + (Column("b", "categorical", ("x", "y")),))
+    with pytest.raises(DataError, match="t.csv: lacks the column\\(s\\) \\['c'\\] the model was trained on"):
+        data.read_data(path, columns=(Column("a"), Column("c")))
 
 
 def test_array_files(tmp_path):
@@ -29,8 +50,10 @@ def test_array_files(tmp_path):
     np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
     np.save(tmp_path / "objects.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
     np.save(tmp_path / "flat.npy", np.zeros(5))
-    with pytest.raises(DataError, match="nan.npy: contains NaN or infinite values \\(first in row 0\\)"):
-        read_file(tmp_path / "nan.npy")
+    np.save(tmp_path / "inf.npy", np.array([[1.0, 2.0], [np.inf, np.nan]]))
+    assert np.isnan(read_file(tmp_path / "nan.npy")[0][0, 1])  # missing values are read; a model decides on them
+    with pytest.raises(DataError, match="inf.npy: contains infinite values \\(first in row 1\\)"):
+        read_file(tmp_path / "inf.npy")
     with pytest.raises(DataError, match="empty.npy: need a non-empty array"):
         read_file(tmp_path / "empty.npy")
     with pytest.raises(DataError, match="objects.npy: holds Python objects \\(dtype object\\), which would need pickle"):

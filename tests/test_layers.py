@@ -20,14 +20,15 @@ BASE = {"errors", "_version", "distributed", "optim", "options"}  # layer 0: not
 LAYERS = {  # module -> (layer, the aekit modules it may import)
     **{name: (0, set()) for name in BASE},
     "files": (1, {"errors"}),
-    "models": (1, {"errors", "options"}),
+    "tables": (1, {"errors"}),  # named columns: numeric, categorical, missing cells
+    "models": (1, {"errors", "options", "tables"}),
     "precision": (1, {"errors"}),
     "quality": (1, {"errors"}),  # the feature network and sample-quality metrics
     "priors": (1, {"errors"}),  # latent priors: plain distributions over codes
     "space": (2, {"errors", "files"}),
     "mlpgrad": (2, {"errors", "models", "precision"}),
     "stream": (3, {"errors", "files", "space"}),
-    "data": (4, {"errors", "options", "files", "space", "stream"}),
+    "data": (4, {"errors", "options", "files", "tables", "space", "stream"}),
     "train": (5, {"errors", "options", "distributed", "optim", "models", "precision", "mlpgrad", "space", "stream"}),
     "evaluate": (6, "below"),
     "plots": (7, "below"),

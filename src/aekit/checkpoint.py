@@ -65,10 +65,14 @@ def config_to_dict(config) -> dict:
     out = {}
     for f in fields(config):
         value = getattr(config, f.name)
+        if f.metadata.get("omit_empty") and not value:  # e.g. a model's columns: only tables have them
+            continue
         if isinstance(value, Part):
             out[f.name] = {"kind": value.kind, **asdict(value)}
         elif is_dataclass(value):
             out[f.name] = config_to_dict(value)
+        elif isinstance(value, tuple) and value and is_dataclass(value[0]):  # a table's columns
+            out[f.name] = [config_to_dict(v) for v in value]
         else:
             out[f.name] = value
     return out

@@ -140,6 +140,13 @@ def add_inference_parsers(commands) -> None:
         ("reconstruct", "write the reconstructions of a dataset or file, in the data's units",
          f"Write the reconstructions of INPUT, in the data's original units. {inputs} The output's suffix picks "
          ".npy, .csv or .parquet; it is written as it is computed.", "FILE.npy|FILE.csv|FILE.parquet"),
+        ("impute", "fill the missing cells of a file: a table's empty or NA cells, an array's NaN",
+         "Fill the missing cells of INPUT with RUN's model (a run trained with --objective impute, which training "
+         "picks by itself for data with holes); every observed cell is written back exactly as it came. A table "
+         "trained from CSV or Parquet is written in its own columns, each categorical cell one of its categories; "
+         "INPUT is a .csv/.parquet table with the training columns, or a .npy array with NaN where values are "
+         "missing (images too: inpainting; a .png output draws them as a grid).",
+         "FILE.csv|FILE.parquet|FILE.npy|FILE.png"),
         ("score", "write one anomaly score (reconstruction error) per row",
          f"Score each example of INPUT by RUN's reconstruction error: the mean squared error over its features, in "
          f"the units the model was trained in (standardized for tables, [0, 1] for images); for a run with a "
@@ -151,7 +158,8 @@ def add_inference_parsers(commands) -> None:
         p = commands.add_parser(name, help=help_text, description=description)
         p.add_argument("run", type=Path, metavar="RUN")
         p.add_argument("--input", required=True, metavar="NAME|PATH")
-        p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
+        if name != "impute":
+            p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
         p.add_argument("--out", required=True, type=Path, metavar=out)
         p.add_argument("--device", choices=DEVICES, default="auto")
         if name == "score":
@@ -315,7 +323,7 @@ def cmd_sample(args) -> int:
         raise AekitError(f"--out {args.out}: a .png grid needs image data; this model's input is "
                          f"{run.model_config.input_shape} (write .npy, .csv or .parquet)")  # fmt: skip
     x = run.sample(args.n, args.prior, args.label, args.seed, args.guidance)
-    runs.write_samples(x, args.out)
+    runs.write_rows(x, args.out, run.model_config.columns)
     label = "" if args.label is None else f" of label {args.label}"
     print(f"wrote {len(x)} samples{label} from the {args.prior} prior (seed {args.seed}) to {args.out}")
     return 0
@@ -392,12 +400,30 @@ def progress_bar(total: int, what: str):
     return tqdm(total=total, unit="row", desc=what, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
 
 
+def cmd_impute(args) -> int:
+    if args.out.suffix.lower() != ".png":
+        check_output_path(args.out)
+    run = runs.load_run(args.run, args.device)
+    if args.out.suffix.lower() == ".png" and not run.is_image:
+        raise AekitError(f"--out {args.out}: a .png grid needs image data; this model's input is "
+                         f"{run.model_config.input_shape}")  # fmt: skip
+    raw = run.read(args.input)
+    filled = run.impute(raw, args.input)
+    runs.write_rows(filled, args.out, run.model_config.columns)
+    print(f"filled {int(np.isnan(raw).sum())} missing cells of {len(raw)} rows; wrote {args.out}")
+    return 0
+
+
 def cmd_encode_or_reconstruct(args) -> int:
     check_output_path(args.out)
     run = runs.load_run(args.run, args.device)
     n, chunks = run.chunks(args.input, args.split)
     encode = args.command == "encode"
     shape = (run.model_config.latent_dim,) if encode else run.model_config.input_shape
+    if run.model_config.columns and not encode:  # a table: written whole in its own columns and categories
+        runs.write_rows(np.concatenate([run.reconstruct(x).numpy() for x in chunks]), args.out, run.model_config.columns)
+        print(f"wrote reconstructions of {n} rows to {args.out}")
+        return 0
     with RowWriter(args.out, n, shape) as out, progress_bar(n, args.command) as bar:
         for x in chunks:
             out.write((run.encode(x) if encode else run.reconstruct(x)).numpy())
@@ -530,7 +556,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct,
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_or_reconstruct, "impute": cmd_impute,
             "reconstruct": cmd_encode_or_reconstruct, "datasets": cmd_datasets, "plot": cmd_plot, "score": cmd_score,
             "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve,
             "export": cmd_export, "demo": cmd_demo, "fit-score": cmd_fit_score,

@@ -27,7 +27,8 @@ from .errors import DataError
 from .options import image_size as parse_image_size
 from .options import option, positive_float, positive_int
 from . import stream
-from .files import IMAGE_SUFFIXES, atomic_write_bytes, check_finite, read_csv, read_image_folder, read_images, read_npy, read_npz
+from . import tables
+from .files import IMAGE_SUFFIXES, NotNumeric, atomic_write_bytes, check_finite, label_name, read_csv, read_image_folder, read_images, read_npy, read_npz
 from .space import Data, Scaler, auto_scaling, scale, to_data_space, to_model_space  # noqa: F401  (aekit.data.Data, as before)
 
 log = logging.getLogger(__name__)
@@ -301,9 +302,11 @@ SOURCES: tuple[Source, ...] = (
            lambda path, label_column, image_size: (read_npy(path), None), _open_npy),
     Source("npz", ".npz archive (array 'x', labels 'y')", _suffix(".npz"),
            lambda path, label_column, image_size: read_npz(path)),
-    Source("csv", "numeric .csv table (header optional, --label-column)", _suffix(".csv"),
+    Source("csv", ".csv table (header optional, --label-column); text columns are categories, empty or NA cells "
+           "missing (those two read by pyarrow: the 'parquet' extra)", _suffix(".csv"),
            lambda path, label_column, image_size: read_csv(path, label_column)),
-    Source("parquet", ".parquet table (numeric columns, --label-column; the 'parquet' extra), read by row groups",
+    Source("parquet", ".parquet table (--label-column; the 'parquet' extra), numeric ones read by row groups, string "
+           "or dictionary columns as categories",
            _suffix(".parquet"), _whole(_open_parquet), _open_parquet),
     Source("image", "one .png/.jpg image", _suffix(*IMAGE_SUFFIXES),
            lambda path, label_column, image_size: (read_images([path], image_size), None)),
@@ -338,7 +341,28 @@ def read_file(path: str | Path, label_column: str | None = None, image_size: tup
     x, y = source_for(path).read(path, label_column, image_size)
     if y is not None and len(y) != len(x):
         raise DataError(f"{path}: {len(y)} labels for {len(x)} rows")
-    return check_finite(x, str(path)), y
+    return check_finite(x, str(path), missing=True), y
+
+
+def read_data(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None,
+              columns: tuple[tables.Column, ...] = ()) -> tuple[np.ndarray, np.ndarray | None, tuple]:  # fmt: skip
+    """:func:`read_file`, and for a CSV or Parquet table with text columns or missing cells, :mod:`aekit.tables`
+    (pyarrow): ``(x, labels or None, columns)``, the columns inferred (``()`` for a plain array). Given the
+    ``columns`` a model was trained on, a table is encoded with those (same slots, its categories checked)."""
+    path = Path(path)
+    source = source_for(path)
+    if not columns or source.kind not in ("csv", "parquet"):
+        try:
+            return (*read_file(path, label_column, image_size), ())
+        except NotNumeric:
+            pass
+    table = tables.read_arrow(path)
+    label = None if label_column is None else label_name(table.schema.names, label_column, path)
+    columns = columns or tables.infer_columns(table, label, str(path))
+    x = tables.encode(table, columns, str(path))
+    if not len(x):
+        raise DataError(f"{path}: no data rows below the header")
+    return x, None if label is None else tables.labels_of(table, label, str(path)), columns
 
 
 def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,
@@ -354,25 +378,33 @@ def load(config: DataConfig) -> Data | stream.Streamed:
     or, for a chunked source over ``stream.STREAM_THRESHOLD_BYTES`` as float32, streamed (:class:`aekit.stream.Streamed`)."""
     if config.name in DATASETS:
         return _finish(config, *DATASETS[config.name][0](config))
-    rows = open_rows(config.name, config.label_column, image_size=config.image_size) if config.limit is None else None
-    if rows is None:
-        x, y = read_file(config.name, config.label_column, config.image_size)
-    elif stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
-        return stream.load_streamed(rows, config)
-    else:  # small: in memory, from the chunks already opened
-        x, y = concatenated(rows)
-    return _finish(config, *split(x, y, config))
+    columns = ()
+    try:
+        rows = open_rows(config.name, config.label_column, image_size=config.image_size) if config.limit is None else None
+        if rows is None:
+            x, y, columns = read_data(config.name, config.label_column, config.image_size)
+        elif stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
+            return stream.load_streamed(rows, config)
+        else:  # small: in memory, from the chunks already opened; missing cells (NaN) allowed (streamed: not)
+            rows.missing = True
+            x, y = concatenated(rows)
+    except NotNumeric:  # a Parquet table with text columns: named columns, in memory
+        x, y, columns = read_data(config.name, config.label_column, config.image_size)
+    return _finish(config, *split(x, y, config), columns)
 
 
-def _finish(config: DataConfig, x_train, y_train, x_test, y_test) -> Data:
-    """Apply ``limit``, choose the scaling from the training split and scale both splits into model space."""
+def _finish(config: DataConfig, x_train, y_train, x_test, y_test, columns: tuple = ()) -> Data:
+    """Apply ``limit``, choose the scaling from the training split and scale both splits into model space. A
+    table's (``columns``) numeric columns are standardized, its one-hot slots kept as they are."""
     if config.limit is not None:
         if config.limit < 1:
             raise DataError(f"limit={config.limit} must be a positive number of training examples")
         x_train = x_train[: config.limit]
         y_train = None if y_train is None else y_train[: config.limit]
-    scaling = auto_scaling(x_train)
-    train, scaler = scale(x_train, scaling, source=config.name)
+    scaling = "standard" if columns else auto_scaling(x_train)
+    one_hot = np.array([c.kind == "categorical" for c in columns for _ in range(c.width)], dtype=bool)
+    scaler = Scaler.fit(x_train.astype(np.float64), one_hot) if columns else None
+    train, scaler = scale(x_train, scaling, scaler, source=config.name)
     test, _ = scale(x_test, scaling, scaler, source=config.name)
     as_labels = lambda y: None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
-    return Data(train, test, as_labels(y_train), as_labels(y_test), scaling, scaler)
+    return Data(train, test, as_labels(y_train), as_labels(y_test), scaling, scaler, columns)

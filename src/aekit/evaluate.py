@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .space import Data
-from .models import AutoEncoder, Denoising, LinearBody, VectorQuantized, corrupt
+from .models import AutoEncoder, Denoising, Imputing, LinearBody, VectorQuantized, corrupt
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,19 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool, row
     """
     x, x_hat = x.reshape(len(x), -1), x_hat.reshape(len(x_hat), -1)
     sse, bce = torch.empty(len(x), dtype=torch.float64), 0.0
+    missing = int(torch.isnan(x).sum())  # cells with no value: they add no error, and the means are per observed cell
     for start in range(0, len(x), rows):
         target, out = x[start : start + rows].double(), x_hat[start : start + rows].double()
-        sse[start : start + rows] = (out - target).pow_(2).sum(1)
+        error = (out - target).pow_(2)
+        sse[start : start + rows] = (error.nan_to_num_(0.0, math.inf) if missing else error).sum(1)
         if unit:
             p = out.clamp(1e-7, 1 - 1e-7)  # not in place: ``out`` is ``x_hat`` itself when that is float64
-            bce -= float((target * p.log() + (1 - target) * (1 - p).log_()).sum())
-    mse = float(sse.mean()) / x.shape[1]
+            terms = target * p.log() + (1 - target) * (1 - p).log_()
+            bce -= float(terms.nansum() if missing else terms.sum())
+    mse = float(sse.sum()) / max(x.numel() - missing, 1) if missing else float(sse.mean()) / x.shape[1]
     metrics = {"test_mse_per_pixel": mse, "test_sse_per_image": float(sse.mean())}
     if unit:
-        metrics["test_bce_per_pixel"] = bce / x.numel()
+        metrics["test_bce_per_pixel"] = bce / max(x.numel() - missing, 1)
         metrics["psnr"] = 10 * math.log10(1 / mse) if mse > 0 else math.inf
     return metrics
 
@@ -120,9 +123,40 @@ def sample_codes(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) ->
     return batched(model.sample_codes, model, x, batch_size)
 
 
+@torch.no_grad()
+def fill_missing(model: AutoEncoder, x: torch.Tensor, refinements: int = 1, batch_size: int = 4096) -> torch.Tensor:
+    """Model-space rows ``x`` with their missing cells (NaN) filled: a hole starts at 0 (as the impute objective
+    trains: a standardized feature's mean) and each of ``refinements`` passes sets it to the model's reconstruction
+    of the row so far; observed cells are kept as they are."""
+    hole = torch.isnan(x)
+    filled = torch.where(hole, 0.0, x)
+    for _ in range(refinements):
+        filled = torch.where(hole, batched(model, model, filled, batch_size).reshape(x.shape).to(x.dtype), x)
+    return filled
+
+
+def flat_rows(x: torch.Tensor, fill: np.ndarray | None = None) -> np.ndarray:
+    """``x`` as flat rows ``(N, D)``, NumPy; PCA takes no holes, so missing cells (NaN) become ``fill`` (the
+    training rows' means, :func:`column_means`)."""
+    rows = x.reshape(len(x), -1).numpy()
+    if fill is None or not np.isnan(rows).any():
+        return rows
+    return np.where(np.isnan(rows), fill.astype(rows.dtype), rows)
+
+
+def column_means(x_train: torch.Tensor) -> np.ndarray | None:
+    """Each feature's mean over its observed training cells (0 where none is), or None when nothing is missing."""
+    rows = x_train.reshape(len(x_train), -1).numpy()
+    if not np.isnan(rows).any():
+        return None
+    seen = (~np.isnan(rows)).sum(0)
+    return np.divide(np.nansum(rows, 0, dtype=np.float64), seen, out=np.zeros(rows.shape[1]), where=seen > 0)
+
+
 def fit_pca(x_train: torch.Tensor, n_components: int) -> PCA:
-    """PCA of the flattened training data (covariance eigendecomposition when examples outnumber features)."""
-    train = x_train.reshape(len(x_train), -1).numpy()
+    """PCA of the flattened training data (covariance eigendecomposition when examples outnumber features); its
+    missing cells filled with their features' means."""
+    train = flat_rows(x_train, column_means(x_train))
     solver = "covariance_eigh" if train.shape[0] > train.shape[1] else "full"
     return PCA(n_components=min(n_components, *train.shape), svd_solver=solver).fit(train)
 
@@ -130,7 +164,7 @@ def fit_pca(x_train: torch.Tensor, n_components: int) -> PCA:
 def pca_reconstruct(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> torch.Tensor:
     """Fit PCA with ``n_components`` on the training data and return its reconstruction of the test data."""
     pca = fit_pca(x_train, n_components)
-    test = x_test.reshape(len(x_test), -1).numpy()
+    test = flat_rows(x_test, column_means(x_train))
     return torch.from_numpy(pca.inverse_transform(pca.transform(test))).reshape(x_test.shape)
 
 
@@ -197,15 +231,52 @@ def principal_angle_to_pca(model: AutoEncoder, x_train: torch.Tensor) -> float:
     return float(np.degrees(angles.max()))
 
 
+def imputation_metrics(model: AutoEncoder, data: Data, share: float = 0.2, seed: int = 0) -> dict[str, float]:
+    """Hide ``share`` of the observed test cells (a categorical column's whole block), fill them, and measure: the
+    RMSE on the hidden numeric cells (model space: standardized units, or pixels) beside filling each with its
+    feature's training mean (the floor an imputer must beat); for a table's categorical columns, the share filled
+    with the right category beside always guessing its most frequent one."""
+    x = data.x_test.reshape(len(data.x_test), -1)
+    widths = [c.width for c in model.config.columns] or [1] * x.shape[1]
+    column_of = torch.as_tensor(np.repeat(np.arange(len(widths)), widths))  # feature -> its column
+    first = torch.as_tensor(np.cumsum([0, *widths[:-1]]))  # column -> its first feature
+    hidden = (torch.rand(x.shape[0], len(first), generator=torch.Generator().manual_seed(seed)) < share) \
+        & ~torch.isnan(x[:, first])  # fmt: skip
+    hide = hidden[:, column_of]
+    filled = fill_missing(model, torch.where(hide, torch.nan, x)).double()
+    means = column_means(data.x_train)
+    means = torch.as_tensor(means if means is not None else flat_rows(data.x_train).mean(0), dtype=torch.float64)
+    numeric = torch.ones(x.shape[1], dtype=torch.bool)
+    for start, stop in model.blocks:
+        numeric[start:stop] = False
+    cells = hide & numeric
+    out = {"impute_hidden_cells": int(hidden.sum())}
+    if cells.any():
+        target = x.double()[cells]
+        out["impute_rmse"] = float((filled[cells] - target).square().mean().sqrt())
+        out["impute_rmse_mean_fill"] = float((means.expand_as(filled)[cells] - target).square().mean().sqrt())
+    right, mode_right, count = 0, 0, 0
+    for start, stop in model.blocks:
+        rows = hide[:, start]
+        truth = x[rows, start:stop].argmax(1)
+        right += int((filled[rows, start:stop].argmax(1) == truth).sum())
+        mode_right += int((truth == int(means[start:stop].argmax())).sum())
+        count += int(rows.sum())
+    if count:
+        out.update(impute_accuracy=right / count, impute_accuracy_mode=mode_right / count)
+    return out
+
+
 # What a body or an objective adds to the metrics, keyed by its class.
-PART_METRICS = {Denoising: denoising_metrics, LinearBody: linear_metrics, VectorQuantized: codebook_metrics}
+PART_METRICS = {Denoising: denoising_metrics, LinearBody: linear_metrics, VectorQuantized: codebook_metrics,
+                Imputing: imputation_metrics}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ the chapter's claims
 def pca_codes(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> tuple[np.ndarray, np.ndarray]:
     """PCA codes of the training and test data (fitted on the training data), as the AE's codes are."""
-    pca = fit_pca(x_train, n_components)
-    return pca.transform(x_train.reshape(len(x_train), -1).numpy()), pca.transform(x_test.reshape(len(x_test), -1).numpy())
+    pca, fill = fit_pca(x_train, n_components), column_means(x_train)
+    return pca.transform(flat_rows(x_train, fill)), pca.transform(flat_rows(x_test, fill))
 
 
 def gaussian_like(codes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -65,18 +65,20 @@ def _umask() -> int:
     return mask
 
 
-def check_finite(x: np.ndarray, source: str, first_row: int = 0) -> np.ndarray:
+def check_finite(x: np.ndarray, source: str, first_row: int = 0, missing: bool = False) -> np.ndarray:
     """Reject empty, non-numeric or non-finite arrays with a message naming ``source`` (rows counted from
-    ``first_row``: a chunk's place in its file)."""
+    ``first_row``: a chunk's place in its file). With ``missing``, NaN cells are allowed (missing values);
+    infinite ones never are."""
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise DataError(f"{source}: values must be numeric, got dtype {x.dtype}")
     if x.ndim < 2 or len(x) == 0 or x[0].size == 0:
         raise DataError(f"{source}: need a non-empty array of shape (N, features...), got {x.shape}")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = first_row + int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).argmax())
-        raise DataError(f"{source}: contains NaN or infinite values (first in row {bad})")
-    if x.dtype.kind == "f" and x.dtype.itemsize > 4 and float(np.abs(x).max()) > FLOAT32_MAX:
+    bad_cells = (np.isinf(x) if missing else ~np.isfinite(x)) if x.dtype.kind == "f" else None
+    if bad_cells is not None and bad_cells.any():
+        bad = first_row + int(bad_cells.reshape(len(x), -1).any(axis=1).argmax())
+        raise DataError(f"{source}: contains {'infinite' if missing else 'NaN or infinite'} values (first in row {bad})")
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4 and float(np.fmax.reduce(np.abs(x), axis=None)) > FLOAT32_MAX:
         bad = first_row + int((np.abs(x) > FLOAT32_MAX).reshape(len(x), -1).any(axis=1).argmax())
         raise DataError(f"{source}: values beyond float32's range (|x| > {FLOAT32_MAX:.3g}, first in row {bad}); "
                         "aekit computes in float32, so rescale the data")  # fmt: skip
@@ -150,6 +152,10 @@ def _numeric(cell: str) -> bool:
         return False
 
 
+class NotNumeric(DataError):
+    """A CSV table with a text or missing cell: :mod:`aekit.tables` reads it (named columns, categories, holes)."""
+
+
 def label_name(names: list[str], label_column: str, path) -> str:
     """The column ``label_column`` names among ``names``: a column name, else a 0-based index."""
     if label_column in names:
@@ -186,8 +192,13 @@ def read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarr
             continue
         for i, cell in enumerate(column):
             if not _numeric(cell):
-                raise DataError(f"{path}: column {header[j]!r} is not numeric (row {i + 1}: {cell!r})")
+                if any(ord(ch) < 32 for ch in cell):  # NUL and the like: a binary file, not text to take as categories
+                    raise DataError(f"{path}: column {header[j]!r}, row {i + 1}: {cell!r} holds control characters; "
+                                    "not a text table")  # fmt: skip
+                raise NotNumeric(f"{path}: column {header[j]!r} is not numeric (row {i + 1}: {cell!r})")
         features.append(np.array(column, dtype=np.float64))
+        if np.isnan(features[-1]).any():  # a "nan" cell: missing, so a table with holes
+            raise NotNumeric(f"{path}: column {header[j]!r} has missing cells")
     if not features:
         raise DataError(f"{path}: no feature columns left besides the label column")
     labels = None

@@ -16,7 +16,7 @@ from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimator import AutoEncoderBase
-from .evaluate import batched
+from .evaluate import fill_missing
 
 
 class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
@@ -91,12 +91,7 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
         if not missing.any():
             return out
         model = copy.deepcopy(self.model_).double()  # float64: a row's result does not depend on its batch
-        x = self._to_model_space(X, dtype=np.float64)
-        hole = torch.from_numpy(missing)
-        filled = torch.where(hole, 0.0, x)
-        for _ in range(self.n_refinements):
-            filled = torch.where(hole, batched(model, model, filled).reshape(x.shape), x)
-        values = filled.numpy()
+        values = fill_missing(model, self._to_model_space(X, dtype=np.float64), self.n_refinements).numpy()
         if self._p("scale"):
             values = values * self.scale_ + self.mean_
         out[missing] = values[missing].astype(out.dtype)

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .options import option
+from .tables import Column, category_blocks, check_columns, column_of_feature
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
 OUTPUTS = ("sigmoid", "linear")  # sigmoid for data in [0, 1], linear for standardized data
@@ -242,7 +243,7 @@ class Objective(Part):
 
     def loss(self, model: AutoEncoder, x: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = model.decode_logits(self.encode(model, x))
-        return reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output), {}
+        return reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output, model.blocks), {}
 
 
 @dataclass
@@ -275,7 +276,7 @@ class Denoising(Objective):
 
     def loss(self, model, x, kind):
         logits = model.decode_logits(self.encode(model, corrupt(x, self, model.config.output)))
-        return reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output), {}
+        return reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output, model.blocks), {}
 
 
 @dataclass
@@ -294,13 +295,21 @@ class Imputing(Objective):
         if not 0 <= self.noise_level < 1:
             raise ConfigError(f"noise_level={self.noise_level} must be a fraction in [0, 1)")
 
+    def encode(self, model, x):
+        return model.encoder(model.shaped(torch.nan_to_num(x, nan=0.0)))  # a missing cell enters as 0
+
     def loss(self, model, x, kind):
         observed = ~torch.isnan(x)
         x = torch.where(observed, x, 0.0)
-        kept = observed & (torch.rand(x.shape, device=x.device) >= self.noise_level)
+        if model.blocks:  # a table: a categorical column is hidden whole, all its slots at once
+            columns = torch.as_tensor(column_of_feature(model.config.columns), device=x.device)
+            hidden = torch.rand((len(x), len(model.config.columns)), device=x.device)[:, columns] < self.noise_level
+        else:
+            hidden = torch.rand(x.shape, device=x.device) < self.noise_level
+        kept = observed & ~hidden
         logits = model.decode_logits(self.encode(model, torch.where(kept, x, 0.0)))
         return masked_reconstruction_loss(logits, x.reshape(logits.shape), observed.reshape(logits.shape), kind,
-                                          model.config.output), {}  # fmt: skip
+                                          model.config.output, model.blocks), {}  # fmt: skip
 
 
 @dataclass
@@ -318,7 +327,7 @@ class Sparse(Objective):
     def loss(self, model, x, kind):
         z = self.encode(model, x)
         logits = model.decode_logits(z)
-        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output)
+        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output, model.blocks)
         l1 = z.abs().mean()
         return recon + self.sparsity * l1, {"recon": recon, "l1": l1}
 
@@ -359,7 +368,7 @@ class Variational(Objective):
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
         logits = model.decode_logits(z)
         d = logits[0].numel()
-        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output) * d  # per example
+        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output, model.blocks) * d  # per example
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
         return recon + self.beta * kl, {"recon": recon, "kl": kl}
 
@@ -424,7 +433,7 @@ class VectorQuantized(Objective):
         codebook = F.mse_loss(z_q, z_e.detach())
         commit = F.mse_loss(z_e, z_q.detach())
         logits = model.decode_logits(z_e + (z_q - z_e).detach())  # straight-through gradient
-        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output)
+        recon = reconstruction_loss(logits, x.reshape(logits.shape), kind, model.config.output, model.blocks)
         return recon + codebook + self.commitment * commit, {"recon": recon, "codebook": codebook, "commitment": commit}
 
 
@@ -454,6 +463,7 @@ class ModelConfig:
     output: str = "sigmoid"  # "sigmoid" for data in [0, 1], "linear" for standardized data
     body: Body = field(default_factory=MLPBody)  # the encoder/decoder architecture
     objective: Objective = field(default_factory=Plain)  # what training minimises
+    columns: tuple[Column, ...] = field(default=(), metadata={"omit_empty": True})  # a table's columns, else ()
 
     def validate(self) -> ModelConfig:
         """Check every field, naming the bad value; returns self."""
@@ -467,10 +477,24 @@ class ModelConfig:
             raise ConfigError(f"body={self.body!r} and objective={self.objective!r} must be a Body and an Objective")
         self.body.validate(self)
         self.objective.validate(self)
+        if self.columns:
+            self._validate_columns()
         n_weights = self.body.n_weights(self, self.objective.code_width(self.latent_dim))
         if n_weights > MAX_WEIGHTS:  # a hostile or mistyped config must not allocate terabytes
             raise ConfigError(f"this model would have {n_weights:.3g} weights, more than the {MAX_WEIGHTS:.0e} allowed")
         return self
+
+    def _validate_columns(self) -> None:
+        try:
+            check_columns(self.columns)
+        except DataError as err:
+            raise ConfigError(str(err)) from None
+        width = sum(c.width for c in self.columns)
+        if len(self.input_shape) != 1 or width != self.input_shape[0]:
+            raise ConfigError(f"columns encode {width} features but input_shape is {self.input_shape}")
+        if self.output != "linear":
+            raise ConfigError("a table's model has a linear output (softmax heads for its categorical columns), "
+                              f"not output={self.output!r}")  # fmt: skip
 
     def overcomplete(self) -> str | None:
         """Why a code at least as wide as the input is a problem for this model, or None when it is not one: a plain
@@ -584,7 +608,8 @@ class AutoEncoder(nn.Module):
 
     def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), latent_dim: int = 32,
                  hidden: tuple[int, ...] | None = None, activation: str | None = None, output: str = "sigmoid", *,
-                 body: Body | None = None, objective: Objective | None = None):  # fmt: skip
+                 body: Body | None = None, objective: Objective | None = None,
+                 columns: tuple[Column, ...] = ()):  # fmt: skip
         super().__init__()
         shorthand = {k: v for k, v in (("hidden", hidden), ("activation", activation)) if v is not None}
         if body is not None and shorthand:
@@ -592,18 +617,19 @@ class AutoEncoder(nn.Module):
         if body is None:
             body = MLPBody(**{k: tuple(int(h) for h in v) if k == "hidden" else v for k, v in shorthand.items()})
         self.config = ModelConfig(tuple(int(d) for d in input_shape), int(latent_dim), output, body,
-                                  objective if objective is not None else Plain()).validate()  # fmt: skip
+                                  objective if objective is not None else Plain(), tuple(columns)).validate()  # fmt: skip
         self.input_shape = self.config.input_shape
         self.input_dim = math.prod(self.input_shape)
         self.encoder, self.decoder = body.build(self.config, self.config.objective.code_width(self.config.latent_dim))
         bottleneck = self.config.objective.bottleneck(self.config.latent_dim)
         if bottleneck is not None:
             self.bottleneck = bottleneck
+        self.blocks = category_blocks(self.config.columns)  # a table's one-hot blocks: softmax heads, cross-entropy
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> AutoEncoder:
         return cls(config.input_shape, config.latent_dim, output=config.output, body=config.body,
-                   objective=config.objective)  # fmt: skip
+                   objective=config.objective, columns=config.columns)  # fmt: skip
 
     def shaped(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, *input_shape)`` or ``(N, D)`` -> what the encoder takes: ``(N, D)`` or ``(N, C, H, W)``."""
@@ -626,6 +652,8 @@ class AutoEncoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstructions ``(N, *input_shape)`` of codes ``(N, latent_dim)``."""
         logits = self.decode_logits(z)
+        if self.blocks:  # a table: each categorical column's slots become its probabilities
+            return with_softmax_blocks(logits, self.blocks)
         return torch.sigmoid(logits) if self.config.output == "sigmoid" else logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -671,10 +699,15 @@ def corrupt(x: torch.Tensor, noise: Denoising, output: str = "sigmoid",
 
 
 def masked_reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, observed: torch.Tensor, kind: str,
-                               output: str) -> torch.Tensor:  # fmt: skip
-    """:func:`reconstruction_loss` averaged over the ``observed`` cells only."""
+                               output: str, blocks: list[tuple[int, int]] = ()) -> torch.Tensor:  # fmt: skip
+    """:func:`reconstruction_loss` averaged over the ``observed`` cells only (a table's: over its observed
+    numeric cells and categorical columns, each column one term)."""
     if kind == "bce" and output != "sigmoid":
         raise ConfigError("loss='bce' needs data in [0, 1] (a sigmoid output); use loss='mse' for this data")
+    if blocks:
+        each, weight = table_terms(logits, x, blocks)
+        weight = weight * observed
+        return (each * weight).sum() / weight.sum().clamp(min=1)
     if kind == "bce":
         each = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     elif kind == "mse":
@@ -684,15 +717,40 @@ def masked_reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, observed: 
     return (each * observed).sum() / observed.sum().clamp(min=1)
 
 
-def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, output: str) -> torch.Tensor:
-    """Mean per-element MSE or BCE between the decoder's ``logits`` and the targets ``x``."""
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, output: str,
+                        blocks: list[tuple[int, int]] = ()) -> torch.Tensor:  # fmt: skip
+    """Mean per-element MSE or BCE between the decoder's ``logits`` and the targets ``x``; for a table with
+    categorical ``blocks``, the mean over its columns of the squared error (numeric) or cross-entropy (categorical)."""
     if kind == "bce":
         if output != "sigmoid":
             raise ConfigError("loss='bce' needs data in [0, 1] (a sigmoid output); use loss='mse' for this data")
         return F.binary_cross_entropy_with_logits(logits, x)
-    if kind == "mse":
-        return F.mse_loss(torch.sigmoid(logits) if output == "sigmoid" else logits, x)
-    raise ConfigError(f"unknown loss {kind!r}; choose one of {list(LOSSES)}")
+    if kind != "mse":
+        raise ConfigError(f"unknown loss {kind!r}; choose one of {list(LOSSES)}")
+    if blocks:
+        each, weight = table_terms(logits, x, blocks)
+        return (each * weight).sum() / (weight.sum() * len(x))
+    return F.mse_loss(torch.sigmoid(logits) if output == "sigmoid" else logits, x)
+
+
+def table_terms(logits: torch.Tensor, x: torch.Tensor, blocks: list[tuple[int, int]]
+                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """A table's loss terms ``(N, D)`` and their weights ``(D,)``: the squared error at a numeric feature, a
+    categorical column's cross-entropy at its block's first slot (the block's other slots weigh 0)."""
+    each = (logits - x).square()
+    weight = torch.ones(x.shape[1], dtype=x.dtype, device=x.device)
+    for start, stop in blocks:
+        each[:, start] = -(x[:, start:stop] * F.log_softmax(logits[:, start:stop], dim=1)).sum(1)
+        weight[start + 1 : stop] = 0
+    return each, weight
+
+
+def with_softmax_blocks(logits: torch.Tensor, blocks: list[tuple[int, int]]) -> torch.Tensor:
+    """``logits`` ``(N, D)`` with each categorical block's slots replaced by their softmax."""
+    out = logits.clone()
+    for start, stop in blocks:
+        out[:, start:stop] = torch.softmax(logits[:, start:stop], dim=1)
+    return out
 
 
 # Named architectures (--preset): a model config, and training settings the preset is known to need.

@@ -76,7 +76,21 @@ def format_metrics(metrics: dict[str, float]) -> str:
             value = metrics.get(prefix + n, float("nan"))
             cells.append(f"{value:>12.5f}" if n == "test_mse_per_pixel" else f"{value:>12.3f}")
         lines.append(f"{label:<20}" + "".join(cells))
-    return "\n".join(lines + format_generation(metrics))
+    return "\n".join(lines + format_imputation(metrics) + format_generation(metrics))
+
+
+def format_imputation(metrics: dict[str, float]) -> list[str]:
+    """The impute objective's rows (``impute_*``): filling hidden test cells beside the baseline that fills with the
+    training means (and, for categorical columns, the most frequent category)."""
+    if "impute_hidden_cells" not in metrics:
+        return []
+    lines = ["", f"{int(metrics['impute_hidden_cells'])} observed test cells hidden (20%), then filled",
+             f"{'':<20}{'RMSE':>10}{'accuracy':>10}"]  # fmt: skip
+    for label, suffix, baseline in (("autoencoder", "", ""), ("mean / mode fill", "_mean_fill", "_mode")):
+        rmse, accuracy = metrics.get("impute_rmse" + suffix), metrics.get("impute_accuracy" + baseline)
+        lines.append(f"{label:<20}" + (f"{rmse:>10.4f}" if rmse is not None else f"{'-':>10}") +
+                     (f"{accuracy:>10.3f}" if accuracy is not None else f"{'-':>10}"))  # fmt: skip
+    return lines
 
 
 def generation_space(metrics: dict[str, float]) -> str:

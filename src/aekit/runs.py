@@ -22,18 +22,19 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data as data_mod
-from . import plots, stream
+from . import plots, stream, tables
 from .checkpoint import RunCheckpoints, RunDir, config_to_dict, write_json
 from .data import DataConfig
 from .distributed import all_sum, barrier, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
-from .evaluate import (METRIC_NAMES, LatentScore, encode, evaluate_model, feature_quality, gaussian_like,
+from .evaluate import (METRIC_NAMES, LatentScore, encode, evaluate_model, feature_quality, fill_missing, gaussian_like,
                        generation_metrics, holes, reconstruct)
-from .models import AutoEncoder, ModelConfig, build_model
+from .models import AutoEncoder, Imputing, ModelConfig, Plain, build_model
 from .precision import check as check_precision
 from .priors import PRIOR_NAMES, DiffusionConfig, Normal, Prior, check_fittable, fit_prior, from_stored, to_stored
 from .space import Data, Scaler, is_image_data, to_data_space, to_model_space
+from .tables import Column
 from .stream import Streamed
 from .tensorboard_log import TensorBoardLog
 from .train import Interrupted, TrainConfig, pick_device, squared_errors, train
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 RUN_SCHEMA = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 INFER_CHUNK_ROWS = 8192  # rows per chunk when the input was loaded whole (a dataset name, CSV, images)
+REFINEMENTS = 10  # passes of a model trained without holes that fills them (Run.impute with any_model)
 
 
 def train_run(
@@ -176,9 +178,20 @@ def _model_config_for(data, model_config: ModelConfig, train_config: TrainConfig
     if resumed is not None and data.input_shape != model_config.input_shape:
         raise DataError(f"{resumed} was trained on data of shape {model_config.input_shape}, but {data_config.name} "
                         f"now gives {data.input_shape}")  # fmt: skip
+    if resumed is not None and tuple(data.columns) != tuple(model_config.columns):
+        raise DataError(f"{resumed} was trained on a table with other columns or categories than {data_config.name} "
+                        "now has")  # fmt: skip
     if train_config.loss == "bce" and data.scaling != "unit":
         raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
-    model_config = replace(model_config, input_shape=data.input_shape,
+    objective = model_config.objective
+    if data.has_missing and not isinstance(objective, Imputing):
+        if objective != Plain():
+            raise ConfigError(f"{data_config.name} has missing cells (empty, NA or NaN); only --objective impute "
+                              f"trains on them (the loss skips them), not --objective {objective.kind}")  # fmt: skip
+        objective = Imputing()
+        log.info("%s has missing cells: training with --objective impute (the loss skips them; masking noise "
+                 "%.2f teaches the model to fill them)", data_config.name, objective.noise_level)  # fmt: skip
+    model_config = replace(model_config, input_shape=data.input_shape, objective=objective, columns=tuple(data.columns),
                            output=model_config.body.default_output(data.scaling == "unit")).validate()  # fmt: skip
     if model_config.overcomplete():
         log.warning("warning: %s", model_config.overcomplete())
@@ -269,7 +282,8 @@ class Run:
                 raise DataError(f"{source}: shape {loaded.input_shape} does not match the model's input "
                                 f"{self.model_config.input_shape}")  # fmt: skip
             return x, y
-        raw, labels = data_mod.read_file(source, self.data_config.label_column, self.data_config.image_size)
+        raw, labels, _ = data_mod.read_data(source, self.data_config.label_column, self.data_config.image_size,
+                                            self.model_config.columns)  # fmt: skip
         return self.to_model_space(raw, source), None if labels is None else torch.from_numpy(labels)
 
     def chunks(self, source: str, split: str = "test") -> tuple[int, Iterator[torch.Tensor]]:
@@ -277,8 +291,10 @@ class Run:
         and image folders, Parquet) is never held whole, so memory stays bounded whatever its size; any other is
         loaded whole, then cut into chunks of :data:`INFER_CHUNK_ROWS`."""
         config = self.data_config
-        rows = None if source in data_mod.DATASETS else data_mod.open_rows(source, config.label_column,
-                                                                            image_size=config.image_size)  # fmt: skip
+        rows = None if source in data_mod.DATASETS or self.model_config.columns else \
+            data_mod.open_rows(source, config.label_column, image_size=config.image_size)  # fmt: skip
+        if rows is not None:
+            rows.missing = self.fills_missing
         if rows is None:
             x, _ = self.inputs(source, split)
             return len(x), (x[i : i + INFER_CHUNK_ROWS] for i in range(0, len(x), INFER_CHUNK_ROWS))
@@ -291,9 +307,19 @@ class Run:
 
         return len(rows), chunks()
 
-    def to_model_space(self, raw: np.ndarray, source: str = "input") -> torch.Tensor:
-        """Raw rows (the data's own units, any shape with the input's size per row) checked and scaled."""
-        return to_model_space(raw, self.model_config.input_shape, self.scaling, self.scaler, source)
+    @property
+    def fills_missing(self) -> bool:
+        """Whether the model takes missing cells (NaN): one trained with the impute objective."""
+        return isinstance(self.model_config.objective, Imputing)
+
+    def to_model_space(self, raw: np.ndarray, source: str = "input", missing: bool = False) -> torch.Tensor:
+        """Raw rows (the data's own units, any shape with the input's size per row) checked and scaled; missing
+        cells (NaN) only for a model that fills them (:attr:`fills_missing`), or with ``missing``."""
+        if not (self.fills_missing or missing) and np.issubdtype(np.asarray(raw).dtype, np.floating) and \
+                np.isnan(raw).any():  # fmt: skip
+            raise DataError(f"{source}: has missing cells (NaN); {self.path} was trained without them (only a run "
+                            "trained with --objective impute, or on data with holes, takes them)")  # fmt: skip
+        return to_model_space(raw, self.model_config.input_shape, self.scaling, self.scaler, source, missing=True)
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
         return to_data_space(x, self.scaler)
@@ -313,6 +339,29 @@ class Run:
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstructions of ``x``, in the data's own units."""
         return self.to_data_space(reconstruct(self.model, x))
+
+    def impute(self, raw: np.ndarray, source: str = "input", any_model: bool = False) -> np.ndarray:
+        """Raw rows (the data's own units, NaN where missing) with their missing cells filled by the model; every
+        observed cell comes back exactly as it was given. A table's categorical column that was missing gets the
+        model's probability per category (:func:`write_rows` writes the likeliest one).
+
+        A model trained with the impute objective fills in one pass. With ``any_model``, one trained without
+        holes fills them too, as an autoencoder can: the holes start at 0 and :data:`REFINEMENTS` passes each set
+        them to the reconstruction of the row so far (weaker: it never learned to fill)."""
+        if not self.fills_missing and not any_model:
+            raise ConfigError(f"{self.path} was not trained to fill missing cells; train it with --objective impute "
+                              "(chosen by itself for data with holes)")  # fmt: skip
+        raw = np.asarray(raw)
+        x = self.to_model_space(raw, source, missing=True)
+        filled = fill_missing(self.model, x, 1 if self.fills_missing else REFINEMENTS)
+        return np.where(np.isnan(raw), self.to_data_space(filled).numpy().reshape(raw.shape), raw)
+
+    def read(self, source: str) -> np.ndarray:
+        """A user file's rows whole, in the data's own units (a table encoded with the columns RUN was trained on)."""
+        if source in data_mod.DATASETS:
+            raise DataError(f"{source}: a built-in dataset has no missing cells; give a file with holes")
+        return data_mod.read_data(source, self.data_config.label_column, self.data_config.image_size,
+                                  self.model_config.columns)[0]  # fmt: skip
 
     def score(self, x: torch.Tensor) -> np.ndarray:
         """Each row's anomaly score, higher is more abnormal: :meth:`aekit.AutoEncoder.anomaly_score` (the mean
@@ -520,11 +569,17 @@ def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> 
     return load_run(path, device).evaluate(write)
 
 
-def write_samples(x: torch.Tensor, out: Path) -> Path:
-    """Samples ``(N, *input_shape)`` to ``out``: a grid of images for ``.png``, else ``(N, features)`` rows
-    (``.npy``, ``.csv``, ``.parquet``); the same samples give the same bytes."""
+def write_rows(x: torch.Tensor | np.ndarray, out: Path, columns: tuple[Column, ...] = ()) -> Path:
+    """Rows ``(N, *input_shape)`` in the data's units (samples, reconstructions, imputations) to ``out``: a grid of
+    images for ``.png``; for a table (``columns``) as ``.csv`` or ``.parquet``, its own named columns with each
+    categorical column's likeliest category; else ``(N, features)`` rows (``.npy``, ``.csv``, ``.parquet``). The
+    same rows give the same bytes."""
+    x = torch.as_tensor(x)
     if out.suffix.lower() == ".png":
         return plots.write_grid(x, out)
+    if columns and out.suffix.lower() in (".csv", ".parquet"):
+        tables.write_table(out, tables.decoded(x.reshape(len(x), -1).double().numpy(), columns))
+        return out
     with stream.RowWriter(out, len(x), (math.prod(x.shape[1:]),)) as writer:
         writer.write(x.reshape(len(x), -1).numpy())
     return out

@@ -31,10 +31,18 @@ class Scaler:
     std: torch.Tensor  # (*input_shape)
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> Scaler:
-        mean = x.mean(axis=0)
-        std = x.std(axis=0)
+    def fit(cls, x: np.ndarray, kept: np.ndarray | None = None) -> Scaler:
+        """From the training rows ``x``, ignoring missing (NaN) cells; the features ``kept`` (a boolean mask: a
+        table's one-hot slots) stay as they are (mean 0, std 1)."""
+        if np.isnan(x).any():
+            seen = (~np.isnan(x)).sum(axis=0)
+            mean = np.divide(np.nansum(x, axis=0), seen, out=np.zeros(x.shape[1:]), where=seen > 0)
+            std = np.sqrt(np.divide(np.nansum((x - mean) ** 2, axis=0), seen, out=np.zeros(x.shape[1:]), where=seen > 0))
+        else:
+            mean, std = x.mean(axis=0), x.std(axis=0)
         std[std < 1e-8] = 1.0  # a constant feature stays at 0 rather than blowing up
+        if kept is not None:
+            mean[kept], std[kept] = 0.0, 1.0
         return cls(torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32))
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,6 +62,12 @@ class Data:
     y_test: torch.Tensor | None = None  # (M,) int64
     scaling: str = "unit"  # "unit": values in [0, 1]; "standard": standardized by `scaler`
     scaler: Scaler | None = None
+    columns: tuple = ()  # a table's columns (aekit.tables.Column): names, kinds, categories; () for arrays
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether the training or test rows have missing (NaN) cells."""
+        return bool(torch.isnan(self.x_train).any() or torch.isnan(self.x_test).any())
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -74,9 +88,10 @@ def to_data_space(x: torch.Tensor, scaler: Scaler | None) -> torch.Tensor:
 
 
 def to_model_space(x: np.ndarray, input_shape: tuple[int, ...], scaling: str, scaler: Scaler | None,
-                   source: str = "input") -> torch.Tensor:  # fmt: skip
-    """Check a raw array (values, shape) against a model's input and scale it as its training data was."""
-    x = check_finite(x, source)
+                   source: str = "input", missing: bool = False) -> torch.Tensor:  # fmt: skip
+    """Check a raw array (values, shape) against a model's input and scale it as its training data was (NaN cells,
+    missing values, allowed with ``missing``)."""
+    x = check_finite(x, source, missing=missing)
     if tuple(x.shape[1:]) != tuple(input_shape):
         want = "(N, " + ", ".join(map(str, input_shape)) + ")"
         raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
@@ -89,13 +104,14 @@ def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None, source: str
     if scaling == "unit":
         if x.dtype == np.uint8:  # one float32 copy, divided in place: no second full-size temporary
             return torch.from_numpy(x.astype(np.float32)).div_(255), None
-        if x.min() < 0 or x.max() > 1:
-            raise DataError(f"values must lie in [0, 1] for this model, got [{x.min():.3g}, {x.max():.3g}]")
+        low, high = np.fmin.reduce(x, axis=None), np.fmax.reduce(x, axis=None)  # (missing cells skipped)
+        if low < 0 or high > 1:
+            raise DataError(f"values must lie in [0, 1] for this model, got [{low:.3g}, {high:.3g}]")
         return torch.from_numpy(x.astype(np.float32)), None
     scaler = scaler or Scaler.fit(x.astype(np.float64))
     out = scaler.transform(torch.from_numpy(x.astype(np.float32)))
-    if not torch.isfinite(out).all():  # finite inputs whose differences from the mean pass float32's range
-        column = int((~torch.isfinite(out)).reshape(len(out), -1).any(0).int().argmax())
+    if torch.isinf(out).any():  # finite inputs whose differences from the mean pass float32's range
+        column = int(torch.isinf(out).reshape(len(out), -1).any(0).int().argmax())
         raise DataError(f"{source}: standardizing feature {column} overflows float32 (values up to "
                         f"{float(np.abs(x.reshape(len(x), -1)[:, column]).max()):.3g}, too far apart); the input is "
                         "the problem, not the training: rescale the data")  # fmt: skip
@@ -104,6 +120,6 @@ def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None, source: str
 
 def auto_scaling(x: np.ndarray) -> str:
     """``"unit"`` for uint8 data or data already in [0, 1]; ``"standard"`` for anything else."""
-    if x.dtype == np.uint8 or (x.min() >= 0 and x.max() <= 1):
+    if x.dtype == np.uint8 or (np.fmin.reduce(x, axis=None) >= 0 and np.fmax.reduce(x, axis=None) <= 1):
         return "unit"
     return "standard"

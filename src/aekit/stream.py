@@ -26,7 +26,7 @@ import numpy as np
 
 from .space import Data, Scaler, auto_scaling, scale
 from .errors import DataError
-from .files import (OUTPUT_SUFFIXES, check_finite, check_npy_header, decode_images, image_files, image_layout,
+from .files import (OUTPUT_SUFFIXES, NotNumeric, check_finite, check_npy_header, decode_images, image_files, image_layout,
                     label_name)
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class Rows:
     spans: list[tuple[int, int]]  # (start, stop) of each chunk, in rows
     reader: object  # (i, start, stop) -> (x, labels or None): rows start:stop, all within chunk i
     gather: object = None  # sorted row indices -> rows, reading only those (memory-mapped sources)
+    missing: bool = False  # whether NaN cells (missing values) pass the check: inputs of a model that fills them
 
     def __len__(self) -> int:
         return self.spans[-1][1] if self.spans else 0
@@ -92,7 +93,7 @@ class Rows:
     def read_span(self, i: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Rows ``start:stop`` (within chunk ``i``), values checked."""
         x, y = self.reader(i, start, stop)
-        return check_finite(x, self.source, first_row=start), y
+        return check_finite(x, self.source, first_row=start, missing=self.missing), y
 
     def chunks(self):
         for i in range(self.n_chunks):
@@ -160,7 +161,7 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
     features = [n for n in names if n != label]
     bad = [n for n in features if not (pat.is_integer(schema.field(n).type) or pat.is_floating(schema.field(n).type))]
     if bad:
-        raise DataError(f"{path}: column(s) {bad[:5]} are not numeric; give the label with --label-column or drop them")
+        raise NotNumeric(f"{path}: column(s) {bad[:5]} are not numeric; give the label with --label-column or drop them")
     if not features:
         raise DataError(f"{path}: no feature columns")
     meta = file.metadata
@@ -319,6 +320,9 @@ class Streamed:
     chunk: the processes read disjoint rows and, together, make exactly the batches one process makes. A
     background thread reads the next :data:`PREFETCH_CHUNKS` chunks while the model trains on the current one.
     """
+
+    columns = ()  # a streamed source is an array: no named columns
+    has_missing = False  # and its chunks are checked finite: no missing cells
 
     def __init__(self, rows: Rows, scaling: str, scaler: Scaler | None, is_test: np.ndarray, x_test, x_sample):
         self.rows, self.scaling, self.scaler = rows, scaling, scaler

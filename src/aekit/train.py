@@ -211,7 +211,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 @torch.no_grad()
 def squared_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Per-example squared error summed over all features, ``(N,)`` float64, computed in eval mode.
+    """Per-example squared error summed over all (observed: not NaN) features, ``(N,)`` float64, in eval mode.
 
     In batches of 1,024 rows: on 2 CPU cores the chapter's model scores MNIST's 10,000 test images ~15% faster
     than in batches of 4,096 (whose activations spill out of the cache), the per-epoch evaluation included."""
@@ -224,6 +224,7 @@ def squared_errors(model: AutoEncoder, x: torch.Tensor, batch_size: int = 1024) 
         xb = x[start : start + batch_size].to(device)
         rows = xb.reshape(len(xb), -1)
         diff = (reconstruct_rows(model, chain, rows) if chain is not None else model(xb).reshape(rows.shape)).sub_(rows)
+        diff.nan_to_num_(0.0, math.inf, -math.inf)  # a missing cell (NaN) adds no error: only observed cells are compared
         out.append(torch.linalg.vecdot(diff, diff).double().cpu())  # no float64 copy of the whole batch
     model.train(was_training)
     return torch.cat(out)
