@@ -155,6 +155,25 @@ def test_explorer_endpoints(client, run):
         assert refused.status_code == 422 and needle in refused.json()["detail"]
 
 
+def test_impute_and_the_erasers_inpaint_fill_only_the_missing_values(client, run):
+    example = client.get("/v1/explore/example/2").json()["input"]
+    holes = [v if i % 3 else None for i, v in enumerate(example)]
+    filled = client.post("/v1/impute", json={"inputs": [holes, example]}).json()["outputs"]
+    given = [i for i, v in enumerate(holes) if v is not None]
+    assert [filled[0][i] for i in given] == [example[i] for i in given]  # exactly as sent
+    assert filled[1] == example and all(0 <= v <= 1 for v in filled[0])
+    erased = [v if i < 32 else None for i, v in enumerate(example)]  # the bottom half rubbed out
+    inpainted = client.post("/v1/explore/inpaint", json={"inputs": [erased]}).json()
+    assert inpainted["filled"][:32] == example[:32] and "trained without holes" in inpainted["how"]
+    error = np.square(np.subtract(inpainted["filled"][32:], example[32:])).mean()
+    blank = np.square(example[32:]).mean()  # the erased half left black
+    assert error < blank, (error, blank)
+    assert len(inpainted["nearest"]) == 5 and len(inpainted["reconstruction"]) == 64
+    refused = client.post("/v1/impute", json={"inputs": [[None, 1.0]]})
+    assert refused.status_code == 422 and "must have 64 values" in refused.json()["detail"]
+    assert client.post("/v1/impute", json={"inputs": [["a"] * 64]}).status_code == 422
+
+
 def test_tsne_map_clicks_average_the_nearest_codes(run):
     client = TestClient(create_app(run, map_points=120, tsne=True))
     points = client.get("/v1/explore/map/tsne").json()
@@ -258,6 +277,20 @@ def test_the_page_in_a_real_browser(server):
         page.click("#interpolate")
         page.wait_for_function("document.querySelectorAll('#interp canvas').length === 10")
         assert page.locator("#prior canvas").count() == 16 and "holes measure" in page.inner_text("#holes")
+
+        # the eraser: the hovered example into the drawing, part of it rubbed out, filled in by the model
+        page.click("#use-hovered")
+        page.wait_for_function("document.getElementById('probe-score').textContent.includes('anomaly score')")
+        page.check("#tool-eraser")
+        box = page.locator("#draw").bounding_box()
+        page.mouse.move(box["x"] + 40, box["y"] + 112)
+        page.mouse.down()
+        for step in range(10):
+            page.mouse.move(box["x"] + 40 + 15 * step, box["y"] + 112)
+        page.mouse.up()
+        page.wait_for_function("Number(document.getElementById('fill-out').dataset.updates) > 0")
+        assert "erased pixels filled in" in page.inner_text("#fill-how") and page.is_visible("#fill-panel")
+        assert page.locator("#nearest canvas").count() == 5  # the nearest examples of the filled digit
 
         # the Sample panel offers the run's fitted prior, and its labels
         assert page.input_value("#priorkind") == "gmm" and page.locator("#priorlabel option").count() == 11

@@ -8,6 +8,7 @@ at ``/docs``, generated from the pydantic models below)::
     POST /v1/reconstruct  {"inputs": [[...], ...]}  -> {"outputs": [[...], ...]}
     POST /v1/score        {"inputs": [[...], ...]}  -> {"scores": [...]}
     POST /v1/explain      {"inputs": [[...], ...]}  -> {"scores": [...], "feature_errors": [[...], ...]}
+    POST /v1/impute       {"inputs": [[1, null, ...], ...]}  -> {"outputs": [[...], ...]}: null is missing, filled
     GET  /v1/info                                    -> the run's config and metrics
     GET  /healthz                                    -> {"status": "ok"}
 
@@ -38,7 +39,7 @@ import torch
 
 from .errors import AekitError, DataError
 from .models import Variational
-from .runs import Run, array_from_npy, load_run
+from .runs import REFINEMENTS, Run, array_from_npy, load_run
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -109,6 +110,19 @@ class Explorer:
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         return self.run.score(self.model_space(rows))
+
+    def impute(self, rows: np.ndarray) -> tuple[np.ndarray, str]:
+        """Rows with NaN where missing, filled (observed values as given), and how the model filled them."""
+        filled = self.run.impute(rows.reshape(len(rows), *self.config.input_shape), "inputs", any_model=True)
+        how = ("one pass of a model trained to fill holes (the impute objective)" if self.run.fills_missing else
+               f"this model was trained without holes: they start at 0 and take its reconstruction "
+               f"{REFINEMENTS} times (train with --objective impute to fill better)")  # fmt: skip
+        return filled.reshape(len(rows), -1), how
+
+    def inpaint(self, row: np.ndarray) -> dict:
+        """One row with erased (NaN) values: it filled in, how, and :meth:`probe` of the filled row."""
+        filled, how = self.impute(row[None])
+        return {"filled": filled[0].tolist(), "how": how, **self.probe(filled)}
 
     # -- what the page draws
     def map(self, kind: str) -> dict:
@@ -194,6 +208,12 @@ class Inputs(BaseModel):
 
 class Codes(BaseModel):
     codes: Rows
+
+
+class WithHoles(BaseModel):
+    """Rows with missing values: null where a value is missing (JSON has no NaN)."""
+
+    inputs: Annotated[list[list[Number | None]], Field(min_length=1, max_length=MAX_ROWS)]
 
 
 class Point(BaseModel):
@@ -318,6 +338,29 @@ def explain(rows: InputRows, explorer: ExplorerDep) -> Explained:
     """Each row's score and its error per feature (squared error / number of features; they sum to the score)."""
     x = explorer.model_space(rows)
     return Explained(scores=explorer.run.score(x).tolist(), feature_errors=explorer.run.feature_errors(x).tolist())
+
+
+def holey_rows(body: WithHoles, explorer: Explorer) -> np.ndarray:
+    widths = sorted({len(row) for row in body.inputs})
+    if widths != [explorer.width]:
+        raise HTTPException(422, f"inputs: each row must have {explorer.width} values (the model's width); got "
+                                 f"{widths[0]}" + (f" to {widths[-1]}" if len(widths) > 1 else ""))  # fmt: skip
+    return np.array([[np.nan if v is None else v for v in row] for row in body.inputs], dtype=np.float64)
+
+
+@router.post("/v1/impute")
+def impute(body: WithHoles, explorer: ExplorerDep) -> Outputs:
+    """Rows with null where a value is missing, filled; every given value comes back as it was."""
+    try:
+        return Outputs(outputs=explorer.impute(holey_rows(body, explorer))[0].tolist())
+    except DataError as err:
+        raise HTTPException(422, str(err)) from None
+
+
+@router.post("/v1/explore/inpaint")
+def inpaint(body: WithHoles, explorer: ExplorerDep) -> dict[str, Any]:
+    """The explorer's eraser: one row with null where it was rubbed out, filled, beside its nearest map examples."""
+    return explorer.inpaint(holey_rows(body, explorer)[0])
 
 
 @router.get("/v1/info")
