@@ -248,3 +248,44 @@ def test_per_feature_errors_sum_to_the_reconstruction_part_of_the_score(latent_d
     else:
         assert parts["latent_distance"] is None
         np.testing.assert_allclose(parts["score"], parts["reconstruction_error"])
+
+
+def one_digit_of_sklearn_digits(normal=0):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16).astype(np.float32)
+    return x[y == normal][:150], x[150:], (y[150:] != normal).astype(int)
+
+
+def test_blurred_errors_and_nearest_codes_score_and_explain_consistently():
+    from sklearn.metrics import roc_auc_score
+
+    train, test, anomalous = one_digit_of_sklearn_digits()
+    options = dict(input_shape=(1, 8, 8), max_epochs=20, random_state=0, device=DEVICE)
+    plain = AutoEncoderOutlierDetector(**options).fit(train)
+    best = AutoEncoderOutlierDetector(**options, error_blur=3, code_neighbors=5).fit(train)
+    for detector in (plain, best):
+        assert roc_auc_score(anomalous, -detector.score_samples(test)) > 0.9
+    parts = best.explain(test[:20])
+    np.testing.assert_allclose(parts["feature_errors"].sum(1), parts["reconstruction_error"], rtol=1e-12)
+    mean_e, std_e = best.score_stats_[:2]
+    mean_d, std_d = best.neighbor_stats_
+    np.testing.assert_allclose(parts["score"], (parts["reconstruction_error"] - mean_e) / std_e
+                               + (parts["latent_distance"] - mean_d) / std_d)  # fmt: skip
+    assert abs(best.labels_.mean() - best.contamination) < 0.02  # the training rows' own scores set the threshold
+    assert not np.allclose(parts["reconstruction_error"], plain.explain(test[:20])["reconstruction_error"])
+    with pytest.raises(ValueError, match="not one a run directory stores yet"):
+        best.latent_score()
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(error_blur=2), "error_blur=2 must be an odd positive integer"),
+    (dict(error_blur=3, input_shape=None), "error_blur=3 needs image rows"),
+    (dict(code_neighbors=-1), "code_neighbors=-1 must be a non-negative integer"),
+    (dict(code_neighbors=3, latent_distance=False), "code_neighbors=3 is a kind of latent distance"),
+])  # fmt: skip
+def test_bad_scoring_options_name_the_value(params, message):
+    train, _, _ = one_digit_of_sklearn_digits()
+    with pytest.raises(ValueError, match=message):
+        AutoEncoderOutlierDetector(**{"input_shape": (1, 8, 8), "max_epochs": 1, **params}).fit(train)
