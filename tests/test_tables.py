@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from aekit import data, runs
+from aekit.mlpgrad import chain_of
 from aekit.models import AutoEncoder, Imputing, table_terms
 from aekit.tables import Column
 from cli_helpers import main, one_error_line
@@ -140,6 +141,7 @@ def test_a_parquet_table_with_string_and_dictionary_columns_trains_and_resumes_e
     whole, half = runs.load_run(tmp_path / "whole"), runs.load_run(tmp_path / "half")
     assert whole.model_config.columns[0] == Column("kind", "categorical", ("a", "b", "c"))
     assert type(whole.model_config.objective).__name__ == "Plain"  # no holes: the objective stays plain
+    assert chain_of(whole.model) is None  # softmax heads: autograd, not the hand-derived MSE gradients
     for a, b in zip(whole.model.state_dict().values(), half.model.state_dict().values()):
         assert torch.equal(a, b)
 

@@ -61,6 +61,8 @@ def chain_of(model: AutoEncoder) -> list[tuple[nn.Linear, str | None]] | None:
     config = model.config
     if type(model) is not AutoEncoder or type(config.body) not in BODIES or type(config.objective) not in OBJECTIVES:
         return None
+    if model.blocks:  # a table's categorical columns: softmax heads and cross-entropy, which this path does not have
+        return None
     activation = getattr(config.body, "activation", None)
     if hasattr(model, "bottleneck") or (activation is not None and activation not in ACTIVATIONS):
         return None
