@@ -20,7 +20,7 @@ BASE = {"errors", "_version", "distributed", "optim", "options"}  # layer 0: not
 LAYERS = {  # module -> (layer, the aekit modules it may import)
     **{name: (0, set()) for name in BASE},
     "files": (1, {"errors"}),
-    "tables": (1, {"errors"}),  # named columns: numeric, categorical, missing cells
+    "tables": (1, {"errors", "files"}),  # named columns: numeric, categorical, missing cells
     "models": (1, {"errors", "options", "tables"}),
     "precision": (1, {"errors"}),
     "quality": (1, {"errors"}),  # the feature network and sample-quality metrics

@@ -312,16 +312,11 @@ def cmd_fit_prior(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    if args.out.suffix.lower() != ".png":
-        check_output_path(args.out)
-    elif args.out.is_dir():
-        raise AekitError(f"--out {args.out}: is a folder; give a file name")
+    check_grid_or_rows_output(args.out)
     if not os.access(args.out.parent if str(args.out.parent) else Path("."), os.W_OK):
         raise AekitError(f"--out {args.out}: its folder {args.out.parent} does not exist or is not writable")
     run = runs.load_run(args.run, args.device)
-    if args.out.suffix.lower() == ".png" and not run.is_image:
-        raise AekitError(f"--out {args.out}: a .png grid needs image data; this model's input is "
-                         f"{run.model_config.input_shape} (write .npy, .csv or .parquet)")  # fmt: skip
+    check_grid_fits(args.out, run)
     x = run.sample(args.n, args.prior, args.label, args.seed, args.guidance)
     runs.write_rows(x, args.out, run.model_config.columns)
     label = "" if args.label is None else f" of label {args.label}"
@@ -400,13 +395,24 @@ def progress_bar(total: int, what: str):
     return tqdm(total=total, unit="row", desc=what, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
 
 
+def check_grid_or_rows_output(out: Path) -> None:
+    """An output of rows (:func:`check_output_path`) or a ``.png`` grid of images, checked before any work."""
+    if out.suffix.lower() != ".png":
+        check_output_path(out)
+    elif out.is_dir():
+        raise AekitError(f"--out {out}: is a folder; give a file name")
+
+
+def check_grid_fits(out: Path, run) -> None:
+    if out.suffix.lower() == ".png" and not run.is_image:
+        raise AekitError(f"--out {out}: a .png grid needs image data; this model's input is "
+                         f"{run.model_config.input_shape} (write .npy, .csv or .parquet)")  # fmt: skip
+
+
 def cmd_impute(args) -> int:
-    if args.out.suffix.lower() != ".png":
-        check_output_path(args.out)
+    check_grid_or_rows_output(args.out)
     run = runs.load_run(args.run, args.device)
-    if args.out.suffix.lower() == ".png" and not run.is_image:
-        raise AekitError(f"--out {args.out}: a .png grid needs image data; this model's input is "
-                         f"{run.model_config.input_shape}")  # fmt: skip
+    check_grid_fits(args.out, run)
     raw = run.read(args.input)
     filled = run.impute(raw, args.input)
     runs.write_rows(filled, args.out, run.model_config.columns)

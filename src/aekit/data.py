@@ -402,8 +402,7 @@ def _finish(config: DataConfig, x_train, y_train, x_test, y_test, columns: tuple
         x_train = x_train[: config.limit]
         y_train = None if y_train is None else y_train[: config.limit]
     scaling = "standard" if columns else auto_scaling(x_train)
-    one_hot = np.array([c.kind == "categorical" for c in columns for _ in range(c.width)], dtype=bool)
-    scaler = Scaler.fit(x_train.astype(np.float64), one_hot) if columns else None
+    scaler = Scaler.fit(x_train.astype(np.float64), tables.one_hot_features(columns)) if columns else None
     train, scaler = scale(x_train, scaling, scaler, source=config.name)
     test, _ = scale(x_test, scaling, scaler, source=config.name)
     as_labels = lambda y: None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731

@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .space import Data
 from .models import AutoEncoder, Denoising, Imputing, LinearBody, VectorQuantized, corrupt
+from .tables import column_of_feature
 
 log = logging.getLogger(__name__)
 
@@ -237,9 +238,9 @@ def imputation_metrics(model: AutoEncoder, data: Data, share: float = 0.2, seed:
     feature's training mean (the floor an imputer must beat); for a table's categorical columns, the share filled
     with the right category beside always guessing its most frequent one."""
     x = data.x_test.reshape(len(data.x_test), -1)
-    widths = [c.width for c in model.config.columns] or [1] * x.shape[1]
-    column_of = torch.as_tensor(np.repeat(np.arange(len(widths)), widths))  # feature -> its column
-    first = torch.as_tensor(np.cumsum([0, *widths[:-1]]))  # column -> its first feature
+    columns = model.config.columns
+    column_of = torch.as_tensor(column_of_feature(columns)) if columns else torch.arange(x.shape[1])  # feature -> column
+    first = torch.as_tensor(np.flatnonzero(np.diff(column_of.numpy(), prepend=-1)))  # column -> its first feature
     hidden = (torch.rand(x.shape[0], len(first), generator=torch.Generator().manual_seed(seed)) < share) \
         & ~torch.isnan(x[:, first])  # fmt: skip
     hide = hidden[:, column_of]

@@ -15,12 +15,14 @@ here.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
+from .files import atomic_write_bytes
 
 KINDS = ("numeric", "categorical")
 MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")  # the cell texts read as missing
@@ -53,6 +55,11 @@ def category_blocks(columns: tuple[Column, ...]) -> list[tuple[int, int]]:
             blocks.append((start, start + column.width))
         start += column.width
     return blocks
+
+
+def one_hot_features(columns: tuple[Column, ...]) -> np.ndarray:
+    """Which encoded features are one-hot slots (left unstandardized), ``(width,)`` bool."""
+    return np.repeat([c.kind == "categorical" for c in columns], [c.width for c in columns]).astype(bool)
 
 
 def column_of_feature(columns: tuple[Column, ...]) -> np.ndarray:
@@ -207,19 +214,13 @@ def decoded(x: np.ndarray, columns: tuple[Column, ...]) -> dict[str, list | np.n
 
 
 def write_table(path: Path, table: dict[str, list | np.ndarray]) -> None:
-    """Named columns to a ``.csv`` (header row) or ``.parquet`` file, written beside and renamed into place."""
+    """Named columns to a ``.csv`` (header row) or ``.parquet`` file, written whole and renamed into place
+    (:func:`aekit.files.atomic_write_bytes`)."""
     pa = pyarrow_for(str(path))
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    arrow = pa.table(table)
-    tmp = path.with_name(f".{path.name}.aekit-partial")
+    buffer = io.BytesIO()
+    (pq.write_table if path.suffix.lower() == ".parquet" else pcsv.write_csv)(pa.table(table), buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if path.suffix.lower() == ".parquet":
-            pq.write_table(arrow, tmp)
-        else:
-            pcsv.write_csv(arrow, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
