@@ -332,10 +332,12 @@ def main() -> None:
 
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), platform.processor())  # fmt: skip
-        keras = f", vs keras-jax {ratio('aekit-bf16', 'keras-jax'):.3f} (bar: <= 0.70)" if "keras-jax" in seconds else ""
+        gpu = args.device != "cpu" and torch.cuda.is_available()
+        keras = f", vs keras-jax {ratio('aekit-bf16', 'keras-jax'):.3f} (bar: <= {0.3 if gpu else 0.7:.2f})" \
+            if "keras-jax" in seconds else ""  # fmt: skip
         print(f"aekit-bf16 / aekit (fp32) = {ratio('aekit-bf16', 'aekit'):.3f}{keras}; test SSE {sse['aekit-bf16']:.3f} "
               f"against fp32's {sse['aekit']:.3f} ({100 * (sse['aekit-bf16'] / sse['aekit'] - 1):+.2f}%, bar: 1%); "
-              f"CPU: {cpu}")  # fmt: skip
+              + (f"GPU: {torch.cuda.get_device_name()}" if gpu else f"CPU: {cpu}"))  # fmt: skip
     if "aekit-base" in seconds and "bare" in seconds:
         print(f"aekit / aekit-base = {ratio('aekit', 'aekit-base'):.3f}; their ratios to the bare loop "
               f"{ratio('aekit', 'bare'):.3f} and {ratio('aekit-base', 'bare'):.3f} "

@@ -16,7 +16,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "aekit"
 
-BASE = {"errors", "_version", "distributed", "optim", "options"}  # layer 0: nothing of aekit
+BASE = {"errors", "_version", "distributed", "graphs", "optim", "options"}  # layer 0: nothing of aekit
 LAYERS = {  # module -> (layer, the aekit modules it may import)
     **{name: (0, set()) for name in BASE},
     "files": (1, {"errors"}),
@@ -29,7 +29,8 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "mlpgrad": (2, {"errors", "models", "precision"}),
     "stream": (3, {"errors", "files", "space"}),
     "data": (4, {"errors", "options", "files", "tables", "space", "stream"}),
-    "train": (5, {"errors", "options", "distributed", "optim", "models", "precision", "mlpgrad", "space", "stream"}),
+    "train": (5, {"errors", "options", "distributed", "graphs", "optim", "models", "precision", "mlpgrad", "space",
+                  "stream"}),
     "evaluate": (6, "below"),
     "plots": (7, "below"),
     "estimator": (9, "below"),  # the scikit-learn API: it logs to TensorBoard (7) and loads runs (8, from_run)

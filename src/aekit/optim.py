@@ -104,15 +104,25 @@ class AdamStep:
                 self.lists = (params, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
                               [s["step"] for s in state])  # fmt: skip
             return
+        try:
+            self.update(self.optimizer.param_groups[0]["lr"])
+        except (TypeError, RuntimeError):  # this torch's kernel takes other arguments: use the public step
+            torch._foreach_sub_(self.lists[3], 1)
+            self.fast, self.lists = False, None
+            self.optimizer.step()
+
+    @property
+    def ready(self) -> bool:
+        """Whether :meth:`update` can run: the fused kernel is there and the state exists (after the first step)."""
+        return self.fast and self.lists is not None
+
+    def update(self, lr: float | torch.Tensor) -> None:
+        """The fused kernel's update with learning rate ``lr``: a float, or a 0-d tensor on the parameters' device
+        (what a recorded CUDA graph reads, refilled between replays). Needs :attr:`ready`."""
         params, exp_avgs, exp_avg_sqs, steps = self.lists
         group = self.optimizer.param_groups[0]
         beta1, beta2 = group["betas"]
         torch._foreach_add_(steps, 1)
-        try:
-            torch._fused_adam_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
-                               beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                               amsgrad=False, maximize=False)  # fmt: skip
-        except (TypeError, RuntimeError):  # this torch's kernel takes other arguments: use the public step
-            torch._foreach_sub_(steps, 1)
-            self.fast, self.lists = False, None
-            self.optimizer.step()
+        torch._fused_adam_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, lr=lr, beta1=beta1,
+                           beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
+                           maximize=False)  # fmt: skip

@@ -31,9 +31,10 @@ from tqdm.auto import tqdm
 
 from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .graphs import GraphedStep
 from .mlpgrad import MLPStep, chain_of, reconstruct_rows
 from .models import LOSSES, AutoEncoder
-from .optim import OPTIMIZERS, make_optimizer, step_function
+from .optim import OPTIMIZERS, AdamStep, make_optimizer, step_function
 from .precision import PRECISIONS, autocast_wide_layers, resolve
 from .options import option, positive_float, positive_int
 from .space import Data
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 SCHEDULES = ("none", "cosine", "onecycle")
 LOOK_EVERY = 50  # steps between looks at the loss (a host round trip): a NaN is caught at most this many steps late
 DEVICES = ("auto", "cpu", "cuda", "mps")
-GRADIENTS = ("auto", "autograd")
+GRADIENTS = ("auto", "eager", "autograd")
+GRAPHED_DEVICES = ("cuda",)  # device types on which the hand-derived step is recorded as a CUDA graph
 
 
 @dataclass
@@ -72,7 +74,9 @@ class TrainConfig:
     eval_every: int = option(1, "compute the test error after every K epochs and after the last (the other epochs' "
                              "history rows have no test columns)", parse=positive_int, metavar="K")  # fmt: skip
     gradients: str = option("auto", "auto: hand-derived gradients where aekit.mlpgrad covers the model (fully "
-                            "connected, plain or denoising, one process), else autograd; autograd: always autograd",
+                            "connected, plain or denoising, one process), else autograd; on a GPU the plain one's "
+                            "whole step (with fused Adam, no --clip-grad) is recorded once as a CUDA graph and "
+                            "replayed; eager: hand-derived, never a graph; autograd: always autograd",
                             GRADIENTS)  # fmt: skip
     precision: str = option("fp32", "bf16: bf16 products for the wide layers (both widths >= 256; weights, optimizer, "
                             "loss and checkpoints stay fp32), refused where the CPU has no AMX-BF16 or AVX512-BF16 (a "
@@ -358,6 +362,7 @@ class _Loop:
             log.info("precision %s: %s products for the wide layers", config.precision, self.precision)
         self.gradients = gradient_step(model, self.loss_fn, self.optimizer, config, self.world, self.precision,
                                        self.device)  # fmt: skip
+        self.graphed = graphed_step(self.gradients, self.optimizer_step, config, self.batch, self.device, self.world)
         self.saver = checkpoints if self.rank == 0 else None  # every process loads, rank 0 saves
         self.lanes_logged = False
 
@@ -409,11 +414,14 @@ class _Loop:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             xb = batch_at(step)
-            loss, terms = self.gradients(xb)
+            if self.graphed is not None:  # gradients and update in one (a CUDA graph's replay)
+                loss, terms = self.graphed(xb, lr)
+            else:
+                loss, terms = self.gradients(xb)
+                if config.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
+                self.optimizer_step()
             pending.append((step, len(xb), loss, terms))
-            if config.clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
-            self.optimizer_step()
             # Look at the losses (one host round trip) every LOOK_EVERY steps, at the end of the epoch, and on
             # Ctrl-C; under torchrun every process looks at the same steps, and a Ctrl-C waits for the next look.
             last = step + 1 == steps
@@ -462,7 +470,7 @@ def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, config: Tra
     the models :mod:`aekit.mlpgrad`'s registry covers (one process, ``gradients="auto"``), else autograd; with
     ``precision="bf16"`` the wide layers' products take bf16 operands (:mod:`aekit.precision`)."""
     bf16 = precision == "bf16"
-    manual = MLPStep.of(model, config.loss, bf16) if world == 1 and config.gradients == "auto" else None
+    manual = MLPStep.of(model, config.loss, bf16) if world == 1 and config.gradients != "autograd" else None
     if manual is not None:
         log.info("training step: hand-derived gradients (aekit.mlpgrad: %s body, %s objective, %s loss; "
                  "--gradients autograd turns them off)", model.config.body.kind, model.config.objective.kind,
@@ -477,6 +485,30 @@ def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, config: Tra
         return loss.detach(), {k: t.detach() for k, t in terms.items()}
 
     return autograd_step
+
+
+def graphed_step(gradients, optimizer_step, config: TrainConfig, rows: int, device: torch.device,
+                 world: int) -> GraphedStep | None:  # fmt: skip
+    """The step recorded as a CUDA graph (:mod:`aekit.graphs`) where it qualifies: on a GPU, ``gradients="auto"``,
+    one process, the hand-derived step of a model without random noise (whose draws a replay would repeat), fused
+    Adam, no gradient clipping (its norm would be one more pass to record); else None (the eager step)."""
+    if device.type not in GRAPHED_DEVICES or config.gradients != "auto" or world != 1 or config.clip_grad is not None:
+        return None
+    if not isinstance(gradients, MLPStep) or gradients.noise is not None or not isinstance(optimizer_step, AdamStep):
+        return None
+
+    def eager(xb: torch.Tensor):
+        out = gradients(xb)
+        optimizer_step()
+        return out
+
+    def body(xb: torch.Tensor, lr: torch.Tensor, loss: torch.Tensor) -> None:
+        if not optimizer_step.ready:
+            raise RuntimeError("fused Adam has no state to update yet")
+        loss.copy_(gradients(xb)[0])
+        optimizer_step.update(lr)
+
+    return GraphedStep(eager, body, rows, device)
 
 
 def settle(pending: list[tuple], state: TrainState, stop_raised: bool, epoch: int, config: TrainConfig,
