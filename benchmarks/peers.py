@@ -330,8 +330,11 @@ def main() -> None:
     if "aekit-bf16" in seconds:
         import platform
 
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), platform.processor())  # fmt: skip
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                    if ":" in line)  # fmt: skip
+        info = {k.strip(): v.strip() for k, v in info.items()}  # the first processor's lines
+        cpu = f"{info.get('model name', platform.processor())} (family {info.get('cpu family', '?')}, model " \
+              f"{info.get('model', '?')})"  # fmt: skip
         gpu = args.device != "cpu" and torch.cuda.is_available()
         keras = f", vs keras-jax {ratio('aekit-bf16', 'keras-jax'):.3f} (bar: <= {0.3 if gpu else 0.7:.2f})" \
             if "keras-jax" in seconds else ""  # fmt: skip
