@@ -1,6 +1,7 @@
 """The Run API the entry points call: inputs and chunks, inference, the one anomaly score, thresholds, and the
 sentences the runs layer adds to the loop's exceptions."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,25 @@ def test_fit_score_adds_the_latent_distance_to_an_existing_run(run, tmp_path, ca
     stored = (path / RunDir.SCORE).read_bytes()
     assert main(["train", "--resume", str(path), "--epochs", "4", "--no-progress"]) == 0  # the model moves on:
     assert (path / RunDir.SCORE).read_bytes() != stored  # so does its stored score
+
+
+def test_a_run_finds_its_data_from_another_directory_and_so_does_an_earlier_runs_relative_path(tmp_path, monkeypatch):
+    """--data t.npy is stored as an absolute path; a run made before kept it as typed, and is looked for from the
+    run's directory up."""
+    project = tmp_path / "project"
+    project.mkdir()
+    np.save(project / "t.npy", np.random.default_rng(0).random((200, 6), dtype=np.float32))
+    monkeypatch.chdir(project)
+    aekit.train_run("runs/a", aekit.make_config(latent_dim=2, hidden=(8,)), aekit.DataConfig(name="t.npy"),
+                    TrainConfig(epochs=1, batch_size=64, device="cpu"), progress=False, analysis=False)  # fmt: skip
+    config = json.loads((project / "runs" / "a" / "config.json").read_text())
+    assert config["data"]["name"] == str(project / "t.npy")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still loads its data
+    want = aekit.load_run(project / "runs" / "a").data().x_test
+    config["data"]["name"] = "t.npy"  # as an earlier release wrote it: relative to where it was trained
+    (project / "runs" / "a" / "config.json").write_text(json.dumps(config))
+    run = aekit.load_run(project / "runs" / "a")
+    assert run.data_config.name == str(project / "t.npy") and torch.equal(run.data().x_test, want)
+    (project / "t.npy").unlink()  # nowhere to be found: the error names the path as stored
+    with pytest.raises(aekit.DataError, match=r"^t\.npy: no such file or folder$"):
+        aekit.load_run(project / "runs" / "a").data()

@@ -169,7 +169,32 @@ def _configs(rundir: RunDir, resume: bool, model_config, data_config, train_conf
         train_config = replace(train_config, device=device)
     train_config.validate()
     check_precision(train_config.precision, pick_device(train_config.device))  # bf16 where there are no bf16 units
-    return model_config or ModelConfig(), data_config or DataConfig(), train_config
+    data_config = located(data_config or DataConfig(), rundir.path if resume else None)
+    return model_config or ModelConfig(), data_config, train_config
+
+
+def located(config: DataConfig, run: Path | None = None) -> DataConfig:
+    """``config`` with its data file or folder (and ``data_dir``) as absolute paths, so that a run made with
+    ``--data t.npy`` still finds its data from another directory (``aekit report``, ``evaluate``, a resume).
+
+    Runs made before kept the path as typed, relative to where they were trained. One the current directory lacks
+    is looked for beside ``run``'s directory and up from it (a run is usually made from the folder that holds it,
+    or one above); where none has it, the path stays as it was and loading it names it."""
+    def absolute(name: str | None, dataset: bool) -> str | None:
+        if name is None or dataset or Path(name).is_absolute():
+            return name
+        if Path(name).exists():
+            return str(Path(name).resolve())
+        if run is None:  # a new run's missing data: loading it says so, naming it as typed
+            return name
+        found = next((folder / name for folder in Path(run).resolve().parents if (folder / name).exists()), None)
+        if found is None:
+            return name
+        log.info("%s: the run's data, given relative to where it was trained, found at %s", name, found)
+        return str(found)
+
+    return replace(config, name=absolute(config.name, config.name in data_mod.DATASETS),
+                   data_dir=absolute(config.data_dir, False))  # fmt: skip
 
 
 def _model_config_for(data, model_config: ModelConfig, train_config: TrainConfig, data_config: DataConfig,
@@ -561,7 +586,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     model, scaler = rundir.load_model(configs["model"])
     model.to(pick_device(device))
     latent = rundir.load_score(configs["model"].latent_dim)
-    return Run(path, configs["model"], configs["data"], configs["train"], model, scaler, latent)
+    return Run(path, configs["model"], located(configs["data"], path), configs["train"], model, scaler, latent)
 
 
 def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:
