@@ -54,14 +54,23 @@ def recorded(monkeypatch):
     return counts
 
 
-def test_a_graphed_run_ends_with_the_eager_runs_weights_and_history(digits, recorded, caplog):
-    eager = model_of(digits)
-    eager_history = train(eager, digits, replace(CONFIG, gradients="eager"), progress=False)
+def eager_run(data, config, monkeypatch):
+    """An eager run (``--gradients eager``) with the learning rate rounded to float32, as a graphed run reads it."""
+    with monkeypatch.context() as patch:
+        schedule = train_module.learning_rate
+        patch.setattr(train_module, "learning_rate", lambda *a: float(torch.tensor(schedule(*a), dtype=torch.float32)))
+        model = model_of(data)
+        history = train(model, data, replace(config, gradients="eager"), progress=False)
+    return model, history
+
+
+def test_a_graphed_run_ends_with_the_eager_runs_weights_and_history(digits, recorded, monkeypatch, caplog):
+    eager, eager_history = eager_run(digits, CONFIG, monkeypatch)
     graphed = model_of(digits)
     with caplog.at_level(logging.INFO, logger="aekit"):
         history = train(graphed, digits, CONFIG, progress=False)
     assert "replayed as a CUDA graph (batches of 64 rows; others run eagerly)" in caplog.text
-    assert same(state(eager), state(graphed))
+    assert same(state(eager), state(graphed))  # the recorded step is the eager one, on the same numbers
     assert [r["train_loss"] for r in history] == [r["train_loss"] for r in eager_history]  # the cloned losses
     if DEVICE != "cuda":  # 3 epochs of 22 full batches: 3 eager warm-up steps, 63 replays; the short ones eager
         assert recorded == {"recorded": 1, "replays": 3 * 22 - graphs.WARMUP}
@@ -84,8 +93,7 @@ def test_a_recording_that_fails_leaves_the_step_eager_with_a_warning(digits, rec
         raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
 
     monkeypatch.setattr(graphs, "cuda_capture", broken)
-    eager = model_of(digits)
-    train(eager, digits, replace(CONFIG, gradients="eager"), progress=False)
+    eager, _ = eager_run(digits, CONFIG, monkeypatch)
     graphed = model_of(digits)
     with caplog.at_level(logging.WARNING, logger="aekit"):
         train(graphed, digits, CONFIG, progress=False)

@@ -8,8 +8,10 @@ of their tensors and replays them all with one launch (``torch.cuda.CUDAGraph``)
 from a static output and cloned), the same shape (a batch of another size, such as an epoch's last and shorter one,
 runs eagerly), no host synchronisation and nothing random inside it, the learning rate read from a device tensor
 (refilled when the schedule changes it), and a few eager warm-up steps first, on a side stream, as the CUDA notes
-of PyTorch ask. The graph replays the kernels the eager step runs, on the same numbers, so a graphed run ends with
-the weights an eager one does, and resumes as exactly.
+of PyTorch ask. The graph replays the kernels the eager step runs, on the same numbers, with one difference: the
+fused Adam kernel reads a tensor learning rate as a float32 (``lr_ptr`` in ``fused_adam_utils.cuh``), where it takes
+a float argument as a double. So every step of a graphed run, its eager ones too, uses the learning rate rounded to
+float32 (a relative change under 6e-8): a graphed run then resumes exactly, its first steps after a resume eager.
 
 Which steps qualify is decided by the caller (:mod:`aekit.train`: the hand-derived step of :mod:`aekit.mlpgrad`
 without random noise, with fused Adam, one process, no gradient clipping); if recording fails, the step stays eager
@@ -39,7 +41,7 @@ def cuda_capture(record: Callable[[], None]) -> Callable[[], None]:
 class GraphedStep:
     """``step(x, lr) -> (loss, {})``: the whole training step (gradients and the optimizer's update) of batch ``x``.
 
-    ``eager(x)`` runs one step eagerly (the optimizer reading its own learning rate) and returns ``(loss, terms)``;
+    ``eager(x, lr)`` runs one step eagerly with learning rate ``lr`` and returns ``(loss, terms)``;
     ``body(x, lr, loss)`` is the same step for recording: it reads the batch from ``x`` and the learning rate from the
     0-d tensor ``lr``, and writes the loss into ``loss``. Batches of ``rows`` rows replay the graph once it is
     recorded; the others, and the first :data:`WARMUP` steps, run eagerly. Recording is :func:`cuda_capture`'s (the
@@ -54,14 +56,15 @@ class GraphedStep:
         self.lr_value = None
 
     def __call__(self, x: torch.Tensor, lr: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        lr = float(torch.tensor(lr, dtype=torch.float32))  # as the kernel reads the tensor (see the module's note)
         if len(x) != self.rows or self.failed:
-            return self.eager(x)
+            return self.eager(x, lr)
         if self.replay is None:
             if self.warm < WARMUP:
                 self.warm += 1
-                return self.warm_up(x)
+                return self.warm_up(x, lr)
             if not self.record(x, lr):
-                return self.eager(x)
+                return self.eager(x, lr)
         self.x.copy_(x)
         if lr != self.lr_value:
             self.lr.fill_(lr)
@@ -70,23 +73,20 @@ class GraphedStep:
         self.replays += 1
         return self.loss.clone(), {}
 
-    def warm_up(self, x: torch.Tensor):
+    def warm_up(self, x: torch.Tensor, lr: float):
         if self.device.type != "cuda":
-            return self.eager(x)
+            return self.eager(x, lr)
         side, main = torch.cuda.Stream(self.device), torch.cuda.current_stream(self.device)
         side.wait_stream(main)
         with torch.cuda.stream(side):
-            out = self.eager(x)
+            out = self.eager(x, lr)
         main.wait_stream(side)
         return out
 
     def record(self, x: torch.Tensor, lr: float) -> bool:
         """Make the static tensors and record the step into them; False (and eager from now on) if that fails."""
-        # The CUDA fused Adam kernel reads a tensor learning rate as float32, its arithmetic type, where the eager
-        # step's float ends as well; the CPU kernel (tests) reads it as a double, as the eager step passes it.
-        lr_dtype = torch.float32 if self.device.type == "cuda" else torch.float64
         self.x, self.loss = torch.empty_like(x), torch.zeros((), device=x.device)
-        self.lr, self.lr_value = torch.full((), lr, dtype=lr_dtype, device=x.device), lr
+        self.lr, self.lr_value = torch.full((), lr, dtype=torch.float32, device=x.device), lr
         try:
             self.replay = cuda_capture(lambda: self.body(self.x, self.lr, self.loss))
         except RuntimeError as error:

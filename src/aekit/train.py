@@ -497,7 +497,9 @@ def graphed_step(gradients, optimizer_step, config: TrainConfig, rows: int, devi
     if not isinstance(gradients, MLPStep) or gradients.noise is not None or not isinstance(optimizer_step, AdamStep):
         return None
 
-    def eager(xb: torch.Tensor):
+    def eager(xb: torch.Tensor, lr: float):
+        for group in optimizer_step.optimizer.param_groups:
+            group["lr"] = lr
         out = gradients(xb)
         optimizer_step()
         return out
