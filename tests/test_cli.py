@@ -191,7 +191,7 @@ def test_every_training_and_data_field_is_a_flag_with_its_default_and_help():
         for f in fields(cls):
             assert f.metadata["help"] in text, f.name  # the help comes from the field, once
             assert defaults[config_dest(f)] is None  # "not given": the dataclass holds the default
-    assert "--optimizer {adam,adamw,sgd}" in text and "--gradients {auto,autograd}" in text and "--data NAME|PATH" in text
+    assert "--optimizer {adam,adamw,sgd}" in text and "--gradients {auto,eager,autograd}" in text and "--data NAME|PATH" in text
 
 
 @pytest.mark.parametrize("optimizer, lr", [("adamw", "0.003"), ("sgd", "0.5")])
