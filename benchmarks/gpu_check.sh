@@ -17,7 +17,7 @@ grep -E "^(FAILED|ERROR)|passed|failed" "$logs/tests.txt" | tail -30
 echo "== speed: chapter model on MNIST, GPU"
 timeout 80 python3 benchmarks/train_speed.py --device cuda --epochs 3 --rounds 2 --no-progress 2>&1 | grep -v "^epoch" | tee "$logs/speed-gpu.txt"
 echo "== peers: aekit (fp32, bf16; the step a CUDA graph) and the bare PyTorch loop on the GPU, epochs alternating (Keras-on-JAX if installed)"
-XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 130 python3 benchmarks/peers.py --device cuda --epochs 6 --precision bf16 2>&1 | tee "$logs/peers-gpu.txt"
+XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 150 python3 benchmarks/peers.py --device cuda --epochs 6 --precision bf16 --eager 2>&1 | tee "$logs/peers-gpu.txt"
 echo "== torchrun: 2 processes (gloo, CPU tensors: 2 NCCL ranks need 2 GPUs) on MNIST"
 timeout 50 python3 -m torch.distributed.run --standalone --nproc_per_node=2 -m aekit train --epochs 2 --device cpu \
     --out /tmp/aekit-ddp --overwrite --no-progress 2>&1 | tail -8 | tee "$logs/torchrun.txt"

@@ -50,7 +50,7 @@ class Aekit:
     from the call) to the next callback, so its evaluation and checkpoint are included. (The call runs in the main
     thread: torch trains ~20% slower in a second thread here, which has its own OpenMP team.)"""
 
-    PRECISION = "fp32"
+    PRECISION, GRADIENTS = "fp32", "auto"
 
     def __init__(self, x, x_test, device, epochs, seed=0):
         import torch
@@ -63,7 +63,8 @@ class Aekit:
                                torch.from_numpy(x_test).reshape(-1, 1, 28, 28))  # fmt: skip
         self.model = aekit.AutoEncoder((1, 28, 28), CODE, (HIDDEN,))
         self.config = TrainConfig(epochs=epochs, lr=LR, batch_size=BATCH, device=device, seed=seed,
-                                  **({"precision": self.PRECISION} if self.PRECISION != "fp32" else {}))  # fmt: skip
+                                  **({"precision": self.PRECISION} if self.PRECISION != "fp32" else {}),
+                                  **({"gradients": self.GRADIENTS} if self.GRADIENTS != "auto" else {}))  # fmt: skip
 
     def serve(self, commands, answer) -> None:
         import inspect
@@ -166,8 +167,14 @@ class AekitBf16(Aekit):
     PRECISION = "bf16"
 
 
+class AekitEager(Aekit):
+    """aekit with ``gradients="eager"`` (--eager): the hand-derived step without the CUDA graph (on a GPU)."""
+
+    GRADIENTS = "eager"
+
+
 RUNNERS = {"aekit": Aekit, "bare": Bare, "keras-jax": KerasJax, "aekit-base": Aekit,  # aekit-base: --aekit-from
-           "aekit-bf16": AekitBf16}  # fmt: skip
+           "aekit-bf16": AekitBf16, "aekit-eager": AekitEager}  # fmt: skip
 NEEDS = {"keras-jax": ("keras", "jax")}
 
 
@@ -253,7 +260,10 @@ def main() -> None:
                         "worktree of an earlier commit) beside this one, as 'aekit-base': a change's cost in one run")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: also time aekit with "
                         "--precision bf16, as 'aekit-bf16', beside fp32 aekit (same seeds)")
-    parser.add_argument("--child", choices=(*FRAMEWORKS, "aekit-base", "aekit-bf16"), help=argparse.SUPPRESS)
+    parser.add_argument("--eager", action="store_true", help="also time aekit with --gradients eager, as "
+                        "'aekit-eager': on a GPU, the step without its CUDA graph (what the graph saves, in one run)")
+    parser.add_argument("--child", choices=(*FRAMEWORKS, "aekit-base", "aekit-bf16", "aekit-eager"),
+                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -273,7 +283,7 @@ def main() -> None:
     pca = PCA(CODE, random_state=0).fit(x)
     pca_sse = test_sse(lambda t: pca.inverse_transform(pca.transform(t)), x_test)
     names = [n for n in args.only if not available(n)] + (["aekit-base"] if args.aekit_from else []) + \
-        (["aekit-bf16"] if args.precision == "bf16" else [])  # fmt: skip
+        (["aekit-bf16"] if args.precision == "bf16" else []) + (["aekit-eager"] if args.eager else [])  # fmt: skip
     for name in set(args.only) - set(names):
         print(f"{name}: skipped, {available(name)}")
     seconds: dict[str, list[float]] = {n: [] for n in names}
@@ -341,6 +351,9 @@ def main() -> None:
         print(f"aekit-bf16 / aekit (fp32) = {ratio('aekit-bf16', 'aekit'):.3f}{keras}; test SSE {sse['aekit-bf16']:.3f} "
               f"against fp32's {sse['aekit']:.3f} ({100 * (sse['aekit-bf16'] / sse['aekit'] - 1):+.2f}%, bar: 1%); "
               + (f"GPU: {torch.cuda.get_device_name()}" if gpu else f"CPU: {cpu}"))  # fmt: skip
+    if "aekit-eager" in seconds:
+        keras = f", vs keras-jax {ratio('aekit', 'keras-jax'):.3f} (bar on a GPU: <= 0.30)" if "keras-jax" in seconds else ""
+        print(f"aekit / aekit-eager = {ratio('aekit', 'aekit-eager'):.3f} (the CUDA graph's share, on a GPU){keras}")
     if "aekit-base" in seconds and "bare" in seconds:
         print(f"aekit / aekit-base = {ratio('aekit', 'aekit-base'):.3f}; their ratios to the bare loop "
               f"{ratio('aekit', 'bare'):.3f} and {ratio('aekit-base', 'bare'):.3f} "
