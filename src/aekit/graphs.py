@@ -51,7 +51,7 @@ class GraphedStep:
     def __init__(self, eager: Callable, body: Callable, rows: int, device: torch.device):
         self.eager, self.body, self.rows, self.device = eager, body, rows, device
         self.replay: Callable[[], None] | None = None
-        self.warm, self.failed, self.replays = 0, False, 0
+        self.warm, self.failed = 0, False
         self.x = self.lr = self.loss = None
         self.lr_value = None
 
@@ -70,7 +70,6 @@ class GraphedStep:
             self.lr.fill_(lr)
             self.lr_value = lr
         self.replay()
-        self.replays += 1
         return self.loss.clone(), {}
 
     def warm_up(self, x: torch.Tensor, lr: float):

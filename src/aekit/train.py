@@ -490,8 +490,8 @@ def gradient_step(model: AutoEncoder, loss_fn: nn.Module, optimizer, config: Tra
 def graphed_step(gradients, optimizer_step, config: TrainConfig, rows: int, device: torch.device,
                  world: int) -> GraphedStep | None:  # fmt: skip
     """The step recorded as a CUDA graph (:mod:`aekit.graphs`) where it qualifies: on a GPU, ``gradients="auto"``,
-    one process, the hand-derived step of a model without random noise (whose draws a replay would repeat), fused
-    Adam, no gradient clipping (its norm would be one more pass to record); else None (the eager step)."""
+    one process, the hand-derived step of a model without random noise (draws inside a graph would not follow the
+    eager step's random stream, which a resumed run retraces), fused Adam, no gradient clipping; else None."""
     if device.type not in GRAPHED_DEVICES or config.gradients != "auto" or world != 1 or config.clip_grad is not None:
         return None
     if not isinstance(gradients, MLPStep) or gradients.noise is not None or not isinstance(optimizer_step, AdamStep):
