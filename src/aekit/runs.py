@@ -378,8 +378,12 @@ class Run:
                               "(chosen by itself for data with holes)")  # fmt: skip
         raw = np.asarray(raw)
         x = self.to_model_space(raw, source, missing=True)
-        filled = fill_missing(self.model, x, 1 if self.fills_missing else REFINEMENTS)
-        return np.where(np.isnan(raw), self.to_data_space(filled).numpy().reshape(raw.shape), raw)
+        filled = self.to_data_space(fill_missing(self.model, x, 1 if self.fills_missing else REFINEMENTS))
+        holes, filled = np.isnan(raw), filled.numpy().reshape(raw.shape)
+        out = np.where(holes, filled, raw)
+        if out.dtype == np.float64:  # the fills are float32 sums: with float32's shortest digits (19.444817), not a
+            out[holes] = filled[holes].astype(np.float32).astype(str).astype(np.float64)  # float64's 19.44481658935547
+        return out
 
     def read(self, source: str) -> np.ndarray:
         """A user file's rows whole, in the data's own units (a table encoded with the columns RUN was trained on)."""
