@@ -74,9 +74,9 @@ class TrainConfig:
     eval_every: int = option(1, "compute the test error after every K epochs and after the last (the other epochs' "
                              "history rows have no test columns)", parse=positive_int, metavar="K")  # fmt: skip
     gradients: str = option("auto", "auto: hand-derived gradients where aekit.mlpgrad covers the model (fully "
-                            "connected, plain or denoising, one process), else autograd; on a GPU the plain one's "
-                            "whole step (with fused Adam, no --clip-grad) is recorded once as a CUDA graph and "
-                            "replayed; eager: hand-derived, never a graph; autograd: always autograd",
+                            "connected, plain or denoising, one process), else autograd; on a GPU, for the plain "
+                            "objective with adam and no --clip-grad, the whole step is recorded once as a CUDA graph "
+                            "and replayed; eager: hand-derived, never a graph; autograd: always autograd",
                             GRADIENTS)  # fmt: skip
     precision: str = option("fp32", "bf16: bf16 products for the wide layers (both widths >= 256; weights, optimizer, "
                             "loss and checkpoints stay fp32), refused where the CPU has no AMX-BF16 or AVX512-BF16 (a "
