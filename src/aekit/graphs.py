@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,10 @@ class GraphedStep:
         self.eager, self.body, self.rows, self.device = eager, body, rows, device
         self.replay: Callable[[], None] | None = None
         self.warm, self.failed = 0, False
-        self.x = self.lr = self.loss = None
-        self.lr_value = None
+        self.x = self.lr = self.loss = self.lr_value = None
 
     def __call__(self, x: torch.Tensor, lr: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        lr = float(torch.tensor(lr, dtype=torch.float32))  # as the kernel reads the tensor (see the module's note)
+        lr = float(np.float32(lr))  # as the kernel reads the tensor (see the module's note); no tensor per step
         if len(x) != self.rows or self.failed:
             return self.eager(x, lr)
         if self.replay is None:

@@ -185,7 +185,7 @@ class MLPStep:
         """Each wide layer's weight copied into its bf16 buffer (None for the others): once per step, the copy that
         its forward product and both backward ones use."""
         weights = [layer.weight for layer, _ in self.layers]
-        if self.low is None or any(b is not None and b.device != w.device for b, w in zip(self.low, weights)):
+        if self.low is None:  # made on the first step, after the loop has put the model on its device
             self.low = [torch.empty_like(w, dtype=torch.bfloat16) if wide else None
                         for w, wide in zip(weights, self.bf16)]  # fmt: skip
         for buffer, weight in zip(self.low, weights):
