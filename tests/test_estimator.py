@@ -96,7 +96,7 @@ def test_dataframe_feature_names():
 @pytest.mark.parametrize(
     "params, message",
     [({"n_components": 0}, "n_components=0 must be a positive integer"), ({"lr": -1}, "lr=-1 must be a positive"),
-     ({"model": "rnn"}, "unknown model 'rnn'; choose one of"), ({"loss": "bce"}, "loss='bce' needs scale=False"),
+     ({"model": "rnn"}, "unknown model 'rnn'; choose one of"), ({"loss": "bce"}, "loss 'bce' needs data in \\[0, 1\\]; this data is standardized"),
      ({"beta": 2.0}, "option 'beta' does not apply to a mlp body with the plain objective: it belongs to the vae objective"),
      ({"model": "conv", "hidden": (8,)}, "option 'hidden' does not apply to a conv body .*: it belongs to the mlp body"),
      ({"model": "conv"}, "a convolutional body needs image data \\(C, H, W\\); this data has shape \\(20,\\)"),
@@ -275,8 +275,7 @@ def test_blurred_errors_and_nearest_codes_score_and_explain_consistently():
                                + (parts["latent_distance"] - mean_d) / std_d)  # fmt: skip
     assert abs(best.labels_.mean() - best.contamination) < 0.02  # the training rows' own scores set the threshold
     assert not np.allclose(parts["reconstruction_error"], plain.explain(test[:20])["reconstruction_error"])
-    with pytest.raises(ValueError, match="not one a run directory stores yet"):
-        best.latent_score()
+    assert (best.latent_score().blur, best.latent_score().neighbors) == (3, 5)  # what save() stores
 
 
 @pytest.mark.parametrize("params, message", [

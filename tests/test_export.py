@@ -9,8 +9,10 @@ from cli_helpers import one_error_line
 from aekit import data as data_mod
 from aekit.cli import main
 from aekit.export import Exported, export_onnx
+from aekit.fitted import Fitted
 from aekit.models import SHORTCUTS, build_model, make_config
 from aekit.runs import load_run
+from aekit.space import Space
 
 ort = pytest.importorskip("onnxruntime", reason="needs the 'onnx' extra")
 
@@ -27,8 +29,9 @@ def run_onnx(path, x: np.ndarray) -> np.ndarray:
 def test_every_model_kind_exports_and_matches_torch(name, part, tmp_path):
     torch.manual_seed(0)
     model = build_model(make_config(name, input_shape=(1, 12, 10), latent_dim=8, **OPTIONS.get(name, {}))).eval()
-    path = export_onnx(model, None, tmp_path / f"{name}.onnx", part)
-    module = Exported(model, None, part)
+    fitted = Fitted(model, Space(model.input_shape))
+    path = export_onnx(fitted, tmp_path / f"{name}.onnx", part)
+    module = Exported(fitted, part)
     for batch in (1, 300):  # a dynamic batch axis, not the example's 2
         x = module.example(batch)
         with torch.no_grad():
@@ -61,7 +64,7 @@ def test_raw_rows_go_in_for_a_standardized_run(standardized_run, tmp_path, capsy
         out = tmp_path / f"{part}.onnx"
         assert main(["export", str(run_path), "--out", str(out), "--part", part]) == 0
         assert f"wrote {out}" in capsys.readouterr().out
-    x = data_mod.to_model_space(raw, (6,), "standard", run.scaler)
+    x = run.to_model_space(raw)
     with torch.no_grad():
         recon = run.scaler.inverse_transform(run.model(x)).numpy()
         scores = ((run.model(x) - x) ** 2).mean(1).numpy()

@@ -25,12 +25,13 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "precision": (1, {"errors"}),
     "quality": (1, {"errors"}),  # the feature network and sample-quality metrics
     "priors": (1, {"errors"}),  # latent priors: plain distributions over codes
-    "space": (2, {"errors", "files"}),
+    "space": (2, {"errors", "files", "tables"}),  # the one door between a user's rows and a model
     "mlpgrad": (2, {"errors", "models", "precision"}),
     "stream": (3, {"errors", "files", "space"}),
     "data": (4, {"errors", "options", "files", "tables", "space", "stream"}),
     "train": (5, {"errors", "options", "distributed", "graphs", "optim", "models", "precision", "mlpgrad", "space",
                   "stream"}),
+    "fitted": (5, {"errors", "models", "space"}),  # one fitted model: encode, decode, impute, the one score
     "evaluate": (6, "below"),
     "plots": (7, "below"),
     "estimator": (9, "below"),  # the scikit-learn API: it logs to TensorBoard (7) and loads runs (8, from_run)

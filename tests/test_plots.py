@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from aekit import plots
+from aekit.fitted import Fitted
 from aekit.errors import DataError
 from aekit.models import AutoEncoder
 from aekit.train import TrainConfig, train
@@ -75,5 +76,5 @@ def test_grid_tiles_images():
 
 
 def test_the_anomalies_figure_shows_the_top_scored_images_with_their_error_maps(trained, digits):
-    fig = plots.draw("anomalies", trained[0], digits, [], {})
+    fig = plots.draw("anomalies", Fitted(trained[0], digits.space), digits, [], {})
     assert len(fig.axes) == 3 * 8 and "most anomalous" in fig._suptitle.get_text()

@@ -110,12 +110,13 @@ def test_fit_score_adds_the_latent_distance_to_an_existing_run(run, tmp_path, ca
     x, _ = run.inputs("digits")
     before = aekit.load_run(path).score(x[:20])
     assert main(["fit-score", str(path)]) == 0
-    assert "stored the latent-distance score" in capsys.readouterr().out
+    assert "stored the anomaly score" in capsys.readouterr().out
     loaded = aekit.load_run(path)
     after = loaded.score(x[:20])
-    assert loaded.latent is not None and not np.allclose(before, after)
+    assert loaded.score_spec.latent and not np.allclose(before, after)
     errors = torch.from_numpy(before).double()
-    np.testing.assert_allclose(after, loaded.latent.combine(errors, loaded.encode(x[:20]).double()).numpy())
+    distances = loaded.score_spec.distances(loaded.encode(x[:20]).double())
+    np.testing.assert_allclose(after, loaded.score_spec.combine(errors, distances).numpy())
     stored = (path / RunDir.SCORE).read_bytes()
     assert main(["train", "--resume", str(path), "--epochs", "4", "--no-progress"]) == 0  # the model moves on:
     assert (path / RunDir.SCORE).read_bytes() != stored  # so does its stored score

@@ -89,19 +89,20 @@ def test_table_runs_take_and_give_the_original_units(table_run):
     raw = np.load(table_run.parent / "table.npy")[:3]
     outputs = np.array(client.post("/v1/reconstruct", json={"inputs": raw.tolist()}).json()["outputs"])
     loaded = aekit.load_run(table_run)  # the CLI's path: raw rows -> standardized -> model -> raw units
-    x = aekit.data.to_model_space(raw, loaded.model_config.input_shape, loaded.scaling, loaded.scaler)
+    x = loaded.to_model_space(raw)
     np.testing.assert_allclose(outputs, loaded.to_data_space(reconstruct(loaded.model, x)).numpy(), rtol=1e-5)
     assert np.abs(outputs).mean() > 10  # raw units (the table's values are around 50), not standardized ones
     assert client.get("/v1/info").json()["is_image"] is False
 
 
 BAD = [
-    ({"inputs": [[0.5] * 3]}, 422, "inputs: each row must have 64 values (the model's width); got 3"),
+    ({"inputs": [[0.5] * 3]}, 422, "inputs: each row must have 64 values or be shaped [8, 8] or [1, 8, 8] (the model's "
+                                   "width); got 3"),
     ('{"inputs": [[NaN' + ", 0" * 63 + "]]}", 422, "inputs.0.0: Input should be a finite number"),
     ('{"inputs": [[1e999' + ", 0" * 63 + "]]}", 422, "inputs.0.0: Input should be a finite number"),
     ({"inputs": [["a"] + [0] * 63]}, 422, "inputs.0.0: Input should be a valid number"),
     ({"inputs": []}, 422, "inputs: List should have at least 1 item"),
-    ({"inputs": [[0] * 64, [0] * 63]}, 422, "inputs: rows of different lengths (63 to 64 values)"),
+    ({"inputs": [[0] * 64, [0] * 63]}, 422, "inputs: rows of different shapes"),
     ({"rows": [[0] * 64]}, 422, "inputs: Field required"),
     ("not json", 422, "body: Invalid JSON"),
     ({"inputs": [[0] * 64] * (MAX_ROWS + 1)}, 422, f"inputs: List should have at most {MAX_ROWS} items"),
@@ -316,12 +317,15 @@ def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
 
 def fake_explorer():
     """Three rows through a small untrained model: what a handler test needs, with no training and no files."""
+    from aekit.fitted import Fitted
     from aekit.runs import Run
     from aekit.serve import Explorer
+    from aekit.space import Scaler, Space
 
     torch.manual_seed(0)
     model = aekit.AutoEncoder((4,), latent_dim=2, hidden=(3,), output="linear")
-    run = Run(Path("fake"), model.config, aekit.DataConfig(), TrainConfig(), model.eval(), None)
+    space = Space((4,), Scaler.from_moments(np.zeros(4), np.ones(4)))  # raw values, as they come
+    run = Run(Path("fake"), model.config, aekit.DataConfig(), TrainConfig(), Fitted(model, space))
     x = torch.tensor([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
     return Explorer(run, x, [0, 1, 0], {"holes": 0.75}, run.score(x))
 

@@ -123,7 +123,7 @@ def test_holes_with_another_objective_or_for_a_model_without_them_are_one_line(t
     np.savetxt(tmp_path / "holes.csv", x, delimiter=",")
     assert main(["score", str(tmp_path / "plain"), "--input", str(tmp_path / "holes.csv"),
                  "--out", str(tmp_path / "s.csv")]) == 2  # fmt: skip
-    one_error_line(capsys, "holes.csv: has missing cells (NaN); ", "was trained without them")
+    one_error_line(capsys, "holes.csv: has missing cells (NaN, first in row ", "was trained without them")
     assert main(["impute", str(tmp_path / "plain"), "--input", str(tmp_path / "holes.npy"),
                  "--out", str(tmp_path / "f.npy")]) == 2  # fmt: skip
     one_error_line(capsys, "was not trained to fill missing cells; train it with --objective impute")

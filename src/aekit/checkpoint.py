@@ -7,7 +7,8 @@ A run directory holds::
     checkpoint.safetensors   weights, optimizer state, RNG state and the TrainState: what --resume reads
     history.csv              one row per finished epoch
     metrics.json             final test metrics beside the PCA baseline
-    score.safetensors        optional: the latent-distance anomaly score's statistics
+    score.safetensors        optional: the anomaly score's options (blur, latent distance, nearest codes) and its
+                             statistics (no file: the plain reconstruction error)
     priors/NAME.json         optional: a latent prior fitted after training (aekit fit-prior), its options and the
     priors/NAME.safetensors    SHA-256 of the model.safetensors it was fitted to, and its tensors
 
@@ -44,7 +45,7 @@ from safetensors.torch import save as st_save
 
 from ._version import __version__
 from .files import atomic_write_bytes
-from .evaluate import LatentScore
+from .fitted import ScoreSpec
 from .priors import Stored
 from .space import Scaler
 from .train import TrainState
@@ -263,7 +264,7 @@ class RunDir:
     CHECKPOINT = "checkpoint.safetensors"
     HISTORY = "history.csv"
     METRICS = "metrics.json"
-    SCORE = "score.safetensors"  # optional: the latent-distance score's statistics (aekit train --latent-distance)
+    SCORE = "score.safetensors"  # optional: the anomaly score's options and statistics (fit-score, --latent-distance)
     FILES = (CONFIG, MODEL, CHECKPOINT, HISTORY, METRICS)  # every finished run has these
     PRIORS = "priors"  # optional folder: fitted latent priors (aekit fit-prior), NAME.json + NAME.safetensors
     OPTIONAL = (SCORE, PRIORS)  # a run may have these
@@ -402,21 +403,37 @@ class RunDir:
         return model.eval(), scaler
 
     # -- score.safetensors
-    def save_score(self, score: LatentScore) -> None:
-        save_tensors(self.path / self.SCORE, score.tensors(), {"kind": "latent_distance", "aekit_version": __version__})
+    def save_score(self, spec: ScoreSpec) -> None:
+        """Store the anomaly score's options and statistics; the plain reconstruction error needs no file."""
+        if spec.plain:
+            (self.path / self.SCORE).unlink(missing_ok=True)
+            return
+        save_tensors(self.path / self.SCORE, spec.tensors(), {**spec.metadata(), "aekit_version": __version__})
 
-    def load_score(self, latent_dim: int) -> LatentScore | None:
-        """The stored latent-distance score, checked against the code size (None: the run scores by error alone)."""
+    def load_score(self, latent_dim: int) -> ScoreSpec:
+        """The stored anomaly score, checked against the code size (none stored: the plain reconstruction error).
+        A file from before the blurred error and the nearest codes (no ``blur`` in its metadata) is the Gaussian's."""
         path = self.path / self.SCORE
         if not path.is_file():
-            return None
+            return ScoreSpec()
         tensors, metadata = load_tensors(path)
-        shapes = {"code_mean": (latent_dim,), "precision": (latent_dim, latent_dim), "stats": (4,)}
-        if metadata.get("kind") != "latent_distance" or set(tensors) != set(shapes) or any(
-                tuple(tensors[k].shape) != s or tensors[k].dtype != torch.float64 or not torch.isfinite(tensors[k]).all()
-                for k, s in shapes.items()):  # fmt: skip
-            raise CheckpointError(f"{path}: not a latent-distance score for a {latent_dim}-D code")
-        return LatentScore(tensors["code_mean"], tensors["precision"], tensors["stats"])
+        bad = CheckpointError(f"{path}: not an anomaly score for a {latent_dim}-D code")
+        try:
+            blur, k = int(metadata.get("blur", "1")), int(metadata.get("neighbors", "0"))
+        except ValueError:
+            raise bad from None
+        latent = metadata.get("kind") == "latent_distance"
+        if metadata.get("kind") not in ("latent_distance", "error") or blur < 1 or blur % 2 == 0 or k < 0:
+            raise bad
+        shapes = {"code_mean": (latent_dim,), "precision": (latent_dim, latent_dim), "stats": (4,)} if latent else {}
+        if k:
+            shapes["neighbor_codes"] = (tensors.get("neighbor_codes", torch.empty(0)).shape[0], latent_dim)
+        if set(tensors) != set(shapes) or any(
+                tuple(tensors[n].shape) != s or tensors[n].dtype != torch.float64 or not torch.isfinite(tensors[n]).all()
+                for n, s in shapes.items()) or (k and not k < len(tensors["neighbor_codes"]) + 1):  # fmt: skip
+            raise bad
+        return ScoreSpec(blur, latent, k, *(tensors.get(n) for n in ("code_mean", "precision", "stats",
+                                                                      "neighbor_codes")))  # fmt: skip
 
     # -- priors/NAME.json + priors/NAME.safetensors
     def save_prior(self, name: str, stored: Stored) -> None:

@@ -249,14 +249,25 @@ def add_service_parsers(commands) -> None:
     p.add_argument("--part", choices=("encoder", "decoder", "autoencoder", "score"), default="autoencoder",
                    help="which graph (default: autoencoder)")
 
-    p = commands.add_parser("fit-score", help="store RUN's latent-distance anomaly score (score, serve, export use it)",
-                            description="Fit the latent-distance anomaly score on RUN's training rows (their "
-                            "reconstruction errors and codes: the mean and covariance of the codes, the spread of "
-                            "both parts) and store it in RUN/score.safetensors. From then on a row's score is its "
-                            "standardized reconstruction error plus its code's standardized squared Mahalanobis "
-                            "distance, in aekit score, /v1/score and the exported score graph, as "
-                            "AutoEncoderOutlierDetector(latent_distance=True) computes it.")  # fmt: skip
+    p = commands.add_parser("fit-score", help="store RUN's anomaly score (score, serve, export and report use it)",
+                            description="Fit the anomaly score on RUN's training rows and store it in "
+                            "RUN/score.safetensors. By default it is the latent-distance score: a row's reconstruction "
+                            "error plus its code's squared Mahalanobis distance to the training codes, each standardized "
+                            "on the training rows. --code-neighbors K takes the mean distance to the K nearest "
+                            "training codes instead, --error-blur W blurs the residual over a WxW window first "
+                            "(images). From then on aekit score, /v1/score, the report and the exported score graph "
+                            "compute it, as AutoEncoderOutlierDetector(latent_distance=True, error_blur=W, "
+                            "code_neighbors=K) does; that detector's recipe on MNIST's one-class protocol is "
+                            "--error-blur 3 --code-neighbors 5.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--error-blur", type=positive_int, default=1, metavar="W",
+                   help="average the residual over a WxW window before squaring (odd; images; default: 1, none)")
+    p.add_argument("--code-neighbors", type=int, default=0, metavar="K",
+                   help="the code's distance is its mean distance to the K nearest training codes (default: 0, the "
+                   "Gaussian's Mahalanobis distance)")
+    p.add_argument("--latent-distance", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the code's distance to the reconstruction error (default: on; --no-latent-distance "
+                   "keeps the error alone, blurred with --error-blur)")
 
     commands.add_parser("datasets", help="list the built-in datasets and the file formats accepted",
                         description="List the built-in datasets, where MNIST is found, and the accepted files.")
@@ -518,10 +529,11 @@ def cmd_serve(args) -> int:
 
 
 def cmd_fit_score(args) -> int:
-    latent = runs.load_run(args.run).fit_latent_score()
-    mean_e, std_e, mean_d, std_d = latent.stats.tolist()
-    print(f"stored the latent-distance score in {args.run}/score.safetensors (training rows: error {mean_e:.4g} +- "
-          f"{std_e:.3g}, code distance {mean_d:.4g} +- {std_d:.3g})")  # fmt: skip
+    run = runs.load_run(args.run)
+    spec = run.fit_score(args.error_blur, args.latent_distance, args.code_neighbors)
+    stats = "" if spec.stats is None else (" (training rows: error {:.4g} +- {:.3g}, code distance {:.4g} +- {:.3g})"
+                                           .format(*spec.stats.tolist()))  # fmt: skip
+    print(f"stored the anomaly score in {args.run}/score.safetensors: {spec.describe()}{stats}")
     return 0
 
 

@@ -29,7 +29,7 @@ from .options import option, positive_float, positive_int
 from . import stream
 from . import tables
 from .files import IMAGE_SUFFIXES, NotNumeric, atomic_write_bytes, check_finite, label_name, read_csv, read_image_folder, read_images, read_npy, read_npz
-from .space import Data, Scaler, auto_scaling, scale, to_data_space, to_model_space  # noqa: F401  (aekit.data.Data, as before)
+from .space import Data, Scaler, Space  # noqa: F401  (aekit.data.Data, as before)
 
 log = logging.getLogger(__name__)
 
@@ -373,37 +373,40 @@ def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: in
     return None if source.open is None else source.open(path, label_column, chunk_bytes, image_size)
 
 
-def load(config: DataConfig) -> Data | stream.Streamed:
+def load(config: DataConfig, space: Space | None = None) -> Data | stream.Streamed:
     """Load the dataset a :class:`DataConfig` names, split it and scale it into model space: in memory (:class:`Data`),
-    or, for a chunked source over ``stream.STREAM_THRESHOLD_BYTES`` as float32, streamed (:class:`aekit.stream.Streamed`)."""
+    or, for a chunked source over ``stream.STREAM_THRESHOLD_BYTES`` as float32, streamed (:class:`aekit.stream.Streamed`).
+    The scaling is chosen from the training split (:meth:`aekit.space.Space.fit`), or is ``space``'s: a trained
+    model's (its data loaded again for evaluation, analyses and figures)."""
     if config.name in DATASETS:
-        return _finish(config, *DATASETS[config.name][0](config))
-    columns = ()
+        return _finish(config, *DATASETS[config.name][0](config), space=space)
+    columns = space.columns if space is not None else ()
     try:
         rows = open_rows(config.name, config.label_column, image_size=config.image_size) if config.limit is None else None
         if rows is None:
-            x, y, columns = read_data(config.name, config.label_column, config.image_size)
+            x, y, columns = read_data(config.name, config.label_column, config.image_size, columns)
         elif stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
-            return stream.load_streamed(rows, config)
+            return stream.load_streamed(rows, config, space)
         else:  # small: in memory, from the chunks already opened; missing cells (NaN) allowed (streamed: not)
             rows.missing = True
             x, y = concatenated(rows)
     except NotNumeric:  # a Parquet table with text columns: named columns, in memory
-        x, y, columns = read_data(config.name, config.label_column, config.image_size)
-    return _finish(config, *split(x, y, config), columns)
+        x, y, columns = read_data(config.name, config.label_column, config.image_size, columns)
+    return _finish(config, *split(x, y, config), columns, space=space)
 
 
-def _finish(config: DataConfig, x_train, y_train, x_test, y_test, columns: tuple = ()) -> Data:
-    """Apply ``limit``, choose the scaling from the training split and scale both splits into model space. A
-    table's (``columns``) numeric columns are standardized, its one-hot slots kept as they are."""
+def _finish(config: DataConfig, x_train, y_train, x_test, y_test, columns: tuple = (), space: Space | None = None
+            ) -> Data:  # fmt: skip
+    """Apply ``limit``, choose the space from the training split (or take ``space``) and scale both splits into
+    model space. A table's (``columns``) numeric columns are standardized, its one-hot slots kept as they are."""
     if config.limit is not None:
         if config.limit < 1:
             raise DataError(f"limit={config.limit} must be a positive number of training examples")
         x_train = x_train[: config.limit]
         y_train = None if y_train is None else y_train[: config.limit]
-    scaling = "standard" if columns else auto_scaling(x_train)
-    scaler = Scaler.fit(x_train.astype(np.float64), tables.one_hot_features(columns)) if columns else None
-    train, scaler = scale(x_train, scaling, scaler, source=config.name)
-    test, _ = scale(x_test, scaling, scaler, source=config.name)
+    if space is None:
+        space = Space.fit(x_train, columns)
+    train, test = space.scale(space.shaped(x_train, config.name), config.name), \
+        space.scale(space.shaped(x_test, config.name), config.name)  # fmt: skip
     as_labels = lambda y: None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
-    return Data(train, test, as_labels(y_train), as_labels(y_test), scaling, scaler, columns)
+    return Data(train, test, as_labels(y_train), as_labels(y_test), space)

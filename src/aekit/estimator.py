@@ -12,10 +12,10 @@ PyOD's names (``decision_scores_``: training errors, higher is more abnormal; ``
 
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,11 +23,42 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .evaluate import LatentScore
-from .space import Data
-from .models import LOSSES, MLPBody, ModelConfig, build_model, make_config, part_options
+from .checkpoint import RunDir, write_json
+from .data import DataConfig
+from .fitted import Fitted, ScoreSpec
+from .space import Data, Scaler, Space
+from .models import LOSSES, Imputing, MLPBody, ModelConfig, build_model, make_config, part_options
 from .tensorboard_log import TensorBoardLog
 from .train import DEVICES, TrainConfig, train
+
+ROWS_FILE = "rows.npy"  # the rows an estimator was fitted on, kept in the run directory its save() writes
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# Every parameter's rule, once: name -> (test, what the value must be). Each estimator checks the names it has
+# (scikit-learn's ``_parameter_constraints`` idea); a bad value is one ValueError naming it.
+RULES = {
+    "n_components": (lambda v: _integer(v) and v >= 1, "a positive integer"),
+    "max_epochs": (lambda v: _integer(v) and v >= 1, "a positive integer"),
+    "batch_size": (lambda v: _integer(v) and v >= 1, "a positive integer"),
+    "lr": (lambda v: _real(v) and v > 0, "a positive number"),
+    "loss": (lambda v: v in LOSSES, f"one of {list(LOSSES)}"),
+    "device": (lambda v: v in DEVICES, f"one of {list(DEVICES)}"),
+    "validation_fraction": (lambda v: _real(v) and 0 < v < 1, "in (0, 1)"),
+    "n_iter_no_change": (lambda v: v is None or (_integer(v) and v >= 1), "a positive integer or None"),
+    "tol": (lambda v: _real(v) and v >= 0, "zero or positive"),
+    "scale": (lambda v: isinstance(v, (bool, np.bool_)) or v == "auto", "True, False or 'auto'"),
+    "contamination": (lambda v: _real(v) and 0 < v <= 0.5, "in (0, 0.5]"),
+    "latent_distance": (lambda v: isinstance(v, (bool, np.bool_)), "True, False or 'auto'"),
+    "n_refinements": (lambda v: _integer(v) and v >= 1, "a positive integer"),
+}
 
 ESTIMATOR_BASE = ModelConfig(body=MLPBody(hidden=(64,)))  # a small default body for tables
 
@@ -112,24 +143,15 @@ class AutoEncoderBase(BaseEstimator):
         """A parameter as this fit uses it (after :meth:`_choose`)."""
         return self.params_[name] if name in self.CHOSEN else getattr(self, name)
 
+    CHECKED = ("n_components", "max_epochs", "batch_size", "lr", "loss", "device", "validation_fraction",
+               "n_iter_no_change", "tol", "scale")  # the parameters :data:`RULES` checks for this estimator
+
     def _check_params(self) -> None:
-        for name in ("n_components", "max_epochs", "batch_size"):
+        for name in self.CHECKED:
+            test, what = RULES[name]
             value = self._p(name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
-        if not isinstance(self.lr, numbers.Real) or not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r} must be a positive number")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss={self.loss!r} must be one of {list(LOSSES)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device={self.device!r} must be one of {list(DEVICES)}")
-        if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction={self.validation_fraction!r} must be in (0, 1)")
-        patience = self._p("n_iter_no_change")
-        if patience is not None and (not isinstance(patience, numbers.Integral) or patience < 1):
-            raise ValueError(f"n_iter_no_change={patience!r} must be a positive integer or None")
-        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
-            raise ValueError(f"tol={self.tol!r} must be zero or positive")
+            if not test(value):
+                raise ValueError(f"{name}={value!r} must be {what}")
 
     def _model_config(self, n_features: int) -> ModelConfig:
         """The model the parameters describe: ``model`` (a shortcut), ``body`` and ``objective`` pick the parts,
@@ -153,89 +175,106 @@ class AutoEncoderBase(BaseEstimator):
     def _validate(self, X, reset: bool) -> np.ndarray:
         return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
 
-    def _to_model_space(self, X: np.ndarray, dtype=np.float32) -> torch.Tensor:
-        x = np.ascontiguousarray(X, dtype=dtype)
-        return torch.from_numpy((x - self.mean_.astype(dtype)) / self.scale_.astype(dtype) if self._p("scale") else x)
+    def _shape(self, n_features: int) -> tuple[int, ...]:
+        return (n_features,) if self.input_shape is None else tuple(int(d) for d in np.atleast_1d(self.input_shape))
+
+    def _space(self, X: np.ndarray) -> Space:
+        """The data's space (:class:`aekit.space.Space`): ``scale`` True standardizes, "auto" standardizes unless X
+        lies in [0, 1] (pixels), False keeps the values (in [0, 1] or not)."""
+        x = X.reshape(len(X), *self._shape(X.shape[1])) if math.prod(self._shape(X.shape[1])) == X.shape[1] else X
+        scale = self._p("scale")
+        if scale is True or scale == "auto":
+            space = Space.fit(x, scaling="standard" if scale is True else "auto")
+        elif np.nanmin(X) >= 0 and np.nanmax(X) <= 1:
+            space = Space(x.shape[1:])
+        else:  # values kept as they are: a scaler that changes nothing
+            space = Space(x.shape[1:], Scaler.from_moments(np.zeros(x.shape[1:]), np.ones(x.shape[1:])))
+        return space.taking_missing(self.ALLOW_NAN)
 
     def _fit(self, X):
         self.params_ = self._choose()
         self._check_params()
         X = self._validate(X, reset=True)
-        if self.loss == "bce" and (self._p("scale") or np.nanmin(X) < 0 or np.nanmax(X) > 1):
-            raise ValueError("loss='bce' needs scale=False and X in [0, 1]")
-        if self._p("scale"):
-            mean, std = self._statistics(X)
-            self.mean_, self.scale_ = mean, np.where(std < 1e-8, 1.0, std)
         config = self._model_config(X.shape[1])
+        space = self._space(X)
+        space.check_loss(self.loss)
         random_state = check_random_state(self.random_state)
         seed = random_state.randint(2**31 - 1)
-        train_config = TrainConfig(epochs=self._p("max_epochs"), batch_size=self.batch_size, lr=self.lr,
-                                   weight_decay=self.weight_decay, optimizer=self.optimizer, precision=self.precision,
-                                   loss=self.loss, seed=seed,
-                                   device=self.device,
-                                   n_iter_no_change=self._p("n_iter_no_change"), tol=float(self.tol))  # fmt: skip
-        x = self._to_model_space(X)
+        self.train_config_ = TrainConfig(epochs=self._p("max_epochs"), batch_size=self.batch_size, lr=self.lr,
+                                         weight_decay=self.weight_decay, optimizer=self.optimizer,
+                                         precision=self.precision, loss=self.loss, seed=seed, device=self.device,
+                                         n_iter_no_change=self._p("n_iter_no_change"), tol=float(self.tol))  # fmt: skip
+        x = space.to_model(X, "X")
         if self.early_stopping:  # monitor the error on held-out rows; else the training loss (as MLPRegressor)
             order = torch.from_numpy(random_state.permutation(len(x)))
             n_validation = max(1, int(round(self.validation_fraction * len(x))))
-            data = Data(x_train=x[order[n_validation:]], x_test=x[order[:n_validation]])
+            data = Data(x[order[n_validation:]], x[order[:n_validation]], space=space)
         else:
-            data = Data(x_train=x, x_test=x[:0])
+            data = Data(x, x[:0], space=space)
         with torch.random.fork_rng(devices=[]):  # leave the caller's global torch RNG as it was
             torch.manual_seed(seed)
             model = build_model(config)
             # TensorBoard's reconstructions and projector show all the fitted rows (an estimator has no test split)
-            board = TensorBoardLog(self.tensorboard, model, Data(x, x), train_config) if self.tensorboard else None
-            history = train(model, data, train_config, progress=self.verbose > 0, on_epoch=board)
+            board = TensorBoardLog(self.tensorboard, model, Data(x, x, space=space), self.train_config_) \
+                if self.tensorboard else None  # fmt: skip
+            history = train(model, data, self.train_config_, progress=self.verbose > 0, on_epoch=board)
             if board is not None:
                 board.close()
         self.history_ = [{"epoch": row["epoch"], "train_loss": row["train_loss"],
                           **({"validation_mse": row["test_mse_per_pixel"]} if "test_mse_per_pixel" in row else {}),
                           "seconds": row["seconds"]} for row in history]  # fmt: skip
         self.n_iter_ = len(history)
-        self.model_ = model.cpu().eval()
+        self.fitted_ = Fitted(model.cpu().eval(), space)
+        self.model_ = self.fitted_.model
+        self._fit_rows = X  # a reference (as scikit-learn's nearest-neighbour estimators keep theirs): save() writes them
+        if space.scaler is not None and self._p("scale") is not False:
+            self.mean_ = space.scaler.mean.reshape(-1).double().numpy()
+            self.scale_ = space.scaler.std.reshape(-1).double().numpy()
         return x
 
     ALLOW_NAN = False  # the imputer's rows have holes (NaN), and its statistics skip them
 
-    def _statistics(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each feature's mean and standard deviation (of its observed values, for an estimator that allows NaN; a
-        feature never observed gets 0 and 0)."""
-        if not self.ALLOW_NAN:
-            return X.mean(axis=0), X.std(axis=0)
-        seen = (~np.isnan(X)).any(axis=0)
-        mean, std = np.zeros(X.shape[1], dtype=X.dtype), np.zeros(X.shape[1], dtype=X.dtype)
-        mean[seen], std[seen] = np.nanmean(X[:, seen], axis=0), np.nanstd(X[:, seen], axis=0)
-        return mean, std
-
-    @property
-    def _mean(self):
-        return torch.as_tensor(self.mean_, dtype=torch.float32)
-
-    @property
-    def _scale(self):
-        return torch.as_tensor(self.scale_, dtype=torch.float32)
-
-    def _float64(self, X) -> tuple[torch.Tensor, torch.nn.Module]:
-        """X in the model's space and a copy of the model, both in float64.
+    def _float64(self, X) -> tuple[torch.Tensor, Fitted]:
+        """X in the model's space and a copy of the fitted model, both in float64.
 
         Errors and codes are computed in float64: float32 products give a row a slightly different result in
         batches of different sizes, and a detector's decisions near its threshold must not depend on which other
         rows came with it (scikit-learn checks this).
         """
-        check_is_fitted(self, "model_")
-        x = self._to_model_space(self._validate(X, reset=False), dtype=np.float64)
-        return x, copy.deepcopy(self.model_).double()
-
-    @staticmethod
-    @torch.no_grad()
-    def _errors_of(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-        return model.anomaly_score(x).numpy()
+        check_is_fitted(self, "fitted_")
+        X = self._validate(X, reset=False)
+        return self.fitted_.space.to_model(X, "X", dtype=torch.float64), self.fitted_.double()
 
     def _errors(self, X) -> np.ndarray:
-        """Mean squared reconstruction error of each row, in the standardized space the model was trained in."""
-        x, model = self._float64(X)
-        return self._errors_of(model, x)
+        """Mean squared reconstruction error of each row, in the space the model was trained in."""
+        x, fitted = self._float64(X)
+        return fitted.parts(x)["reconstruction_error"]
+
+    def save(self, path) -> Path:
+        """Write the fitted estimator as an aekit run directory: its model, its space (scaling), its anomaly score,
+        its training history, the rows it was fitted on (``rows.npy``, as the run's data) and their metrics beside
+        PCA. ``aekit.load_run``, ``aekit score``, ``serve``, ``export`` and ``report`` read it as any run; a row's
+        ``aekit score`` is minus the detector's ``score_samples``. Refuses a folder that already holds something."""
+        check_is_fitted(self, "fitted_")
+        rundir = RunDir(path)
+        rundir.check_target(resume=False, overwrite=False)
+        rows = self._fit_rows
+        rundir.path.mkdir(parents=True, exist_ok=True)
+        with rundir.writing():
+            space, model = self.fitted_.space, self.fitted_.model
+            np.save(rundir / ROWS_FILE, rows.reshape(len(rows), *space.input_shape))
+            data = DataConfig(name=ROWS_FILE, test_fraction=0.2 if len(rows) >= 10 else 0.5)
+            rundir.write_config({"model": model.config, "data": data, "train": self.train_config_})
+            rundir.save_model(model, space.scaler, self.n_iter_)
+            rundir.write_history([{"epoch": r["epoch"], "train_loss": r["train_loss"], "seconds": r["seconds"]}
+                                  for r in self.history_])  # fmt: skip
+            rundir.save_score(self.fitted_.score_spec)
+            write_json(rundir / "estimator.json", {"class": type(self).__name__, "params": {
+                k: v for k, v in self.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}})
+        from .runs import load_run  # (the run layer, above this one's training)
+
+        load_run(rundir.path).evaluate()
+        return rundir.path
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -265,7 +304,7 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         ``(64,)``. An option given to a model without that part raises ``ValueError``. ``hidden=()`` with the
         mlp body, or ``body="linear"``, gives a linear autoencoder: PCA's subspace.
     loss : {"mse", "bce"}, default "mse"
-        Reconstruction loss; "bce" needs ``scale=False`` and X in [0, 1].
+        Reconstruction loss; "bce" needs X in [0, 1], kept so (``scale`` False or "auto").
     max_epochs : int, default 50
         Passes over the training data.
     batch_size : int, default 128
@@ -284,8 +323,10 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     n_iter_no_change : int or None, default 10
         None trains all ``max_epochs``.
     tol : float, default 1e-4
-    scale : bool, default True
-        Standardize each feature (statistics in ``mean_`` and ``scale_``); ``inverse_transform`` undoes it.
+    scale : bool or "auto", default True
+        True standardizes each feature (statistics in ``mean_`` and ``scale_``; ``inverse_transform`` undoes it);
+        "auto" standardizes unless X lies in [0, 1] (pixels: their near-constant border would blow up); False uses
+        X as it is.
     device : {"auto", "cpu", "cuda", "mps"}, default "auto"
     random_state : int, RandomState or None, default None
         Seeds the weights and batch order; an int makes ``fit`` reproducible.
@@ -319,21 +360,19 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     @torch.no_grad()
     def transform(self, X):
         """Codes of X, shape (n_samples, n_components)."""
-        check_is_fitted(self, "model_")
+        check_is_fitted(self, "fitted_")
         X = self._validate(X, reset=False)
-        return self.model_.encode(self._to_model_space(X)).numpy().astype(X.dtype)
+        return self.fitted_.encode(self.fitted_.space.to_model(X, "X")).numpy().astype(X.dtype)
 
     @torch.no_grad()
     def inverse_transform(self, X):
         """Decode codes back to the input space, in the original units."""
-        check_is_fitted(self, "model_")
+        check_is_fitted(self, "fitted_")
         z = check_array(X, dtype=[np.float64, np.float32], input_name="X").astype(np.float32)  # NaN/inf refused, as PCA does
         if z.shape[1] != self.n_components:
             raise ValueError(f"expected codes of shape (n_samples, {self.n_components}), got {z.shape}")
-        x = self.model_.decode(torch.from_numpy(np.ascontiguousarray(z))).reshape(len(z), -1)  # rows, not images
-        if self.scale:
-            x = x * self._scale + self._mean
-        return x.numpy().astype(np.float64)
+        x = self.fitted_.decode(torch.from_numpy(np.ascontiguousarray(z)))  # in the data's units
+        return x.reshape(len(z), -1).numpy().astype(np.float64)  # rows, not images
 
     def score_samples(self, X):
         """Negative mean squared reconstruction error of each row (standardized units): higher is more typical."""
@@ -387,7 +426,8 @@ class AutoEncoderOutlierDetector(OutlierMixin, AutoEncoderBase):
     window: the residual is averaged over it before squaring; images only) and ``code_neighbors`` (k: the code's
     distance is its mean distance to the k nearest training codes, whitened, instead of the Gaussian's) change
     the two parts; with ``max_epochs=20, error_blur=3, code_neighbors=5`` the mean is 98.0, the best aekit
-    measured. They are not stored in run directories yet (:meth:`latent_score` refuses them).
+    measured. All of it is one :class:`aekit.fitted.ScoreSpec`, which :meth:`save` stores in a run directory, so that
+    ``aekit score``, ``/v1/score``, the report and the exported ``score`` graph compute the same score.
     ``benchmarks/one_class.py`` measures these. "Error" below then means that score.
 
     Attributes
@@ -444,171 +484,87 @@ class AutoEncoderOutlierDetector(OutlierMixin, AutoEncoderBase):
         return {name: defaults[name] if (value is None and name not in auto) or (isinstance(value, str) and
                 value == "auto" and name in auto) else value for name, value in given.items()}  # fmt: skip
 
+    CHECKED = (*AutoEncoderBase.CHECKED, "contamination", "latent_distance")
+
     def fit(self, X, y=None):
-        """Train on X (mostly inliers) and set ``threshold_``; returns self."""
-        if not isinstance(self.contamination, numbers.Real) or not 0 < self.contamination <= 0.5:
-            raise ValueError(f"contamination={self.contamination!r} must be in (0, 0.5]")
-        chosen = self._choose()
-        latent = chosen["latent_distance"]
-        if not isinstance(latent, (bool, np.bool_)):
-            raise ValueError(f"latent_distance={self.latent_distance!r} must be True, False or 'auto'")
-        self._check_score_params(latent, chosen)
+        """Train on X (mostly inliers), fit the score on it and set ``threshold_``; returns self."""
+        self.params_ = self._choose()
+        self._check_params()
+        X = self._validate(X, reset=True)
+        ScoreSpec(self.error_blur, bool(self._p("latent_distance")), self.code_neighbors).check(
+            self._shape(X.shape[1]))  # before training  # fmt: skip
         self._fit(X)
-        x, model = self._float64(X)
-        self.decision_scores_ = errors = self._feature_errors_of(model, x).sum(1)
-        if self._p("latent_distance"):
-            codes = self._codes_of(model, x)
-            latent = LatentScore.fit(torch.from_numpy(errors), torch.from_numpy(codes))
-            self.code_mean_, self.code_precision_, self.score_stats_ = (t.numpy() for t in latent.tensors().values())
-            if self.code_neighbors:
-                self._fit_neighbors(codes)
-            self.decision_scores_ = self._combined(errors, codes, training=True)
+        x, fitted = self._float64(X)
+        self.decision_scores_ = fitted.fit_score(x, self.error_blur, bool(self._p("latent_distance")),
+                                                 self.code_neighbors)  # fmt: skip
+        self.fitted_.score_spec = spec = fitted.score_spec
+        if spec.latent:  # the Gaussian of the training codes, and the spread of both parts (scikit-learn's names)
+            self.code_mean_, self.code_precision_, self.score_stats_ = (spec.code_mean.numpy(), spec.precision.numpy(),
+                                                                        spec.stats.numpy())  # fmt: skip
+            if spec.neighbors:
+                self.neighbor_stats_ = spec.stats[2:].numpy()
         self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
 
-    def _check_score_params(self, latent: bool, chosen: dict) -> None:
-        blur, k = self.error_blur, self.code_neighbors
-        if not isinstance(blur, numbers.Integral) or isinstance(blur, bool) or blur < 1 or blur % 2 == 0:
-            raise ValueError(f"error_blur={blur!r} must be an odd positive integer (1: no blur)")
-        if blur > 1 and (self.input_shape is None or len(np.atleast_1d(self.input_shape)) != 3):
-            raise ValueError(f"error_blur={blur} needs image rows: give input_shape=(C, H, W)")
-        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 0:
-            raise ValueError(f"code_neighbors={k!r} must be a non-negative integer (0: the Gaussian's distance)")
-        if k and not latent:
-            raise ValueError(f"code_neighbors={k} is a kind of latent distance: it needs latent_distance=True")
-
-    def _fit_neighbors(self, codes: np.ndarray) -> None:
-        """The training codes, whitened by the fitted Gaussian, and the spread of their distances to their own
-        ``code_neighbors`` nearest others (each row left out of its own neighbours)."""
-        from sklearn.neighbors import NearestNeighbors
-
-        self.neighbor_codes_ = self._whitened(codes)
-        k = min(self.code_neighbors, len(codes) - 1) or 1
-        self.neighbors_ = NearestNeighbors(n_neighbors=k + 1).fit(self.neighbor_codes_)
-        distances = self.neighbors_.kneighbors(self.neighbor_codes_)[0][:, 1:].mean(1)
-        self.neighbor_stats_ = np.array([distances.mean(), distances.std() or 1.0])
-
-    def _whitened(self, codes: np.ndarray) -> np.ndarray:
-        """Codes in the coordinates where the training codes' Gaussian is standard: Euclidean distance there is the
-        Mahalanobis distance."""
-        precision = np.asarray(self.code_precision_, dtype=np.float64)
-        root = np.linalg.cholesky((precision + precision.T) / 2)
-        return (codes - self.code_mean_) @ root
-
-    def _neighbor_distances(self, codes: np.ndarray, training: bool = False) -> np.ndarray:
-        """Each code's mean distance to its ``code_neighbors`` nearest training codes (whitened)."""
-        k = self.neighbors_.n_neighbors - 1
-        if training:  # the training codes themselves: each left out of its own neighbours
-            return self.neighbors_.kneighbors(self.neighbor_codes_)[0][:, 1:].mean(1)
-        return self.neighbors_.kneighbors(self._whitened(codes), n_neighbors=k)[0].mean(1)
-
-    @staticmethod
-    @torch.no_grad()
-    def _codes_of(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-        return model.encode(x).reshape(len(x), -1).numpy()
-
     @classmethod
     def from_run(cls, path, contamination=0.1) -> "AutoEncoderOutlierDetector":
-        """The detector of a run directory's model (and its stored latent-distance score, if any), fitted: its
-        ``score_samples`` are minus ``aekit score RUN``'s scores (computed here in float64), and its threshold the
-        ``1 - contamination`` quantile of the run's training rows' scores. ``fit`` would train a new model."""
+        """The detector of a run directory's model and stored score, fitted: its ``score_samples`` are minus ``aekit
+        score RUN``'s scores (computed here in float64), and its threshold the ``1 - contamination`` quantile of the
+        run's training rows' scores. ``fit`` would train a new model."""
         from .runs import load_run
 
         run = load_run(path)
-        config, latent = run.model_config, run.latent
+        config, spec = run.model_config, run.score_spec
         detector = cls(contamination=contamination, n_components=config.latent_dim, body=config.body.kind,
                        objective=config.objective.kind, input_shape=config.input_shape, scale=run.scaler is not None,
-                       latent_distance=latent is not None)  # fmt: skip
+                       latent_distance=spec.latent, error_blur=spec.blur, code_neighbors=spec.neighbors)  # fmt: skip
         detector.params_ = detector._choose()
-        detector.model_, detector.n_features_in_ = run.model.cpu().eval(), run.width
+        detector.fitted_ = Fitted(run.model.cpu().eval(), run.space, spec)
+        detector.model_, detector.n_features_in_ = detector.fitted_.model, run.width
         if run.scaler is not None:
             detector.mean_ = run.scaler.mean.reshape(-1).double().numpy()
             detector.scale_ = run.scaler.std.reshape(-1).double().numpy()
-        if latent is not None:
+        if spec.latent:
             detector.code_mean_, detector.code_precision_, detector.score_stats_ = (
-                t.numpy() for t in latent.tensors().values())  # fmt: skip
+                spec.code_mean.numpy(), spec.precision.numpy(), spec.stats.numpy())  # fmt: skip
         x_train = run.data().x_train
-        train_rows = run.to_data_space(x_train).reshape(len(x_train), -1).double().numpy()
-        detector.decision_scores_ = detector._anomaly_scores(train_rows)
+        detector._fit_rows = run.to_data_space(x_train).reshape(len(x_train), -1).double().numpy()
+        detector.decision_scores_ = detector._anomaly_scores(detector._fit_rows)
         detector.threshold_ = float(np.quantile(detector.decision_scores_, 1 - contamination))
         detector.offset_ = -detector.threshold_
         detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)
-        detector.history_, detector.n_iter_ = run.history(), len(run.history())
+        detector.history_, detector.n_iter_, detector.train_config_ = run.history(), len(run.history()), run.train_config
         return detector
 
-    def latent_score(self) -> LatentScore:
-        """The fitted latent-distance score (:class:`aekit.evaluate.LatentScore`): what a run directory stores."""
-        if self.error_blur > 1 or self.code_neighbors:
-            raise ValueError("a score with error_blur or code_neighbors is not one a run directory stores yet "
-                             "(aekit score, /v1/score and the ONNX graph use the plain latent distance)")  # fmt: skip
-        return self._gaussian()
-
-    def _gaussian(self) -> LatentScore:
-        check_is_fitted(self, "score_stats_")
-        return LatentScore(*(torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in
-                             (self.code_mean_, self.code_precision_, self.score_stats_)))  # fmt: skip
-
-    def _code_distances(self, codes: np.ndarray) -> np.ndarray:
-        return self._gaussian().distances(torch.from_numpy(codes)).numpy()  # squared Mahalanobis distance
+    def latent_score(self) -> ScoreSpec:
+        """The fitted score (:class:`aekit.fitted.ScoreSpec`): what :meth:`save` stores in a run directory."""
+        check_is_fitted(self, "fitted_")
+        return self.fitted_.score_spec
 
     def _anomaly_scores(self, X) -> np.ndarray:
-        """The reconstruction error of each row, or (``latent_distance``) the sum of it and the code's distance,
-        each standardized with the training rows' statistics."""
-        check_is_fitted(self, "params_")
-        x, model = self._float64(X)
-        errors = self._feature_errors_of(model, x).sum(1)
-        if not self._p("latent_distance"):
-            return errors
-        check_is_fitted(self, "score_stats_")
-        return self._combined(errors, self._codes_of(model, x))
-
-    def _combined(self, errors: np.ndarray, codes: np.ndarray, training: bool = False) -> np.ndarray:
-        """The score of rows with these reconstruction errors and codes: both parts standardized on the training
-        rows, the code's part the Gaussian's distance or (``code_neighbors``) the distance to the nearest codes."""
-        mean_e, std_e, mean_d, std_d = self.score_stats_
-        if self.code_neighbors:
-            distance, (mean_d, std_d) = self._neighbor_distances(codes, training), self.neighbor_stats_
-        else:
-            distance = self._code_distances(codes)
-        return (errors - mean_e) / std_e + (distance - mean_d) / std_d
-
-    @torch.no_grad()
-    def _feature_errors_of(self, model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-        """Squared reconstruction error per feature over the number of features, ``(N, D)``; with ``error_blur``,
-        of the residual averaged over each pixel's ``error_blur`` x ``error_blur`` window first, so a stroke drawn
-        a pixel aside counts less than a missing one."""
-        residual = model(x) - x
-        if self.error_blur > 1:
-            shape = residual.shape if residual.ndim == 4 else (len(x), *self.input_shape)
-            residual = torch.nn.functional.avg_pool2d(residual.reshape(shape), self.error_blur, 1,
-                                                      self.error_blur // 2, count_include_pad=False)  # fmt: skip
-        return (residual.reshape(len(x), -1).square() / x[0].numel()).numpy()
+        """Each row's anomaly score (the fitted model's :meth:`aekit.fitted.Fitted.score`, in float64)."""
+        x, fitted = self._float64(X)
+        return fitted.score(x)
 
     def feature_errors(self, X):
         """Why each row scores as it does: its squared reconstruction error per feature divided by the number of
         features, shape (n_samples, n_features), in the space the model was trained in (standardized features, or
         pixels; with ``error_blur``, of the blurred residual). A row's values sum to the reconstruction part of its
         score."""
-        x, model = self._float64(X)
-        return self._feature_errors_of(model, x)
+        x, fitted = self._float64(X)
+        return fitted.parts(x)["feature_errors"]
 
     def explain(self, X) -> dict:
         """Each row's anomaly score and its parts: ``score`` (as ``-score_samples``), ``reconstruction_error``,
         ``latent_distance`` (the code's squared Mahalanobis distance, with ``code_neighbors`` its mean distance to
         the nearest training codes, or None without ``latent_distance``) and
         ``feature_errors`` (:meth:`feature_errors`; sums to ``reconstruction_error``), from one pass of the model."""
-        x, model = self._float64(X)
-        features = self._feature_errors_of(model, x)
-        errors = features.sum(1)
-        if not self._p("latent_distance"):
-            return {"score": errors, "reconstruction_error": errors, "latent_distance": None,
-                    "feature_errors": features}  # fmt: skip
-        codes = self._codes_of(model, x)
-        return {"score": self._combined(errors, codes), "reconstruction_error": errors,
-                "latent_distance": self._neighbor_distances(codes) if self.code_neighbors else
-                self._code_distances(codes), "feature_errors": features}  # fmt: skip
+        x, fitted = self._float64(X)
+        parts = fitted.parts(x)
+        return {"score": parts["score"], "reconstruction_error": parts["reconstruction_error"],
+                "latent_distance": parts.get("latent_distance"), "feature_errors": parts["feature_errors"]}  # fmt: skip
 
     def score_samples(self, X):
         """Minus the anomaly score of each row (the mean squared reconstruction error, or with ``latent_distance``

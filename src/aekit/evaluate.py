@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .fitted import batched, encode, fill_missing, reconstruct, sample_codes
 from .space import Data
 from .models import AutoEncoder, Denoising, Imputing, LinearBody, VectorQuantized, corrupt
 from .tables import column_of_feature
@@ -27,48 +27,6 @@ from .tables import column_of_feature
 log = logging.getLogger(__name__)
 
 METRIC_NAMES = ("test_mse_per_pixel", "test_sse_per_image", "test_bce_per_pixel", "psnr")
-
-
-@dataclass
-class LatentScore:
-    """The latent-distance anomaly score: a row's reconstruction error plus the squared Mahalanobis distance of its
-    code to a Gaussian fitted to the training codes, each standardized by its mean and standard deviation over the
-    training rows. A row the decoder rebuilds well but whose code lies where no training code was (the latent
-    space's holes) scores abnormal too. The one definition: the outlier detector, ``Run.score`` (``aekit score``,
-    ``/v1/score``) and the ONNX ``score`` graph compute this from the same statistics."""
-
-    code_mean: torch.Tensor  # (k,) float64
-    precision: torch.Tensor  # (k, k) float64: the (ridged) inverse covariance of the training codes
-    stats: torch.Tensor  # (4,) float64: mean and std of the training errors, mean and std of their distances
-
-    @classmethod
-    def fit(cls, errors: torch.Tensor, codes: torch.Tensor) -> LatentScore:
-        """From the training rows' reconstruction errors ``(N,)`` and codes ``(N, k)``."""
-        errors, codes = errors.double(), codes.double()
-        width = codes.shape[1]  # (one row has no spread: a zero covariance, then the ridge)
-        covariance = torch.cov(codes.T).reshape(width, width) if len(codes) > 1 else torch.zeros(width, width,
-                                                                                                  dtype=torch.float64)
-        ridge = 1e-6 * max(float(covariance.trace()) / width, 1e-12)
-        precision = torch.linalg.pinv(covariance + ridge * torch.eye(width, dtype=torch.float64))
-        score = cls(codes.mean(0), precision, torch.zeros(4, dtype=torch.float64))
-        distances = score.distances(codes)
-        spread = lambda v: float(v.std(unbiased=False)) or 1.0  # noqa: E731  (no spread: 1)
-        score.stats = torch.tensor([float(errors.mean()), spread(errors), float(distances.mean()), spread(distances)],
-                                   dtype=torch.float64)  # fmt: skip
-        return score
-
-    def distances(self, codes: torch.Tensor) -> torch.Tensor:
-        """Squared Mahalanobis distance of each code to the training codes' Gaussian, ``(N,)``."""
-        centred = codes.to(self.code_mean.dtype) - self.code_mean
-        return ((centred @ self.precision) * centred).sum(1)
-
-    def combine(self, errors: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """The score of rows with reconstruction ``errors`` ``(N,)`` and ``codes`` ``(N, k)``."""
-        mean_e, std_e, mean_d, std_d = self.stats.to(errors.dtype)
-        return (errors - mean_e) / std_e + (self.distances(codes).to(errors.dtype) - mean_d) / std_d
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {"code_mean": self.code_mean, "precision": self.precision, "stats": self.stats}
 
 
 def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool, rows: int = 1024) -> dict[str, float]:
@@ -95,45 +53,6 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool, row
         metrics["test_bce_per_pixel"] = bce / max(x.numel() - missing, 1)
         metrics["psnr"] = 10 * math.log10(1 / mse) if mse > 0 else math.inf
     return metrics
-
-
-@torch.no_grad()
-def batched(fn, model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """``fn`` (a method of ``model``) applied to ``x`` in batches, in eval mode (the model's mode is restored after), on
-    the model's device; returned on the CPU."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = torch.cat([fn(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out
-
-
-def reconstruct(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Reconstructions of ``x`` in model space, batched, in eval mode, returned on the CPU."""
-    return batched(model, model, x, batch_size)
-
-
-def encode(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Codes ``(N, latent_dim)`` of ``x``, batched, in eval mode, returned on the CPU."""
-    return batched(model.encode, model, x, batch_size)
-
-
-def sample_codes(model: AutoEncoder, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Codes as the decoder sees them in training (:meth:`AutoEncoder.sample_codes`), on the CPU."""
-    return batched(model.sample_codes, model, x, batch_size)
-
-
-@torch.no_grad()
-def fill_missing(model: AutoEncoder, x: torch.Tensor, refinements: int = 1, batch_size: int = 4096) -> torch.Tensor:
-    """Model-space rows ``x`` with their missing cells (NaN) filled: a hole starts at 0 (as the impute objective
-    trains: a standardized feature's mean) and each of ``refinements`` passes sets it to the model's reconstruction
-    of the row so far; observed cells are kept as they are."""
-    hole = torch.isnan(x)
-    filled = torch.where(hole, 0.0, x)
-    for _ in range(refinements):
-        filled = torch.where(hole, batched(model, model, filled, batch_size).reshape(x.shape).to(x.dtype), x)
-    return filled
 
 
 def flat_rows(x: torch.Tensor, fill: np.ndarray | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ run the graphs).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -29,10 +30,8 @@ import torch
 from torch import nn
 
 from .files import atomic_write_bytes
-from .evaluate import LatentScore
-from .space import Scaler
+from .fitted import Fitted, ScoreGraph
 from .errors import AekitError, ConfigError
-from .models import AutoEncoder
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +40,32 @@ OPSET = 18
 
 
 class Exported(nn.Module):
-    """One part of a trained model with its scaling, as a plain ``forward`` for the exporter."""
+    """One part of a fitted model with its space's scaling folded in, as a plain ``forward`` for the exporter: rows
+    in the data's units, any batch. The ``score`` part is the fitted model's own :class:`aekit.fitted.ScoreGraph`."""
 
-    def __init__(self, model: AutoEncoder, scaler: Scaler | None, part: str, latent: LatentScore | None = None):
+    def __init__(self, fitted: Fitted, part: str):
         super().__init__()
         if part not in PARTS:
             raise ConfigError(f"unknown part {part!r}; choose one of {list(PARTS)}")
-        self.model, self.part = model.eval(), part
-        standard = scaler is not None
-        self.register_buffer("mean", scaler.mean.clone() if standard else torch.zeros(model.input_shape))
-        self.register_buffer("std", scaler.std.clone() if standard else torch.ones(model.input_shape))
-        self.standard = standard
-        self.latent = latent is not None and part == "score"  # the score with the code's distance (aekit score's)
-        if self.latent:
-            for name, value in latent.tensors().items():
-                self.register_buffer(f"latent_{name}", value.float())
+        self.model, self.part, self.input_shape = fitted.model.eval(), part, fitted.space.input_shape
+        mean, std = fitted.space.affine()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.standard = fitted.space.scaler is not None
+        self.score = ScoreGraph(self.model, fitted.score_spec, exact=False) if part == "score" else None
+        if self.score is not None:  # float32 throughout, as the model
+            self.score.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.part == "decoder":
             return self.unscale(self.model.decode(x))
+        x = x.reshape(-1, *self.input_shape)  # flat rows or images alike
         x = (x - self.mean) / self.std if self.standard else x
         if self.part == "encoder":
             return self.model.encode(x)
         if self.part == "autoencoder":
             return self.unscale(self.model(x))
-        if not self.latent:
-            return self.model.anomaly_score(x)
-        score = LatentScore(self.latent_code_mean, self.latent_precision, self.latent_stats)
-        return score.combine(self.model.anomaly_score(x), self.model.encode(x))
+        return self.score(x)
 
     def unscale(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean if self.standard else x
@@ -77,25 +74,25 @@ class Exported(nn.Module):
         device = self.mean.device
         if self.part == "decoder":
             return torch.zeros(batch, self.model.config.latent_dim, device=device)
-        return torch.rand(batch, *self.model.input_shape, device=device)
+        return torch.rand(batch, *self.input_shape, device=device)
 
 
 def io_names(part: str) -> tuple[str, str]:
     return ("z" if part == "decoder" else "x"), {"encoder": "z", "score": "score"}.get(part, "x_hat")
 
 
-def export_onnx(model: AutoEncoder, scaler: Scaler | None, path: str | Path, part: str = "autoencoder",
-                latent: LatentScore | None = None) -> Path:  # fmt: skip
-    """Write ``part`` of ``model`` (with ``scaler`` folded in; for ``score``, the run's latent-distance score if it has
-    one) to ``path`` as ONNX with a dynamic batch axis."""
+def export_onnx(fitted: Fitted, path: str | Path, part: str = "autoencoder") -> Path:
+    """Write ``part`` of a fitted model (its scaling folded in; for ``score``, its own anomaly score) to ``path`` as
+    ONNX with a dynamic batch axis."""
     try:
         import onnxscript  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise AekitError("ONNX export needs the 'onnx' extra: pip install 'aekit[onnx]'") from None
-    module = Exported(model.cpu(), scaler, part, latent)
+    fitted.model.cpu()
+    module = Exported(fitted, part)
     name_in, name_out = io_names(part)
     batch = torch.export.Dim("batch", min=1, max=2**31 - 1)
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):  # the exporter's progress chatter
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), quiet_exporter():  # the exporter's chatter
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, (module.example(),), input_names=[name_in], output_names=[name_out],
                                     dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True,
@@ -104,5 +101,22 @@ def export_onnx(model: AutoEncoder, scaler: Scaler | None, path: str | Path, par
     program.save(buffer)
     path = Path(path)
     atomic_write_bytes(path, buffer.getvalue())
-    log.info("wrote %s (%s, %d weights)", path, part, sum(math.prod(p.shape) for p in model.parameters()))
+    weights = {"encoder": fitted.model.encoder, "decoder": fitted.model.decoder}.get(part, fitted.model)
+    log.info("wrote %s (%s, %d weights)", path, part, sum(math.prod(p.shape) for p in weights.parameters()))
     return path
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """torch's exporter logs through ``logging`` as it goes (unused nodes removed, optional packages missing): a user
+    asked for a file, not for that. Its loggers are held at ERROR for the export."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "torch._dynamo", "torch.export",
+                                                    "torch._export", "torch.fx.experimental.symbolic_shapes")]  # fmt: skip
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

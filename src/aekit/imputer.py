@@ -8,15 +8,12 @@ missing cells and returns every observed one exactly as it came.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .estimator import AutoEncoderBase
-from .evaluate import fill_missing
 
 
 class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
@@ -26,7 +23,8 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
     (``noise_level``: the share of observed cells hidden in each step, default 0.25), a code of
     ``n_components="auto"``: ``max(2, n_features // 2)`` units up to 64, hidden layers of 256 and 128, 200 epochs
     without early stopping (chosen on ``benchmarks/impute.py``'s tables at 30% missing: early stopping on the
-    training loss, one hidden layer, or a refinement pass more each measured worse). Features are standardized with the observed values' mean and standard
+    training loss, one hidden layer, or a refinement pass more each measured worse). ``scale="auto"``: data in
+    [0, 1] (pixels) is used as it is; other features are standardized with the observed values' mean and standard
     deviation (``mean_``, ``scale_``; a feature never observed gets 0 and 1 and is filled with 0).
 
     ``transform(X)`` encodes each row with its missing cells at the feature's mean, decodes it, and puts the
@@ -49,7 +47,7 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
                  hidden=(256, 128), activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
                  codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", precision="fp32",
                  max_epochs=200, batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, scale=True, device="auto",
+                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, scale="auto", device="auto",
                  random_state=None, verbose=0, tensorboard=None, n_refinements=1):  # fmt: skip
         super().__init__(n_components=n_components, model=model, body=body, objective=objective,
                          input_shape=input_shape, hidden=hidden, activation=activation, channels=channels, noise=noise,
@@ -67,14 +65,13 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
             chosen["n_components"] = int(min(64, max(2, self.n_features_in_ // 2)))
         return chosen
 
+    CHECKED = (*AutoEncoderBase.CHECKED, "n_refinements")
+
     def _validate(self, X, reset: bool) -> np.ndarray:
         return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
 
     def fit(self, X, y=None):
         """Train on X, whose NaN cells are missing; returns self."""
-        if not isinstance(self.n_refinements, (int, np.integer)) or isinstance(self.n_refinements, bool) or \
-                self.n_refinements < 1:  # fmt: skip
-            raise ValueError(f"n_refinements={self.n_refinements!r} must be a positive integer")
         if self.early_stopping:
             raise ValueError("early_stopping=True is not supported by the imputer: held-out rows have holes too")
         self._validate(X, reset=True)  # n_features_in_ first: "auto" reads it
@@ -84,18 +81,13 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
     @torch.no_grad()
     def transform(self, X):
         """X with its missing cells (NaN) filled; every observed cell as it came."""
-        check_is_fitted(self, "model_")
+        check_is_fitted(self, "fitted_")
         X = self._validate(X, reset=False)
-        missing = np.isnan(X)
-        out = X.copy()
-        if not missing.any():
-            return out
-        model = copy.deepcopy(self.model_).double()  # float64: a row's result does not depend on its batch
-        values = fill_missing(model, self._to_model_space(X, dtype=np.float64), self.n_refinements).numpy()
-        if self._p("scale"):
-            values = values * self.scale_ + self.mean_
-        out[missing] = values[missing].astype(out.dtype)
-        return out
+        if not np.isnan(X).any():
+            return X.copy()
+        x, fitted = self._float64(X)  # float64: a row's result does not depend on its batch
+        filled = fitted.space.to_data(fitted.fill(x, self.n_refinements)).reshape(X.shape).numpy()
+        return np.where(np.isnan(X), filled.astype(X.dtype), X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

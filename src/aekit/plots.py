@@ -16,7 +16,8 @@ from matplotlib.ticker import MaxNLocator
 from .space import Data, is_image_data
 from .errors import DataError
 from .files import atomic_write_bytes
-from .evaluate import batched, codebook_counts, encode, gaussian_like, pca_codes, pca_reconstruct, reconstruct
+from .evaluate import codebook_counts, gaussian_like, pca_codes, pca_reconstruct
+from .fitted import Fitted, batched, encode, reconstruct
 from .models import AutoEncoder, Denoising, ModelConfig, Objective, VectorQuantized, corrupt
 
 log = logging.getLogger(__name__)
@@ -159,12 +160,13 @@ def samples(model: AutoEncoder, data: Data, n: int = 36, seed: int = 0, path=Non
     return save(fig, path)
 
 
-def anomalies(model: AutoEncoder, data: Data, n: int = 8, path=None) -> Figure:
-    """The ``n`` test images with the highest anomaly score: each image, its reconstruction and where the error is
-    (the squared error per pixel, the map of the score's reconstruction part)."""
+def anomalies(fitted: Fitted, data: Data, n: int = 8, path=None) -> Figure:
+    """The ``n`` test images with the highest anomaly score (the fitted model's own, as ``aekit score`` computes it):
+    each image, its reconstruction and where the error is (the squared error per pixel)."""
+    model = fitted.model
     _require_images(model, "anomalies")
     x = data.x_test
-    scores = batched(model.anomaly_score, model, x)
+    scores = torch.from_numpy(fitted.score(x))
     top = scores.argsort(descending=True)[:n]
     shown = x[top]
     rebuilt = reconstruct(model, shown).clamp(0, 1)
@@ -319,20 +321,20 @@ def codebook(model: AutoEncoder, data: Data, path=None) -> Figure:
 
 
 # ------------------------------------------------------------------------------------------ the figure registry
-# name -> (draw(model, data, history, metrics, path), needs image data). Every model gets the common figures;
+# name -> (draw(fitted, data, history, metrics, path), needs image data). Every model gets the common figures;
 # a body or an objective adds its own, keyed by its class. `aekit plot` and the report both read this.
 COMMON_FIGURES = {
-    "reconstructions": (lambda model, data, history, metrics, path: reconstructions(model, data, path=path), True),
-    "samples": (lambda model, data, history, metrics, path: samples(model, data, path=path), True),
-    "latent": (lambda model, data, history, metrics, path: latent(model, data, path=path), False),
-    "interpolation": (lambda model, data, history, metrics, path: interpolation(model, data, path=path), True),
-    "anomalies": (lambda model, data, history, metrics, path: anomalies(model, data, path=path), True),
-    "curves": (lambda model, data, history, metrics, path: curves(history, metrics.get("pca_test_sse_per_image"),
-                                                                  path=path), False),  # fmt: skip
+    "reconstructions": (lambda fit, data, history, metrics, path: reconstructions(fit.model, data, path=path), True),
+    "samples": (lambda fit, data, history, metrics, path: samples(fit.model, data, path=path), True),
+    "latent": (lambda fit, data, history, metrics, path: latent(fit.model, data, path=path), False),
+    "interpolation": (lambda fit, data, history, metrics, path: interpolation(fit.model, data, path=path), True),
+    "anomalies": (lambda fit, data, history, metrics, path: anomalies(fit, data, path=path), True),
+    "curves": (lambda fit, data, history, metrics, path: curves(history, metrics.get("pca_test_sse_per_image"),
+                                                                path=path), False),  # fmt: skip
 }
 PART_FIGURES = {
-    Denoising: {"denoising": (lambda model, data, history, metrics, path: denoising(model, data, path=path), True)},
-    VectorQuantized: {"codebook": (lambda model, data, history, metrics, path: codebook(model, data, path=path),
+    Denoising: {"denoising": (lambda fit, data, history, metrics, path: denoising(fit.model, data, path=path), True)},
+    VectorQuantized: {"codebook": (lambda fit, data, history, metrics, path: codebook(fit.model, data, path=path),
                                    False)},  # fmt: skip
 }
 KINDS = (*COMMON_FIGURES, *(name for figures in PART_FIGURES.values() for name in figures))  # and error-vs-dim
@@ -347,8 +349,9 @@ def figures_for(config: ModelConfig) -> dict[str, tuple]:
     return {name: entry for name, entry in figures.items() if not entry[1] or is_image_data(config.input_shape)}
 
 
-def draw(kind: str, model: AutoEncoder, data: Data | None, history: list[dict], metrics: dict, path=None) -> Figure:
-    """Draw figure ``kind`` for a model; a kind that does not apply to it is refused with the reason."""
+def draw(kind: str, fitted: Fitted, data: Data | None, history: list[dict], metrics: dict, path=None) -> Figure:
+    """Draw figure ``kind`` for a fitted model; a kind that does not apply to it is refused with the reason."""
+    model = fitted.model
     figures = figures_for(model.config)
     if kind not in figures:
         owners = [f"the {part.kind} {'objective' if issubclass(part, Objective) else 'body'}"
@@ -359,4 +362,4 @@ def draw(kind: str, model: AutoEncoder, data: Data | None, history: list[dict], 
                         f"{model.config.input_shape}")  # fmt: skip
     if kind == "curves" and not history:
         raise DataError("the curves figure needs a history: this run has no finished epoch")
-    return figures[kind][0](model, data, history, metrics, path)
+    return figures[kind][0](fitted, data, history, metrics, path)

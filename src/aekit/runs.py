@@ -14,7 +14,7 @@ import logging
 import math
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,16 @@ from .data import DataConfig
 from .distributed import all_sum, barrier, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
-from .evaluate import (METRIC_NAMES, LatentScore, encode, evaluate_model, feature_quality, fill_missing, gaussian_like,
-                       generation_metrics, holes, reconstruct)
+from .evaluate import METRIC_NAMES, evaluate_model, feature_quality, gaussian_like, generation_metrics, holes
+from .fitted import Fitted, ScoreSpec
 from .models import AutoEncoder, Imputing, ModelConfig, Plain, build_model
 from .precision import check as check_precision
 from .priors import PRIOR_NAMES, DiffusionConfig, Normal, Prior, check_fittable, fit_prior, from_stored, to_stored
-from .space import Data, Scaler, is_image_data, to_data_space, to_model_space
+from .space import Data, Scaler, Space
 from .tables import Column
 from .stream import Streamed
 from .tensorboard_log import TensorBoardLog
-from .train import Interrupted, TrainConfig, pick_device, squared_errors, train
+from .train import Interrupted, TrainConfig, pick_device, train
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,11 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
             metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, evaluation_data(data)),
                                                                   **streamed_sizes(data)}  # fmt: skip
             target.write_metrics(metrics)
-            if latent_distance or (resume and target.has(RunDir.SCORE)):  # a resumed run's score follows its model
-                target.save_score(latent_score_of(model, evaluation_data(data).x_train))
+            stored = target.load_score(model.config.latent_dim) if resume else ScoreSpec()
+            if latent_distance or not stored.plain:  # a resumed run's score follows its model, with its options
+                fitted = Fitted(model, run_space(data, model.config))
+                fitted.fit_score(evaluation_data(data).x_train, stored.blur, True, stored.neighbors)
+                target.save_score(fitted.score_spec)
     except BaseException as err:
         if staging is not None and rank == 0:
             shutil.rmtree(staging.path, ignore_errors=True)
@@ -178,8 +181,9 @@ def located(config: DataConfig, run: Path | None = None) -> DataConfig:
     ``--data t.npy`` still finds its data from another directory (``aekit report``, ``evaluate``, a resume).
 
     Runs made before kept the path as typed, relative to where they were trained. One the current directory lacks
-    is looked for beside ``run``'s directory and up from it (a run is usually made from the folder that holds it,
-    or one above); where none has it, the path stays as it was and loading it names it."""
+    is looked for in ``run``'s directory and up from it (a run is usually made from the folder that holds it, or one
+    above; an estimator's saved run keeps its rows inside); where none has it, the path stays as it was and loading
+    it names it."""
     def absolute(name: str | None, dataset: bool) -> str | None:
         if name is None or dataset or Path(name).is_absolute():
             return name
@@ -187,7 +191,8 @@ def located(config: DataConfig, run: Path | None = None) -> DataConfig:
             return str(Path(name).resolve())
         if run is None:  # a new run's missing data: loading it says so, naming it as typed
             return name
-        found = next((folder / name for folder in Path(run).resolve().parents if (folder / name).exists()), None)
+        here = Path(run).resolve()
+        found = next((folder / name for folder in (here, *here.parents) if (folder / name).exists()), None)
         if found is None:
             return name
         log.info("%s: the run's data, given relative to where it was trained, found at %s", name, found)
@@ -206,8 +211,7 @@ def _model_config_for(data, model_config: ModelConfig, train_config: TrainConfig
     if resumed is not None and tuple(data.columns) != tuple(model_config.columns):
         raise DataError(f"{resumed} was trained on a table with other columns or categories than {data_config.name} "
                         "now has")  # fmt: skip
-    if train_config.loss == "bce" and data.scaling != "unit":
-        raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use --loss mse")
+    data.space.check_loss(train_config.loss)
     objective = model_config.objective
     if data.has_missing and not isinstance(objective, Imputing):
         if objective != Plain():
@@ -237,6 +241,11 @@ def explained(err: Interrupted | TrainingDiverged, out: Path, target: RunDir, di
     return TrainingDiverged(err.value, err.epoch, err.step, err.lr, note)
 
 
+def run_space(data: Data | Streamed, model_config: ModelConfig) -> Space:
+    """The space a run's model takes: its data's, with missing cells for a model trained to fill them."""
+    return data.space.taking_missing(isinstance(model_config.objective, Imputing))
+
+
 def evaluation_data(data: Data | Streamed) -> Data:
     """In-memory data to evaluate on: ``data`` itself, or a streamed source's training sample and test split."""
     return data.in_memory() if isinstance(data, Streamed) else data
@@ -259,54 +268,67 @@ def streamed_sizes(data: Data | Streamed) -> dict:
 
 @dataclass
 class Run:
-    """A finished (or checkpointed) run loaded for inference: configs, model and scaler, and what to do with them.
+    """A finished (or checkpointed) run loaded for inference: its configs and its :class:`aekit.fitted.Fitted` model
+    (the model, the :class:`aekit.space.Space` of its data, its anomaly score), and what to do with them.
 
-    Inputs ``x`` are in model space (:meth:`inputs` and :meth:`chunks` give them from a dataset or a file);
-    :meth:`reconstruct` and :meth:`decode` return the data's own units.
+    Inputs ``x`` are in model space (:meth:`inputs` and :meth:`chunks` give them from a dataset or a file,
+    :meth:`to_model_space` from rows in any accepted layout); :meth:`reconstruct` and :meth:`decode` return the
+    data's own units.
     """
 
     path: Path
     model_config: ModelConfig
     data_config: DataConfig
     train_config: TrainConfig
-    model: AutoEncoder
-    scaler: Scaler | None
-    latent: LatentScore | None = None  # the stored latent-distance score (score.safetensors), if any
+    fitted: Fitted
+    _data: Data | None = field(default=None, repr=False, compare=False)  # loaded once, on first use
+
+    @property
+    def model(self) -> AutoEncoder:
+        return self.fitted.model
+
+    @property
+    def space(self) -> Space:
+        return self.fitted.space
+
+    @property
+    def scaler(self) -> Scaler | None:
+        return self.space.scaler
 
     @property
     def scaling(self) -> str:
-        return "standard" if self.scaler is not None else "unit"
+        return self.space.scaling
+
+    @property
+    def score_spec(self) -> ScoreSpec:
+        """How :meth:`score` scores (``score.safetensors``; none: the plain reconstruction error)."""
+        return self.fitted.score_spec
 
     @property
     def width(self) -> int:
         """Features per example."""
-        return math.prod(self.model_config.input_shape)
+        return self.space.width
 
     @property
     def is_image(self) -> bool:
         """Whether the examples are images (C, H, W) with 1 or 3 channels."""
-        return is_image_data(self.model_config.input_shape)
+        return self.space.is_image
 
     # -- data
     def data(self) -> Data:
-        """Load the run's dataset again (same split, same scaling), in memory (a streamed one: its sample)."""
-        loaded = data_mod.load(self.data_config)
-        if loaded.input_shape != self.model_config.input_shape:
-            raise DataError(f"{self.path}: its data now has shape {loaded.input_shape}, the model "
-                            f"{self.model_config.input_shape}")  # fmt: skip
-        return evaluation_data(loaded)
+        """The run's dataset (same split, scaled by the run's own space), in memory (a streamed one: its sample);
+        loaded on first use and kept."""
+        if self._data is None:
+            self._data = evaluation_data(data_mod.load(self.data_config, self.space))
+        return self._data
 
     def inputs(self, source: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor | None]:
         """Model-space inputs and labels from a dataset name (its ``split``) or a user file, whole."""
         if source in data_mod.DATASETS:
             loaded = data_mod.load(DataConfig(name=source, data_dir=self.data_config.data_dir,
                                               test_fraction=self.data_config.test_fraction,
-                                              split_seed=self.data_config.split_seed))  # fmt: skip
-            x, y = (loaded.x_test, loaded.y_test) if split == "test" else (loaded.x_train, loaded.y_train)
-            if loaded.input_shape != self.model_config.input_shape:
-                raise DataError(f"{source}: shape {loaded.input_shape} does not match the model's input "
-                                f"{self.model_config.input_shape}")  # fmt: skip
-            return x, y
+                                              split_seed=self.data_config.split_seed), self.space)  # fmt: skip
+            return (loaded.x_test, loaded.y_test) if split == "test" else (loaded.x_train, loaded.y_train)
         raw, labels, _ = data_mod.read_data(source, self.data_config.label_column, self.data_config.image_size,
                                             self.model_config.columns)  # fmt: skip
         return self.to_model_space(raw, source), None if labels is None else torch.from_numpy(labels)
@@ -318,11 +340,10 @@ class Run:
         config = self.data_config
         rows = None if source in data_mod.DATASETS or self.model_config.columns else \
             data_mod.open_rows(source, config.label_column, image_size=config.image_size)  # fmt: skip
-        if rows is not None:
-            rows.missing = self.fills_missing
         if rows is None:
             x, _ = self.inputs(source, split)
             return len(x), (x[i : i + INFER_CHUNK_ROWS] for i in range(0, len(x), INFER_CHUNK_ROWS))
+        rows.missing = self.fills_missing
         stream.keep_heap_small()  # memory bounded by a chunk, however many chunks pass
 
         def chunks():  # a chunk (a Parquet row group may be large) is scaled to float32 a slice at a time
@@ -335,35 +356,29 @@ class Run:
     @property
     def fills_missing(self) -> bool:
         """Whether the model takes missing cells (NaN): one trained with the impute objective."""
-        return isinstance(self.model_config.objective, Imputing)
+        return self.space.missing
 
-    def to_model_space(self, raw: np.ndarray, source: str = "input", missing: bool = False) -> torch.Tensor:
-        """Raw rows (the data's own units, any shape with the input's size per row) checked and scaled; missing
-        cells (NaN) only for a model that fills them (:attr:`fills_missing`), or with ``missing``."""
-        if not (self.fills_missing or missing) and np.issubdtype(np.asarray(raw).dtype, np.floating) and \
-                np.isnan(raw).any():  # fmt: skip
-            raise DataError(f"{source}: has missing cells (NaN); {self.path} was trained without them (only a run "
-                            "trained with --objective impute, or on data with holes, takes them)")  # fmt: skip
-        return to_model_space(raw, self.model_config.input_shape, self.scaling, self.scaler, source, missing=True)
+    def to_model_space(self, raw: np.ndarray, source: str = "input", missing: bool | None = None) -> torch.Tensor:
+        """Raw rows in the data's own units, in any layout the space takes (images: ``(N, C, H, W)``, ``(N, H, W)``
+        or flat), checked and scaled (:meth:`aekit.space.Space.to_model`); missing cells (NaN) only for a model that
+        fills them (:attr:`fills_missing`), or with ``missing``."""
+        return self.space.to_model(raw, source, missing)
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
-        return to_data_space(x, self.scaler)
+        return self.space.to_data(x)
 
     # -- inference (model-space inputs; on the model's device, results on the CPU)
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes ``(N, latent_dim)``: a VAE's posterior mean, a VQ model's quantized code."""
-        return encode(self.model, x)
+        return self.fitted.encode(x)
 
-    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decodings of codes ``(N, latent_dim)``, in the data's own units."""
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        return self.to_data_space(self.model.decode(torch.as_tensor(z, dtype=torch.float32).to(device)).cpu())
+        return self.fitted.decode(torch.as_tensor(z, dtype=torch.float32))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstructions of ``x``, in the data's own units."""
-        return self.to_data_space(reconstruct(self.model, x))
+        return self.fitted.reconstruct(x)
 
     def impute(self, raw: np.ndarray, source: str = "input", any_model: bool = False) -> np.ndarray:
         """Raw rows (the data's own units, NaN where missing) with their missing cells filled by the model; every
@@ -377,12 +392,10 @@ class Run:
             raise ConfigError(f"{self.path} was not trained to fill missing cells; train it with --objective impute "
                               "(chosen by itself for data with holes)")  # fmt: skip
         raw = np.asarray(raw)
-        x = self.to_model_space(raw, source, missing=True)
-        filled = self.to_data_space(fill_missing(self.model, x, 1 if self.fills_missing else REFINEMENTS))
-        holes, filled = np.isnan(raw), filled.numpy().reshape(raw.shape)
-        out = np.where(holes, filled, raw)
+        out = self.fitted.impute(raw, source, 1 if self.fills_missing else REFINEMENTS)
+        holes = np.isnan(raw)
         if out.dtype == np.float64:  # the fills are float32 sums: with float32's shortest digits (19.444817), not a
-            out[holes] = filled[holes].astype(np.float32).astype(str).astype(np.float64)  # float64's 19.44481658935547
+            out[holes] = out[holes].astype(np.float32).astype(str).astype(np.float64)  # float64's 19.44481658935547
         return out
 
     def read(self, source: str) -> np.ndarray:
@@ -393,24 +406,32 @@ class Run:
                                   self.model_config.columns)[0]  # fmt: skip
 
     def score(self, x: torch.Tensor) -> np.ndarray:
-        """Each row's anomaly score, higher is more abnormal: :meth:`aekit.AutoEncoder.anomaly_score` (the mean
-        squared reconstruction error per feature, in model space), computed in batches; or, for a run with a stored
-        latent-distance score, :class:`aekit.evaluate.LatentScore` of that error and the row's code."""
-        errors = squared_errors(self.model, x) / self.width
-        return (errors if self.latent is None else self.latent.combine(errors, self.encode(x).double())).numpy()
+        """Each row's anomaly score ``(N,)``, higher is more abnormal, as the run's :class:`aekit.fitted.ScoreSpec`
+        defines it (none stored: the mean squared reconstruction error per feature, in model space)."""
+        return self.fitted.score(x)
 
-    def fit_latent_score(self) -> LatentScore:
-        """Fit the latent-distance score on the run's training rows and store it (``score.safetensors``): from then
-        on :meth:`score`, ``aekit score``, ``/v1/score`` and the exported ``score`` graph use it."""
-        self.latent = latent_score_of(self.model, self.data().x_train)
-        RunDir(self.path).save_score(self.latent)
-        return self.latent
+    def explain(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """Each row's score and its parts (:meth:`aekit.fitted.Fitted.parts`), from one pass of the model."""
+        return self.fitted.parts(x)
+
+    def fit_score(self, blur: int = 1, latent: bool = True, neighbors: int = 0) -> ScoreSpec:
+        """Fit the anomaly score on the run's training rows and store it (``score.safetensors``): from then on
+        :meth:`score`, ``aekit score``, ``/v1/score``, the report and the exported ``score`` graph use it.
+        ``latent``: add the code's distance (the Gaussian's, or with ``neighbors`` the nearest training codes');
+        ``blur``: blur the residual over an odd window (images)."""
+        self.fitted.fit_score(self.data().x_train, blur, latent, neighbors)
+        with RunDir(self.path).writing():
+            RunDir(self.path).save_score(self.score_spec)
+        return self.score_spec
+
+    def fit_latent_score(self) -> ScoreSpec:
+        """:meth:`fit_score` with the Gaussian's latent distance (what ``aekit fit-score RUN`` does by default)."""
+        return self.fit_score()
 
     def feature_errors(self, x: torch.Tensor) -> np.ndarray:
         """Each row's squared reconstruction error per feature divided by the number of features, ``(N, features)``
-        in model space: a row's values sum to its :meth:`score` (up to float rounding). Higher is where it fails."""
-        x_hat = reconstruct(self.model, x)
-        return ((x_hat - x).reshape(len(x), -1).double().square() / self.width).numpy()
+        in model space: a row's values sum to the reconstruction part of its :meth:`score`."""
+        return self.fitted.feature_errors(x)
 
     def holes(self, x: torch.Tensor) -> dict[str, float]:
         """The holes measure of the codes of ``x`` (:func:`aekit.evaluate.holes`)."""
@@ -488,7 +509,7 @@ class Run:
         """The score above which ``contamination`` (a share below 1) of the run's own training rows lie."""
         if not 0 < contamination < 1:
             raise ConfigError(f"--contamination {contamination:g} must be a share below 1, e.g. 0.05")
-        return float(np.quantile(self.score(self.data().x_train), 1 - contamination))
+        return self.fitted.threshold(self.score(self.data().x_train), contamination)
 
     # -- what the run directory holds, and what is drawn from it
     def metrics(self) -> dict:
@@ -538,12 +559,12 @@ class Run:
     def draw(self, kind: str, folder: Path | None = None):
         """Draw figure ``kind`` (``aekit plot``'s kinds) into ``folder`` (default ``RUN/figures``); returns it."""
         folder = Path(folder) if folder is not None else self.path / "figures"
-        return plots.draw(kind, self.model, self.data() if kind != "curves" else None, self.history(), self.metrics(),
+        return plots.draw(kind, self.fitted, self.data() if kind != "curves" else None, self.history(), self.metrics(),
                           path=folder / kind)  # fmt: skip
 
     def plot(self, kind: str):
         """The matplotlib Figure ``aekit plot RUN KIND`` draws, without writing a file (a notebook shows it)."""
-        return plots.draw(kind, self.model, self.data() if kind != "curves" else None, self.history(), self.metrics())
+        return plots.draw(kind, self.fitted, self.data() if kind != "curves" else None, self.history(), self.metrics())
 
     def _repr_html_(self) -> str:
         """A notebook's view of the run: the model, its test metrics beside PCA's, and six reconstructions."""
@@ -571,17 +592,11 @@ class Run:
         """Write ``part`` of the model as ONNX with the scaling folded in (the ``onnx`` extra)."""
         from .export import export_onnx
 
-        return export_onnx(self.model, self.scaler, path, part, self.latent)
-
-
-def latent_score_of(model: AutoEncoder, x_train: torch.Tensor) -> LatentScore:
-    """The latent-distance score fitted on ``x_train``'s reconstruction errors and codes."""
-    errors = squared_errors(model, x_train) / math.prod(x_train.shape[1:])
-    return LatentScore.fit(errors, encode(model, x_train).double())
+        return export_onnx(self.fitted, path, part)
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
-    """Load a run directory's configs and weights (JSON and safetensors only; nothing is executed)."""
+    """Load a run directory's configs, weights and score (JSON and safetensors only; nothing is executed)."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run directory")
@@ -589,8 +604,10 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     configs = rundir.read_config(RUN_SCHEMA)
     model, scaler = rundir.load_model(configs["model"])
     model.to(pick_device(device))
-    latent = rundir.load_score(configs["model"].latent_dim)
-    return Run(path, configs["model"], located(configs["data"], path), configs["train"], model, scaler, latent)
+    config = configs["model"]
+    space = Space(config.input_shape, scaler, config.columns, isinstance(config.objective, Imputing))
+    fitted = Fitted(model, space, rundir.load_score(config.latent_dim))
+    return Run(path, config, located(configs["data"], path), configs["train"], fitted)
 
 
 def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:

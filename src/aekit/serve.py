@@ -96,8 +96,8 @@ class Explorer:
 
     # -- the API, rows in the data's units
     def model_space(self, rows: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).reshape(len(rows), *self.config.input_shape)
-        return x if self.run.scaler is None else self.run.scaler.transform(x)
+        """Rows in the data's units, in any layout the run's space takes, into model space (the run's one door)."""
+        return self.run.to_model_space(rows, "inputs")
 
     def encode(self, rows: np.ndarray) -> np.ndarray:
         return self.run.encode(self.model_space(rows)).numpy()
@@ -113,7 +113,7 @@ class Explorer:
 
     def impute(self, rows: np.ndarray) -> tuple[np.ndarray, str]:
         """Rows with NaN where missing, filled (observed values as given), and how the model filled them."""
-        filled = self.run.impute(rows.reshape(len(rows), *self.config.input_shape), "inputs", any_model=True)
+        filled = self.run.impute(rows, "inputs", any_model=True)
         how = ("one pass of a model trained to fill holes (the impute objective)" if self.run.fills_missing else
                f"this model was trained without holes: they start at 0 and take its reconstruction "
                f"{REFINEMENTS} times (train with --objective impute to fill better)")  # fmt: skip
@@ -199,11 +199,14 @@ class Explorer:
 
 # ------------------------------------------------------------------------------------------ request and response bodies
 Number = Annotated[float, Field(allow_inf_nan=False, strict=True)]  # numbers only: "0.5" as a string is refused
+Row = list[Number] | list[list[Number]] | list[list[list[Number]]]  # flat, or an image (H, W) or (C, H, W)
 Rows = Annotated[list[list[Number]], Field(min_length=1, max_length=MAX_ROWS)]
 
 
 class Inputs(BaseModel):
-    inputs: Rows
+    """Rows in the data's units: flat, or for an image run ``(C, H, W)`` or (one channel) ``(H, W)`` each."""
+
+    inputs: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
 
 
 class Codes(BaseModel):
@@ -248,8 +251,19 @@ def rows_body(model: type[BaseModel]) -> dict:
 
 
 def problems(errors: list[dict], skip: int = 0) -> str:
-    """pydantic's errors as one line: ``inputs.0.3: Input should be a finite number; ...`` (the first five)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'][skip:]) or 'body'}: {e['msg']}" for e in errors[:5])
+    """pydantic's errors as one line: ``inputs.0.3: Input should be a finite number; ...`` (the first five).
+
+    A row of :data:`Row` is one of three layouts (a union): pydantic reports why it failed as each. The layout the
+    row most looks like is kept (the fewest "not a list" errors, then the deepest), and the layout's name is left
+    out of the location."""
+    branches: dict[str, list[dict]] = {}
+    for e in errors:
+        loc = e["loc"]
+        tagged = len(loc) > 2 and isinstance(loc[1], int) and isinstance(loc[2], str)  # (field, row, layout, ...)
+        branches.setdefault(loc[2] if tagged else "", []).append({**e, "loc": loc[:2] + loc[3:] if tagged else loc})
+    chosen = min(branches.values(), key=lambda es: (sum(e["type"] == "list_type" for e in es),
+                                                     -max(len(e["loc"]) for e in es)))  # fmt: skip
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'][skip:]) or 'body'}: {e['msg']}" for e in chosen[:5])
 
 
 # ------------------------------------------------------------------------------------------ dependencies
@@ -261,15 +275,15 @@ def get_explorer(request: Request) -> Explorer:
 ExplorerDep = Annotated[Explorer, Depends(get_explorer)]
 
 
-async def _rows(request: Request, field: str, model: type[BaseModel], width: int) -> np.ndarray:
-    """A request's rows: a .npy body, or JSON checked by pydantic; ``width`` values each."""
+async def _rows(request: Request, field: str, model: type[BaseModel], layouts: list[tuple[int, ...]]) -> np.ndarray:
+    """A request's rows: a .npy body, or JSON checked by pydantic; each row in one of ``layouts`` (flat first)."""
     if request.headers.get("content-type", "").startswith("application/x-npy"):
         try:
             array = array_from_npy(await request.body())  # its header checked against the payload first
         except DataError as err:
             raise HTTPException(422, f"body: not a .npy array ({err})") from None
-        if array.dtype.kind not in "biuf" or array.ndim != 2 or not 1 <= len(array) <= MAX_ROWS:
-            raise HTTPException(422, f"body: need a numeric (rows, features) array of 1 to {MAX_ROWS} rows, got "
+        if array.dtype.kind not in "biuf" or array.ndim < 2 or not 1 <= len(array) <= MAX_ROWS:
+            raise HTTPException(422, f"body: need a numeric (rows, ...) array of 1 to {MAX_ROWS} rows, got "
                                      f"{array.dtype} {array.shape}")  # fmt: skip
         if not np.isfinite(array).all():
             raise HTTPException(422, "body: holds NaN or infinite values")
@@ -278,14 +292,16 @@ async def _rows(request: Request, field: str, model: type[BaseModel], width: int
             rows = getattr(model.model_validate_json(await request.body()), field)
         except ValidationError as err:
             raise HTTPException(422, problems(err.errors())) from None
-        widths = sorted({len(row) for row in rows})
-        if len(widths) > 1:
-            raise HTTPException(422, f"{field}: rows of different lengths ({widths[0]} to {widths[-1]} values)")
-        array = np.asarray(rows, dtype=np.float64)
-    if array.shape[1] != width:
-        what = "code size" if field == "codes" else "width"
-        raise HTTPException(422, f"{field}: each row must have {width} values (the model's {what}); got "
-                                 f"{array.shape[1]}")  # fmt: skip
+        try:
+            array = np.asarray(rows, dtype=np.float64)
+        except ValueError:
+            raise HTTPException(422, f"{field}: rows of different shapes") from None
+    if tuple(array.shape[1:]) not in layouts:
+        what, flat = ("code size" if field == "codes" else "width"), layouts[0][0]
+        shaped = "".join(f" or {list(shape)}" for shape in layouts[1:])
+        got = array.shape[1] if array.ndim == 2 else list(array.shape[1:])
+        raise HTTPException(422, f"{field}: each row must have {flat} values{shaped and ' or be shaped'}{shaped[3:]} "
+                                 f"(the model's {what}); got {got}")  # fmt: skip
     if field == "inputs" and array.dtype.itemsize > 4 and np.abs(array).max() > np.finfo(np.float32).max:
         raise HTTPException(422, "inputs: values beyond float32's range")
     return array
@@ -293,12 +309,12 @@ async def _rows(request: Request, field: str, model: type[BaseModel], width: int
 
 async def input_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
     """The rows of an ``{"inputs": ...}`` (or .npy) body, as wide as the model's input."""
-    return await _rows(request, "inputs", Inputs, explorer.width)
+    return await _rows(request, "inputs", Inputs, sorted(explorer.run.space.layouts(), key=len))
 
 
 async def code_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
     """The rows of a ``{"codes": ...}`` (or .npy) body, as wide as the model's code."""
-    return await _rows(request, "codes", Codes, explorer.config.latent_dim)
+    return await _rows(request, "codes", Codes, [(explorer.config.latent_dim,)])
 
 
 InputRows = Annotated[np.ndarray, Depends(input_rows)]
@@ -336,8 +352,8 @@ class Explained(BaseModel):
 @router.post("/v1/explain", openapi_extra=rows_body(Inputs))
 def explain(rows: InputRows, explorer: ExplorerDep) -> Explained:
     """Each row's score and its error per feature (squared error / number of features; they sum to the score)."""
-    x = explorer.model_space(rows)
-    return Explained(scores=explorer.run.score(x).tolist(), feature_errors=explorer.run.feature_errors(x).tolist())
+    parts = explorer.run.explain(explorer.model_space(rows))
+    return Explained(scores=parts["score"].tolist(), feature_errors=parts["feature_errors"].tolist())
 
 
 def holey_rows(body: WithHoles, explorer: Explorer) -> np.ndarray:

@@ -1,21 +1,38 @@
-"""Model space and data space: the in-memory dataset a model trains on, and the scaling between the two.
+"""Model space and data space: the one door between a user's rows and a model's inputs, both ways.
 
-Two scalings:
+A :class:`Space` is what a fitted model knows about its data: the shape of one example, its table columns (names,
+categories), whether it takes missing cells, and how values were scaled. Everything that maps rows into a model
+or back goes through one: the CLI, :class:`aekit.Run`, the HTTP API, the explorer, the ONNX export and the
+scikit-learn estimators. It is stored in every run (the shape and columns in ``config.json``, the scaler's
+statistics in ``model.safetensors``).
 
-- ``"unit"``: values in [0, 1] (pixels); the model ends in a sigmoid and BCE is allowed.
-- ``"standard"``: each feature standardized with the training split's mean and std (tabular data); the model
-  has a linear output and :class:`Scaler` maps its output back to the original units.
+Shapes. An image model (``(C, H, W)``) takes ``(N, C, H, W)`` arrays, flat ``(N, C*H*W)`` rows and, for one
+channel, ``(N, H, W)``; every other model takes ``(N, *input_shape)`` and flat rows. What aekit writes (samples,
+reconstructions, imputations) is ``(N, *input_shape)`` in a ``.npy`` and flat rows in a table, both of which go back in.
+
+Two scalings, chosen from the training data (:func:`choose_scaling`):
+
+- ``"unit"``: values in [0, 1] (pixels, or any data already bounded so): used as they are; the model ends in a
+  sigmoid and BCE is allowed. Standardizing such data would blow up its near-constant features (MNIST's border
+  pixels, almost always 0, would get a spread of a few thousandths).
+- ``"standard"``: each feature standardized with the training rows' mean and std (:class:`Scaler`); the model
+  has a linear output and :meth:`Space.to_data` maps its output back to the original units. A table's one-hot
+  slots stay as they are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .files import check_finite
+from .tables import one_hot_features
+
+NEAR_CONSTANT = 1e-8  # a feature whose spread is below this is constant: it is centred, not divided
 
 
 def is_image_data(shape: tuple[int, ...]) -> bool:
@@ -31,38 +48,207 @@ class Scaler:
     std: torch.Tensor  # (*input_shape)
 
     @classmethod
-    def fit(cls, x: np.ndarray, kept: np.ndarray | None = None) -> Scaler:
-        """From the training rows ``x``, ignoring missing (NaN) cells; the features ``kept`` (a boolean mask: a
-        table's one-hot slots) stay as they are (mean 0, std 1)."""
-        if np.isnan(x).any():
-            seen = (~np.isnan(x)).sum(axis=0)
-            mean = np.divide(np.nansum(x, axis=0), seen, out=np.zeros(x.shape[1:]), where=seen > 0)
-            std = np.sqrt(np.divide(np.nansum((x - mean) ** 2, axis=0), seen, out=np.zeros(x.shape[1:]), where=seen > 0))
-        else:
-            mean, std = x.mean(axis=0), x.std(axis=0)
-        std[std < 1e-8] = 1.0  # a constant feature stays at 0 rather than blowing up
+    def from_moments(cls, mean: np.ndarray, std: np.ndarray, kept: np.ndarray | None = None) -> Scaler:
+        """From each feature's mean and standard deviation (float64). The one place of the near-constant rule: a
+        feature whose spread is below :data:`NEAR_CONSTANT` keeps std 1 (centred, not blown up); the features
+        ``kept`` (a boolean mask: a table's one-hot slots) stay as they are (mean 0, std 1)."""
+        mean, std = np.array(mean, dtype=np.float64), np.array(std, dtype=np.float64)
+        std[~(std >= NEAR_CONSTANT)] = 1.0  # (a feature never observed has NaN moments: 0 and 1)
+        mean[np.isnan(mean)] = 0.0
         if kept is not None:
-            mean[kept], std[kept] = 0.0, 1.0
+            mean.reshape(-1)[kept], std.reshape(-1)[kept] = 0.0, 1.0
         return cls(torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32))
 
+    @classmethod
+    def fit(cls, x: np.ndarray, kept: np.ndarray | None = None) -> Scaler:
+        """From the training rows ``x``, in float64, ignoring missing (NaN) cells."""
+        x = np.asarray(x, dtype=np.float64)
+        if np.isnan(x).any():
+            seen = (~np.isnan(x)).sum(axis=0)
+            mean = np.divide(np.nansum(x, axis=0), seen, out=np.full(x.shape[1:], np.nan), where=seen > 0)
+            std = np.sqrt(np.divide(np.nansum((x - mean) ** 2, axis=0), seen, out=np.zeros(x.shape[1:]),
+                                    where=seen > 0))  # fmt: skip
+        else:
+            mean, std = x.mean(axis=0), x.std(axis=0)
+        return cls.from_moments(mean, std, kept)
+
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        return (x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype)
 
     def inverse_transform(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
+        return x * self.std.to(x.device, x.dtype) + self.mean.to(x.device, x.dtype)
+
+
+def choose_scaling(x: np.ndarray) -> str:
+    """``"unit"`` for uint8 data or data already in [0, 1] (missing cells skipped); ``"standard"`` otherwise."""
+    if x.dtype == np.uint8 or (np.fmin.reduce(x, axis=None) >= 0 and np.fmax.reduce(x, axis=None) <= 1):
+        return "unit"
+    return "standard"
+
+
+auto_scaling = choose_scaling  # the name earlier releases used
+
+
+@dataclass
+class Space:
+    """The one door between a user's rows (data space: the units and layouts they come in) and a model's inputs
+    (model space: float32 ``(N, *input_shape)``, scaled as in training).
+
+    ``input_shape``: one example's shape; ``scaler``: the standardization (None: values used as they are, in
+    [0, 1]); ``columns``: a table's columns (:class:`aekit.tables.Column`), ``()`` for arrays; ``missing``:
+    whether missing cells (NaN) are taken (a model trained to fill them).
+    """
+
+    input_shape: tuple[int, ...]
+    scaler: Scaler | None = None
+    columns: tuple = field(default=())
+    missing: bool = False
+
+    @classmethod
+    def fit(cls, x: np.ndarray, columns: tuple = (), scaling: str = "auto", kept: np.ndarray | None = None) -> Space:
+        """The space of training rows ``x`` ``(N, *input_shape)``: ``scaling`` ``"auto"`` standardizes a table
+        (``columns``) and any data outside [0, 1], and keeps data in [0, 1] as it is; ``"standard"`` or ``"unit"``
+        force one (``"unit"`` needs values in [0, 1]). ``kept``: features left unstandardized (default: a table's
+        one-hot slots)."""
+        if scaling not in ("auto", "standard", "unit"):
+            raise ConfigError(f"scaling {scaling!r} must be 'auto', 'standard' or 'unit'")
+        if scaling == "auto":
+            scaling = "standard" if columns else choose_scaling(x)
+        if kept is None and columns:
+            kept = one_hot_features(columns)
+        scaler = Scaler.fit(x, kept) if scaling == "standard" else None
+        space = cls(tuple(int(d) for d in x.shape[1:]), scaler, tuple(columns))
+        if scaler is None:
+            space.check_range(x)
+        return space
+
+    # -- what it is
+    @property
+    def scaling(self) -> str:
+        return "unit" if self.scaler is None else "standard"
+
+    @property
+    def unit(self) -> bool:
+        """Whether model space is [0, 1] (pixels): a sigmoid output, BCE allowed."""
+        return self.scaler is None
+
+    @property
+    def width(self) -> int:
+        """Values per example."""
+        return math.prod(self.input_shape)
+
+    @property
+    def is_image(self) -> bool:
+        return is_image_data(self.input_shape)
+
+    def taking_missing(self, missing: bool = True) -> Space:
+        """This space, taking missing cells (NaN) or not."""
+        return replace(self, missing=missing)
+
+    def layouts(self) -> list[tuple[int, ...]]:
+        """The shapes of one example this space takes: ``input_shape``, flat, and ``(H, W)`` for one-channel images."""
+        shapes = [self.input_shape, (self.width,)]
+        if self.is_image and self.input_shape[0] == 1:
+            shapes.append(self.input_shape[1:])
+        return list(dict.fromkeys(shapes))
+
+    def check_loss(self, loss: str) -> None:
+        """BCE compares with targets in [0, 1]: only for unit data."""
+        if loss == "bce" and not self.unit:
+            raise ConfigError("loss 'bce' needs data in [0, 1]; this data is standardized, so use loss 'mse'")
+
+    # -- into the model
+    def shaped(self, x: np.ndarray, source: str = "input") -> np.ndarray:
+        """``x`` in any layout of :meth:`layouts`, as ``(N, *input_shape)`` (a view where it can be)."""
+        x = np.asarray(x)
+        if tuple(x.shape[1:]) not in self.layouts():
+            want = " or ".join("(N, " + ", ".join(map(str, s)) + ")" for s in self.layouts())
+            raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
+        return x.reshape(len(x), *self.input_shape)
+
+    def to_model(self, raw: np.ndarray, source: str = "input", missing: bool | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
+        """Rows in the data's units and any accepted layout, checked (numbers, finite; NaN only where this space takes
+        missing cells, or with ``missing``) and scaled as the training rows were: ``(N, *input_shape)`` of ``dtype``
+        (float32; the estimators score in float64)."""
+        allow = self.missing if missing is None else missing
+        x = check_finite(raw, source, missing=True)
+        if not allow and x.dtype.kind == "f" and np.isnan(x).any():
+            bad = int(np.isnan(x).reshape(len(x), -1).any(axis=1).argmax())
+            raise DataError(f"{source}: has missing cells (NaN, first in row {bad}); this model was trained without "
+                            "them (only a model trained with --objective impute, or on data with holes, takes them)")
+        return self.scale(self.shaped(x, source), source, dtype)
+
+    def scale(self, x: np.ndarray, source: str = "input", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Rows already checked and shaped ``(N, *input_shape)``, scaled into model space (float32, or ``dtype``)."""
+        numpy_dtype = np.float32 if dtype == torch.float32 else np.float64
+        if self.scaler is None:
+            if x.dtype == np.uint8:  # one float copy, divided in place: no second full-size temporary
+                return torch.from_numpy(x.astype(numpy_dtype)).div_(255)
+            self.check_range(x)
+            return torch.from_numpy(writable(x, numpy_dtype))
+        out = self.scaler.transform(torch.from_numpy(writable(x, numpy_dtype)))
+        if torch.isinf(out).any():  # finite inputs whose differences from the mean pass float32's range
+            column = int(torch.isinf(out).reshape(len(out), -1).any(0).int().argmax())
+            raise DataError(f"{source}: standardizing feature {column} overflows float32 (values up to "
+                            f"{float(np.abs(x.reshape(len(x), -1)[:, column]).max()):.3g}, too far apart); the input "
+                            "is the problem, not the training: rescale the data")  # fmt: skip
+        return out
+
+    def check_range(self, x: np.ndarray) -> None:
+        """Unit data lies in [0, 1] (missing cells skipped)."""
+        if x.dtype == np.uint8 or x.size == 0:
+            return
+        low, high = np.fmin.reduce(x, axis=None), np.fmax.reduce(x, axis=None)
+        if low < 0 or high > 1:
+            raise DataError(f"values must lie in [0, 1] for this model, got [{low:.3g}, {high:.3g}]")
+
+    # -- out of the model
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space values (reconstructions, decodings) in the data's own units, ``(N, *input_shape)``."""
+        x = torch.as_tensor(x).reshape(-1, *self.input_shape)
+        return self.scaler.inverse_transform(x) if self.scaler is not None else x
+
+    def affine(self, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, std)`` with model space = ``(x - mean) / std`` (zeros and ones for unit data): what an exported
+        graph folds in."""
+        if self.scaler is None:
+            return torch.zeros(self.input_shape, dtype=dtype), torch.ones(self.input_shape, dtype=dtype)
+        return self.scaler.mean.reshape(self.input_shape).to(dtype), self.scaler.std.reshape(self.input_shape).to(dtype)
+
+
+def writable(x: np.ndarray, dtype) -> np.ndarray:
+    """``x`` as a contiguous array of ``dtype`` that torch may share: a copy only where it must be one (another dtype,
+    or a read-only array such as a memory-mapped file's)."""
+    out = np.ascontiguousarray(x, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
 
 
 @dataclass
 class Data:
-    """A dataset ready for training: float32 tensors in model space, labels if any, and how it was scaled."""
+    """A dataset ready for training: float32 tensors in model space, labels if any, and its :class:`Space`."""
 
     x_train: torch.Tensor  # (N, *input_shape)
     x_test: torch.Tensor  # (M, *input_shape)
     y_train: torch.Tensor | None = None  # (N,) int64
     y_test: torch.Tensor | None = None  # (M,) int64
-    scaling: str = "unit"  # "unit": values in [0, 1]; "standard": standardized by `scaler`
-    scaler: Scaler | None = None
-    columns: tuple = ()  # a table's columns (aekit.tables.Column): names, kinds, categories; () for arrays
+    space: Space | None = None  # None: unit data of x_train's shape
+
+    def __post_init__(self):
+        if self.space is None:
+            self.space = Space(tuple(self.x_train.shape[1:]))
+
+    @property
+    def scaling(self) -> str:
+        return self.space.scaling
+
+    @property
+    def scaler(self) -> Scaler | None:
+        return self.space.scaler
+
+    @property
+    def columns(self) -> tuple:
+        return self.space.columns
 
     @property
     def has_missing(self) -> bool:
@@ -74,52 +260,9 @@ class Data:
         return tuple(self.x_train.shape[1:])
 
     def to_model_space(self, x: np.ndarray, source: str = "input") -> torch.Tensor:
-        """Check a raw array against this data's shape and scale it as the training data was."""
-        return to_model_space(x, self.input_shape, self.scaling, self.scaler, source)
+        """Check a raw array against this data's space and scale it as the training data was."""
+        return self.space.to_model(x, source, missing=True)
 
     def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
         """Map model-space values (e.g. reconstructions) back to the data's original units."""
-        return to_data_space(x, self.scaler)
-
-
-def to_data_space(x: torch.Tensor, scaler: Scaler | None) -> torch.Tensor:
-    """Undo the standardization of ``scaler`` (``None``: data used as is)."""
-    return scaler.inverse_transform(x) if scaler is not None else x
-
-
-def to_model_space(x: np.ndarray, input_shape: tuple[int, ...], scaling: str, scaler: Scaler | None,
-                   source: str = "input", missing: bool = False) -> torch.Tensor:  # fmt: skip
-    """Check a raw array (values, shape) against a model's input and scale it as its training data was (NaN cells,
-    missing values, allowed with ``missing``)."""
-    x = check_finite(x, source, missing=missing)
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        want = "(N, " + ", ".join(map(str, input_shape)) + ")"
-        raise DataError(f"{source}: shape {x.shape} does not match the model's input {want}")
-    return scale(x, scaling, scaler, source)[0]
-
-
-def scale(x: np.ndarray, scaling: str, scaler: Scaler | None = None, source: str = "input"
-          ) -> tuple[torch.Tensor, Scaler | None]:  # fmt: skip
-    """Bring a raw array into model space; fits a :class:`Scaler` for ``"standard"`` if none is given."""
-    if scaling == "unit":
-        if x.dtype == np.uint8:  # one float32 copy, divided in place: no second full-size temporary
-            return torch.from_numpy(x.astype(np.float32)).div_(255), None
-        low, high = np.fmin.reduce(x, axis=None), np.fmax.reduce(x, axis=None)  # (missing cells skipped)
-        if low < 0 or high > 1:
-            raise DataError(f"values must lie in [0, 1] for this model, got [{low:.3g}, {high:.3g}]")
-        return torch.from_numpy(x.astype(np.float32)), None
-    scaler = scaler or Scaler.fit(x.astype(np.float64))
-    out = scaler.transform(torch.from_numpy(x.astype(np.float32)))
-    if torch.isinf(out).any():  # finite inputs whose differences from the mean pass float32's range
-        column = int(torch.isinf(out).reshape(len(out), -1).any(0).int().argmax())
-        raise DataError(f"{source}: standardizing feature {column} overflows float32 (values up to "
-                        f"{float(np.abs(x.reshape(len(x), -1)[:, column]).max()):.3g}, too far apart); the input is "
-                        "the problem, not the training: rescale the data")  # fmt: skip
-    return out, scaler
-
-
-def auto_scaling(x: np.ndarray) -> str:
-    """``"unit"`` for uint8 data or data already in [0, 1]; ``"standard"`` for anything else."""
-    if x.dtype == np.uint8 or (np.fmin.reduce(x, axis=None) >= 0 and np.fmax.reduce(x, axis=None) <= 1):
-        return "unit"
-    return "standard"
+        return self.space.to_data(x)

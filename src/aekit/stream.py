@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .space import Data, Scaler, auto_scaling, scale
+from .space import Data, Scaler, Space, choose_scaling
 from .errors import DataError
 from .files import (OUTPUT_SUFFIXES, NotNumeric, check_finite, check_npy_header, decode_images, image_files, image_layout,
                     label_name)
@@ -324,8 +324,8 @@ class Streamed:
     columns = ()  # a streamed source is an array: no named columns
     has_missing = False  # and its chunks are checked finite: no missing cells
 
-    def __init__(self, rows: Rows, scaling: str, scaler: Scaler | None, is_test: np.ndarray, x_test, x_sample):
-        self.rows, self.scaling, self.scaler = rows, scaling, scaler
+    def __init__(self, rows: Rows, space: Space, is_test: np.ndarray, x_test, x_sample):
+        self.rows, self.space = rows, space
         self.x_test, self.x_sample = x_test, x_sample  # (M, *shape), (S, *shape): model space
         self.y_test = None
         self.is_test = is_test  # (N,) bool: held out
@@ -335,12 +335,20 @@ class Streamed:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_test.shape[1:])
 
+    @property
+    def scaling(self) -> str:
+        return self.space.scaling
+
+    @property
+    def scaler(self) -> Scaler | None:
+        return self.space.scaler
+
     def in_memory(self) -> Data:
         """The training sample and the test split as in-memory :class:`Data` (for evaluation and analyses)."""
-        return Data(self.x_sample, self.x_test, None, None, self.scaling, self.scaler)
+        return Data(self.x_sample, self.x_test, None, None, self.space)
 
     def to_model(self, raw: np.ndarray):
-        return scale(np.ascontiguousarray(raw), self.scaling, self.scaler)[0]
+        return self.space.scale(np.ascontiguousarray(raw), self.rows.source)
 
     def chunk_order(self, seed: int, epoch: int) -> list[int]:
         return [int(i) for i in np.random.default_rng([seed, epoch]).permutation(self.rows.n_chunks)]
@@ -423,10 +431,18 @@ def take(rows: Rows, index: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def load_streamed(rows: Rows, config) -> Streamed:
-    """Split, scale and sample a large source for streamed training (see :class:`Streamed`)."""
-    import torch
+def streamed_space(rows: Rows) -> Space:
+    """The space of a large source, from one streaming pass: its range decides the scaling and, for standardized
+    data, gives the statistics (as :meth:`aekit.space.Space.fit` decides for data in memory)."""
+    low, high, mean, std = stream_stats(rows)
+    if choose_scaling(np.array([[low, high]])) == "unit":
+        return Space(rows.shape)
+    return Space(rows.shape, Scaler.from_moments(mean.reshape(rows.shape), std.reshape(rows.shape)))
 
+
+def load_streamed(rows: Rows, config, space: Space | None = None) -> Streamed:
+    """Split, scale and sample a large source for streamed training (see :class:`Streamed`); ``space``: a trained
+    model's, else chosen from the data (:func:`streamed_space`)."""
     n = len(rows)
     n_test = min(MAX_TEST_ROWS, max(1, round(n * config.test_fraction)))
     rng = np.random.default_rng(config.split_seed)
@@ -436,20 +452,11 @@ def load_streamed(rows: Rows, config) -> Streamed:
     # the sample: random training rows, drawn without an index of all N rows (256 MB at 32 M rows)
     drawn = rng.choice(n, min(n, SAMPLE_ROWS + n_test), replace=False)
     sample_index = np.sort(drawn[~is_test[drawn]][:SAMPLE_ROWS])
-    if rows.dtype == np.uint8:
-        scaling, scaler = "unit", None
-    else:  # one streaming pass decides the scaling and, for standardized data, its statistics
-        low, high, mean, std = stream_stats(rows)
-        scaling = auto_scaling(np.array([[low, high]]))
-        scaler = None
-        if scaling == "standard":
-            std[std < 1e-8] = 1.0
-            shape = rows.shape
-            scaler = Scaler(torch.as_tensor(mean.reshape(shape), dtype=torch.float32),
-                            torch.as_tensor(std.reshape(shape), dtype=torch.float32))  # fmt: skip
-    x_test = scale(take(rows, test_index), scaling, scaler)[0]
-    x_sample = scale(take(rows, sample_index), scaling, scaler)[0]
+    if space is None:
+        space = Space(rows.shape) if rows.dtype == np.uint8 else streamed_space(rows)
+    x_test = space.scale(take(rows, test_index), rows.source)
+    x_sample = space.scale(take(rows, sample_index), rows.source)
     log.info("streaming %s: %d rows (%.1f GB as float32, over the %.0f GB in-memory threshold) in %d chunks; %d rows "
              "held out for testing; PCA and the analyses use a %d-row training sample", rows.source, n,
              float32_bytes(rows) / 1e9, STREAM_THRESHOLD_BYTES / 1e9, rows.n_chunks, n_test, len(sample_index))
-    return Streamed(rows, scaling, scaler, is_test, x_test, x_sample)
+    return Streamed(rows, space, is_test, x_test, x_sample)
