@@ -22,7 +22,6 @@ import statistics
 import time
 
 import numpy as np
-import torch
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score

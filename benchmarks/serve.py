@@ -13,7 +13,6 @@ import argparse
 import io
 import json
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -160,7 +160,7 @@ def test_version_1_run_evaluates_to_the_same_metrics(name, tmp_path):
     before = json.loads((run / RunDir.METRICS).read_text())
     assert json.loads((run / RunDir.CONFIG).read_text())["format"] == "aekit-run/1"
     metrics = aekit.evaluate_run(run, device="cpu", write=False)  # the numbers 0.1.0 stored were a CPU's
-    assert set(metrics) == set(before)
+    assert set(metrics) - set(before) == {"pca_components", "features", "image_data"}  # what later releases add
     for key, value in before.items():
         # another CPU (AVX-512 or not) or torch release sums in another order: reconstruction metrics agree to
         # float32 rounding; the holes measure and the probes are classifier accuracies on 1000-2000 points (a

@@ -288,3 +288,68 @@ def test_bad_scoring_options_name_the_value(params, message):
     train, _, _ = one_digit_of_sklearn_digits()
     with pytest.raises(ValueError, match=message):
         AutoEncoderOutlierDetector(**{"input_shape": (1, 8, 8), "max_epochs": 1, **params}).fit(train)
+
+
+@pytest.mark.parametrize("options", [dict(latent_distance=False), dict(), dict(error_blur=3, code_neighbors=5),
+                                     dict(latent_distance=False, error_blur=3)])  # fmt: skip
+def test_a_saved_detector_is_a_run_that_scores_as_the_detector_does(options, tmp_path, capsys):
+    """save(dir) writes a run directory: aekit score, /v1/score and the exported score graph give the detector's own
+    scores, whichever scoring options it has; the report's anomaly figure ranks by that score too."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    import onnxruntime
+    from fastapi.testclient import TestClient
+
+    from aekit.cli import main
+    from aekit.serve import create_app
+
+    train, test, _ = one_digit_of_sklearn_digits()
+    detector = AutoEncoderOutlierDetector(input_shape=(1, 8, 8), max_epochs=3, random_state=0, device=DEVICE,
+                                          **options).fit(train)  # fmt: skip
+    path = detector.save(tmp_path / "detector")
+    expected = -detector.score_samples(test[:200])
+    np.save(tmp_path / "test.npy", test[:200])
+    assert main(["score", str(path), "--input", str(tmp_path / "test.npy"), "--out", str(tmp_path / "s.npy")]) == 0
+    http = TestClient(create_app(path, map_points=20)).post("/v1/score", json={"inputs": test[:200].tolist()})
+    assert main(["export", str(path), "--part", "score", "--out", str(tmp_path / "score.onnx")]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "score.onnx"), providers=["CPUExecutionProvider"])
+    onnx = session.run(None, {"x": test[:200].reshape(-1, 1, 8, 8)})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, rtol=1e-5, atol=1e-5, err_msg="aekit score")
+    np.testing.assert_allclose(http.json()["scores"], expected, rtol=1e-5, atol=1e-5, err_msg="/v1/score")
+    np.testing.assert_allclose(onnx, expected, rtol=1e-4, atol=1e-4, err_msg="onnxruntime")
+    run = aekit.load_run(path)
+    assert (run.score_spec.blur, run.score_spec.latent, run.score_spec.neighbors) == (
+        options.get("error_blur", 1), options.get("latent_distance", True), options.get("code_neighbors", 0))
+    figure = run.plot("anomalies")  # the report's figure: the test images the run's own score ranks highest
+    scores = run.score(run.data().x_test)
+    shown = [float(ax.get_title()) for ax in figure.axes[:8]]
+    np.testing.assert_allclose(shown, np.sort(scores)[::-1][:8], rtol=1e-2)
+    assert "rows.npy" in run.data_config.name and run.history() and "test_mse_per_pixel" in run.metrics()
+    capsys.readouterr()
+
+
+def test_saving_into_a_folder_that_holds_something_is_refused(tmp_path):
+    train, _, _ = one_digit_of_sklearn_digits()
+    detector = AutoEncoderOutlierDetector(max_epochs=1, random_state=0, device=DEVICE).fit(train)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(aekit.CheckpointError, match="already holds a run"):
+        detector.save(tmp_path / "taken")
+
+
+def test_values_near_1e30_are_standardized_in_float64_and_train():
+    X = 1e30 * (1 + np.random.default_rng(0).random((100, 4))).astype(np.float32)  # float32: moments overflowed there
+    ae = AutoEncoderTransformer(2, max_epochs=2, random_state=0, device=DEVICE).fit(X)
+    assert np.isfinite(ae.transform(X)).all() and np.isfinite(ae.mean_).all()
+    assert np.allclose(ae.inverse_transform(ae.transform(X)) / 1e30, X / 1e30, atol=1.0)
+
+
+def test_scale_chooses_from_the_data_and_false_keeps_the_values(noisy_low_rank):
+    pixels = np.random.default_rng(0).random((60, 8))
+    assert AutoEncoderTransformer(2, max_epochs=1, scale="auto").fit(pixels).fitted_.space.scaling == "unit"
+    assert AutoEncoderTransformer(2, max_epochs=1, scale="auto").fit(noisy_low_rank).fitted_.space.scaling == "standard"
+    kept = AutoEncoderTransformer(2, max_epochs=1, scale=False).fit(noisy_low_rank)
+    assert not hasattr(kept, "mean_")
+    np.testing.assert_array_equal(kept.fitted_.space.to_model(noisy_low_rank).numpy(), noisy_low_rank.astype(np.float32))
+    with pytest.raises(ValueError, match="scale='yes' must be True, False or 'auto'"):
+        AutoEncoderTransformer(2, scale="yes").fit(noisy_low_rank)

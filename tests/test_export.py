@@ -6,7 +6,6 @@ import pytest
 import torch
 from cli_helpers import one_error_line
 
-from aekit import data as data_mod
 from aekit.cli import main
 from aekit.export import Exported, export_onnx
 from aekit.fitted import Fitted

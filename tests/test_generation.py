@@ -118,7 +118,7 @@ def test_fit_prior_and_sample_from_the_cli(mnist_run, tmp_path, capsys):
                               "--out", str(out)]) == 0  # fmt: skip
         assert first.read_bytes() == second.read_bytes()  # same seed, same file
     rows = np.load(tmp_path / "a.npy")
-    assert rows.shape == (25, 784) and rows.dtype == np.float32 and 0 <= rows.min() and rows.max() <= 1
+    assert rows.shape == (25, 1, 28, 28) and rows.dtype == np.float32 and 0 <= rows.min() and rows.max() <= 1
     from PIL import Image
 
     assert Image.open(tmp_path / "a.png").size == (5 * 29 - 1, 5 * 29 - 1)

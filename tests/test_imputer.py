@@ -59,3 +59,24 @@ def test_bad_parameters_are_refused():
         AutoEncoderImputer(n_refinements=0).fit(with_holes)
     with pytest.raises(ValueError, match="early_stopping=True is not supported by the imputer"):
         AutoEncoderImputer(early_stopping=True).fit(with_holes)
+
+
+def test_the_defaults_beat_knn_on_mnist_pixels():
+    """A small version of benchmarks/impute.py's MNIST setting: fitted on 1,000 training images, 300 test images with
+    30% of their pixels missing. With no other argument than the seed, pixels in [0, 1] are kept as they are (scale
+    "auto"), and the fill beats KNNImputer's (0.155 against 0.173 RMSE when written; the benchmark's full setting,
+    10,000 and 2,000 images: 0.118 against 0.147)."""
+    from sklearn.impute import KNNImputer
+
+    from aekit.data import load_mnist_arrays
+
+    train, _ = load_mnist_arrays(train=True)
+    test, _ = load_mnist_arrays(train=False)
+    X, T = train[:1000].reshape(1000, -1) / 255.0, test[:300].reshape(300, -1) / 255.0
+    hidden = np.random.default_rng(0).random(T.shape) < 0.3
+    holes = np.where(hidden, np.nan, T)
+    imputer = AutoEncoderImputer(random_state=0).fit(X)
+    assert imputer.params_["scale"] == "auto" and imputer.fitted_.space.scaling == "unit"
+    rmse = lambda filled: float(np.sqrt(np.mean((filled[hidden] - T[hidden]) ** 2)))  # noqa: E731
+    ours, knn = rmse(imputer.transform(holes)), rmse(KNNImputer().fit(X).transform(holes))
+    assert ours < knn, (ours, knn)

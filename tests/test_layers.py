@@ -21,6 +21,7 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     **{name: (0, set()) for name in BASE},
     "files": (1, {"errors"}),
     "tables": (1, {"errors", "files"}),  # named columns: numeric, categorical, missing cells
+    "csvfile": (1, {"errors", "files", "tables"}),  # the one CSV reader: delimiter, header, kinds of columns
     "models": (1, {"errors", "options", "tables"}),
     "precision": (1, {"errors"}),
     "quality": (1, {"errors"}),  # the feature network and sample-quality metrics
@@ -28,7 +29,7 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "space": (2, {"errors", "files", "tables"}),  # the one door between a user's rows and a model
     "mlpgrad": (2, {"errors", "models", "precision"}),
     "stream": (3, {"errors", "files", "space"}),
-    "data": (4, {"errors", "options", "files", "tables", "space", "stream"}),
+    "data": (4, {"errors", "options", "files", "csvfile", "tables", "space", "stream"}),
     "train": (5, {"errors", "options", "distributed", "graphs", "optim", "models", "precision", "mlpgrad", "space",
                   "stream"}),
     "fitted": (5, {"errors", "models", "space"}),  # one fitted model: encode, decode, impute, the one score
@@ -133,3 +134,52 @@ def test_functions_are_short():
     assert max(lengths)[0] <= 80, max(lengths)
     long = sorted(item for item in lengths if item[0] > 50)
     assert len(long) <= 3, long
+
+
+def calls(module: str) -> list[tuple[str, int]]:
+    """Every name called in ``module`` (``f(...)`` and ``x.f(...)``), with its line."""
+    tree = ast.parse((SRC / f"{module}.py").read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if name:
+                found.append((name, node.lineno))
+    return found
+
+
+SCORE = {"code_distances", "anomaly_score", "ScoreGraph", "avg_pool2d"}  # the score's own arithmetic
+SCORE_HOLDERS = {"fitted": SCORE, "export": {"ScoreGraph"}}  # the export holds the fitted model's ScoreGraph as it is
+DOOR_HOLDERS = {"space", "checkpoint"}  # checkpoint rebuilds a stored Scaler from its tensors, nothing more
+
+
+def scaler_calls(module: str) -> list[tuple[str, int]]:
+    """Calls that standardize by hand: a Scaler built (``Scaler(...)``, ``Scaler.fit``, ``from_moments``), or a
+    scaler's ``transform`` / ``inverse_transform`` called (scikit-learn's own ``pca.transform`` is not one)."""
+    found = []
+    for node in ast.walk(ast.parse((SRC / f"{module}.py").read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        text = ast.unparse(node.func)
+        if text == "Scaler" or text.startswith("Scaler.") or text.endswith("from_moments") or (
+                text.endswith(("transform", "inverse_transform")) and "scaler" in text.lower()):  # fmt: skip
+            found.append((text, node.lineno))
+    return found
+
+
+def test_one_score_implementation():
+    """The anomaly score is computed in one place, fitted.py's ScoreGraph (the ONNX graph is that module): every face
+    calls Fitted.score / Run.score and none computes it again."""
+    for module in modules():
+        for name, line in calls(module):
+            assert name not in SCORE or name in SCORE_HOLDERS.get(module, ()), \
+                f"{module}.py:{line} calls {name}: score through aekit.fitted.Fitted (Run.score), not again"  # fmt: skip
+
+
+def test_one_door_into_model_space():
+    """Rows are scaled into model space and back in one place, space.py's Space; every face goes through a Space
+    (Space.to_model / to_data, Run.to_model_space, Data.to_model_space) and none standardizes by hand."""
+    for module in modules():
+        if module not in DOOR_HOLDERS:
+            assert not scaler_calls(module), f"{module}.py standardizes by hand: {scaler_calls(module)}"

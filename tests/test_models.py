@@ -5,7 +5,7 @@ import torch
 
 from aekit import AutoEncoder, ModelConfig, build_model, make_config
 from aekit.errors import ConfigError
-from aekit.models import (BODIES, OBJECTIVES, PRESETS, SHORTCUTS, ConvBody, Denoising, LinearBody, MLPBody, Plain,
+from aekit.models import (BODIES, OBJECTIVES, PRESETS, SHORTCUTS, ConvBody, Denoising, LinearBody, MLPBody,
                           Variational, VectorQuantized, corrupt)  # fmt: skip
 
 

@@ -34,7 +34,7 @@ def test_report_embeds_every_figure(run):
         assert (run / "figures" / f"{name}.png").is_file() and (run / "figures" / f"{name}.svg").is_file()
         assert f"id='{name}'" in page
     assert len(re.findall(r"src='data:image/png;base64,", page)) == len(FIGURES)
-    assert "PCA (8 components)" in page and "Holes:" in page and "logistic regression" in page
+    assert "PCA (k=8)" in page and "Holes:" in page and "logistic regression" in page
     assert "http://" not in page and "https://" not in page  # opens without a network
 
 

@@ -34,10 +34,10 @@ def test_chunks_give_the_inputs_chunk_by_chunk(run, monkeypatch, tmp_path):
     assert n == len(x) and torch.equal(torch.cat(list(chunks)), x)
 
 
-def test_the_score_is_the_models_anomaly_score_and_the_threshold_flags_its_share(run):
+def test_the_score_is_the_mean_squared_error_and_the_threshold_flags_its_share(run):
     x, _ = run.inputs("digits")
     with torch.no_grad():
-        expected = run.model.anomaly_score(x).numpy()
+        expected = (run.model(x) - x).flatten(1).square().mean(1).numpy()
     np.testing.assert_allclose(run.score(x), expected, rtol=1e-5, atol=1e-9)
     threshold = run.threshold(0.1)
     train_scores = run.score(run.data().x_train)
@@ -116,7 +116,7 @@ def test_fit_score_adds_the_latent_distance_to_an_existing_run(run, tmp_path, ca
     assert loaded.score_spec.latent and not np.allclose(before, after)
     errors = torch.from_numpy(before).double()
     distances = loaded.score_spec.distances(loaded.encode(x[:20]).double())
-    np.testing.assert_allclose(after, loaded.score_spec.combine(errors, distances).numpy())
+    np.testing.assert_allclose(after, loaded.score_spec.combine(errors, distances).numpy(), rtol=1e-5, atol=1e-5)
     stored = (path / RunDir.SCORE).read_bytes()
     assert main(["train", "--resume", str(path), "--epochs", "4", "--no-progress"]) == 0  # the model moves on:
     assert (path / RunDir.SCORE).read_bytes() != stored  # so does its stored score
@@ -142,3 +142,33 @@ def test_a_run_finds_its_data_from_another_directory_and_so_does_an_earlier_runs
     (project / "t.npy").unlink()  # nowhere to be found: the error names the path as stored
     with pytest.raises(aekit.DataError, match=r"^t\.npy: no such file or folder$"):
         aekit.load_run(project / "runs" / "a").data()
+
+
+def test_fit_score_stores_every_option_of_the_detectors_score(run, tmp_path, capsys):
+    import shutil
+
+    from cli_helpers import one_error_line
+
+    from aekit.cli import main
+    from aekit.estimator import AutoEncoderOutlierDetector
+
+    path = tmp_path / "copy"
+    shutil.copytree(run.path, path)
+    x, _ = run.inputs("digits")
+    assert main(["fit-score", str(path), "--error-blur", "3", "--code-neighbors", "5"]) == 0
+    assert "mean distance to the 5 nearest training codes" in capsys.readouterr().out
+    loaded = aekit.load_run(path)
+    assert (loaded.score_spec.blur, loaded.score_spec.latent, loaded.score_spec.neighbors) == (3, True, 5)
+    detector = AutoEncoderOutlierDetector.from_run(path)  # the same options, and the same numbers
+    assert (detector.error_blur, detector.code_neighbors) == (3, 5)
+    rows = loaded.to_data_space(x[:30]).reshape(30, -1).numpy()
+    np.testing.assert_allclose(loaded.score(x[:30]), -detector.score_samples(rows), rtol=1e-6, atol=1e-9)
+    assert main(["fit-score", str(path), "--no-latent-distance", "--error-blur", "3"]) == 0
+    assert aekit.load_run(path).score_spec.describe() == "mean squared reconstruction error of the residual blurred " \
+                                                          "over 3x3"  # fmt: skip
+    capsys.readouterr()
+    for flags, message in ((["--error-blur", "2"], "error_blur=2 must be an odd positive integer"),
+                           (["--code-neighbors", "3", "--no-latent-distance"], "code_neighbors=3 is a kind of latent "
+                            "distance")):  # fmt: skip
+        assert main(["fit-score", str(path), *flags]) == 2
+        one_error_line(capsys, message)

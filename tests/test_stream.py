@@ -91,8 +91,9 @@ def test_mismatched_shards_and_non_numeric_parquet_are_refused(tmp_path):
     with pytest.raises(DataError, match="b.npy: shard of shape \\(4, 5\\) \\(float32\\) does not match a.npy's rows"):
         data_mod.open_rows(tmp_path / "shards")
     pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["x", "y"]}), tmp_path / "t.parquet")
+    assert data_mod.open_rows(tmp_path / "t.parquet") is None  # a table of categories: read whole, as a table
     with pytest.raises(DataError, match=r"column\(s\) \['name'\] are not numeric"):
-        data_mod.open_rows(tmp_path / "t.parquet")
+        stream.open_parquet(tmp_path / "t.parquet")
 
 
 @pytest.fixture

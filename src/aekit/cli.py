@@ -128,7 +128,8 @@ def add_inference_parsers(commands) -> None:
                              "the same training data with as many components as the code. Writes metrics.json.")
     ev.add_argument("run", type=Path, metavar="RUN")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    ev.add_argument("--device", choices=DEVICES, default="auto")
+    ev.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs (default: auto = cuda, "
+                    "then mps, then cpu)")
 
     inputs = ("INPUT is a dataset name (its --split), a .npy/.npz/.csv/.parquet file, a folder of .npy shards or an "
               "image folder, shaped like the training data; .npy, shards, Parquet and image folders are read a chunk at "
@@ -156,12 +157,7 @@ def add_inference_parsers(commands) -> None:
          "FILE.csv|FILE.npy|FILE.parquet"),
     ):  # fmt: skip
         p = commands.add_parser(name, help=help_text, description=description)
-        p.add_argument("run", type=Path, metavar="RUN")
-        p.add_argument("--input", required=True, metavar="NAME|PATH")
-        if name != "impute":
-            p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
-        p.add_argument("--out", required=True, type=Path, metavar=out)
-        p.add_argument("--device", choices=DEVICES, default="auto")
+        add_rows_flags(p, out, split=name != "impute")
         if name == "score":
             label = p.add_mutually_exclusive_group()
             label.add_argument("--contamination", type=positive_float, metavar="C", help="add an 'outlier' column "
@@ -172,6 +168,20 @@ def add_inference_parsers(commands) -> None:
                            "(columns e0, e1, ...: the squared error divided by the number of features, which sum to "
                            "the score): where a row is abnormal")
 
+
+
+def add_rows_flags(p, out: str, split: bool) -> None:
+    """RUN, --input, --split (a dataset's), --out and --device of a command that reads rows and writes rows."""
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--input", required=True, metavar="NAME|PATH", help="the rows: a dataset name or a file or folder, "
+                   "in the data's own units; an image run takes (N, C, H, W), (N, H, W) and flat (N, C*H*W) arrays "
+                   "alike (what sample, reconstruct and impute write goes back in)")  # fmt: skip
+    if split:
+        p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
+    p.add_argument("--out", required=True, type=Path, metavar=out, help="the file to write; its suffix picks the "
+                   "format (.npy arrays keep the input's shape, (N, C, H, W) for images)")  # fmt: skip
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs (default: auto = cuda, "
+                   "then mps, then cpu)")
 
 
 def add_figure_parsers(commands) -> None:
@@ -297,8 +307,9 @@ def add_generation_parsers(commands) -> None:
 
     p = commands.add_parser("sample", help="decode codes drawn from a prior: new examples",
                             description="Draw N codes from one of RUN's priors and decode them. A .png gets a grid of "
-                            "the images; a .npy an (N, features) float32 array in the data's own units (pixels in "
-                            "[0, 1]); .csv and .parquet the same rows as a table. The same --seed gives the same "
+                            "the images; a .npy an (N, *input_shape) float32 array (images: (N, C, H, W)) in the data's "
+                            "own units (pixels in [0, 1]); .csv and .parquet flat rows, or a table run's own columns. "
+                            "Every command takes these files back as input. The same --seed gives the same "
                             "file. 'normal' is N(0, I) (the chapter's holes, for a plain autoencoder); the others are "
                             "fitted first with aekit fit-prior.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
@@ -426,7 +437,7 @@ def cmd_impute(args) -> int:
     check_grid_fits(args.out, run)
     raw = run.read(args.input)
     filled = run.impute(raw, args.input)
-    runs.write_rows(filled, args.out, run.model_config.columns)
+    runs.write_rows(run.space.shaped(filled, args.input), args.out, run.model_config.columns)
     print(f"filled {int(np.isnan(raw).sum())} missing cells of {len(raw)} rows; wrote {args.out}")
     return 0
 

@@ -28,7 +28,8 @@ from .options import image_size as parse_image_size
 from .options import option, positive_float, positive_int
 from . import stream
 from . import tables
-from .files import IMAGE_SUFFIXES, NotNumeric, atomic_write_bytes, check_finite, label_name, read_csv, read_image_folder, read_images, read_npy, read_npz
+from .csvfile import label_name, read_csv
+from .files import IMAGE_SUFFIXES, atomic_write_bytes, check_finite, read_image_folder, read_images, read_npy, read_npz
 from .space import Data, Scaler, Space  # noqa: F401  (aekit.data.Data, as before)
 
 log = logging.getLogger(__name__)
@@ -261,27 +262,29 @@ def split(x: np.ndarray, y: np.ndarray | None, config: DataConfig) -> tuple[np.n
 # ------------------------------------------------------------------------------------------ sources: one registry
 @dataclass(frozen=True)
 class Source:
-    """A kind of data file or folder: which paths it takes, how to read one whole, and (``open``, if it can) how to
-    read it a chunk at a time as :class:`aekit.stream.Rows`.
+    """A kind of data file or folder, one module owning its reading: which paths it takes, how to read one whole, and
+    (``open``, if it can) how to read it a chunk at a time as :class:`aekit.stream.Rows`.
 
-    ``read(path, label_column, image_size) -> (x, labels or None)``;
-    ``open(path, label_column, chunk_bytes, image_size) -> Rows``.
+    ``read(path, label_column, image_size, columns) -> (x, labels or None, columns)``: ``columns`` are a table's
+    (:class:`aekit.tables.Column`; given those a model was trained on, the file is read in them), ``()`` for an array;
+    ``open(path, label_column, chunk_bytes, image_size) -> Rows``, or None for a file it reads only whole.
     """
 
     kind: str
     help: str
     takes: Callable[[Path], bool]
-    read: Callable[..., tuple[np.ndarray, np.ndarray | None]]
-    open: Callable[..., stream.Rows] | None = None
+    read: Callable[..., tuple[np.ndarray, np.ndarray | None, tuple]]
+    open: Callable[..., stream.Rows | None] | None = None
 
 
 def _suffix(*suffixes: str) -> Callable[[Path], bool]:
     return lambda path: path.suffix.lower() in suffixes and not path.is_dir()
 
 
-def _whole(open_rows: Callable[..., stream.Rows]) -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
-    """Read a chunked source whole: its chunks, concatenated."""
-    return lambda path, label_column, image_size: concatenated(open_rows(path, label_column, None, image_size))
+def _whole(open_rows: Callable[..., stream.Rows]) -> Callable[..., tuple[np.ndarray, np.ndarray | None, tuple]]:
+    """Read a chunked source whole: its chunks, concatenated (an array: no columns)."""
+    return lambda path, label_column, image_size, columns: (*concatenated(open_rows(path, label_column, None,
+                                                                                    image_size)), ())  # fmt: skip
 
 
 def concatenated(rows: stream.Rows) -> tuple[np.ndarray, np.ndarray | None]:
@@ -291,29 +294,45 @@ def concatenated(rows: stream.Rows) -> tuple[np.ndarray, np.ndarray | None]:
     return x, np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
 
 
+def _read_parquet(path: Path, label_column, image_size, columns) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+    """A Parquet file whole: numbers by row groups; with text, dictionary or boolean columns (or a model's columns),
+    a table (:mod:`aekit.tables`)."""
+    if not columns and stream.parquet_is_numeric(path, label_column):
+        return _whole(_open_parquet)(path, label_column, image_size, ())
+    table = tables.read_arrow(path)
+    label = None if label_column is None else label_name(table.schema.names, label_column, path)
+    columns = columns or tables.infer_columns(table, label, str(path))
+    x = tables.encode(table, columns, str(path))
+    if not len(x):
+        raise DataError(f"{path}: no data rows")
+    return x, None if label is None else tables.labels_of(table, label, str(path)), columns
+
+
 _open_npy = lambda path, label_column, chunk_bytes, image_size: stream.open_npy(path, chunk_bytes)  # noqa: E731
 _open_parquet = lambda path, label_column, chunk_bytes, image_size: stream.open_parquet(path, label_column)  # noqa: E731
 _open_images = lambda path, label_column, chunk_bytes, image_size: stream.open_images(path, image_size, chunk_bytes)  # noqa: E731
+_open_numeric_parquet = lambda path, label_column, chunk_bytes, image_size: (  # noqa: E731
+    _open_parquet(path, label_column, chunk_bytes, image_size) if stream.parquet_is_numeric(path, label_column) else None)
 
-# Adding a kind of file is one entry here (and its reader in files.py or stream.py): loading, training, encode,
+# Adding a kind of file is one entry here (and its reader in its own module): loading, training, encode,
 # reconstruct, score, serve and the CLI's help all read this list. The first entry that takes a path reads it.
 SOURCES: tuple[Source, ...] = (
     Source("npy", ".npy array (N, D) or (N, C, H, W); memory-mapped, read by chunks", _suffix(".npy"),
-           lambda path, label_column, image_size: (read_npy(path), None), _open_npy),
+           lambda path, label_column, image_size, columns: (read_npy(path), None, ()), _open_npy),
     Source("npz", ".npz archive (array 'x', labels 'y')", _suffix(".npz"),
-           lambda path, label_column, image_size: read_npz(path)),
-    Source("csv", ".csv table (header optional, --label-column); text columns are categories, empty or NA cells "
-           "missing (those two read by pyarrow: the 'parquet' extra)", _suffix(".csv"),
-           lambda path, label_column, image_size: read_csv(path, label_column)),
+           lambda path, label_column, image_size, columns: (*read_npz(path), ())),
+    Source("csv", ".csv table: comma, semicolon or tab separated, header optional (--label-column); text columns "
+           "are categories, empty or NA cells missing", _suffix(".csv"),
+           lambda path, label_column, image_size, columns: read_csv(path, label_column, columns)),
     Source("parquet", ".parquet table (--label-column; the 'parquet' extra), numeric ones read by row groups, string "
-           "or dictionary columns as categories",
-           _suffix(".parquet"), _whole(_open_parquet), _open_parquet),
+           "or dictionary columns as categories", _suffix(".parquet"), _read_parquet, _open_numeric_parquet),
     Source("image", "one .png/.jpg image", _suffix(*IMAGE_SUFFIXES),
-           lambda path, label_column, image_size: (read_images([path], image_size), None)),
+           lambda path, label_column, image_size, columns: (read_images([path], image_size), None, ())),
     Source("shards", "folder of .npy shards, one table in name order", stream.is_shard_folder, _whole(_open_npy),
            _open_npy),
     Source("images", "folder of .png/.jpg images (one subfolder per class gives labels; --image-size HxW)",
-           Path.is_dir, lambda path, label_column, image_size: read_image_folder(path, image_size), _open_images),
+           Path.is_dir, lambda path, label_column, image_size, columns: (*read_image_folder(path, image_size), ()),
+           _open_images),
 )  # fmt: skip
 
 
@@ -336,38 +355,26 @@ def source_for(path: str | Path) -> Source:
 
 def read_file(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None
               ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
-    """Read a user's data file or folder whole into ``(x, labels or None)``, checked for shape and values."""
-    path = Path(path)
-    x, y = source_for(path).read(path, label_column, image_size)
-    if y is not None and len(y) != len(x):
-        raise DataError(f"{path}: {len(y)} labels for {len(x)} rows")
-    return check_finite(x, str(path), missing=True), y
+    """Read a user's data file or folder whole into ``(x, labels or None)`` (:func:`read_data` without the columns)."""
+    return read_data(path, label_column, image_size)[:2]
 
 
 def read_data(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None,
               columns: tuple[tables.Column, ...] = ()) -> tuple[np.ndarray, np.ndarray | None, tuple]:  # fmt: skip
-    """:func:`read_file`, and for a CSV or Parquet table with text columns or missing cells, :mod:`aekit.tables`
-    (pyarrow): ``(x, labels or None, columns)``, the columns inferred (``()`` for a plain array). Given the
-    ``columns`` a model was trained on, a table is encoded with those (same slots, its categories checked)."""
+    """A user's data file or folder whole, by the :class:`Source` that takes it: ``(x, labels or None, columns)``,
+    checked for shape and values (missing cells allowed); ``columns`` inferred for a table (``()`` for an array).
+    Given the ``columns`` a model was trained on, a table is read in those (same slots, its categories checked)."""
     path = Path(path)
-    source = source_for(path)
-    if not columns or source.kind not in ("csv", "parquet"):
-        try:
-            return (*read_file(path, label_column, image_size), ())
-        except NotNumeric:
-            pass
-    table = tables.read_arrow(path)
-    label = None if label_column is None else label_name(table.schema.names, label_column, path)
-    columns = columns or tables.infer_columns(table, label, str(path))
-    x = tables.encode(table, columns, str(path))
-    if not len(x):
-        raise DataError(f"{path}: no data rows below the header")
-    return x, None if label is None else tables.labels_of(table, label, str(path)), columns
+    x, y, columns = source_for(path).read(path, label_column, image_size, columns)
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(y)} labels for {len(x)} rows")
+    return check_finite(x, str(path), missing=True), y, columns
 
 
 def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,
               image_size: tuple[int, int] | None = None) -> stream.Rows | None:  # fmt: skip
-    """``path`` as :class:`aekit.stream.Rows`, read a chunk at a time; None for a source read only whole (CSV)."""
+    """``path`` as :class:`aekit.stream.Rows`, read a chunk at a time; None for a source read only whole (CSV, a
+    Parquet table with text columns)."""
     path = Path(path)
     source = source_for(path)
     return None if source.open is None else source.open(path, label_column, chunk_bytes, image_size)
@@ -381,17 +388,16 @@ def load(config: DataConfig, space: Space | None = None) -> Data | stream.Stream
     if config.name in DATASETS:
         return _finish(config, *DATASETS[config.name][0](config), space=space)
     columns = space.columns if space is not None else ()
-    try:
-        rows = open_rows(config.name, config.label_column, image_size=config.image_size) if config.limit is None else None
-        if rows is None:
-            x, y, columns = read_data(config.name, config.label_column, config.image_size, columns)
-        elif stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
-            return stream.load_streamed(rows, config, space)
-        else:  # small: in memory, from the chunks already opened; missing cells (NaN) allowed (streamed: not)
-            rows.missing = True
-            x, y = concatenated(rows)
-    except NotNumeric:  # a Parquet table with text columns: named columns, in memory
+    rows = None
+    if config.limit is None and not columns:
+        rows = open_rows(config.name, config.label_column, image_size=config.image_size)
+    if rows is None:
         x, y, columns = read_data(config.name, config.label_column, config.image_size, columns)
+    elif stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
+        return stream.load_streamed(rows, config, space)
+    else:  # small: in memory, from the chunks already opened; missing cells (NaN) allowed (streamed: not)
+        rows.missing = True
+        x, y = concatenated(rows)
     return _finish(config, *split(x, y, config), columns, space=space)
 
 

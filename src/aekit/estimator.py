@@ -26,8 +26,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .checkpoint import RunDir, write_json
 from .data import DataConfig
 from .fitted import Fitted, ScoreSpec
-from .space import Data, Scaler, Space
-from .models import LOSSES, Imputing, MLPBody, ModelConfig, build_model, make_config, part_options
+from .space import Data, Space
+from .models import LOSSES, MLPBody, ModelConfig, build_model, make_config, part_options
 from .tensorboard_log import TensorBoardLog
 from .train import DEVICES, TrainConfig, train
 
@@ -182,14 +182,8 @@ class AutoEncoderBase(BaseEstimator):
         """The data's space (:class:`aekit.space.Space`): ``scale`` True standardizes, "auto" standardizes unless X
         lies in [0, 1] (pixels), False keeps the values (in [0, 1] or not)."""
         x = X.reshape(len(X), *self._shape(X.shape[1])) if math.prod(self._shape(X.shape[1])) == X.shape[1] else X
-        scale = self._p("scale")
-        if scale is True or scale == "auto":
-            space = Space.fit(x, scaling="standard" if scale is True else "auto")
-        elif np.nanmin(X) >= 0 and np.nanmax(X) <= 1:
-            space = Space(x.shape[1:])
-        else:  # values kept as they are: a scaler that changes nothing
-            space = Space(x.shape[1:], Scaler.from_moments(np.zeros(x.shape[1:]), np.ones(x.shape[1:])))
-        return space.taking_missing(self.ALLOW_NAN)
+        scaling = {True: "standard", False: "none"}.get(self._p("scale"), "auto")
+        return Space.fit(x, scaling=scaling).taking_missing(self.ALLOW_NAN)
 
     def _fit(self, X):
         self.params_ = self._choose()

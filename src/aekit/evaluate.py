@@ -100,6 +100,11 @@ def evaluate_model(model: AutoEncoder, data: Data) -> dict[str, float]:
     pca = reconstruction_metrics(data.x_test, pca_reconstruct(data.x_train, data.x_test, k), unit)
     metrics.update({f"pca_{name}": value for name, value in pca.items()})
     metrics["latent_dim"] = k
+    metrics["pca_components"] = min(k, data.space.width, len(data.x_train))  # fewer when the data has fewer
+    metrics["features"] = data.space.width
+    metrics["image_data"] = float(data.space.is_image)  # the report's words: pixels and images, or features and rows
+    if torch.isnan(data.x_train).any():
+        metrics["pca_mean_filled"] = 1.0  # PCA fitted with missing cells filled with the training means
     metrics["n_test"] = len(data.x_test)
     codes = encode(model, data.x_test)
     metrics["code_mean_abs"] = float(codes.abs().mean())

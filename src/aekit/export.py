@@ -52,9 +52,9 @@ class Exported(nn.Module):
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.standard = fitted.space.scaler is not None
-        self.score = ScoreGraph(self.model, fitted.score_spec, exact=False) if part == "score" else None
-        if self.score is not None:  # float32 throughout, as the model
-            self.score.float()
+        # the model in float32; the score's sums and distances in float64 as Fitted.score computes them (a float32
+        # distance to the nearest codes lost 5e-4 to rounding), the result float32
+        self.score = ScoreGraph(self.model, fitted.score_spec) if part == "score" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.part == "decoder":
@@ -65,7 +65,7 @@ class Exported(nn.Module):
             return self.model.encode(x)
         if self.part == "autoencoder":
             return self.unscale(self.model(x))
-        return self.score(x)
+        return self.score(x).float()
 
     def unscale(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean if self.standard else x

@@ -1,4 +1,4 @@
-"""The user's own data files as arrays: .npy, .npz, numeric .csv tables, and PNG/JPEG images or folders of them.
+"""The user's own data files as arrays: .npy, .npz, and PNG/JPEG images or folders of them (CSV: :mod:`aekit.csvfile`).
 
 Every reader checks what it returns: numeric, non-empty, finite, labels matching rows; each problem is one
 :class:`~aekit.errors.DataError` naming the file.
@@ -6,7 +6,6 @@ Every reader checks what it returns: numeric, non-empty, finite, labels matching
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import tempfile
@@ -144,18 +143,6 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return x, None if y is None else np.asarray(y).astype(np.int64)
 
 
-def _numeric(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
-
-
-class NotNumeric(DataError):
-    """A CSV table with a text or missing cell: :mod:`aekit.tables` reads it (named columns, categories, holes)."""
-
-
 def label_name(names: list[str], label_column: str, path) -> str:
     """The column ``label_column`` names among ``names``: a column name, else a 0-based index."""
     if label_column in names:
@@ -163,51 +150,6 @@ def label_name(names: list[str], label_column: str, path) -> str:
     if label_column.isdigit() and int(label_column) < len(names):
         return names[int(label_column)]
     raise DataError(f"{path}: no column {label_column!r}; columns are {names[:20]}")
-
-
-def read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """A numeric CSV table (header optional) and its labels, if ``label_column`` names one (name or 0-based index)."""
-    try:  # utf-8-sig: a byte-order mark is dropped, not taken as part of the first cell
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if row]
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save the table as a UTF-8 "
-                        "CSV file") from None
-    except csv.Error as err:
-        raise DataError(f"{path}: not a CSV table ({err})") from None
-    if not rows:
-        raise DataError(f"{path}: the file is empty")
-    header = rows[0] if not all(_numeric(c) for c in rows[0]) else [str(i) for i in range(len(rows[0]))]
-    body = rows[1:] if header is rows[0] else rows
-    if not body:
-        raise DataError(f"{path}: no data rows below the header")
-    for i, row in enumerate(body):
-        if len(row) != len(header):
-            raise DataError(f"{path}: row {i + 1} has {len(row)} fields, expected {len(header)}")
-    columns = list(zip(*body))
-    label_index = None if label_column is None else header.index(label_name(header, label_column, path))
-    features = []
-    for j, column in enumerate(columns):
-        if j == label_index:
-            continue
-        for i, cell in enumerate(column):
-            if not _numeric(cell):
-                if any(ord(ch) < 32 for ch in cell):  # NUL and the like: a binary file, not text to take as categories
-                    raise DataError(f"{path}: column {header[j]!r}, row {i + 1}: {cell!r} holds control characters; "
-                                    "not a text table")  # fmt: skip
-                raise NotNumeric(f"{path}: column {header[j]!r} is not numeric (row {i + 1}: {cell!r})")
-        features.append(np.array(column, dtype=np.float64))
-        if np.isnan(features[-1]).any():  # a "nan" cell: missing, so a table with holes
-            raise NotNumeric(f"{path}: column {header[j]!r} has missing cells")
-    if not features:
-        raise DataError(f"{path}: no feature columns left besides the label column")
-    labels = None
-    if label_index is not None:
-        try:
-            labels = np.array(columns[label_index], dtype=np.float64).astype(np.int64)
-        except ValueError:
-            labels = np.unique(columns[label_index], return_inverse=True)[1].astype(np.int64)
-    return np.stack(features, axis=1), labels
 
 
 def image_files(root: Path) -> tuple[list[Path], np.ndarray | None]:

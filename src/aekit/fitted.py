@@ -201,13 +201,13 @@ def code_distances(codes: torch.Tensor, mean: torch.Tensor, precision: torch.Ten
 class ScoreGraph(nn.Module):
     """A model and its :class:`ScoreSpec` as one module: model-space rows ``(N, ...)`` -> ``(N,)`` scores, or with
     :meth:`parts` each part. The one implementation of the score: :meth:`Fitted.score` runs it, the ONNX ``score``
-    graph is it. With ``exact`` the score's arithmetic after the model (the sum of the errors, the distance, the
-    standardization) is float64 whatever the model's dtype; an exported graph keeps the model's."""
+    graph is it. The score's arithmetic after the model (the sum of the errors, the distance, the standardization) is
+    float64 whatever the model's dtype."""
 
-    def __init__(self, model: AutoEncoder, spec: ScoreSpec, exact: bool = True):
+    def __init__(self, model: AutoEncoder, spec: ScoreSpec):
         super().__init__()
         self.model, self.blur, self.latent, self.k = model, spec.blur, spec.latent, spec.neighbors
-        self.width, self.exact = math.prod(model.input_shape), exact
+        self.width = math.prod(model.input_shape)
         if spec.latent:  # buffers, so that an exported graph holds them
             self.register_buffer("code_mean", spec.code_mean)
             self.register_buffer("precision", spec.precision)
@@ -227,7 +227,7 @@ class ScoreGraph(nn.Module):
 
     def parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.feature_errors(x)
-        errors = features.sum(1, dtype=torch.float64 if self.exact else features.dtype)
+        errors = features.sum(1, dtype=torch.float64)
         out = {"score": errors, "reconstruction_error": errors, "feature_errors": features}
         if self.latent:
             codes = self.model.encode(x).to(errors.dtype)
@@ -251,6 +251,7 @@ class Fitted:
     model: AutoEncoder
     space: Space
     score_spec: ScoreSpec = field(default_factory=ScoreSpec)
+    _exact: AutoEncoder | None = field(default=None, init=False, repr=False, compare=False)  # float64 copy, made once
 
     def __post_init__(self):
         self.model.eval()
@@ -291,16 +292,24 @@ class Fitted:
         return np.where(holes, filled.astype(raw.dtype) if raw.dtype.kind == "f" else filled, raw)
 
     # -- the score
-    def scorer(self) -> ScoreGraph:
-        if not self.score_spec.fitted:
+    def scorer(self, spec: ScoreSpec | None = None) -> ScoreGraph:
+        """The score (``spec``, default the fitted one) as a module, on a float64 copy of the model: a row's score then
+        does not depend on the batch it came in, and the CLI, the HTTP API, the report and the estimators give the
+        same numbers."""
+        spec = spec or self.score_spec
+        if not spec.fitted:
             raise ConfigError("the latent-distance score is not fitted yet: fit it on the training rows first")
-        return ScoreGraph(self.model, self.score_spec)
+        if self._exact is None:
+            self._exact = self.model if next(self.model.parameters()).dtype == torch.float64 else \
+                copy.deepcopy(self.model).double()  # fmt: skip
+        return ScoreGraph(self._exact, spec)
 
     @torch.no_grad()
-    def parts(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+    def parts(self, x: torch.Tensor, spec: ScoreSpec | None = None) -> dict[str, np.ndarray]:
         """Each row's score and its parts (``score``, ``reconstruction_error``, ``feature_errors``, and with the
         latent distance ``latent_distance``), float64 NumPy arrays, computed a block of rows at a time."""
-        graph, x, spec = self.scorer(), self._rows(x), self.score_spec
+        spec = spec or self.score_spec
+        graph, x = self.scorer(spec), torch.as_tensor(x).double()
         batch_size = min(4096, max(1, NEIGHBOR_CELLS // len(spec.neighbor_codes))) if spec.neighbors else 4096
         weight = next(self.model.parameters())
         pieces = [{name: value.cpu() for name, value in graph.parts(x[i : i + batch_size].to(weight.device)).items()}
@@ -319,9 +328,8 @@ class Fitted:
     def fit_score(self, x_train: torch.Tensor, blur: int = 1, latent: bool = True, neighbors: int = 0) -> np.ndarray:
         """Fit the score on the training rows (sets :attr:`score_spec`); returns their own scores."""
         spec = ScoreSpec(blur, latent, neighbors).check(self.space.input_shape)
-        plain = replace(self, score_spec=ScoreSpec(blur))
-        errors = torch.from_numpy(plain.parts(x_train)["reconstruction_error"])
-        codes = self.encode(x_train).double() if latent else None
+        errors = torch.from_numpy(self.parts(x_train, ScoreSpec(blur))["reconstruction_error"])
+        codes = encode(self.scorer(ScoreSpec()).model, torch.as_tensor(x_train).double()) if latent else None
         self.score_spec, scores = ScoreSpec.fit(errors, codes, spec.blur, spec.latent, spec.neighbors)
         return scores.numpy()
 

@@ -660,13 +660,6 @@ class AutoEncoder(nn.Module):
         """Reconstruction of ``x``, in ``x``'s shape."""
         return self.decode(self.encode(x)).reshape(x.shape)
 
-    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
-        """Each example's anomaly score ``(N,)``: its mean squared reconstruction error per feature, in model space.
-
-        The one definition of the score: ``aekit score``, ``/v1/score``, the ONNX ``score`` graph and the outlier
-        detector all compute this number (``Run.score`` in batches, the detector in float64)."""
-        return (self(x) - x).flatten(1).square().mean(1)
-
     def loss(self, x: torch.Tensor, kind: str = "mse") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training objective on a batch, and its named parts when it has several (scalar tensors).
 

@@ -23,7 +23,6 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 

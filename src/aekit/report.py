@@ -23,17 +23,17 @@ CAPTIONS = {
     "samples": "Left: decoding z ~ N(0, I). A plain autoencoder never learned where its codes live, so these "
     "are mostly not digits (the chapter's holes); a VAE was trained to make them digits. Right: z from a Gaussian "
     "fitted to the training codes.",
-    "latent": "Codes of 1000 random test images, coloured by label. Look for one cluster per digit and the "
-    "empty space between clusters.",
+    "latent": "Codes of 1000 random test examples, coloured by label where the data has labels. Look for one "
+    "cluster per class (per digit, for MNIST) and the empty space between clusters.",
     "interpolation": "Decoding along the straight line between two test images' codes. Look at whether the "
     "in-between images stay digit-like or pass through blurry non-digits.",
     "denoising": "Corrupted test images (top), the model's outputs and the clean images, with each row's PSNR "
     "against the clean ones. Look at whether the noise is gone and the strokes are kept.",
     "curves": "Training loss and test error per epoch; on the right the test SSE per image against PCA's. "
     "Look for the gap between the curves (overfitting) and whether the last epochs still improve.",
-    "anomalies": "The test images the model scores as most anomalous (its anomaly score, the mean squared "
-    "reconstruction error per pixel, above each), their reconstructions, and the squared error per pixel: where the "
-    "score comes from. aekit score RUN --per-feature writes these errors for any input.",
+    "anomalies": "The test images the model scores as most anomalous (the run's own anomaly score, as aekit score "
+    "computes it, above each), their reconstructions, and the squared error per pixel: where the reconstruction part "
+    "of the score comes from. aekit score RUN --per-feature writes these errors for any input.",
     "codebook": "How often each codebook vector is chosen for the test set, most used first. A codebook that "
     "collapses onto a few vectors wastes its capacity; the perplexity is the number of equally used vectors "
     "the usage is worth.",
@@ -63,19 +63,38 @@ img{max-width:100%;border:1px solid #eee}figcaption{color:#555;max-width:900px}c
 .note{color:#666}"""
 
 
+def words(metrics: dict[str, float]) -> tuple[str, str]:
+    """What a feature and an example are called: pixel and image, or (a table, an array of rows) feature and row."""
+    return ("pixel", "image") if metrics.get("image_data", 1.0) else ("feature", "row")
+
+
+def pca_label(metrics: dict[str, float]) -> str:
+    """PCA's row label: ``PCA (k=32)``, or what it was when the data has fewer features or rows than the code."""
+    k = metrics.get("latent_dim", "?")
+    used = int(metrics.get("pca_components", k if isinstance(k, (int, float)) else 0))
+    if used == k:
+        return f"PCA (k={k})"
+    if used == metrics.get("features"):
+        return f"PCA (all {used} components)"
+    return f"PCA ({used} components: as many as rows)"
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
-    """A small table: the autoencoder's row and PCA's row in the same units."""
+    """A small table: the autoencoder's row and PCA's row in the same units (a table's in its own words)."""
     k = metrics.get("latent_dim", "?")
     names = [n for n in METRIC_NAMES if n in metrics]
-    heads = {"test_mse_per_pixel": "MSE/pixel", "test_sse_per_image": "SSE/image",
-             "test_bce_per_pixel": "BCE/pixel", "psnr": "PSNR (dB)"}  # fmt: skip
-    lines = [f"{'':<20}" + "".join(f"{heads[n]:>12}" for n in names)]
-    for label, prefix in ((f"autoencoder (k={k})", ""), (f"PCA (k={k})", "pca_")):
+    feature, example = words(metrics)
+    heads = {"test_mse_per_pixel": f"MSE/{feature}", "test_sse_per_image": f"SSE/{example}",
+             "test_bce_per_pixel": f"BCE/{feature}", "psnr": "PSNR (dB)"}  # fmt: skip
+    lines = [f"{'':<24}" + "".join(f"{heads[n]:>12}" for n in names)]
+    for label, prefix in ((f"autoencoder (k={k})", ""), (pca_label(metrics), "pca_")):
         cells = []
         for n in names:
             value = metrics.get(prefix + n, float("nan"))
             cells.append(f"{value:>12.5f}" if n == "test_mse_per_pixel" else f"{value:>12.3f}")
-        lines.append(f"{label:<20}" + "".join(cells))
+        lines.append(f"{label:<24}" + "".join(cells))
+    if metrics.get("pca_mean_filled"):
+        lines.append("(PCA is fitted on the observed cells: each missing one filled with its feature's training mean)")
     return "\n".join(lines + format_imputation(metrics) + format_generation(metrics))
 
 
@@ -178,14 +197,22 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
 
 def _metrics_section(metrics: dict, k) -> list[str]:
     names = [n for n in METRIC_NAMES if n in metrics]
-    return ["<h2>Test metrics beside PCA</h2>",
-            _table([[f"autoencoder ({k}-D code)", *(_fmt(metrics[n]) for n in names)],
-                    [f"PCA ({k} components)", *(_fmt(metrics.get("pca_" + n, "")) for n in names)]],
-                   ["model", *(HEADS[n] for n in names)]),
-            "<p class='note'>SSE / image: squared error summed over an example's features, averaged over the "
-            f"{metrics.get('n_test', '')} test examples (the unit of Hinton &amp; Salakhutdinov 2006, whose 30-D "
-            "deep autoencoder reached 3.00 and PCA-30 13.87 on MNIST). PCA is fitted on the same training "
-            "data.</p>"]  # fmt: skip
+    feature, example = words(metrics)
+    heads = {n: h.replace("pixel", feature).replace("image", example) for n, h in HEADS.items()}
+    filled = (" Missing cells are left out of every error; PCA is fitted with each one filled with its feature's "
+              "training mean." if metrics.get("pca_mean_filled") else "")  # fmt: skip
+    parts = ["<h2>Test metrics beside PCA</h2>",
+             _table([[f"autoencoder ({k}-D code)", *(_fmt(metrics[n]) for n in names)],
+                     [pca_label(metrics), *(_fmt(metrics.get("pca_" + n, "")) for n in names)]],
+                    ["model", *(heads[n] for n in names)]),
+             f"<p class='note'>SSE / {example}: squared error summed over an example's features, averaged over the "
+             f"{metrics.get('n_test', '')} test examples (the unit of Hinton &amp; Salakhutdinov 2006, whose 30-D "
+             "deep autoencoder reached 3.00 and PCA-30 13.87 on MNIST). PCA is fitted on the same training "
+             f"data.{filled}</p>"]  # fmt: skip
+    imputation = format_imputation(metrics)
+    if imputation:
+        parts.append("<h2>Filling missing cells</h2><pre>" + html.escape("\n".join(imputation[1:])) + "</pre>")
+    return parts
 
 
 def _claims_section(metrics: dict, k) -> list[str]:

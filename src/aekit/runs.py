@@ -11,7 +11,6 @@ import contextlib
 import errno
 import io
 import logging
-import math
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -125,16 +124,7 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
                         on_epoch=each(on_epoch, board))  # fmt: skip
         if board is not None:
             board.close()
-        metrics = {}
-        if rank == 0:  # rank 0 evaluates and writes; the others are done
-            metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, evaluation_data(data)),
-                                                                  **streamed_sizes(data)}  # fmt: skip
-            target.write_metrics(metrics)
-            stored = target.load_score(model.config.latent_dim) if resume else ScoreSpec()
-            if latent_distance or not stored.plain:  # a resumed run's score follows its model, with its options
-                fitted = Fitted(model, run_space(data, model.config))
-                fitted.fit_score(evaluation_data(data).x_train, stored.blur, True, stored.neighbors)
-                target.save_score(fitted.score_spec)
+        metrics = finish(model, data, target, analysis, latent_distance, resume) if rank == 0 else {}  # rank 0 writes
     except BaseException as err:
         if staging is not None and rank == 0:
             shutil.rmtree(staging.path, ignore_errors=True)
@@ -145,6 +135,21 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     if staging is not None and rank == 0:
         rundir.replace_with(staging)
     return history, metrics
+
+
+def finish(model: AutoEncoder, data: Data | Streamed, target: RunDir, analysis: bool, latent_distance: bool,
+           resumed: bool) -> dict:  # fmt: skip
+    """After the last epoch: the metrics (with the ``analysis``: holes, probes) and the anomaly score, written. A
+    resumed run's stored score is fitted again to the model it now has, with its options."""
+    metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, evaluation_data(data)),
+                                                          **streamed_sizes(data)}  # fmt: skip
+    target.write_metrics(metrics)
+    stored = target.load_score(model.config.latent_dim) if resumed else ScoreSpec()
+    if latent_distance or not stored.plain:
+        fitted = Fitted(model, run_space(data, model.config))
+        fitted.fit_score(evaluation_data(data).x_train, stored.blur, latent_distance or stored.latent, stored.neighbors)
+        target.save_score(fitted.score_spec)
+    return metrics
 
 
 def each(*callbacks: Callable[[dict], None] | None) -> Callable[[dict], None] | None:
@@ -618,16 +623,17 @@ def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> 
 def write_rows(x: torch.Tensor | np.ndarray, out: Path, columns: tuple[Column, ...] = ()) -> Path:
     """Rows ``(N, *input_shape)`` in the data's units (samples, reconstructions, imputations) to ``out``: a grid of
     images for ``.png``; for a table (``columns``) as ``.csv`` or ``.parquet``, its own named columns with each
-    categorical column's likeliest category; else ``(N, features)`` rows (``.npy``, ``.csv``, ``.parquet``). The
-    same rows give the same bytes."""
+    categorical column's likeliest category; else a ``.npy`` array of ``x``'s shape (an image run's ``(N, C, H, W)``),
+    or flat rows in a ``.csv`` or ``.parquet`` table. Every input of aekit takes each of these back. The same rows
+    give the same bytes."""
     x = torch.as_tensor(x)
     if out.suffix.lower() == ".png":
         return plots.write_grid(x, out)
     if columns and out.suffix.lower() in (".csv", ".parquet"):
         tables.write_table(out, tables.decoded(x.reshape(len(x), -1).double().numpy(), columns))
         return out
-    with stream.RowWriter(out, len(x), (math.prod(x.shape[1:]),)) as writer:
-        writer.write(x.reshape(len(x), -1).numpy())
+    with stream.RowWriter(out, len(x), tuple(x.shape[1:])) as writer:
+        writer.write(x.numpy())
     return out
 
 

@@ -108,10 +108,15 @@ class Space:
     def fit(cls, x: np.ndarray, columns: tuple = (), scaling: str = "auto", kept: np.ndarray | None = None) -> Space:
         """The space of training rows ``x`` ``(N, *input_shape)``: ``scaling`` ``"auto"`` standardizes a table
         (``columns``) and any data outside [0, 1], and keeps data in [0, 1] as it is; ``"standard"`` or ``"unit"``
-        force one (``"unit"`` needs values in [0, 1]). ``kept``: features left unstandardized (default: a table's
-        one-hot slots)."""
-        if scaling not in ("auto", "standard", "unit"):
-            raise ConfigError(f"scaling {scaling!r} must be 'auto', 'standard' or 'unit'")
+        force one (``"unit"`` needs values in [0, 1]); ``"none"`` keeps the values as they are, in [0, 1] or not (a
+        scaler of mean 0 and std 1 then). ``kept``: features left unstandardized (default: a table's one-hot slots)."""
+        if scaling not in ("auto", "standard", "unit", "none"):
+            raise ConfigError(f"scaling {scaling!r} must be 'auto', 'standard', 'unit' or 'none'")
+        if scaling == "none":
+            if choose_scaling(x) == "unit":
+                return cls(tuple(int(d) for d in x.shape[1:]), None, tuple(columns))
+            same = np.zeros(x.shape[1:])
+            return cls(tuple(int(d) for d in x.shape[1:]), Scaler.from_moments(same, same + 1), tuple(columns))
         if scaling == "auto":
             scaling = "standard" if columns else choose_scaling(x)
         if kept is None and columns:
@@ -121,6 +126,15 @@ class Space:
         if scaler is None:
             space.check_range(x)
         return space
+
+    @classmethod
+    def from_statistics(cls, shape: tuple[int, ...], low: float, high: float, mean: np.ndarray, std: np.ndarray
+                        ) -> Space:  # fmt: skip
+        """The space of data known by its range and moments (a streamed source's one pass), chosen as :meth:`fit`
+        chooses: values in [0, 1] as they are, anything else standardized."""
+        if choose_scaling(np.array([[low, high]])) == "unit":
+            return cls(tuple(shape))
+        return cls(tuple(shape), Scaler.from_moments(np.reshape(mean, shape), np.reshape(std, shape)))
 
     # -- what it is
     @property

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .space import Data, Scaler, Space, choose_scaling
+from .space import Data, Scaler, Space
 from .errors import DataError
-from .files import (OUTPUT_SUFFIXES, NotNumeric, check_finite, check_npy_header, decode_images, image_files, image_layout,
+from .files import (OUTPUT_SUFFIXES, check_finite, check_npy_header, decode_images, image_files, image_layout,
                     label_name)
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,21 @@ def open_npy(path: Path, chunk_bytes: int | None = None) -> Rows:
     return Rows(str(path), tuple(first.shape[1:]), first.dtype, spans, reader, gather)
 
 
+def parquet_is_numeric(path: Path, label_column: str | None = None) -> bool:
+    """Whether every feature column of a Parquet file is numbers (read by row groups), from its schema alone; a text,
+    dictionary or boolean column makes it a table of categories (:mod:`aekit.tables`)."""
+    pq = needs_pyarrow(str(path))
+    import pyarrow.types as pat
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as err:  # pyarrow raises its own ArrowInvalid / OSError kinds
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+    label = None if label_column is None else label_name(schema.names, label_column, path)
+    return all(pat.is_integer(schema.field(n).type) or pat.is_floating(schema.field(n).type)
+               for n in schema.names if n != label)  # fmt: skip
+
+
 def open_parquet(path: Path, label_column: str | None = None) -> Rows:
     """A Parquet file as :class:`Rows`, one chunk per row group; numeric columns are the features."""
     pq = needs_pyarrow(str(path))
@@ -160,8 +175,8 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
     label = None if label_column is None else label_name(names, label_column, path)
     features = [n for n in names if n != label]
     bad = [n for n in features if not (pat.is_integer(schema.field(n).type) or pat.is_floating(schema.field(n).type))]
-    if bad:
-        raise NotNumeric(f"{path}: column(s) {bad[:5]} are not numeric; give the label with --label-column or drop them")
+    if bad:  # (aekit.data reads such a file as a table: parquet_is_numeric says which to open)
+        raise DataError(f"{path}: column(s) {bad[:5]} are not numeric; give the label with --label-column or drop them")
     if not features:
         raise DataError(f"{path}: no feature columns")
     meta = file.metadata
@@ -434,10 +449,7 @@ def take(rows: Rows, index: np.ndarray) -> np.ndarray:
 def streamed_space(rows: Rows) -> Space:
     """The space of a large source, from one streaming pass: its range decides the scaling and, for standardized
     data, gives the statistics (as :meth:`aekit.space.Space.fit` decides for data in memory)."""
-    low, high, mean, std = stream_stats(rows)
-    if choose_scaling(np.array([[low, high]])) == "unit":
-        return Space(rows.shape)
-    return Space(rows.shape, Scaler.from_moments(mean.reshape(rows.shape), std.reshape(rows.shape)))
+    return Space.from_statistics(rows.shape, *stream_stats(rows))
 
 
 def load_streamed(rows: Rows, config, space: Space | None = None) -> Streamed:

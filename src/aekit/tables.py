@@ -7,10 +7,8 @@ categorical column, in each slot of its block) is NaN. The :class:`Column` list 
 (``config.json``), so reconstructions and imputations go back out as the table they came from: the same column
 names, numbers and category names.
 
-Parsing is pyarrow's (the ``parquet`` extra): its CSV reader infers column types, takes quoted fields and the
-usual null spellings, and reads Parquet's dictionary columns, so aekit's own numeric CSV reader
-(:func:`aekit.files.read_csv`, no extra needed) stays the reader of plain numeric tables and hands anything else
-here.
+Parquet tables are read by pyarrow (the ``parquet`` extra), which reads Parquet's dictionary columns too; CSV files
+are read by :mod:`aekit.csvfile` (no extra needed) into the same :class:`Column` list.
 """
 
 from __future__ import annotations
@@ -87,23 +85,18 @@ def pyarrow_for(what: str):
     try:
         import pyarrow
     except ImportError:
-        raise DataError(f"{what}: tables with text columns or empty cells are read by pyarrow, the 'parquet' "
-                        "extra: pip install 'aekit[parquet]'") from None  # fmt: skip
+        raise DataError(f"{what}: Parquet files are read and written by pyarrow, the 'parquet' extra: pip install "
+                        "'aekit[parquet]'") from None  # fmt: skip
     return pyarrow
 
 
 def read_arrow(path: Path):
-    """A CSV (header row required) or Parquet file as a pyarrow Table, missing cells as nulls."""
+    """A Parquet file as a pyarrow Table, missing cells as nulls."""
     pa = pyarrow_for(str(path))
     try:
-        if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
+        import pyarrow.parquet as pq
 
-            return pq.read_table(path)
-        import pyarrow.csv as pcsv
-
-        return pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(null_values=list(MISSING),
-                                                                       strings_can_be_null=True))  # fmt: skip
+        return pq.read_table(path)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable table ({str(err).splitlines()[0]})") from None
 

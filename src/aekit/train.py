@@ -569,7 +569,8 @@ def epoch_row(model: AutoEncoder, data: Data, state: TrainState, epoch: int, epo
     row["seconds"] = round(time.perf_counter() - began, 3)
     row.update({f"train_{k}": v for k, v in train_terms.items()})
     if rank == 0:
-        test = f"  test MSE/pixel {row['test_mse_per_pixel']:.5f}  test SSE/image {row['test_sse_per_image']:.3f}" \
-            if "test_mse_per_pixel" in row else ""  # fmt: skip
+        feature, example = ("pixel", "image") if data.space.is_image else ("feature", "row")
+        test = f"  test MSE/{feature} {row['test_mse_per_pixel']:.5f}  test SSE/{example} " \
+            f"{row['test_sse_per_image']:.3f}" if "test_mse_per_pixel" in row else ""  # fmt: skip
         log.info("epoch %d/%d  train loss %.5f%s  %.1fs", row["epoch"], epochs, row["train_loss"], test, row["seconds"])
     return row

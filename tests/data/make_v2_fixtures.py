@@ -2,7 +2,6 @@
 releases must load them and give the same (tests/test_checkpoint.py). Run in an empty folder with that release
 installed; then table.npy was copied into v2-table and its config's data name made relative ("table.npy", as a run
 trained with --data table.npy stored it then), and the two folders renamed v2-618f972-*."""
-import json, sys
 import numpy as np
 from aekit.cli import main
 
