@@ -32,6 +32,7 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "data": (4, {"errors", "options", "files", "csvfile", "tables", "space", "stream"}),
     "train": (5, {"errors", "options", "distributed", "graphs", "optim", "models", "precision", "mlpgrad", "space",
                   "stream"}),
+    "codec": (5, {"errors"}),  # integer tables, the entropy coder, the container
     "fitted": (5, {"errors", "models", "space"}),  # one fitted model: encode, decode, impute, the one score
     "evaluate": (6, "below"),
     "plots": (7, "below"),

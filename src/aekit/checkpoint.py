@@ -7,6 +7,7 @@ A run directory holds::
     checkpoint.safetensors   weights, optimizer state, RNG state and the TrainState: what --resume reads
     history.csv              one row per finished epoch
     metrics.json             final test metrics beside the PCA baseline
+    codec.safetensors        a codec's (--objective rate) probability tables, frozen to integers when training ends
     score.safetensors        optional: the anomaly score's options (blur, latent distance, nearest codes) and its
                              statistics (no file: the plain reconstruction error)
     priors/NAME.json         optional: a latent prior fitted after training (aekit fit-prior), its options and the
@@ -45,11 +46,12 @@ from safetensors.torch import save as st_save
 
 from ._version import __version__
 from .files import atomic_write_bytes
+from .codec import Tables
 from .fitted import ScoreSpec
 from .priors import Stored
 from .space import Scaler
 from .train import TrainState
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DataError
 from .models import BODIES, OBJECTIVES, AutoEncoder, Body, ModelConfig, Objective, Part, build_model
 
 FORMAT = "aekit-run/2"
@@ -267,7 +269,8 @@ class RunDir:
     SCORE = "score.safetensors"  # optional: the anomaly score's options and statistics (fit-score, --latent-distance)
     FILES = (CONFIG, MODEL, CHECKPOINT, HISTORY, METRICS)  # every finished run has these
     PRIORS = "priors"  # optional folder: fitted latent priors (aekit fit-prior), NAME.json + NAME.safetensors
-    OPTIONAL = (SCORE, PRIORS)  # a run may have these
+    CODEC = "codec.safetensors"  # a codec's (the rate objective's) frozen probability tables, written when training ends
+    OPTIONAL = (SCORE, PRIORS, CODEC)  # a run may have these
     DERIVED = ("figures", "sweep", "report.html")  # drawn from a run by plot, error-vs-dim and report
 
     def __init__(self, path: str | Path):
@@ -434,6 +437,22 @@ class RunDir:
             raise bad
         return ScoreSpec(blur, latent, k, *(tensors.get(n) for n in ("code_mean", "precision", "stats",
                                                                       "neighbor_codes")))  # fmt: skip
+
+    # -- codec.safetensors
+    def save_codec(self, tables: Tables) -> None:
+        save_tensors(self.path / self.CODEC, tables.tensors(), {"kind": "codec", "aekit_version": __version__})
+
+    def load_codec(self, channels: int) -> Tables:
+        """The frozen probability tables of a codec run (:mod:`aekit.codec`)."""
+        path = self.path / self.CODEC
+        if not path.is_file():
+            raise CheckpointError(f"{self.path}: no {self.CODEC}: it is not a codec (train it with --preset codec or "
+                                  "--objective rate)")  # fmt: skip
+        tensors, _ = load_tensors(path)
+        try:
+            return Tables.from_tensors(tensors, channels, str(path))
+        except DataError as err:
+            raise CheckpointError(str(err)) from None
 
     # -- priors/NAME.json + priors/NAME.safetensors
     def save_prior(self, name: str, stored: Stored) -> None:

@@ -119,15 +119,18 @@ def decode(model: AutoEncoder, z: torch.Tensor) -> torch.Tensor:
     return batched(model.decode, model, z)
 
 
-def write_grid(images: torch.Tensor, path: str | Path, ncol: int | None = None) -> Path:
-    """Tile images ``(N, C, H, W)`` in [0, 1] into one PNG (``ncol`` per row, default about square), written by
-    Pillow atomically: the same images give the same bytes."""
+def write_grid(images: torch.Tensor, path: str | Path, ncol: int | None = None, zoom: int | None = None) -> Path:
+    """Tile images ``(N, C, H, W)`` in [0, 1] into one PNG (``ncol`` per row, default about square), each pixel drawn
+    as ``zoom`` x ``zoom`` screen pixels (default: about 112 screen pixels per image, so that a digit can be seen; 1
+    keeps the images' own pixels), written by Pillow atomically: the same images give the same bytes."""
     import io
 
     from PIL import Image
 
     ncol = ncol or int(np.ceil(np.sqrt(len(images))))
+    zoom = zoom or max(1, round(112 / images.shape[-2]))
     grid = (_grid(images.detach().float().clamp(0, 1).cpu(), ncol) * 255).round().to(torch.uint8)
+    grid = grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
     buffer = io.BytesIO()
     Image.fromarray(grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy()).save(buffer, "PNG")
     atomic_write_bytes(Path(path), buffer.getvalue())

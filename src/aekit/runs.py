@@ -11,6 +11,7 @@ import contextlib
 import errno
 import io
 import logging
+import math
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -27,9 +28,11 @@ from .data import DataConfig
 from .distributed import all_sum, barrier, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
-from .evaluate import METRIC_NAMES, evaluate_model, feature_quality, gaussian_like, generation_metrics, holes
-from .fitted import Fitted, ScoreSpec
-from .models import AutoEncoder, Imputing, ModelConfig, Plain, build_model
+from .codec import Tables, decode_streams, encode_streams, model_digest, pack, unpack
+from .evaluate import (METRIC_NAMES, codec_metrics, evaluate_model, feature_quality, gaussian_like, generation_metrics,
+                       holes)
+from .fitted import Fitted, ScoreSpec, encode
+from .models import AutoEncoder, Imputing, ModelConfig, Plain, Rate, build_model
 from .precision import check as check_precision
 from .priors import PRIOR_NAMES, DiffusionConfig, Normal, Prior, check_fittable, fit_prior, from_stored, to_stored
 from .space import Data, Scaler, Space
@@ -143,6 +146,11 @@ def finish(model: AutoEncoder, data: Data | Streamed, target: RunDir, analysis: 
     resumed run's stored score is fitted again to the model it now has, with its options."""
     metrics = full_metrics(model, data) if analysis else {**evaluate_model(model, evaluation_data(data)),
                                                           **streamed_sizes(data)}  # fmt: skip
+    if isinstance(model.config.objective, Rate):  # a codec: its density frozen to integer tables, once
+        memory = evaluation_data(data)
+        tables = Tables.freeze(model.bottleneck.likelihood, encode(model, memory.x_train).numpy().astype(np.int64))
+        target.save_codec(tables)
+        metrics |= codec_metrics(model, memory, tables)
     target.write_metrics(metrics)
     stored = target.load_score(model.config.latent_dim) if resumed else ScoreSpec()
     if latent_distance or not stored.plain:
@@ -447,6 +455,66 @@ class Run:
         noise = torch.randn(n, codes.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         return noise, gaussian_like(codes, noise)
 
+    # -- the codec: a run trained with the rate objective (aekit.codec)
+    def codec_tables(self) -> Tables:
+        """The run's frozen probability tables; a ConfigError for a run that is not a codec."""
+        if not isinstance(self.model_config.objective, Rate):
+            raise ConfigError(f"{self.path} is not a codec: its code is {self.model_config.objective.kind}'s, not "
+                              "integers under an entropy model; train one with --preset codec (or --objective rate)")
+        return RunDir(self.path).load_codec(self.model_config.latent_dim)
+
+    def compress(self, x: torch.Tensor, per_item: bool = False) -> bytes:
+        """The rows ``x`` (model space) as a compressed file's bytes (:mod:`aekit.codec`): one ANS stream for all of
+        them, or (``per_item``) one per row, each decodable alone."""
+        tables = self.codec_tables()
+        codes = self.encode(x).to(torch.int64).numpy()
+        streams, moved = encode_streams(codes, tables, per_item)
+        if moved:
+            log.warning("%d code values lay outside their tables (the training codes' range) and were moved to its "
+                        "end", moved)  # fmt: skip
+        digest = model_digest((self.path / RunDir.MODEL).read_bytes(), tables)
+        return pack(streams, len(codes), codes.shape[1], self.model_config.input_shape, digest)
+
+    def rate_bits(self, x: torch.Tensor) -> np.ndarray:
+        """Each row's code cost in bits as the codec's density estimates it (``(N,)``; the file spends about this)."""
+        self.codec_tables()  # (a run that is not a codec has no density: said so)
+        codes = self.encode(x).double().to(next(self.model.parameters()).device)
+        with torch.no_grad():
+            return self.model.bottleneck.bits(codes).cpu().numpy()
+
+    def compress_input(self, source: str, split: str = "test", per_item: bool = False) -> tuple[bytes, dict]:
+        """:meth:`compress` of a dataset or file (read a chunk at a time), and a summary: ``rows``, ``bytes`` (the
+        file's), ``estimated_bytes`` (the density's estimate of the codes), and the decoded rows' ``psnr`` (data in
+        [0, 1]) or ``mse`` (per feature, in the data's units)."""
+        self.codec_tables()  # a run that is not a codec: said before the input is read
+        _, chunks = self.chunks(source, split)
+        x = torch.cat(list(chunks))
+        payload = self.compress(x, per_item)
+        error = float((self.reconstruct(x) - self.to_data_space(x)).double().square().mean())
+        summary = {"rows": len(x), "bytes": len(payload), "estimated_bytes": float(self.rate_bits(x).sum()) / 8}
+        summary |= {"psnr": 10 * math.log10(1 / error)} if self.space.unit else {"mse": error}
+        return payload, summary
+
+    def decompress(self, data: bytes, source: str = "file") -> torch.Tensor:
+        """A compressed file's rows, decoded in the data's units ``(N, *input_shape)``; a file of another model, of a
+        newer format, damaged or cut short is refused in one line. Decoded on one thread, so that any thread count
+        gives the same array."""
+        unpacked = unpack(data, source)
+        tables = self.codec_tables()
+        digest = model_digest((self.path / RunDir.MODEL).read_bytes(), tables)
+        if unpacked.digest != digest:
+            raise DataError(f"{source}: written with another model (SHA-256 {unpacked.digest.hex()[:12]}...) than "
+                            f"{self.path}'s ({digest.hex()[:12]}...); decompress it with the run that compressed it")
+        if unpacked.code_size != self.model_config.latent_dim or unpacked.shape != self.model_config.input_shape:
+            raise DataError(f"{source}: holds {unpacked.code_size}-D codes of {unpacked.shape} rows, not this run's")
+        codes = torch.from_numpy(decode_streams(unpacked.streams, unpacked.n, tables)).float()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.decode(codes)
+        finally:
+            torch.set_num_threads(threads)
+
     # -- generation: latent priors fitted after training (aekit.priors), stored under priors/
     def prior_names(self) -> list[str]:
         """The priors this run can sample from: ``normal`` (always) and those fitted to it, in ``PRIOR_NAMES`` order."""
@@ -550,6 +618,8 @@ class Run:
         """Test metrics beside PCA, the holes measure and the probes; written to ``metrics.json`` unless not ``write``."""
         data = self.data()
         metrics = full_metrics(self.model, data)
+        if isinstance(self.model_config.objective, Rate):
+            metrics |= codec_metrics(self.model, data, self.codec_tables())
         if RunDir(self.path).prior_names():  # sample quality once a prior has been fitted (it takes seconds)
             metrics |= self.generation_metrics(data=data)
         if write:
@@ -628,13 +698,39 @@ def write_rows(x: torch.Tensor | np.ndarray, out: Path, columns: tuple[Column, .
     give the same bytes."""
     x = torch.as_tensor(x)
     if out.suffix.lower() == ".png":
-        return plots.write_grid(x, out)
+        return plots.write_grid(x, out)  # each pixel zoomed to be seen
     if columns and out.suffix.lower() in (".csv", ".parquet"):
         tables.write_table(out, tables.decoded(x.reshape(len(x), -1).double().numpy(), columns))
         return out
     with stream.RowWriter(out, len(x), tuple(x.shape[1:])) as writer:
         writer.write(x.numpy())
     return out
+
+
+def write_bytes(path: Path, payload: bytes) -> Path:
+    """A file written atomically (a compressed file)."""
+    atomic_write_bytes(Path(path), payload)
+    return Path(path)
+
+
+def read_bytes(path: Path, limit: int = 2**31) -> bytes:
+    """A file's bytes (at most ``limit``), or one line saying why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    if path.stat().st_size > limit:
+        raise DataError(f"{path}: {path.stat().st_size} bytes, more than the {limit} aekit reads at once")
+    return path.read_bytes()
+
+
+def write_image_folder(x: torch.Tensor, folder: Path) -> Path:
+    """Images ``(N, C, H, W)`` in [0, 1] as ``folder/00000.png`` ... (the images' own pixels)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    digits = max(5, len(str(len(x) - 1)))
+    for i in range(len(x)):
+        plots.write_grid(x[i : i + 1], folder / f"{i:0{digits}d}.png", ncol=1, zoom=1)
+    return folder
 
 
 def array_from_npy(payload: bytes) -> np.ndarray:
