@@ -58,6 +58,7 @@ def build_parser() -> Parser:
     add_service_parsers(commands)
     add_generation_parsers(commands)
     add_codec_parsers(commands)
+    add_features_parser(commands)
     return parser
 
 
@@ -343,6 +344,29 @@ def add_codec_parsers(commands) -> None:
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.png|FOLDER")
+
+
+def add_features_parser(commands) -> None:
+    p = commands.add_parser("features", help="write a sparse autoencoder's features: one direction per latent",
+                            description="Write the features of RUN, a sparse autoencoder (--model sae): each latent's "
+                            "decoder direction in the data's units (unit norm), as an (L, *input_shape) .npy array "
+                            "(or L flat rows in a .csv or .parquet table). Prints how often the latents fire on the "
+                            "test rows and how many never do; the report draws each latent's direction and the test "
+                            "rows it is most active on.")  # fmt: skip
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.csv|FILE.parquet")
+
+
+def cmd_features(args) -> int:
+    check_output_path(args.out)
+    run = runs.load_run(args.run)
+    features = run.features()
+    runs.write_rows(features["directions"], args.out)
+    firing = features["firing"]
+    print(f"wrote {len(firing)} feature directions {features['directions'].shape} to {args.out}; on the test rows "
+          f"{int((firing == 0).sum())} never fire, the others fire on {float(firing[firing > 0].min(initial=0)):.2%} to "
+          f"{float(firing.max()):.2%} of rows")  # fmt: skip
+    return 0
 
 
 def cmd_compress(args) -> int:
@@ -642,7 +666,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_o
             "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve,
             "export": cmd_export, "demo": cmd_demo, "fit-score": cmd_fit_score,
             "fit-prior": cmd_fit_prior, "sample": cmd_sample, "compress": cmd_compress,
-            "decompress": cmd_decompress}  # fmt: skip
+            "decompress": cmd_decompress, "features": cmd_features}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ PyOD's names (``decision_scores_``: training errors, higher is more abnormal; ``
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import warnings
@@ -63,75 +64,46 @@ RULES = {
 ESTIMATOR_BASE = ModelConfig(body=MLPBody(hidden=(64,)))  # a small default body for tables
 
 
+# Every estimator's parameters and their defaults, once: the training settings, and every option of every body and
+# objective (None: the part's own default), so a new option of a part is a parameter of every estimator by itself.
+PARAMETERS = {
+    "n_components": 2, "model": "mlp", "body": None, "objective": None, "input_shape": None,
+    **{name: None for name in part_options()},
+    "loss": "mse", "optimizer": "adam", "precision": "fp32", "max_epochs": 50, "batch_size": 128, "lr": 1e-3,
+    "weight_decay": 0.0, "early_stopping": False, "validation_fraction": 0.1, "n_iter_no_change": 10, "tol": 1e-4,
+    "scale": True, "device": "auto", "random_state": None, "verbose": 0, "tensorboard": None,
+}  # fmt: skip
+
+
+def parameters(first: tuple[str, ...], **defaults):
+    """A class decorator giving an estimator the ``__init__`` scikit-learn wants, from :data:`PARAMETERS` with
+    ``defaults`` changed or added: the names in ``first`` positional, the others keyword-only, each only assigned.
+    Its signature is a real one (``inspect.signature``), which ``get_params``, ``clone`` and the docs read."""
+    values = {**{name: defaults.get(name, PARAMETERS.get(name)) for name in first}, **PARAMETERS, **defaults}
+    kind = {name: inspect.Parameter.POSITIONAL_OR_KEYWORD if name in first else inspect.Parameter.KEYWORD_ONLY
+            for name in values}  # fmt: skip
+    ordered = [*first, *(name for name in values if name not in first)]
+    signature = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                                   *(inspect.Parameter(n, kind[n], default=values[n]) for n in ordered)])  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+
+    def decorate(cls):
+        cls.__init__ = __init__
+        return cls
+
+    return decorate
+
+
+@parameters(("n_components",))
 class AutoEncoderBase(BaseEstimator):
     """Parameters and the fitting routine shared by both estimators."""
-
-    def __init__(
-        self,
-        n_components=2,
-        *,
-        model="mlp",
-        body=None,
-        objective=None,
-        input_shape=None,
-        hidden=None,
-        activation=None,
-        channels=None,
-        noise=None,
-        noise_level=None,
-        sparsity=None,
-        beta=None,
-        codebook_size=None,
-        groups=None,
-        commitment=None,
-        loss="mse",
-        optimizer="adam",
-        precision="fp32",
-        max_epochs=50,
-        batch_size=128,
-        lr=1e-3,
-        weight_decay=0.0,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=10,
-        tol=1e-4,
-        scale=True,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        tensorboard=None,
-    ):
-        self.n_components = n_components
-        self.model = model
-        self.body = body
-        self.objective = objective
-        self.input_shape = input_shape
-        self.hidden = hidden
-        self.activation = activation
-        self.channels = channels
-        self.noise = noise
-        self.noise_level = noise_level
-        self.sparsity = sparsity
-        self.beta = beta
-        self.codebook_size = codebook_size
-        self.groups = groups
-        self.commitment = commitment
-        self.loss = loss
-        self.optimizer = optimizer
-        self.precision = precision
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.scale = scale
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.tensorboard = tensorboard
 
     CHOSEN = ("n_components", "model", "scale", "max_epochs", "n_iter_no_change")  # may be chosen from the input
 
@@ -276,6 +248,7 @@ class AutoEncoderBase(BaseEstimator):
         return tags
 
 
+@parameters(("n_components",))
 class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, AutoEncoderBase):
     """An autoencoder with PCA's interface: ``fit``, ``transform`` to codes, ``inverse_transform`` back.
 
@@ -381,6 +354,8 @@ class AutoEncoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return self.n_components
 
 
+@parameters(("contamination", "n_components"), contamination=0.1, n_components=None, model=None, max_epochs=None,
+            n_iter_no_change="auto", scale=None, latent_distance="auto", error_blur=1, code_neighbors=0)
 class AutoEncoderOutlierDetector(OutlierMixin, AutoEncoderBase):
     """Anomaly detection by reconstruction error, with PyOD's interface.
 
@@ -446,27 +421,6 @@ class AutoEncoderOutlierDetector(OutlierMixin, AutoEncoderBase):
                     "latent_distance": True}  # what benchmarks/one_class.py measured best on images  # fmt: skip
     TABLE_DEFAULTS = {"n_components": 2, "model": "mlp", "scale": True, "max_epochs": 50, "n_iter_no_change": 10,
                       "latent_distance": False}  # fmt: skip
-
-    def __init__(self, contamination=0.1, n_components=None, *, model=None, body=None, objective=None, input_shape=None,
-                 hidden=None, activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
-                 codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", precision="fp32",
-                 max_epochs=None, batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change="auto", tol=1e-4, scale=None, device="auto",
-                 random_state=None, verbose=0, tensorboard=None, latent_distance="auto", error_blur=1,
-                 code_neighbors=0):  # fmt: skip
-        super().__init__(n_components, model=model, body=body, objective=objective, input_shape=input_shape,
-                         hidden=hidden, activation=activation, channels=channels, noise=noise, noise_level=noise_level,
-                         sparsity=sparsity, beta=beta, codebook_size=codebook_size, groups=groups,
-                         commitment=commitment, loss=loss, optimizer=optimizer, precision=precision,
-                         max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         early_stopping=early_stopping,
-                         validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
-                         scale=scale, device=device, random_state=random_state, verbose=verbose,
-                         tensorboard=tensorboard)  # fmt: skip
-        self.contamination = contamination
-        self.latent_distance = latent_distance
-        self.error_blur = error_blur
-        self.code_neighbors = code_neighbors
 
     def _choose(self) -> dict:
         """The parameters left to choose (None, or "auto" for n_iter_no_change and latent_distance) take the image

@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .fitted import batched, encode, fill_missing, reconstruct, sample_codes
 from .space import Data
-from .models import AutoEncoder, Denoising, Imputing, LinearBody, VectorQuantized, corrupt
+from .models import AutoEncoder, Denoising, Imputing, LinearBody, TopK, VectorQuantized, corrupt
 from .tables import column_of_feature
 
 log = logging.getLogger(__name__)
@@ -249,9 +249,28 @@ def codec_metrics(model: AutoEncoder, data: Data, tables) -> dict[str, float]:
             "pca_coding_psnr": psnr, "pca_coding_step": step}  # fmt: skip
 
 
+def sparse_metrics(model: AutoEncoder, data: Data) -> dict[str, float]:
+    """A sparse autoencoder's code on the test rows: ``sae_l0`` (latents active per row), ``sae_dead`` (the share of
+    latents never active), ``sae_fvu`` (the fraction of variance unexplained, in model space), ``sae_shrinkage``
+    (the reconstructions' norm over the rows', both about the training mean: below 1, the code shrinks), beside
+    ``sae_pca_fvu``: PCA with as many components as the L0 (a dense code of the same size per row)."""
+    x = data.x_test.reshape(len(data.x_test), -1).double()
+    codes = encode(model, data.x_test)
+    rebuilt = reconstruct(model, data.x_test).reshape(x.shape).double()
+    mean = data.x_train.reshape(len(data.x_train), -1).double().mean(0)
+    total = float((x - x.mean(0)).square().sum())
+    l0 = float((codes > 0).sum(1).double().mean())
+    k = max(1, min(round(l0), x.shape[1]))
+    pca = pca_reconstruct(data.x_train, data.x_test, k).reshape(x.shape).double()
+    return {"sae_l0": l0, "sae_dead": float(((codes > 0).sum(0) == 0).double().mean()),
+            "sae_fvu": float((x - rebuilt).square().sum()) / total,
+            "sae_shrinkage": float(((rebuilt - mean).norm(dim=1) / (x - mean).norm(dim=1).clamp_min(1e-12)).mean()),
+            "sae_pca_fvu": float((x - pca).square().sum()) / total, "sae_pca_components": k}  # fmt: skip
+
+
 # What a body or an objective adds to the metrics, keyed by its class.
 PART_METRICS = {Denoising: denoising_metrics, LinearBody: linear_metrics, VectorQuantized: codebook_metrics,
-                Imputing: imputation_metrics}  # fmt: skip
+                Imputing: imputation_metrics, TopK: sparse_metrics}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ the chapter's claims

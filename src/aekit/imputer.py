@@ -13,9 +13,11 @@ import torch
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .estimator import AutoEncoderBase
+from .estimator import AutoEncoderBase, parameters
 
 
+@parameters(("n_components",), n_components="auto", objective="impute", hidden=(256, 128), max_epochs=200,
+            n_iter_no_change=None, scale="auto", n_refinements=1)
 class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
     """Fill missing values (NaN) with an autoencoder trained on the rows with holes.
 
@@ -42,22 +44,6 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
 
     CHOSEN = AutoEncoderBase.CHOSEN  # n_components may be "auto"
     ALLOW_NAN = True
-
-    def __init__(self, n_components="auto", *, model="mlp", body=None, objective="impute", input_shape=None,
-                 hidden=(256, 128), activation=None, channels=None, noise=None, noise_level=None, sparsity=None, beta=None,
-                 codebook_size=None, groups=None, commitment=None, loss="mse", optimizer="adam", precision="fp32",
-                 max_epochs=200, batch_size=128, lr=1e-3, weight_decay=0.0, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, scale="auto", device="auto",
-                 random_state=None, verbose=0, tensorboard=None, n_refinements=1):  # fmt: skip
-        super().__init__(n_components=n_components, model=model, body=body, objective=objective,
-                         input_shape=input_shape, hidden=hidden, activation=activation, channels=channels, noise=noise,
-                         noise_level=noise_level, sparsity=sparsity, beta=beta, codebook_size=codebook_size,
-                         groups=groups, commitment=commitment, loss=loss, optimizer=optimizer, precision=precision,
-                         max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, scale=scale, device=device,
-                         random_state=random_state, verbose=verbose, tensorboard=tensorboard)  # fmt: skip
-        self.n_refinements = n_refinements
 
     def _choose(self) -> dict:
         chosen = super()._choose()

@@ -18,7 +18,7 @@ from .errors import DataError
 from .files import atomic_write_bytes
 from .evaluate import codebook_counts, gaussian_like, pca_codes, pca_reconstruct
 from .fitted import Fitted, batched, encode, reconstruct
-from .models import AutoEncoder, Denoising, ModelConfig, Objective, VectorQuantized, corrupt
+from .models import AutoEncoder, Denoising, ModelConfig, Objective, TopK, VectorQuantized, corrupt
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +323,49 @@ def codebook(model: AutoEncoder, data: Data, path=None) -> Figure:
     return save(fig, path)
 
 
+def features(model: AutoEncoder, data: Data, n: int = 12, examples: int = 6, path=None) -> Figure:
+    """A sparse autoencoder's ``n`` most frequent features on the test images: each one's decoder direction (red
+    where it adds ink, blue where it takes it away) and the ``examples`` test images it is most active on."""
+    _require_images(model, "features")
+    codes = encode(model, data.x_test)  # (N, L)
+    firing = (codes > 0).double().mean(0)
+    chosen = firing.argsort(descending=True)[:n]
+    columns = next(m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)).weight.detach().cpu()
+    fig = Figure(figsize=(1.1 * (examples + 1) + 1.6, 1.15 * len(chosen) + 0.6), layout="constrained")
+    axes = fig.subplots(len(chosen), examples + 1, squeeze=False)
+    for r, j in enumerate(chosen.tolist()):
+        direction = columns[:, j].reshape(model.input_shape)[0]
+        peak = float(direction.abs().max()) or 1.0
+        axes[r, 0].imshow(direction.numpy(), cmap="RdBu_r", vmin=-peak, vmax=peak, interpolation="nearest")
+        axes[r, 0].set_ylabel(f"#{j}\n{float(firing[j]):.1%}", fontsize=8, rotation=0, ha="right", va="center")
+        top = codes[:, j].argsort(descending=True)[:examples]
+        for c, i in enumerate(top.tolist()):
+            _show(axes[r, c + 1], data.x_test[i]) if codes[i, j] > 0 else axes[r, c + 1].axis("off")
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"The {len(chosen)} most frequent features (share of test images each fires on): direction, then "
+                 "the images it is most active on", fontsize=9)  # fmt: skip
+    return save(fig, path)
+
+
+def codec_digits(originals: torch.Tensor, decoded: torch.Tensor, alone: np.ndarray, in_batch: np.ndarray,
+                 path=None) -> Figure:  # fmt: skip
+    """Test images (top) and their decodings from a codec's file, each with its bytes: in a file of its own and as
+    its share of a file of all the test images."""
+    n = len(originals)
+    fig = Figure(figsize=(1.3 * n + 1.6, 3.3), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    for j in range(n):
+        _show(axes[0, j], originals[j])
+        _show(axes[1, j], decoded[j])
+        axes[1, j].set_title(f"{alone[j]:.0f} B alone\n{in_batch[j]:.1f} B in batch", fontsize=7)
+    axes[0, 0].set_ylabel("original")
+    axes[1, 0].set_ylabel("decoded")
+    fig.suptitle("Compressed: each image's bytes", fontsize=10)
+    return save(fig, path)
+
+
 # ------------------------------------------------------------------------------------------ the figure registry
 # name -> (draw(fitted, data, history, metrics, path), needs image data). Every model gets the common figures;
 # a body or an objective adds its own, keyed by its class. `aekit plot` and the report both read this.
@@ -337,6 +380,7 @@ COMMON_FIGURES = {
 }
 PART_FIGURES = {
     Denoising: {"denoising": (lambda fit, data, history, metrics, path: denoising(fit.model, data, path=path), True)},
+    TopK: {"features": (lambda fit, data, history, metrics, path: features(fit.model, data, path=path), True)},
     VectorQuantized: {"codebook": (lambda fit, data, history, metrics, path: codebook(fit.model, data, path=path),
                                    False)},  # fmt: skip
 }

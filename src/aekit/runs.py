@@ -32,7 +32,7 @@ from .codec import Tables, decode_streams, encode_streams, model_digest, pack, u
 from .evaluate import (METRIC_NAMES, codec_metrics, evaluate_model, feature_quality, gaussian_like, generation_metrics,
                        holes)
 from .fitted import Fitted, ScoreSpec, encode
-from .models import AutoEncoder, Imputing, ModelConfig, Plain, Rate, build_model
+from .models import AutoEncoder, Imputing, ModelConfig, Plain, Rate, TopK, build_model
 from .precision import check as check_precision
 from .priors import PRIOR_NAMES, DiffusionConfig, Normal, Prior, check_fittable, fit_prior, from_stored, to_stored
 from .space import Data, Scaler, Space
@@ -455,7 +455,46 @@ class Run:
         noise = torch.randn(n, codes.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         return noise, gaussian_like(codes, noise)
 
+    # -- a sparse autoencoder's features (the topk objective)
+    def features(self, top: int = 16) -> dict[str, np.ndarray]:
+        """A sparse autoencoder's features, from its test rows: ``directions`` ``(L, *input_shape)``, each latent's
+        decoder column in the data's units (unit norm), ``firing`` (the share of test rows it is active on),
+        ``top`` (the indices of the ``top`` test rows it is most active on, ``(L, top)``, -1 where it fired on fewer),
+        and ``activation`` (its mean activation where active)."""
+        if not isinstance(self.model_config.objective, TopK):
+            raise ConfigError(f"{self.path} is not a sparse autoencoder (its objective is "
+                              f"{self.model_config.objective.kind}); train one with --model sae --k K")  # fmt: skip
+        columns = self.model.decoder[0].weight.detach().cpu().double().T  # (L, D), model space
+        _, std = self.space.affine(torch.float64)
+        directions = columns * std.reshape(1, -1)  # a step along a column in model space, in the data's units
+        directions = directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        codes = self.encode(self.data().x_test).double()  # (N, L)
+        active = codes > 0
+        order = codes.argsort(0, descending=True)[:top].T  # (L, top)
+        ranked = torch.gather(active.T, 1, order)
+        return {"directions": directions.reshape(-1, *self.model_config.input_shape).numpy(),
+                "firing": active.double().mean(0).numpy(), "top": torch.where(ranked, order, -1).numpy(),
+                "activation": (codes.sum(0) / active.sum(0).clamp_min(1)).numpy()}  # fmt: skip
+
     # -- the codec: a run trained with the rate objective (aekit.codec)
+    @property
+    def is_codec(self) -> bool:
+        return isinstance(self.model_config.objective, Rate)
+
+    def item_bytes(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's bytes: coded alone (its own stream's words) and as its share of one stream of all (its ideal
+        cost under the tables, which a long stream approaches)."""
+        tables = self.codec_tables()
+        codes = self.encode(x).to(torch.int64).numpy()
+        streams, _ = encode_streams(codes, tables, per_item=True)
+        return np.array([4.0 * len(s) for s in streams]), tables.bits(codes) / 8
+
+    def draw_codec(self, path: Path | None = None, n: int = 8):
+        """Eight test images, their decodings from a file, and each one's bytes (the report's codec figure)."""
+        x = self.data().x_test[:n]
+        alone, in_batch = self.item_bytes(x)
+        return plots.codec_digits(self.to_data_space(x), self.decompress(self.compress(x)), alone, in_batch, path)
+
     def codec_tables(self) -> Tables:
         """The run's frozen probability tables; a ConfigError for a run that is not a codec."""
         if not isinstance(self.model_config.objective, Rate):

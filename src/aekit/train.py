@@ -363,6 +363,7 @@ class _Loop:
         self.gradients = gradient_step(model, self.loss_fn, self.optimizer, config, self.world, self.precision,
                                        self.device)  # fmt: skip
         self.graphed = graphed_step(self.gradients, self.optimizer_step, config, self.batch, self.device, self.world)
+        self.after_step = model.config.objective.after_step
         self.saver = checkpoints if self.rank == 0 else None  # every process loads, rank 0 saves
         self.lanes_logged = False
 
@@ -421,6 +422,8 @@ class _Loop:
                 if config.clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
                 self.optimizer_step()
+                if self.after_step is not None:  # an objective's own care of its weights (unit decoder columns)
+                    self.after_step(self.model)
             pending.append((step, len(xb), loss, terms))
             # Look at the losses (one host round trip) every LOOK_EVERY steps, at the end of the epoch, and on
             # Ctrl-C; under torchrun every process looks at the same steps, and a Ctrl-C waits for the next look.
