@@ -15,7 +15,7 @@ from aekit.space import Space
 
 ort = pytest.importorskip("onnxruntime", reason="needs the 'onnx' extra")
 
-OPTIONS = {"vq": {"codebook_size": 16, "groups": 4}}
+OPTIONS = {"vq": {"codebook_size": 16, "groups": 4}, "sae": {"k": 2}}
 
 
 def run_onnx(path, x: np.ndarray) -> np.ndarray:

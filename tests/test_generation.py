@@ -121,7 +121,7 @@ def test_fit_prior_and_sample_from_the_cli(mnist_run, tmp_path, capsys):
     assert rows.shape == (25, 1, 28, 28) and rows.dtype == np.float32 and 0 <= rows.min() and rows.max() <= 1
     from PIL import Image
 
-    assert Image.open(tmp_path / "a.png").size == (5 * 29 - 1, 5 * 29 - 1)
+    assert Image.open(tmp_path / "a.png").size == (4 * (5 * 29 - 1), 4 * (5 * 29 - 1))  # each pixel drawn 4x4: seen
 
 
 def test_generation_errors_are_one_line_and_exit_2(mnist_run, low_rank, tmp_path, capsys):

@@ -277,7 +277,8 @@ def test_vae_latent_space_has_fewer_holes_than_a_plain_autoencoder(digits):
 def test_every_model_saves_loads_and_resumes(name, digits, tmp_path):
     body, objective = name.split("+") if "+" in name else SHORTCUTS[name]
     options = {"mlp": {"hidden": (16,)}, "conv": {"channels": (4, 8)}, "linear": {}}[body]
-    config = make_config(body=body, objective=objective, latent_dim=4, **options, **({"groups": 2} if objective == "vq" else {}))
+    extra = {"vq": {"groups": 2}, "topk": {"k": 2}}.get(objective, {})
+    config = make_config(body=body, objective=objective, latent_dim=4, **options, **extra)
     train_config = TrainConfig(epochs=2, batch_size=128, device=DEVICE)
     _, metrics = aekit.train_run(tmp_path / "full", config, aekit.DataConfig(name="digits"), train_config,
                                  progress=False, analysis=False)  # fmt: skip
