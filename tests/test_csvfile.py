@@ -30,15 +30,15 @@ def stray(rows):
     return out
 
 
-# name -> (lines of the file, the columns read (None: a plain array of that many), or the refusal's words)
+# name -> (lines of the file, the columns read (a number: a headerless plain array of that many), or the refusal)
 CORPUS = {
     "headerless": (lines(ROWS), 4),  # a first row of numbers is data, and its repeated values are not names
-    "semicolon": (["a;b;c;d", *lines(ROWS, ";", "{:g},5")], 4),  # and decimal commas
-    "tab": (["a\tb\tc\td", *lines(ROWS, "\t")], 4),
+    "semicolon": (["a;b;c;d", *lines(ROWS, ";", "{:g},5")], tuple(map(Column, "abcd"))),  # and decimal commas
+    "tab": (["a\tb\tc\td", *lines(ROWS, "\t")], tuple(map(Column, "abcd"))),
     "missing": (["a,b,c,d", *holes(ROWS)], (Column("a"), Column("b"), Column("c"), Column("d"))),
     "quoted": (["name,x,y", *(f'"{["a,b", "c;d", "e"][i % 3]}",{r[0]:g},{r[1]:g}' for i, r in enumerate(ROWS))],
                (Column("name", "categorical", ("a,b", "c;d", "e")), Column("x"), Column("y"))),
-    "huge": (["a,b,c", *(f"{1e30 * (1 + r[0])},{r[1]:g},{1e30 * r[2]}" for r in ROWS)], 3),
+    "huge": (["a,b,c", *(f"{1e30 * (1 + r[0])},{r[1]:g},{1e30 * r[2]}" for r in ROWS)], tuple(map(Column, "abc"))),
     "duplicate": (["a,b,a,d", *lines(ROWS)], "column names repeat: ['a']; give each column its own name"),
     "stray": (stray(ROWS), "column 'b', row 18: 'three' is text in a column of numbers; correct it, or empty the cell"),
     "pipe": (["a|b|c", *lines(ROWS[:, :3], "|")], "cannot tell the delimiter: every line holds '|'"),
@@ -72,7 +72,7 @@ def test_a_byte_order_mark_and_quoted_line_breaks_are_read_as_text_not_data(tmp_
     path = tmp_path / "bom.csv"
     path.write_text('\ufeffa,b\n1,2\n3,4\n', encoding="utf-8")
     x, _, columns = read_csv(path)
-    assert columns == () and x.tolist() == [[1, 2], [3, 4]]
+    assert columns == (Column("a"), Column("b")) and x.tolist() == [[1, 2], [3, 4]]  # "a", not "\ufeffa"
     path.write_text('note,v\n"two\nlines",1\nplain,2\n"two\nlines",3\n')
     x, _, columns = read_csv(path)
     assert columns == (Column("note", "categorical", ("plain", "two\nlines")), Column("v")) and x[:, 2].tolist() == [1, 2, 3]

@@ -264,6 +264,8 @@ def test_the_page_in_a_real_browser(server):
         assert "of the test examples" in page.inner_text("#probe-score")
         assert float(page.evaluate("document.getElementById('probe-error').dataset.peak")) > 0  # the error map
         assert page.locator("#nearest canvas").count() == 5
+        page.wait_for_function("document.getElementById('decoded-text').textContent.includes('your drawing')")
+        assert page.locator("#legend span").count() == 10  # the map's colours, named
 
         # hovering shows an example; interpolating between two picks and sampling draw strips
         box = page.locator("#map").bounding_box()
@@ -304,6 +306,107 @@ def test_the_page_in_a_real_browser(server):
         page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)
         assert errors == [], errors
         browser.close()
+
+
+def browse(url: str, ready: str = "body[data-ready='true']"):
+    """A headless Chromium page at ``url`` (waited for ``ready``), what it loaded (the requests that got a response:
+    a request the page's content-security policy blocks never leaves the browser), and its console errors."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    context = playwright.sync_playwright().start()
+    browser = context.chromium.launch(executable_path=find_browser(), args=["--no-sandbox", "--disable-gpu",
+                                      "--disable-dev-shm-usage", "--disable-background-networking"])  # fmt: skip
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    requests, errors = [], []
+    page.on("response", lambda response: requests.append(response.url))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" and
+            "Content Security Policy" not in message.text else None)  # fmt: skip
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(url)
+    page.wait_for_selector(ready, timeout=30_000)
+    return context, browser, page, requests, errors
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_api_pages_load_nothing_from_another_host(server, path):
+    context, browser, page, requests, errors = browse(server + path, "#swagger-ui .info, redoc-wrapper, .api-content"
+                                                      if path == "/redoc" else "#swagger-ui .info")  # fmt: skip
+    if path == "/docs":
+        assert "/v1/score" in page.inner_text("#swagger-ui")
+    foreign = [url for url in requests if not url.startswith((server, "data:", f"blob:{server}"))]
+    assert foreign == [], foreign
+    browser.close()
+    context.stop()
+
+
+@pytest.fixture(scope="module")
+def named_table_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve-named")
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 5)) * 10 + 50
+    (folder / "t.csv").write_text("height,width,depth,mass,price\n" + "".join(",".join(f"{v:.3f}" for v in row) + "\n"
+                                                                          for row in values))  # fmt: skip
+    aekit.train_run(folder / "run", aekit.make_config(latent_dim=2, hidden=(16,)), aekit.DataConfig(name=str(folder /
+                    "t.csv")), TrainConfig(epochs=3, device="cpu"), progress=False)  # fmt: skip
+    return folder / "run"
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
+def test_a_table_run_in_the_browser_has_named_bars_and_no_image_panels(named_table_run):
+    from fastapi.testclient import TestClient
+
+    info = TestClient(create_app(named_table_run, map_points=50)).get("/v1/info").json()
+    assert info["feature_names"] == ["height", "width", "depth", "mass", "price"] and not info["is_image"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    import uvicorn
+
+    instance = uvicorn.Server(uvicorn.Config(create_app(named_table_run, map_points=50), host="127.0.0.1", port=port,
+                                             log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    while not instance.started:
+        time.sleep(0.05)
+    context, browser, page, _, errors = browse(f"http://127.0.0.1:{port}/")
+    for panel in ("#draw-panel", "#probe-panel", "#fill-panel"):
+        assert not page.is_visible(panel), panel
+    assert page.evaluate("document.getElementById('decoded').width") == 360
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve-table.png"), full_page=True)
+    assert errors == [], errors
+    browser.close()
+    context.stop()
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
+def test_a_sparse_autoencoder_opens_on_t_sne_with_its_features(tmp_path):
+    import uvicorn
+
+    aekit.train_run(tmp_path / "sae", aekit.make_config("sae", latent_dim=48, k=4), aekit.DataConfig(name="digits"),
+                    TrainConfig(epochs=2, device="cpu"), progress=False, analysis=False)  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    instance = uvicorn.Server(uvicorn.Config(create_app(tmp_path / "sae", map_points=200, tsne=True), host="127.0.0.1",
+                                             port=port, log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    while not instance.started:
+        time.sleep(0.05)
+    context, browser, page, _, errors = browse(f"http://127.0.0.1:{port}/")
+    assert page.input_value("#mapkind") == "tsne" and "t-SNE has no inverse" in page.inner_text("#maphow")
+    assert page.is_visible("#features-panel") and int(page.evaluate("document.getElementById('features-panel')"
+                                                                    ".dataset.features")) == 12  # fmt: skip
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve-sae.png"), full_page=True)
+    assert errors == [], errors
+    browser.close()
+    context.stop()
+    instance.should_exit = True
+    thread.join(timeout=10)
 
 
 def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):

@@ -14,8 +14,9 @@ line breaks inside quotes); this module decides what the text means, and says so
   turned into hundreds of categories;
 - a byte-order mark is dropped; a file that is not UTF-8 text, or holds control characters, is refused.
 
-A table of numbers without missing cells is a plain array (no columns kept); anything else is a table whose
-:class:`aekit.tables.Column` list is stored with the model, so its outputs go back out in its own columns.
+A headerless table of numbers without missing cells is a plain array (no columns kept); anything else is a table
+whose :class:`aekit.tables.Column` list is stored with the model, so its outputs go back out in its own named
+columns (and the explorer names its bars).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def read_csv(path: str | Path, label_column: str | None = None, columns: tuple[C
     if not inferred:
         raise DataError(f"{path}: no feature columns left besides the label column")
     x = encode(cells, inferred, decimal_comma, path)
-    plain = all(c.kind == "numeric" for c in inferred) and not np.isnan(x).any()
+    plain = not header and all(c.kind == "numeric" for c in inferred) and not np.isnan(x).any()
     return x, labels, () if plain else inferred
 
 

@@ -11,8 +11,9 @@ at ``/docs``, generated from the pydantic models below)::
     POST /v1/impute       {"inputs": [[1, null, ...], ...]}  -> {"outputs": [[...], ...]}: null is missing, filled
     GET  /v1/info                                    -> the run's config and metrics
     GET  /healthz                                    -> {"status": "ok"}
+    GET  /docs, /redoc                               -> the OpenAPI pages, from local assets (they work offline)
 
-Rows are flat, in the data's own units (pixels in [0, 1] for images; a table's raw values, standardized
+Rows are flat or, for an image run, images ((C, H, W) or (H, W) each), in the data's own units (pixels in [0, 1] for images; a table's raw values, standardized
 inside as in training), and outputs come back in the same units. A score is the row's mean squared
 reconstruction error in the units the model was trained in, as ``aekit score`` writes it (``Run.score``). A
 request body may also be a ``.npy`` array (``Content-Type: application/x-npy``), which skips JSON for large
@@ -43,6 +44,7 @@ from .runs import REFINEMENTS, Run, array_from_npy, load_run
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+    from fastapi_offline import FastAPIOffline
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from pydantic import BaseModel, Field, ValidationError
@@ -146,10 +148,15 @@ class Explorer:
     def input_row(self, index: int) -> list[float]:
         return self.run.to_data_space(self.x[index : index + 1]).reshape(-1).tolist()
 
+    def compressed_bytes(self, x: torch.Tensor) -> list[float] | None:
+        """A codec run's bytes for each model-space row coded alone (None for a run that is not a codec)."""
+        return self.run.item_bytes(x)[0].tolist() if self.run.is_codec else None
+
     def example(self, index: int) -> dict:
         return {"index": index, "label": None if self.labels is None else self.labels[index],
                 "input": self.input_row(index), "reconstruction": self.reconstructions[index].reshape(-1).tolist(),
-                "code": self.codes[index].tolist(),
+                "code": self.codes[index].tolist(), "bytes": (self.compressed_bytes(self.x[index : index + 1]) or
+                                                              [None])[0],
                 "score": self.percentile_of(self.run.score(self.x[index : index + 1]))[0]}  # fmt: skip
 
     def percentile_of(self, scores: np.ndarray) -> list[dict]:
@@ -163,6 +170,7 @@ class Explorer:
         distance = torch.cdist(torch.as_tensor(code, dtype=torch.float64), self.codes)[0]
         nearest = distance.argsort()[:k].tolist()
         return {"code": code[0].tolist(), "reconstruction": self.reconstruct(rows)[0].tolist(),
+                "bytes": (self.compressed_bytes(self.model_space(rows)) or [None])[0],
                 **self.percentile_of(self.score(rows))[0],
                 "nearest": [{"index": i, "distance": float(distance[i]), "label": None if self.labels is None else
                              self.labels[i], "input": self.input_row(i)} for i in nearest]}  # fmt: skip
@@ -189,8 +197,28 @@ class Explorer:
                 out.append({"name": name, "labels": [], "error": str(err)})
         return out
 
+    def features(self, n: int = 12, examples: int = 6) -> dict:
+        """A sparse autoencoder's ``n`` most frequent features on the map's examples: each one's direction (a flat row
+        in the data's units, unit norm), its firing share, and the map examples it is most active on."""
+        found = self.run.features(top=examples)
+        chosen = np.argsort(-found["firing"])[:n]
+        directions = found["directions"].reshape(len(found["firing"]), -1)
+        test = self.run.data().x_test
+        return {"features": [{"latent": int(j), "firing": float(found["firing"][j]), "direction": directions[j].tolist(),
+                              "top": [self.run.to_data_space(test[i : i + 1]).reshape(-1).tolist()
+                                      for i in found["top"][j] if i >= 0]} for j in chosen]}  # fmt: skip
+
+    def feature_names(self) -> list[str] | None:
+        """A table's feature names (a categorical column's slots as ``name=category``), else None."""
+        if not self.config.columns:
+            return None
+        return [c.name if c.kind == "numeric" else f"{c.name}={k}" for c in self.config.columns
+                for k in (c.categories or [None])]  # fmt: skip
+
     def info(self) -> dict:
         return {"run": self.run.path.name, "model": self.config.name, "config": self.run.config_dicts()["model"],
+                "is_codec": self.run.is_codec, "is_sparse": self.config.objective.kind == "topk",
+                "feature_names": self.feature_names(),
                 "input_shape": list(self.config.input_shape), "latent_dim": self.config.latent_dim,
                 "is_image": self.is_image, "variational": self.variational, "metrics": self.metrics,
                 "maps": sorted(self.maps), "code_mean": self.code_mean.tolist(), "code_std": self.code_std.tolist(),
@@ -414,6 +442,15 @@ def point(body: Point, explorer: ExplorerDep) -> Decoded:
     return Decoded(code=code.tolist(), output=explorer.decode(code[None])[0].tolist(), how=how)
 
 
+@router.get("/v1/explore/features")
+def features(explorer: ExplorerDep) -> dict[str, Any]:
+    """A sparse autoencoder's most frequent features, with the examples each is most active on."""
+    try:
+        return explorer.features()
+    except AekitError as err:  # not a sparse autoencoder
+        raise HTTPException(404, str(err)) from None
+
+
 @router.post("/v1/explore/probe", openapi_extra=rows_body(Inputs))
 def probe(rows: InputRows, explorer: ExplorerDep) -> dict[str, Any]:
     return explorer.probe(rows[:1])
@@ -487,9 +524,26 @@ async def one_message(request: Request, err: RequestValidationError):
     return JSONResponse({"detail": problems(err.errors(), skip=1)}, status_code=422)  # loc[0] is "body" or "query"
 
 
+def redoc_page(request: Request) -> HTMLResponse:
+    """ReDoc from the packaged script; a content-security policy keeps it to this server (its footer's logo would
+    come from redocly's CDN)."""
+    from fastapi.openapi.docs import get_redoc_html
+
+    page = get_redoc_html(openapi_url=request.app.openapi_url, title=request.app.title + " - ReDoc",
+                          redoc_js_url="/static-offline-docs/redoc.standalone.js", with_google_fonts=False,
+                          redoc_favicon_url="/static-offline-docs/favicon.png").body.decode()  # fmt: skip
+    policy = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self' 'unsafe-inline' blob: data:; "
+              "img-src 'self' data: blob:\">")  # fmt: skip
+    return HTMLResponse(page.replace("<head>", "<head>" + policy, 1))
+
+
 def make_app(explorer: Explorer | None, title: str = "aekit") -> FastAPI:
     """The app around :data:`router`, serving ``explorer`` (None: a test overrides :func:`get_explorer`)."""
-    app = FastAPI(title=title, description="An autoencoder: encode, decode, reconstruct, score, explore.")
+    # /docs and /redoc from assets in the package (fastapi-offline ships Swagger UI and ReDoc): no CDN, so they work
+    # offline; the Swagger validator badge (a request to validator.swagger.io) is off
+    app = FastAPIOffline(title=title, description="An autoencoder: encode, decode, reconstruct, score, explore.",
+                         swagger_ui_parameters={"validatorUrl": None}, redoc_url=None)  # fmt: skip
+    app.add_api_route("/redoc", redoc_page, include_in_schema=False)
     app.state.explorer = explorer
     app.add_middleware(BodyLimit)
     app.add_exception_handler(RequestValidationError, one_message)
