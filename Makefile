@@ -5,7 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aekit-installed
 
-.PHONY: demo test fuzz setup browser clean
+DOCS_STAMP := $(VENV)/.aekit-docs-installed
+
+.PHONY: demo test fuzz setup browser clean docs
 
 setup: $(STAMP)
 
@@ -23,6 +25,18 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	@$(PY) -m pytest -q
 
+# The documentation site, built offline into site/ with warnings as errors; the chapter notebook is executed into
+# its tutorial page (its run kept in runs/docs-notebook), and the built pages are checked for what they must hold.
+docs: $(STAMP) $(DOCS_STAMP)
+	@NO_MKDOCS_2_WARNING=1 AEKIT_NOTEBOOK_RUN=$(CURDIR)/runs/docs-notebook \
+		MPLBACKEND=module://matplotlib_inline.backend_inline \
+		$(PY) -m mkdocs build --strict --quiet --site-dir site
+	@$(PY) docs/check_site.py site
+
+$(DOCS_STAMP): pyproject.toml
+	@$(PY) -m pip install -qq --disable-pip-version-check -e ".[docs]"
+	@touch $(DOCS_STAMP)
+
 # The property tests with many random examples (make test runs them derandomized, 200 examples each).
 # Not part of CI: a random search may take minutes and find something new on any run.
 fuzz: $(STAMP)
@@ -37,4 +51,4 @@ browser:
 	echo "note: Chromium is not installed; the browser test of the report will be skipped"
 
 clean:
-	rm -rf runs/demo .pytest_cache
+	rm -rf runs/demo .pytest_cache site

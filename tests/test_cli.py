@@ -290,3 +290,34 @@ def test_score_per_feature_writes_errors_that_sum_to_the_score(run, tmp_path, ca
     assert table.shape == (359, 66)
     np.testing.assert_allclose(table[:, 2:].sum(1), table[:, 0], rtol=1e-5, atol=1e-9)
     assert "per-feature errors in columns e0..e63" in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_has_help():
+    parser = aekit.cli.build_parser()
+    for name, command in parser.subcommands.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"aekit {name} {action.option_strings[0]} has no help"
+
+
+def test_serve_help_names_every_route_it_serves():
+    pytest.importorskip("fastapi")
+    from aekit.serve import router
+
+    description = aekit.cli.build_parser().subcommands["serve"].description
+    for route in router.routes:
+        if route.path.startswith("/v1/") and not route.path.startswith("/v1/explore"):
+            assert route.path in description, route.path
+
+
+def test_export_says_one_line_and_nothing_of_the_exporter(run, tmp_path, capsys):
+    pytest.importorskip("onnxscript")
+    assert main(["export", str(run), "--part", "score", "--out", str(tmp_path / "s.onnx")]) == 0
+    said = capsys.readouterr()
+    assert said.out.count("\n") == 1 and said.err == "", said
+    assert "torchvision" not in said.err and "Removed" not in said.err
+
+
+def test_an_image_grid_output_names_png_among_the_suffixes(run, tmp_path, capsys):
+    assert main(["sample", str(run), "--out", str(tmp_path / "s.jpg")]) == 2
+    one_error_line(capsys, "unsupported output type '.jpg'; use .npy or .csv or .parquet or .png")

@@ -16,7 +16,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "aekit"
 
-BASE = {"errors", "_version", "distributed", "graphs", "optim", "options"}  # layer 0: nothing of aekit
+BASE = {"errors", "_version", "distributed", "graphs", "optim", "options", "progress"}  # layer 0: nothing of aekit
 LAYERS = {  # module -> (layer, the aekit modules it may import)
     **{name: (0, set()) for name in BASE},
     "files": (1, {"errors"}),
@@ -31,7 +31,7 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "stream": (3, {"errors", "files", "space"}),
     "data": (4, {"errors", "options", "files", "csvfile", "tables", "space", "stream"}),
     "train": (5, {"errors", "options", "distributed", "graphs", "optim", "models", "precision", "mlpgrad", "space",
-                  "stream"}),
+                  "stream", "progress"}),
     "codec": (5, {"errors"}),  # integer tables, the entropy coder, the container
     "fitted": (5, {"errors", "models", "space"}),  # one fitted model: encode, decode, impute, the one score
     "evaluate": (6, "below"),

@@ -78,3 +78,15 @@ def test_grid_tiles_images():
 def test_the_anomalies_figure_shows_the_top_scored_images_with_their_error_maps(trained, digits):
     fig = plots.draw("anomalies", Fitted(trained[0], digits.space), digits, [], {})
     assert len(fig.axes) == 3 * 8 and "most anomalous" in fig._suptitle.get_text()
+
+
+def test_the_error_vs_dim_labels_stay_inside_the_frame():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plots.error_vs_dim([2, 8, 32, 64], [36.3, 17.6, 5.1, 3.2], [39.0, 26.1, 13.2, 7.8], epochs=3)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    frame = fig.axes[0].get_window_extent(renderer)
+    for text in fig.axes[0].texts:
+        box = text.get_window_extent(renderer)
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text.get_text()

@@ -65,9 +65,10 @@ def test_the_model_learns_to_fill_numbers_and_categories_beyond_the_baselines(mi
 def test_impute_writes_the_table_back_with_every_observed_cell_as_it_came(mixed_run, tmp_path, capsys):
     out = tmp_path / "filled.csv"
     assert main(["impute", str(mixed_run), "--input", str(MIXED), "--out", str(out)]) == 0
-    assert "filled" in capsys.readouterr().out
     header, rows = read_rows(out)
     _, given = read_rows(MIXED)
+    empty = sum(cell in ("", "NA") for row in given for cell in row)
+    assert f"filled {empty} missing cells of {len(given)} rows" in capsys.readouterr().out  # cells, not one-hot slots
     assert header == COLUMNS and len(rows) == len(given)
     for row, original in zip(rows, given):
         for name, cell, before in zip(header, row, original):
@@ -78,13 +79,16 @@ def test_impute_writes_the_table_back_with_every_observed_cell_as_it_came(mixed_
             elif before in ("", "NA"):  # the model's float32 fill, written with float32's digits (19.444817)
                 assert cell == str(np.float32(cell))
             else:
-                assert float(cell) == float(before)  # the same number, exactly
+                assert cell == before  # the very text it had: 9.00 stays 9.00
+    assert out.read_text().splitlines()[1:] != MIXED.read_text().splitlines()[1:]  # (the holes were filled)
+    assert '"' not in out.read_text()  # no cell needs quotes: none is quoted
 
 
 def test_reconstruct_writes_csv_and_parquet_in_the_tables_own_columns(mixed_run, tmp_path):
     assert main(["reconstruct", str(mixed_run), "--input", str(MIXED), "--out", str(tmp_path / "r.csv")]) == 0
     header, rows = read_rows(tmp_path / "r.csv")
     assert header == COLUMNS and all(row[0] in CATEGORIES["size"] and row[4] in CATEGORIES["colour"] for row in rows)
+    assert all(cell == str(np.float32(cell)) for row in rows for cell in (row[1], row[3], row[5]))  # float32 digits
     assert main(["reconstruct", str(mixed_run), "--input", str(MIXED), "--out", str(tmp_path / "r.parquet")]) == 0
     table = pq.read_table(tmp_path / "r.parquet")
     assert table.schema.names == COLUMNS and set(table.column("material").to_pylist()) <= CATEGORIES["material"]

@@ -476,8 +476,9 @@ class RunDir:
         if not isinstance(meta, dict):
             raise CheckpointError(f"{folder / name}.json: not a prior's description")
         if meta.get("model_sha256") != self.model_sha256():
+            again = f"aekit fit-prior {self.path} --prior {name}" + (" --conditional" if meta.get("labels") else "")
             raise CheckpointError(f"{self.path}: its {name!r} prior was fitted to an earlier state of the model (it has "
-                                  f"been trained since); fit it again: aekit fit-prior {self.path} --prior {name}")  # fmt: skip
+                                  f"been trained since); fit it again: {again}")  # fmt: skip
         tensors, _ = load_tensors(folder / f"{name}.safetensors")
         return Stored(meta, tensors)
 

@@ -13,7 +13,6 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import report, runs
 from ._version import __version__
@@ -52,6 +51,7 @@ def build_parser() -> Parser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an expected error too "
                         "(also: AEKIT_DEBUG=1); unexpected errors always show theirs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    parser.subcommands = commands.choices  # name -> its parser (the documentation's CLI page reads them)
     add_train_parser(commands)
     add_inference_parsers(commands)
     add_figure_parsers(commands)
@@ -240,9 +240,12 @@ def add_figure_parsers(commands) -> None:
 def add_service_parsers(commands) -> None:
     p = commands.add_parser("serve", help="explore RUN's latent space in the browser and serve it over HTTP",
                             description="Start a local web app for RUN: a page to explore its latent space (map of "
-                            "the test codes, sliders, drawing, interpolation, samples) and a JSON API (POST "
-                            "/v1/encode, /v1/decode, /v1/reconstruct, /v1/score; GET /v1/info, /healthz; OpenAPI "
-                            "page at /docs). Needs the 'serve' extra (pip install 'aekit[serve]').")  # fmt: skip
+                            "the test codes, sliders, drawing and erasing, interpolation, samples, a sparse "
+                            "autoencoder's features, a codec's bytes) and a JSON API: POST /v1/encode, /v1/decode, "
+                            "/v1/reconstruct, /v1/score, /v1/explain, /v1/impute; GET /v1/info, /healthz; the "
+                            "explorer's own /v1/explore/* routes; the OpenAPI pages /docs and /redoc (served from "
+                            "packaged assets: they work offline). Needs the 'serve' extra (pip install "
+                            "'aekit[serve]').")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only; "
                    "another address makes the server reachable from the network: your explicit choice)")
@@ -321,7 +324,8 @@ def add_generation_parsers(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument("--guidance", type=float, help="with --label, a conditional diffusion prior's classifier-free "
                    "guidance scale (default 1: none; 1.5 made 99.7%% of MNIST samples the asked digit, against 95.3%%)")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE.png|FILE.npy|FILE.csv|FILE.parquet")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.png|FILE.npy|FILE.csv|FILE.parquet",
+                   help="where the samples go: a .png grid, or rows in the data's units")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where the model decodes (default: cpu)")
 
 
@@ -343,7 +347,8 @@ def add_codec_parsers(commands) -> None:
                             "cut short is refused in one line.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("file", type=Path, metavar="FILE")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.png|FOLDER")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.png|FOLDER",
+                   help="a .npy array (N, *input_shape), a .png grid, or a folder (no suffix) of one PNG per row")
 
 
 def add_features_parser(commands) -> None:
@@ -354,7 +359,8 @@ def add_features_parser(commands) -> None:
                             "test rows and how many never do; the report draws each latent's direction and the test "
                             "rows it is most active on.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.csv|FILE.parquet")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.csv|FILE.parquet",
+                   help="where the directions go: (L, *input_shape) in a .npy, or L flat rows in a table")
 
 
 def cmd_features(args) -> int:
@@ -445,8 +451,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def progress_wanted(args) -> bool:
-    return sys.stderr.isatty() if args.progress is None else args.progress
+def progress_wanted(args) -> bool | None:
+    """``--progress`` / ``--no-progress``, or None: bars where the output is a terminal (:mod:`aekit.progress`)."""
+    return args.progress
 
 
 def flag(name: str) -> str:
@@ -490,14 +497,15 @@ def cmd_evaluate(args) -> int:
 
 
 def progress_bar(total: int, what: str):
-    return tqdm(total=total, unit="row", desc=what, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
+    return runs.progress_bar(total=total, unit="row", desc=what, leave=False)
 
 
 def check_grid_or_rows_output(out: Path) -> None:
     """An output of rows (:func:`check_output_path`) or a ``.png`` grid of images, checked before any work."""
-    if out.suffix.lower() != ".png":
-        check_output_path(out)
-    elif out.is_dir():
+    if out.suffix.lower() not in (*OUTPUT_SUFFIXES, ".png"):
+        raise AekitError(f"--out {out}: unsupported output type {out.suffix or '(none)'!r}; use "
+                         f"{' or '.join((*OUTPUT_SUFFIXES, '.png'))}")  # fmt: skip
+    if out.is_dir():
         raise AekitError(f"--out {out}: is a folder; give a file name")
 
 
@@ -511,10 +519,8 @@ def cmd_impute(args) -> int:
     check_grid_or_rows_output(args.out)
     run = runs.load_run(args.run, args.device)
     check_grid_fits(args.out, run)
-    raw = run.read(args.input)
-    filled = run.impute(raw, args.input)
-    runs.write_rows(run.space.shaped(filled, args.input), args.out, run.model_config.columns)
-    print(f"filled {int(np.isnan(raw).sum())} missing cells of {len(raw)} rows; wrote {args.out}")
+    cells, rows = run.impute_file(args.input, args.out)
+    print(f"filled {cells} missing cells of {rows} rows; wrote {args.out}")
     return 0
 
 

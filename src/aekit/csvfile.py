@@ -53,8 +53,9 @@ def _number(cell: str, decimal_comma: bool) -> float | None:
         return None
 
 
-def _rows(text: str, delimiter: str) -> list[list[str]]:
-    return [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
+def _rows(text: str, delimiter: str, strip: bool = True) -> list[list[str]]:
+    rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
+    return [[cell.strip() for cell in row] for row in rows] if strip else rows
 
 
 def sniff(text: str, path) -> str:
@@ -144,6 +145,25 @@ def read_csv(path: str | Path, label_column: str | None = None, columns: tuple[C
     x = encode(cells, inferred, decimal_comma, path)
     plain = not header and all(c.kind == "numeric" for c in inferred) and not np.isnan(x).any()
     return x, labels, () if plain else inferred
+
+
+def fill_text(path: str | Path, fills: dict[str, list[str]]) -> bytes:
+    """The CSV file at ``path`` as text with its missing cells replaced by ``fills`` (column name -> each row's text)
+    and every other cell exactly as it was (the same characters; the same delimiter; quotes where a cell needs
+    them): what ``aekit impute`` writes for a CSV."""
+    text = Path(path).read_text(encoding="utf-8-sig")
+    delimiter = sniff(text, path)
+    raw = _rows(text, delimiter, strip=False)
+    header = _is_header(_rows(text, delimiter), delimiter == ";")
+    names = [name.strip() or str(j) for j, name in enumerate(raw[0])] if header else [str(j) for j in range(len(raw[0]))]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    if header:
+        writer.writerow(raw[0])
+    for i, row in enumerate(raw[1:] if header else raw):
+        writer.writerow([fills[names[j]][i] if cell.strip() in MISSING and names[j] in fills else cell
+                         for j, cell in enumerate(row)])  # fmt: skip
+    return buffer.getvalue().encode()
 
 
 def _labels(values: list[str], name: str, path) -> np.ndarray:

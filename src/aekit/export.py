@@ -102,7 +102,7 @@ def export_onnx(fitted: Fitted, path: str | Path, part: str = "autoencoder") -> 
     path = Path(path)
     atomic_write_bytes(path, buffer.getvalue())
     weights = {"encoder": fitted.model.encoder, "decoder": fitted.model.decoder}.get(part, fitted.model)
-    log.info("wrote %s (%s, %d weights)", path, part, sum(math.prod(p.shape) for p in weights.parameters()))
+    log.debug("wrote %s (%s, %d weights)", path, part, sum(math.prod(p.shape) for p in weights.parameters()))
     return path
 
 
@@ -110,8 +110,8 @@ def export_onnx(fitted: Fitted, path: str | Path, part: str = "autoencoder") -> 
 def quiet_exporter():
     """torch's exporter logs through ``logging`` as it goes (unused nodes removed, optional packages missing): a user
     asked for a file, not for that. Its loggers are held at ERROR for the export."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "torch._dynamo", "torch.export",
-                                                    "torch._export", "torch.fx.experimental.symbolic_shapes")]  # fmt: skip
+    names = [name for name in logging.root.manager.loggerDict if name.startswith(("torch", "onnx"))]
+    loggers = [logging.getLogger(name) for name in {*names, "torch", "onnxscript", "onnx_ir", "onnx"}]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

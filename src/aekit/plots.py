@@ -297,6 +297,7 @@ def error_vs_dim(dims: list[int], ae_sse: list[float], pca_sse: list[float], epo
     for d, a, p in zip(dims, ae_sse, pca_sse):
         ax.annotate(f"{a:.1f}", (d, a), textcoords="offset points", xytext=(0, -13), ha="center", fontsize=8)
         ax.annotate(f"{p:.1f}", (d, p), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.margins(x=0.08, y=0.12)  # room inside the frame for the labels above the top point and below the lowest
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims, [str(d) for d in dims])
     ax.set_xlabel("code size k")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import data as data_mod
 from . import plots, stream, tables
@@ -28,12 +27,14 @@ from .data import DataConfig
 from .distributed import all_sum, barrier, process_group, rank_and_world
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
+from .csvfile import fill_text
 from .codec import Tables, decode_streams, encode_streams, model_digest, pack, unpack
 from .evaluate import (METRIC_NAMES, codec_metrics, evaluate_model, feature_quality, gaussian_like, generation_metrics,
                        holes)
 from .fitted import Fitted, ScoreSpec, encode
 from .models import AutoEncoder, Imputing, ModelConfig, Plain, Rate, TopK, build_model
 from .precision import check as check_precision
+from .progress import bar as progress_bar
 from .priors import PRIOR_NAMES, DiffusionConfig, Normal, Prior, check_fittable, fit_prior, from_stored, to_stored
 from .space import Data, Scaler, Space
 from .tables import Column
@@ -55,7 +56,7 @@ def train_run(
     train_config: TrainConfig | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     epochs: int | None = None,
     device: str | None = None,
     analysis: bool = True,
@@ -66,7 +67,9 @@ def train_run(
     """Train a model into run directory ``out`` and evaluate it beside PCA; returns (history, metrics).
 
     With ``resume``, the configs stored in ``out`` are used and training continues from its checkpoint;
-    ``epochs`` and ``device`` may still be changed (to train longer, or elsewhere). Without ``analysis``, the
+    ``epochs`` and ``device`` may still be changed (to train longer, or elsewhere); ``epochs`` given for a new run
+    replaces the train config's. ``progress``: bars per epoch, by default where the output is a terminal or a
+    notebook with widgets (:mod:`aekit.progress`), none when it goes to a file. Without ``analysis``, the
     holes measure and the probes are left out of the metrics (they take a few seconds). ``on_epoch`` is called
     with each epoch's history row once its checkpoint is written (see :func:`aekit.train.train`). ``tensorboard``
     names a folder for TensorBoard logs (:mod:`aekit.tensorboard_log`; a resumed run continues its curves there).
@@ -411,6 +414,27 @@ class Run:
             out[holes] = out[holes].astype(np.float32).astype(str).astype(np.float64)  # float64's 19.44481658935547
         return out
 
+    def impute_file(self, source: str, out: Path) -> tuple[int, int]:
+        """Fill the missing cells of a file and write it to ``out`` (:func:`write_rows`'s formats); a CSV written from a
+        CSV keeps every observed cell's text as it was, only the missing ones filled (a number with float32's
+        shortest digits, a category's name). Returns ``(missing cells, rows)``: a table's cells counted per column,
+        not per one-hot slot."""
+        raw = self.read(source)
+        filled = self.impute(raw, source)
+        columns = self.model_config.columns
+        holes = np.isnan(raw.reshape(len(raw), -1))
+        if columns:  # a categorical cell is missing in all its slots: one cell
+            holes = np.stack([holes[:, tables.column_of_feature(columns) == c].any(1) for c in range(len(columns))], 1)
+        if str(source).lower().endswith(".csv") and out.suffix.lower() == ".csv":
+            flat = filled.reshape(len(filled), -1)
+            named = tables.decoded(flat, columns) if columns else {str(j): flat[:, j] for j in range(flat.shape[1])}
+            fills = {name: [str(np.float32(v)) if not isinstance(v, str) else v for v in values]
+                     for name, values in named.items()}  # fmt: skip
+            atomic_write_bytes(out, fill_text(source, fills))
+        else:
+            write_rows(self.space.shaped(filled, source), out, columns, exact=True)
+        return int(holes.sum()), len(raw)
+
     def read(self, source: str) -> np.ndarray:
         """A user file's rows whole, in the data's own units (a table encoded with the columns RUN was trained on)."""
         if source in data_mod.DATASETS:
@@ -572,7 +596,7 @@ class Run:
         return from_stored(stored, self.model_config.latent_dim, str(self.path / RunDir.PRIORS / name))
 
     def fit_prior(self, kind: str, conditional: bool = False, components: int = 10, seed: int = 0,
-                  diffusion: DiffusionConfig | None = None, progress: bool = False) -> Prior:  # fmt: skip
+                  diffusion: DiffusionConfig | None = None, progress: bool | None = None) -> Prior:  # fmt: skip
         """Fit prior ``kind`` (gaussian, gmm, diffusion) to the codes of the run's training rows, per label with
         ``conditional``, and store it under ``priors/`` (replacing one of the same kind); nothing else is written."""
         check_fittable(kind, components)  # before the data is loaded
@@ -580,7 +604,7 @@ class Run:
         if conditional and data.y_train is None:
             raise ConfigError(f"--conditional needs labels, and {self.data_config.name} has none")
         codes = self.encode(data.x_train)
-        bar = (lambda epochs: tqdm(epochs, desc=f"{kind} prior", unit="epoch")) if progress else None
+        bar = lambda epochs: progress_bar(epochs, desc=f"{kind} prior", unit="epoch", progress=progress)  # noqa: E731
         with RunDir(self.path).writing():
             prior = fit_prior(kind, codes, data.y_train if conditional else None, components, seed, diffusion, bar)
             RunDir(self.path).save_prior(kind, to_stored(prior))
@@ -729,17 +753,19 @@ def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> 
     return load_run(path, device).evaluate(write)
 
 
-def write_rows(x: torch.Tensor | np.ndarray, out: Path, columns: tuple[Column, ...] = ()) -> Path:
+def write_rows(x: torch.Tensor | np.ndarray, out: Path, columns: tuple[Column, ...] = (), exact: bool = False) -> Path:
     """Rows ``(N, *input_shape)`` in the data's units (samples, reconstructions, imputations) to ``out``: a grid of
     images for ``.png``; for a table (``columns``) as ``.csv`` or ``.parquet``, its own named columns with each
     categorical column's likeliest category; else a ``.npy`` array of ``x``'s shape (an image run's ``(N, C, H, W)``),
-    or flat rows in a ``.csv`` or ``.parquet`` table. Every input of aekit takes each of these back. The same rows
-    give the same bytes."""
+    or flat rows in a ``.csv`` or ``.parquet`` table. Every input of aekit takes each of these back. A table's numbers
+    are written with float32's digits (the model's), or with ``exact`` as they are (an imputed table's observed
+    cells). The same rows give the same bytes."""
     x = torch.as_tensor(x)
     if out.suffix.lower() == ".png":
         return plots.write_grid(x, out)  # each pixel zoomed to be seen
     if columns and out.suffix.lower() in (".csv", ".parquet"):
-        tables.write_table(out, tables.decoded(x.reshape(len(x), -1).double().numpy(), columns))
+        dtype = np.float64 if exact else np.float32
+        tables.write_table(out, tables.decoded(x.reshape(len(x), -1).double().numpy(), columns, dtype))
         return out
     with stream.RowWriter(out, len(x), tuple(x.shape[1:])) as writer:
         writer.write(x.numpy())

@@ -13,6 +13,7 @@ are read by :mod:`aekit.csvfile` (no extra needed) into the same :class:`Column`
 
 from __future__ import annotations
 
+import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,14 +193,15 @@ def labels_of(table, label: str, source: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ writing
-def decoded(x: np.ndarray, columns: tuple[Column, ...]) -> dict[str, list | np.ndarray]:
-    """Encoded rows ``(N, width)`` in the data's units back as named columns: numbers, and for a categorical
-    column the category of its largest slot (a one-hot row gives its own category back)."""
+def decoded(x: np.ndarray, columns: tuple[Column, ...], dtype=np.float64) -> dict[str, list | np.ndarray]:
+    """Encoded rows ``(N, width)`` in the data's units back as named columns: numbers (as ``dtype``: float32 for a
+    model's outputs, written with float32's digits), and for a categorical column the category of its largest slot
+    (a one-hot row gives its own category back)."""
     out, start = {}, 0
     for column in columns:
         block = x[:, start : start + column.width]
         if column.kind == "numeric":
-            out[column.name] = block[:, 0].astype(np.float64)
+            out[column.name] = block[:, 0].astype(dtype)
         else:
             out[column.name] = [column.categories[i] for i in block.argmax(1)]
         start += column.width
@@ -207,13 +209,21 @@ def decoded(x: np.ndarray, columns: tuple[Column, ...]) -> dict[str, list | np.n
 
 
 def write_table(path: Path, table: dict[str, list | np.ndarray]) -> None:
-    """Named columns to a ``.csv`` (header row) or ``.parquet`` file, written whole and renamed into place
+    """Named columns to a ``.csv`` (a header row; Python's ``csv``, quotes only where a cell needs them, numbers with
+    their dtype's shortest digits) or ``.parquet`` (pyarrow) file, written whole and renamed into place
     (:func:`aekit.files.atomic_write_bytes`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        text = lambda v: v if isinstance(v, str) else str(v) if isinstance(v, np.floating) else repr(float(v))  # noqa: E731
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(table)
+        writer.writerows(zip(*([text(v) for v in values] for values in table.values())))
+        atomic_write_bytes(path, buffer.getvalue().encode())
+        return
     pa = pyarrow_for(str(path))
-    import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    (pq.write_table if path.suffix.lower() == ".parquet" else pcsv.write_csv)(pa.table(table), buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(table), buffer)
     atomic_write_bytes(path, buffer.getvalue())

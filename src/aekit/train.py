@@ -27,7 +27,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
@@ -37,6 +36,7 @@ from .models import LOSSES, AutoEncoder
 from .optim import OPTIMIZERS, AdamStep, make_optimizer, step_function
 from .precision import PRECISIONS, autocast_wide_layers, resolve
 from .options import option, positive_float, positive_int
+from .progress import bar as progress_bar
 from .space import Data
 from .stream import Streamed, lanes_for
 
@@ -407,8 +407,8 @@ class _Loop:
         batch_at = self.batch_source(epoch, state)
         if state.step == 0:  # a fresh epoch (a resumed mid-epoch one has its RNG state from the checkpoint)
             torch.manual_seed(epoch_seed(config.seed, epoch) + self.rank)  # noise, sampling: one stream per process
-        bar = tqdm(range(state.step, steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, unit="step",
-                   disable=not self.progress or self.rank != 0, dynamic_ncols=True)  # fmt: skip
+        bar = progress_bar(range(state.step, steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                           unit="step", progress=self.progress if self.rank == 0 else False)  # fmt: skip
         pending: list[tuple] = []  # (step, batch size, loss, terms) of the steps not looked at yet
         for step in bar:
             lr = learning_rate(config, epoch * steps + step, steps * config.epochs)
