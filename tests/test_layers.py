@@ -16,22 +16,26 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "aekit"
 
-BASE = {"errors", "_version", "distributed", "graphs", "optim", "options", "progress"}  # layer 0: nothing of aekit
+BASE = {"errors", "_version", "distributed", "graphs", "options", "progress"}  # layer 0: nothing of aekit
 LAYERS = {  # module -> (layer, the aekit modules it may import)
     **{name: (0, set()) for name in BASE},
+    "configs": (1, {"errors", "options"}),
+    "optim": (2, {"configs"}),  # the optimizer registry (its help: configs.OPTIMIZER_HELP)  # data, training and diffusion configs: declared without torch
+    "parts": (1, {"errors", "options", "tables", "configs"}),  # bodies, objectives, ModelConfig: without torch
+    "networks": (1, {"errors", "configs"}),  # what the parts build and compute: layers, bottlenecks, losses (torch)
     "files": (1, {"errors"}),
     "tables": (1, {"errors", "files"}),  # named columns: numeric, categorical, missing cells
     "csvfile": (1, {"errors", "files", "tables"}),  # the one CSV reader: delimiter, header, kinds of columns
-    "models": (1, {"errors", "options", "tables"}),
-    "precision": (1, {"errors"}),
+    "models": (2, {"errors", "networks", "parts", "tables"}),  # the AutoEncoder module
+    "precision": (1, {"errors", "configs"}),
     "quality": (1, {"errors"}),  # the feature network and sample-quality metrics
-    "priors": (1, {"errors"}),  # latent priors: plain distributions over codes
+    "priors": (2, {"errors", "configs"}),  # latent priors: plain distributions over codes
     "space": (2, {"errors", "files", "tables"}),  # the one door between a user's rows and a model
-    "mlpgrad": (2, {"errors", "models", "precision"}),
+    "mlpgrad": (3, {"errors", "models", "precision"}),
     "stream": (3, {"errors", "files", "space"}),
-    "data": (4, {"errors", "options", "files", "csvfile", "tables", "space", "stream"}),
-    "train": (5, {"errors", "options", "distributed", "graphs", "optim", "models", "precision", "mlpgrad", "space",
-                  "stream", "progress"}),
+    "data": (4, {"errors", "options", "configs", "files", "csvfile", "tables", "space", "stream"}),
+    "train": (5, {"errors", "options", "configs", "distributed", "graphs", "optim", "models", "precision", "mlpgrad",
+                  "space", "stream", "progress"}),
     "codec": (5, {"errors"}),  # integer tables, the entropy coder, the container
     "fitted": (5, {"errors", "models", "space"}),  # one fitted model: encode, decode, impute, the one score
     "evaluate": (6, "below"),
@@ -44,12 +48,12 @@ LAYERS = {  # module -> (layer, the aekit modules it may import)
     "runs": (8, "below"),
     "report": (9, {"runs", "evaluate", "plots"}),
     "serve": (9, {"runs", "errors", "models"}),
-    "cli": (9, {"runs", "report", "_version", "data", "errors", "files", "models", "options", "plots", "priors",
-                "stream", "train", "serve"}),  # serve: imported only to start the server  # fmt: skip
+    "cli": (9, {"runs", "report", "_version", "configs", "parts", "data", "errors", "files", "models", "options",
+                "plots", "priors", "stream", "train", "serve"}),  # serve: imported only to start the server  # fmt: skip
     "__main__": (10, {"cli"}),  # python -m aekit
 }
 ENTRY_POINTS = {"report", "serve", "cli"}
-FUNCTIONS_FROM = {"runs", "report", "models", "options"}  # where the entry points may take functions from
+FUNCTIONS_FROM = {"runs", "report", "models", "parts", "options"}  # where the entry points may take functions from
 
 
 def imports(module: str) -> list[tuple[str, str | None, int]]:
@@ -184,3 +188,22 @@ def test_one_door_into_model_space():
     for module in modules():
         if module not in DOOR_HOLDERS:
             assert not scaler_calls(module), f"{module}.py standardizes by hand: {scaler_calls(module)}"
+
+
+def test_the_command_line_answers_help_and_bad_flags_without_loading_torch():
+    """``aekit --help``, ``aekit train --help`` and a mistyped flag need only the declarations (aekit.parts,
+    aekit.configs): no torch, scikit-learn or matplotlib."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom aekit.cli import main\nfor argv in (['--help'], ['train', '--help'], ['train', "
+              "'--bogus'], ['score', '--help']):\n    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+              "heavy = [m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules]\nassert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_command_lines_own_lists_match_the_modules_they_stand_for():
+    from aekit import cli, files, plots
+
+    assert set(cli.FIGURES) == set(plots.KINDS) and cli.OUTPUT_SUFFIXES == files.OUTPUT_SUFFIXES

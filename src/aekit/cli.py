@@ -12,19 +12,31 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
-
-from . import report, runs
 from ._version import __version__
-from .data import DATASETS, SOURCES, DataConfig
+from .configs import DEVICES, PRIOR_NAMES, DataConfig, DiffusionConfig, TrainConfig
 from .errors import AekitError
-from .files import OUTPUT_SUFFIXES
-from .models import BODIES, OBJECTIVES, PRESETS, SHORTCUTS, make_config, option_owners, part_options
 from .options import int_list, positive_float, positive_int
-from .plots import KINDS
-from .priors import PRIOR_NAMES, DiffusionConfig
-from .stream import RowWriter
-from .train import DEVICES, Interrupted, TrainConfig
+from .parts import BODIES, OBJECTIVES, PRESETS, SHORTCUTS, make_config, option_owners, part_options
+
+# Nothing above loads torch, scikit-learn or matplotlib: `aekit --help`, `aekit COMMAND --help` and a mistyped flag
+# answer at once. A command loads the run layer when it runs (:func:`runs`, :func:`report`).
+OUTPUT_SUFFIXES = (".npy", ".csv", ".parquet")  # aekit.files.OUTPUT_SUFFIXES (a test keeps the two alike)
+FIGURES = ("reconstructions", "samples", "latent", "interpolation", "anomalies", "curves", "denoising", "codebook",
+           "features")  # aekit.plots.KINDS: the figures `aekit plot` draws (a test keeps the two alike)
+
+
+def runs():
+    """The run layer (:mod:`aekit.runs`), imported when a command needs it."""
+    from . import runs as module
+
+    return module
+
+
+def report():
+    """:mod:`aekit.report`, imported when a command needs it."""
+    from . import report as module
+
+    return module
 
 log = logging.getLogger("aekit")
 
@@ -196,7 +208,7 @@ def add_figure_parsers(commands) -> None:
                             "codebook: how often each codebook vector is used (vq objective). "
                             "For error against code size see 'aekit error-vs-dim'.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
-    p.add_argument("kind", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
+    p.add_argument("kind", choices=FIGURES, metavar="KIND", help=", ".join(FIGURES))
     p.add_argument("--out", type=Path, metavar="DIR", help="folder for the figure (default: RUN/figures)")
 
     p = commands.add_parser("report", help="write RUN/report.html: metrics beside PCA and every figure",
@@ -365,9 +377,9 @@ def add_features_parser(commands) -> None:
 
 def cmd_features(args) -> int:
     check_output_path(args.out)
-    run = runs.load_run(args.run)
+    run = runs().load_run(args.run)
     features = run.features()
-    runs.write_rows(features["directions"], args.out)
+    runs().write_rows(features["directions"], args.out)
     firing = features["firing"]
     print(f"wrote {len(firing)} feature directions {features['directions'].shape} to {args.out}; on the test rows "
           f"{int((firing == 0).sum())} never fire, the others fire on {float(firing[firing > 0].min(initial=0)):.2%} to "
@@ -378,9 +390,9 @@ def cmd_features(args) -> int:
 def cmd_compress(args) -> int:
     if args.out.is_dir():
         raise AekitError(f"--out {args.out}: is a folder; give a file name")
-    run = runs.load_run(args.run, args.device)
+    run = runs().load_run(args.run, args.device)
     payload, summary = run.compress_input(args.input, args.split, per_item=args.per_item)
-    runs.write_bytes(args.out, payload)
+    runs().write_bytes(args.out, payload)
     n, size, estimated = summary["rows"], summary["bytes"], summary["estimated_bytes"]
     quality = f"PSNR {summary['psnr']:.2f} dB" if "psnr" in summary else f"MSE per feature {summary['mse']:.5g}"
     print(f"wrote {args.out}: {n} rows in {size} bytes, {size / n:.2f} bytes per row (the model estimated "
@@ -392,21 +404,21 @@ def cmd_decompress(args) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".npy", ".png", ""):
         raise AekitError(f"--out {args.out}: write a .npy array, a .png grid or a folder (no suffix) of PNGs")
-    run = runs.load_run(args.run)
-    x = run.decompress(runs.read_bytes(args.file), str(args.file))
+    run = runs().load_run(args.run)
+    x = run.decompress(runs().read_bytes(args.file), str(args.file))
     if suffix == "":
         if not run.is_image:
             raise AekitError(f"--out {args.out}: a folder of PNGs needs image data; write a .npy")
-        runs.write_image_folder(x, args.out)
+        runs().write_image_folder(x, args.out)
     else:
         check_grid_fits(args.out, run)
-        runs.write_rows(x, args.out)
+        runs().write_rows(x, args.out)
     print(f"wrote {len(x)} rows decoded from {args.file} to {args.out}")
     return 0
 
 
 def cmd_fit_prior(args) -> int:
-    run = runs.load_run(args.run, args.device)
+    run = runs().load_run(args.run, args.device)
     prior = run.fit_prior(args.prior, args.conditional, args.components, args.seed,
                           DiffusionConfig(epochs=args.epochs), progress_wanted(args))  # fmt: skip
     print(f"fitted the {args.prior} prior ({prior.summary()}) in {prior.fit_seconds:.1f} s; stored in "
@@ -419,10 +431,10 @@ def cmd_sample(args) -> int:
     check_grid_or_rows_output(args.out)
     if not os.access(args.out.parent if str(args.out.parent) else Path("."), os.W_OK):
         raise AekitError(f"--out {args.out}: its folder {args.out.parent} does not exist or is not writable")
-    run = runs.load_run(args.run, args.device)
+    run = runs().load_run(args.run, args.device)
     check_grid_fits(args.out, run)
     x = run.sample(args.n, args.prior, args.label, args.seed, args.guidance)
-    runs.write_rows(x, args.out, run.model_config.columns)
+    runs().write_rows(x, args.out, run.model_config.columns)
     label = "" if args.label is None else f" of label {args.label}"
     print(f"wrote {len(x)} samples{label} from the {args.prior} prior (seed {args.seed}) to {args.out}")
     return 0
@@ -439,14 +451,14 @@ def cmd_train(args) -> int:
                                spell=flag, **options)  # fmt: skip
     train_config = config_from_args(TrainConfig, args, preset.get("train", {}))  # explicit options beat the preset
     out = args.resume or args.out
-    history, metrics = runs.train_run(
+    history, metrics = runs().train_run(
         out, model_config, config_from_args(DataConfig, args), train_config, resume=args.resume is not None,
         overwrite=args.overwrite, progress=progress_wanted(args), epochs=args.epochs if args.resume else None,
         device=args.device if args.resume else None, tensorboard=args.tensorboard,
         latent_distance=args.latent_distance,
     )  # fmt: skip
     if metrics:  # under torchrun, only rank 0 evaluates and reports
-        print(report.format_metrics(metrics))
+        print(report().format_metrics(metrics))
         print(f"run saved in {out}/ (config.json, model.safetensors, history.csv, metrics.json)")
     return 0
 
@@ -491,13 +503,13 @@ def refuse_settings_on_resume(args) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    metrics = runs.evaluate_run(args.run, args.device)
-    print(json.dumps(metrics, indent=2) if args.json else report.format_metrics(metrics))
+    metrics = runs().evaluate_run(args.run, args.device)
+    print(json.dumps(metrics, indent=2) if args.json else report().format_metrics(metrics))
     return 0
 
 
 def progress_bar(total: int, what: str):
-    return runs.progress_bar(total=total, unit="row", desc=what, leave=False)
+    return runs().progress_bar(total=total, unit="row", desc=what, leave=False)
 
 
 def check_grid_or_rows_output(out: Path) -> None:
@@ -517,7 +529,7 @@ def check_grid_fits(out: Path, run) -> None:
 
 def cmd_impute(args) -> int:
     check_grid_or_rows_output(args.out)
-    run = runs.load_run(args.run, args.device)
+    run = runs().load_run(args.run, args.device)
     check_grid_fits(args.out, run)
     cells, rows = run.impute_file(args.input, args.out)
     print(f"filled {cells} missing cells of {rows} rows; wrote {args.out}")
@@ -526,14 +538,19 @@ def cmd_impute(args) -> int:
 
 def cmd_encode_or_reconstruct(args) -> int:
     check_output_path(args.out)
-    run = runs.load_run(args.run, args.device)
+    run = runs().load_run(args.run, args.device)
     n, chunks = run.chunks(args.input, args.split)
     encode = args.command == "encode"
     shape = (run.model_config.latent_dim,) if encode else run.model_config.input_shape
     if run.model_config.columns and not encode:  # a table: written whole in its own columns and categories
-        runs.write_rows(np.concatenate([run.reconstruct(x).numpy() for x in chunks]), args.out, run.model_config.columns)
+        import numpy as np
+
+        runs().write_rows(np.concatenate([run.reconstruct(x).numpy() for x in chunks]), args.out,
+                          run.model_config.columns)  # fmt: skip
         print(f"wrote reconstructions of {n} rows to {args.out}")
         return 0
+    from .stream import RowWriter
+
     with RowWriter(args.out, n, shape) as out, progress_bar(n, args.command) as bar:
         for x in chunks:
             out.write((run.encode(x) if encode else run.reconstruct(x)).numpy())
@@ -552,9 +569,11 @@ def check_output_path(out: Path) -> None:
 
 
 def cmd_datasets(args) -> int:
+    from .data import DATASETS, SOURCES
+
     for name, (_, help_text) in sorted(DATASETS.items()):
         print(f"{name:<8} {help_text}")
-    print(f"\n{runs.mnist_location()}")
+    print(f"\n{runs().mnist_location()}")
     print("search order: --data-dir, $AEKIT_DATA, the bundled copy, the user cache; then a checked download")
     print("\nyour own data (--data PATH), the first kind that takes the path reads it:")
     for source in SOURCES:
@@ -565,13 +584,17 @@ def cmd_datasets(args) -> int:
 
 def cmd_score(args) -> int:
     check_output_path(args.out)
-    run = runs.load_run(args.run, args.device)
+    run = runs().load_run(args.run, args.device)
     threshold = args.threshold if args.contamination is None else run.threshold(args.contamination)
     n, chunks = run.chunks(args.input, args.split)
     header = ["score"] if threshold is None else ["score", "outlier"]
     per_feature = [f"e{j}" for j in range(run.width)] if args.per_feature else []
     width = len(header) + len(per_feature)
     kept, flagged = [], 0  # a sample of the scores for the summary line (all of them up to 1e6 rows)
+    import numpy as np
+
+    from .stream import RowWriter
+
     with RowWriter(args.out, n, () if width == 1 else (width,), header + per_feature) as out, \
             progress_bar(n, "score") as bar:  # fmt: skip
         for x in chunks:
@@ -595,7 +618,7 @@ def cmd_score(args) -> int:
 
 def cmd_plot(args) -> int:
     folder = args.out or args.run / "figures"
-    runs.load_run(args.run).draw(args.kind, folder)
+    runs().load_run(args.run).draw(args.kind, folder)
     print(f"wrote {folder / args.kind}.png and .svg")
     return 0
 
@@ -605,7 +628,7 @@ def cmd_export(args) -> int:
         raise AekitError(f"--out {args.out}: an ONNX file must end in .onnx")
     if args.out.is_dir():
         raise AekitError(f"--out {args.out} is a folder; give a file name ending in .onnx")
-    runs.load_run(args.run).export(args.out, args.part)
+    runs().load_run(args.run).export(args.out, args.part)
     what = "z" if args.part == "decoder" else "raw x"
     print(f"wrote {args.out}: the {args.part} of {args.run} as ONNX, input {what} with a dynamic batch axis")
     return 0
@@ -622,7 +645,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_fit_score(args) -> int:
-    run = runs.load_run(args.run)
+    run = runs().load_run(args.run)
     spec = run.fit_score(args.error_blur, args.latent_distance, args.code_neighbors)
     stats = "" if spec.stats is None else (" (training rows: error {:.4g} +- {:.3g}, code distance {:.4g} +- {:.3g})"
                                            .format(*spec.stats.tolist()))  # fmt: skip
@@ -631,12 +654,12 @@ def cmd_fit_score(args) -> int:
 
 
 def cmd_report(args) -> int:
-    print(f"report written: {report.write_report(args.run)}")  # loading the run first names a bad RUN
+    print(f"report written: {report().write_report(args.run)}")  # loading the run first names a bad RUN
     return 0
 
 
 def cmd_error_vs_dim(args) -> int:
-    result = runs.sweep_error_vs_dim(args.run, args.dims, args.epochs, progress=progress_wanted(args))
+    result = runs().sweep_error_vs_dim(args.run, args.dims, args.epochs, progress=progress_wanted(args))
     print(f"{'k':>4}{'autoencoder':>14}{'PCA':>10}   (test SSE per image, {result['epochs']} epochs each)")
     for k, a, p in zip(result["dims"], result["autoencoder"], result["pca"]):
         print(f"{k:>4}{a:>14.3f}{p:>10.3f}")
@@ -657,7 +680,7 @@ def demo_steps(args) -> list[list[str]]:
 
 def cmd_demo(args) -> int:
     """The three commands in this process, each announced as it could be typed."""
-    if runs.holds_run(args.out) and not args.overwrite:  # train's own message would suggest --resume
+    if runs().holds_run(args.out) and not args.overwrite:  # train's own message would suggest --resume
         raise AekitError(f"{args.out} already holds a run; pass --overwrite to replace it")
     parser, steps = build_parser(), demo_steps(args)
     for number, step in enumerate(steps, 1):
@@ -680,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 speaks for all
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     debug = args.debug or os.environ.get("AEKIT_DEBUG", "") not in ("", "0")
+    from .train import Interrupted  # (torch: only once the arguments were good)
+
     try:
         return COMMANDS[args.command](args)
     except Interrupted as err:  # Ctrl-C or SIGTERM, after the checkpoint was saved: 128 + the signal, as a shell says

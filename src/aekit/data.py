@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .options import image_size as parse_image_size
-from .options import option, positive_float, positive_int
+from .configs import DataConfig  # noqa: F401  (aekit.data.DataConfig, as before)
 from . import stream
 from . import tables
 from .csvfile import label_name, read_csv
@@ -204,28 +203,6 @@ class MNIST(torch.utils.data.Dataset):
 
 
 # ------------------------------------------------------------------------------------------ the data contract
-@dataclass
-class DataConfig:
-    """Which data to train on; stored in every run so the same data can be loaded again."""
-
-    name: str = option("mnist", "a built-in dataset (mnist, digits) or a file or folder: .npy, .npz, .csv, .parquet, "
-                       "a folder of .npy shards or of images (aekit datasets lists them); a .npy, Parquet, shard or "
-                       "image folder source over 2 GiB as float32 is streamed from disk", flag="--data",
-                       metavar="NAME|PATH")  # fmt: skip
-    data_dir: str | None = option(None, "folder searched first for the MNIST files (then $AEKIT_DATA, the bundled copy, "
-                                  "the user cache)", metavar="DIR")  # fmt: skip
-    test_fraction: float = option(0.2, "share held out for testing when the data has no test split of its own",
-                                  parse=positive_float, metavar="X")  # fmt: skip
-    split_seed: int = option(0, "seed of that split (fixed, so runs with other training seeds share a test set)",
-                             metavar="N")  # fmt: skip
-    label_column: str | None = option(None, "CSV or Parquet column holding labels (name or 0-based index), left out "
-                                      "of the features", metavar="COLUMN")  # fmt: skip
-    image_size: tuple[int, int] | None = option(None, "resize a folder's images to HxW (needed if their sizes differ)",
-                                                parse=parse_image_size, metavar="HxW")  # fmt: skip
-    limit: int | None = option(None, "train on the first N training examples only (quick experiments)",
-                               parse=positive_int, metavar="N")  # fmt: skip
-
-
 # ------------------------------------------------------------------------------------------ loading
 def _mnist(config: DataConfig) -> tuple[np.ndarray, ...]:
     x_train, y_train = load_mnist_arrays(config.data_dir, train=True)

@@ -7,9 +7,13 @@ the PSNR, for data in [0, 1]. PCA is fitted on the same training data with as ma
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,12 +23,45 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .files import atomic_write_bytes
 from .fitted import batched, encode, fill_missing, reconstruct, sample_codes
 from .space import Data
 from .models import AutoEncoder, Denoising, Imputing, LinearBody, TopK, VectorQuantized, corrupt
 from .tables import column_of_feature
 
 log = logging.getLogger(__name__)
+CACHE_FORMAT = 1  # bump when a cached analysis would be computed differently
+
+
+def cache_folder() -> Path | None:
+    """Where analyses that depend on the data alone are kept: ``$AEKIT_CACHE`` (``off``: nowhere), else
+    ``$XDG_CACHE_HOME/aekit/analysis`` (``~/.cache/aekit/analysis``)."""
+    chosen = os.environ.get("AEKIT_CACHE")
+    if chosen is not None:
+        return None if chosen in ("", "off", "0") else Path(chosen)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aekit" / "analysis"
+
+
+def cached(kind: str, key: dict, compute) -> dict[str, float]:
+    """``compute()`` (a dict of numbers that depends only on ``key``: the data's fingerprint and the settings), read
+    from the cache when it was computed before; a cache that cannot be read or written is recomputed, never an
+    error."""
+    folder = cache_folder()
+    name = hashlib.blake2b(json.dumps({"format": CACHE_FORMAT, **key}, sort_keys=True).encode(), digest_size=16)
+    path = None if folder is None else folder / f"{kind}-{name.hexdigest()}.json"
+    if path is not None and path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass
+    result = compute()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, json.dumps(result).encode())
+        except OSError:
+            pass
+    return result
 
 METRIC_NAMES = ("test_mse_per_pixel", "test_sse_per_image", "test_bce_per_pixel", "psnr")
 
@@ -97,7 +134,8 @@ def evaluate_model(model: AutoEncoder, data: Data) -> dict[str, float]:
     unit = data.scaling == "unit"
     k = model.config.latent_dim
     metrics = reconstruction_metrics(data.x_test, reconstruct(model, data.x_test), unit)
-    pca = reconstruction_metrics(data.x_test, pca_reconstruct(data.x_train, data.x_test, k), unit)
+    pca = cached("pca", {"data": data.fingerprint, "k": k, "unit": unit}, lambda: reconstruction_metrics(
+        data.x_test, pca_reconstruct(data.x_train, data.x_test, k), unit))  # the data's alone: computed once
     metrics.update({f"pca_{name}": value for name, value in pca.items()})
     metrics["latent_dim"] = k
     metrics["pca_components"] = min(k, data.space.width, len(data.x_train))  # fewer when the data has fewer
@@ -334,15 +372,15 @@ def feature_quality(model: AutoEncoder, data: Data, n_train: int = 5000, n_test:
     te = rng.permutation(len(data.x_test))[:n_test]
     x_train, x_test = data.x_train[tr], data.x_test[te]
     y_train, y_test = data.y_train[tr].numpy(), data.y_test[te].numpy()
-    features = {
-        "ae": (encode(model, x_train).numpy(), encode(model, x_test).numpy()),
-        "pca": pca_codes(x_train, x_test, model.config.latent_dim),
-        "pixels": (x_train.reshape(len(x_train), -1).numpy(), x_test.reshape(len(x_test), -1).numpy()),
-    }
-    out = {}
-    for name, (train, test) in features.items():
-        for probe, accuracy in probe_accuracies(train, y_train, test, y_test).items():
-            out[f"probe_{probe}_{name}"] = accuracy
+    def probes(name: str, train: np.ndarray, test: np.ndarray) -> dict[str, float]:
+        return {f"probe_{probe}_{name}": accuracy for probe, accuracy in
+                probe_accuracies(train, y_train, test, y_test).items()}  # fmt: skip
+
+    out = probes("ae", encode(model, x_train).numpy(), encode(model, x_test).numpy())
+    key = {"data": data.fingerprint, "k": model.config.latent_dim, "n": [n_train, n_test], "seed": seed}
+    out |= cached("probes", key, lambda: {  # PCA's codes and the raw inputs: the data's alone, computed once
+        **probes("pca", *pca_codes(x_train, x_test, model.config.latent_dim)),
+        **probes("pixels", x_train.reshape(len(x_train), -1).numpy(), x_test.reshape(len(x_test), -1).numpy())})
     return out
 
 
@@ -368,8 +406,9 @@ def generation_metrics(model: AutoEncoder, data: Data, priors: dict, n: int = 10
     pick = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))[:n]
     rows = {"floor": data.x_train[pick], "reconstructions": reconstruct(model, data.x_train[pick])}
     out = {"gen_samples": n, "gen_pca_components": 0 if classifier else reference.space.k}
-    for name, x in rows.items():
-        out |= {f"gen_{name}_{k}": v for k, v in reference.measure(x).items()}
+    key = {"data": data.fingerprint, "n": n, "seed": seed, "classifier": classifier}
+    out |= cached("floor", key, lambda: {f"gen_floor_{k}": v for k, v in reference.measure(rows["floor"]).items()})
+    out |= {f"gen_reconstructions_{k}": v for k, v in reference.measure(rows["reconstructions"]).items()}
     for name, prior in priors.items():
         start = time.perf_counter()
         x = batched(model.decode, model, prior.sample(n, seed).float())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-SGD_MOMENTUM = 0.9  # the momentum of "sgd" (Sutskever et al. 2013's usual value)
+from .configs import OPTIMIZER_HELP, SGD_MOMENTUM  # the momentum of "sgd" (Sutskever et al. 2013's usual value)
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,8 @@ def _sgd(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay)
 
 
-OPTIMIZERS: dict[str, Optimizer] = {
-    "adam": Optimizer(_adam, "Adam, weight decay as an L2 penalty (the chapter's); fused kernel, fast step"),
-    "adamw": Optimizer(_adamw, "AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019); fused kernel"),
-    "sgd": Optimizer(_sgd, f"SGD with momentum {SGD_MOMENTUM} (wants a much larger learning rate, e.g. 0.5; "
-                           "slower to learn than Adam)"),
-}
+OPTIMIZERS: dict[str, Optimizer] = {name: Optimizer(build, OPTIMIZER_HELP[name]) for name, build in
+                                     (("adam", _adam), ("adamw", _adamw), ("sgd", _sgd))}  # fmt: skip
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:

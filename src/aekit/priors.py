@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .configs import PRIOR_NAMES, DiffusionConfig  # noqa: F401  (aekit.priors.DiffusionConfig, as before)
 from .errors import ConfigError
 
-PRIOR_NAMES = ("normal", "gaussian", "gmm", "diffusion")
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -146,32 +146,6 @@ def _fit_gaussians(rows: torch.Tensor, k: int, seed: int):
 
 
 # ------------------------------------------------------------------------------------------ latent diffusion
-@dataclass
-class DiffusionConfig:
-    """The diffusion prior's settings; defaults measured on MNIST's 16-D codes (benchmarks/generation.py)."""
-
-    steps: int = 1000  # diffusion steps T of training
-    sample_steps: int = 100  # DDIM steps when sampling
-    width: int = 256  # the noise predictor's width
-    blocks: int = 3  # its residual blocks
-    epochs: int = 20  # passes over the codes (MNIST's 60,000 16-D codes: about 100 s on 2 CPU cores)
-    batch_size: int = 128  # (512 takes as long per epoch on 2 cores for a worse fit: fewer steps)
-    lr: float = 1e-3  # AdamW, cosine-decayed to 0
-    ema: float = 0.999  # the sampled weights are an exponential moving average of the trained ones
-    guidance: float = 1.0  # classifier-free guidance scale for a label (1: plain conditional sampling)
-    label_dropout: float = 0.1  # share of training rows with their label hidden (conditional only)
-
-    def validate(self) -> DiffusionConfig:
-        for name in ("steps", "sample_steps", "width", "blocks", "epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"diffusion {name}={getattr(self, name)} must be at least 1")
-        if self.sample_steps > self.steps:
-            raise ConfigError(f"diffusion sample_steps={self.sample_steps} must be at most steps={self.steps}")
-        if not (self.lr > 0 and 0 <= self.ema < 1 and 0 <= self.label_dropout < 1 and self.guidance >= 0):
-            raise ConfigError("diffusion lr must be > 0, ema and label_dropout in [0, 1), guidance >= 0")
-        return self
-
-
 def _alpha_bars(steps: int) -> torch.Tensor:
     """The cosine schedule's cumulative signal share at each step (Nichol & Dhariwal 2021), float64."""
     t = torch.arange(steps + 1, dtype=torch.float64) / steps

@@ -22,6 +22,8 @@ Two scalings, chosen from the training data (:func:`choose_scaling`):
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from dataclasses import dataclass, field, replace
 
@@ -263,6 +265,17 @@ class Data:
     @property
     def columns(self) -> tuple:
         return self.space.columns
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A digest of the rows and labels (BLAKE2b): what a cached analysis of this data is filed under."""
+        digest = hashlib.blake2b(digest_size=16)
+        for tensor in (self.x_train, self.x_test, self.y_train, self.y_test):
+            if tensor is not None:
+                array = np.ascontiguousarray(tensor.numpy())
+                digest.update(f"{array.dtype}{array.shape}".encode())
+                digest.update(memoryview(array).cast("B"))
+        return digest.hexdigest()
 
     @property
     def has_missing(self) -> bool:

@@ -32,84 +32,18 @@ from .distributed import all_sum, check_identical_weights, rank_and_world
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .graphs import GraphedStep
 from .mlpgrad import MLPStep, chain_of, reconstruct_rows
-from .models import LOSSES, AutoEncoder
-from .optim import OPTIMIZERS, AdamStep, make_optimizer, step_function
-from .precision import PRECISIONS, autocast_wide_layers, resolve
-from .options import option, positive_float, positive_int
+from .configs import DEVICES, GRADIENTS, LOSSES, SCHEDULES, TrainConfig  # noqa: F401  (aekit.train.TrainConfig)
+from .models import AutoEncoder
+from .optim import AdamStep, make_optimizer, step_function
+from .precision import autocast_wide_layers, resolve
 from .progress import bar as progress_bar
 from .space import Data
 from .stream import Streamed, lanes_for
 
 log = logging.getLogger(__name__)
 
-SCHEDULES = ("none", "cosine", "onecycle")
 LOOK_EVERY = 50  # steps between looks at the loss (a host round trip): a NaN is caught at most this many steps late
-DEVICES = ("auto", "cpu", "cuda", "mps")
-GRADIENTS = ("auto", "eager", "autograd")
 GRAPHED_DEVICES = ("cuda",)  # device types on which the hand-derived step is recorded as a CUDA graph
-
-
-@dataclass
-class TrainConfig:
-    """How to train; stored in every run's ``config.json``. Defaults are the chapter's.
-
-    Each field is an option with its help (``aekit train --help`` shows them; the CLI makes one flag of each)."""
-
-    epochs: int = option(10, "passes over the training set; with --resume, train to this many", parse=positive_int)
-    batch_size: int = option(128, "examples per optimizer step (the global batch under torchrun)", parse=positive_int)
-    lr: float = option(1e-3, "the optimizer's (peak) learning rate", parse=positive_float)
-    weight_decay: float = option(0.0, "the optimizer's weight decay (an L2 penalty for adam and sgd, decoupled for "
-                                 "adamw)")  # fmt: skip
-    optimizer: str = option("adam", "; ".join(f"{k}: {v.help}" for k, v in OPTIMIZERS.items()), tuple(OPTIMIZERS))
-    loss: str = option("mse", "reconstruction loss: mean squared error or binary cross-entropy", LOSSES)
-    schedule: str = option("none", "learning-rate schedule over all steps", SCHEDULES)
-    seed: int = option(0, "seeds the initial weights, the batch order and every random draw")
-    device: str = option("auto", "where to train: auto = cuda, then mps, then cpu", DEVICES)
-    clip_grad: float | None = option(None, "clip the gradient norm to NORM (default: no clipping)", parse=positive_float,
-                                     metavar="NORM")  # fmt: skip
-    n_iter_no_change: int | None = option(None, "stop after N epochs in which the monitored error improved by less "
-                                          "than --tol (default: train all epochs)", parse=positive_int, metavar="N")
-    tol: float = option(1e-4, "the improvement that counts for --n-iter-no-change: of the test MSE per feature, or of "
-                        "the train loss without test data", metavar="X")  # fmt: skip
-    eval_every: int = option(1, "compute the test error after every K epochs and after the last (the other epochs' "
-                             "history rows have no test columns)", parse=positive_int, metavar="K")  # fmt: skip
-    gradients: str = option("auto", "auto: hand-derived gradients where aekit.mlpgrad covers the model (fully "
-                            "connected, plain or denoising, one process), else autograd; on a GPU, for the plain "
-                            "objective with adam and no --clip-grad, the whole step is recorded once as a CUDA graph "
-                            "and replayed; eager: hand-derived, never a graph; autograd: always autograd",
-                            GRADIENTS)  # fmt: skip
-    precision: str = option("fp32", "bf16: bf16 products for the wide layers (both widths >= 256; weights, optimizer, "
-                            "loss and checkpoints stay fp32), refused where the CPU has no AMX-BF16 or AVX512-BF16 (a "
-                            "GPU: no bf16 units); auto: bf16 where they are and the model has a wide layer, else fp32",
-                            PRECISIONS)  # fmt: skip
-
-    def validate(self) -> TrainConfig:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs={self.epochs} must be at least 1")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size={self.batch_size} must be at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr={self.lr} must be a positive number")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ConfigError(f"weight_decay={self.weight_decay} must be zero or positive")
-        for name, choices in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("schedule", SCHEDULES),
-                              ("device", DEVICES), ("gradients", GRADIENTS), ("precision", PRECISIONS)):  # fmt: skip
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of {list(choices)}")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**62:
-            raise ConfigError(f"seed={self.seed} must be an integer from 0 to 2**62 - 1")
-        if self.n_iter_no_change is not None and (not isinstance(self.n_iter_no_change, int) or self.n_iter_no_change < 1):
-            raise ConfigError(f"n_iter_no_change={self.n_iter_no_change} must be a positive integer or None")
-        if not (self.tol >= 0 and math.isfinite(self.tol)):
-            raise ConfigError(f"tol={self.tol} must be zero or positive")
-        if not isinstance(self.eval_every, int) or self.eval_every < 1:
-            raise ConfigError(f"eval_every={self.eval_every} must be a positive integer")
-        if self.eval_every > 1 and self.n_iter_no_change is not None:
-            raise ConfigError(f"n_iter_no_change watches the test error of every epoch; it needs eval_every=1, "
-                              f"not {self.eval_every}")  # fmt: skip
-        if self.clip_grad is not None and not self.clip_grad > 0:
-            raise ConfigError(f"clip_grad={self.clip_grad} must be positive")
-        return self
 
 
 @dataclass
