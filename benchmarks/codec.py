@@ -36,7 +36,9 @@ from aekit.evaluate import PCACoding
 
 
 def psnr(decoded: np.ndarray, original: np.ndarray) -> float:
-    return float(10 * np.log10(1 / np.mean((decoded.astype(np.float64) - original) ** 2)))
+    """10 log10(1 / MSE) on [0, 1] pixels; infinite for a lossless codec."""
+    mse = float(np.mean((decoded.astype(np.float64) - original) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
 def image_codecs(images: np.ndarray) -> list[tuple[str, float, float]]:
@@ -111,6 +113,11 @@ def figure(rows: list[tuple[str, float, float]], path: Path) -> None:
     ax = fig.subplots()
     groups: dict[str, list[tuple[float, float]]] = {}
     for name, size, quality in rows:
+        if not np.isfinite(quality):  # lossless: a line at the top, labelled
+            ax.axvline(size, color="0.6", linestyle=":", linewidth=1)
+            ax.annotate(f"{name} (lossless)", (size, 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                        fontsize=7, color="0.4", ha="right")  # fmt: skip
+            continue
         key = name.split(" q")[0].split(",")[0].split(" (")[0]
         groups.setdefault(key, []).append((size, quality))
     for key, points in groups.items():

@@ -46,7 +46,7 @@ def test_a_train_step_keeps_unit_columns_and_dead_latents_get_a_gradient():
     with torch.no_grad():  # and they would not fire now either
         model.encoder[0].bias[:8] = -100.0
     loss, terms = model.loss(x)
-    assert float(terms["dead"]) > 0 and float(terms["aux"]) > 0
+    assert float(terms["dead"]) > 0 and float(terms["aux"].detach()) > 0
     loss.backward()
     assert model.encoder[0].weight.grad[:8].abs().sum() == 0  # ReLU'd to zero: only a live code could reach them ...
     model.config.objective.after_step(model)

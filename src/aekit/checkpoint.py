@@ -482,6 +482,12 @@ class RunDir:
         tensors, _ = load_tensors(folder / f"{name}.safetensors")
         return Stored(meta, tensors)
 
+    def prior_digest(self, name: str) -> str:
+        """The SHA-256 of a stored prior's tensors and description: what its cached sample quality is filed under."""
+        folder = self.path / self.PRIORS
+        return hashlib.sha256((folder / f"{name}.safetensors").read_bytes() + (folder / f"{name}.json").read_bytes()
+                              ).hexdigest()  # fmt: skip
+
     def model_sha256(self) -> str:
         return hashlib.sha256((self.path / self.MODEL).read_bytes()).hexdigest()
 

@@ -101,6 +101,8 @@ def add_train_parser(commands) -> None:
     g.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default: runs/latest)")
     g.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    g.add_argument("--analysis", action=argparse.BooleanOptionalAction, default=True, help="after the last epoch, "
+                   "also the holes measure and the probes (default: on; --no-analysis: the errors beside PCA only)")
     g.add_argument("--latent-distance", action="store_true", help="also store the latent-distance anomaly score "
                    "(reconstruction error plus the code's Mahalanobis distance to the training codes, each standardized "
                    "on the training rows) in score.safetensors: aekit score, serve and export then use it")
@@ -142,6 +144,9 @@ def add_inference_parsers(commands) -> None:
                              "the same training data with as many components as the code. Writes metrics.json.")
     ev.add_argument("run", type=Path, metavar="RUN")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument("--analysis", action=argparse.BooleanOptionalAction, default=True, help="also the holes measure, "
+                    "the probes and each fitted prior's sample quality (default: on; --no-analysis: the errors beside "
+                    "PCA only)")
     ev.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs (default: auto = cuda, "
                     "then mps, then cpu)")
 
@@ -421,9 +426,11 @@ def cmd_fit_prior(args) -> int:
     run = runs().load_run(args.run, args.device)
     prior = run.fit_prior(args.prior, args.conditional, args.components, args.seed,
                           DiffusionConfig(epochs=args.epochs), progress_wanted(args))  # fmt: skip
+    quality = run.prior_quality(args.prior)
     print(f"fitted the {args.prior} prior ({prior.summary()}) in {prior.fit_seconds:.1f} s; stored in "
-          f"{args.run}/priors/{args.prior}.json; sample with: aekit sample {args.run} --prior {args.prior} --n 64 "
-          f"--out samples.png")  # fmt: skip
+          f"{args.run}/priors/{args.prior}.json; its samples: FD {quality[f'gen_{args.prior}_fd']:.2f} (floor "
+          f"{quality['gen_floor_fd']:.2f}, the training rows); sample with: aekit sample {args.run} --prior "
+          f"{args.prior} --n 64 --out samples.png")  # fmt: skip
     return 0
 
 
@@ -454,7 +461,7 @@ def cmd_train(args) -> int:
     history, metrics = runs().train_run(
         out, model_config, config_from_args(DataConfig, args), train_config, resume=args.resume is not None,
         overwrite=args.overwrite, progress=progress_wanted(args), epochs=args.epochs if args.resume else None,
-        device=args.device if args.resume else None, tensorboard=args.tensorboard,
+        device=args.device if args.resume else None, tensorboard=args.tensorboard, analysis=args.analysis,
         latent_distance=args.latent_distance,
     )  # fmt: skip
     if metrics:  # under torchrun, only rank 0 evaluates and reports
@@ -490,7 +497,7 @@ def _shown(value) -> str:
 
 
 RESUME_MAY_CHANGE = {"resume", "epochs", "device", "progress", "command", "out", "overwrite", "preset", "debug",
-                     "tensorboard", "latent_distance"}
+                     "tensorboard", "latent_distance", "analysis"}
 
 
 def refuse_settings_on_resume(args) -> None:
@@ -503,7 +510,7 @@ def refuse_settings_on_resume(args) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    metrics = runs().evaluate_run(args.run, args.device)
+    metrics = runs().evaluate_run(args.run, args.device, analysis=args.analysis)
     print(json.dumps(metrics, indent=2) if args.json else report().format_metrics(metrics))
     return 0
 

@@ -17,11 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from .files import atomic_write_bytes
 from .fitted import batched, encode, fill_missing, reconstruct, sample_codes
@@ -40,6 +35,16 @@ def cache_folder() -> Path | None:
     if chosen is not None:
         return None if chosen in ("", "off", "0") else Path(chosen)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aekit" / "analysis"
+
+
+def model_fingerprint(model: AutoEncoder) -> str:
+    """A digest of a model's config and weights (BLAKE2b): what a cached analysis of this model is filed under."""
+    digest = hashlib.blake2b(repr(model.config).encode(), digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        array = np.ascontiguousarray(tensor.detach().cpu().numpy())
+        digest.update(name.encode() + str(array.dtype).encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 def cached(kind: str, key: dict, compute) -> dict[str, float]:
@@ -110,11 +115,13 @@ def column_means(x_train: torch.Tensor) -> np.ndarray | None:
     return np.divide(np.nansum(rows, 0, dtype=np.float64), seen, out=np.zeros(rows.shape[1]), where=seen > 0)
 
 
-def fit_pca(x_train: torch.Tensor, n_components: int) -> PCA:
-    """PCA of the flattened training data (covariance eigendecomposition when examples outnumber features); its
-    missing cells filled with their features' means."""
+def fit_pca(x_train: torch.Tensor, n_components: int):
+    """scikit-learn's PCA of the flattened training data (covariance eigendecomposition when examples outnumber
+    features); its missing cells filled with their features' means."""
     train = flat_rows(x_train, column_means(x_train))
     solver = "covariance_eigh" if train.shape[0] > train.shape[1] else "full"
+    from sklearn.decomposition import PCA  # (scikit-learn loads in a second: only where it is used)
+
     return PCA(n_components=min(n_components, *train.shape), svd_solver=solver).fit(train)
 
 
@@ -335,6 +342,7 @@ def holes(model: AutoEncoder, x_test: torch.Tensor, n_samples: int = 1000, seed:
     learned. ``holes_fitted`` is the same for z drawn from a Gaussian fitted to the codes.
     """
     from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
 
     n = min(n_samples, len(x_test) // 2)
     with torch.random.fork_rng(devices=[]):  # a VAE's codes are samples: seeded, without touching global state
@@ -355,6 +363,11 @@ def holes(model: AutoEncoder, x_test: torch.Tensor, n_samples: int = 1000, seed:
 
 def probe_accuracies(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray) -> dict:
     """Test accuracy of a logistic-regression probe and of 5-NN, fitted on ``train`` features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(train, y_train)
     knn = KNeighborsClassifier(n_neighbors=5).fit(train, y_train)
     return {"logreg": float(logreg.score(test, y_test)), "knn": float(knn.score(test, y_test))}
@@ -388,31 +401,44 @@ GENERATION_METRICS = ("fd", "precision", "recall", "confidence", "label_entropy"
 
 
 @torch.no_grad()
-def generation_metrics(model: AutoEncoder, data: Data, priors: dict, n: int = 10_000, seed: int = 0) -> dict:
+def generation_metrics(model: AutoEncoder, data: Data, priors: dict, n: int = 10_000, seed: int = 0,
+                       prior_keys: dict[str, str] | None = None) -> dict:  # fmt: skip
     """Sample quality of each prior (name -> :class:`aekit.priors.Prior`) beside its floor and ceiling, as
     ``gen_<row>_<metric>`` (:data:`GENERATION_METRICS`), measured against the test rows in one feature space.
 
     Rows: ``floor`` (``n`` training rows: what real data scores; no generator can be expected below it),
     ``reconstructions`` (the model's reconstructions of those training rows: what its decoder makes of the codes
-    of real data, about the best any prior of this model can do), then each prior's ``n`` decoded samples. The space is the shipped
-    MNIST classifier's features for 1x28x28 images in [0, 1] (``gen_pca_components`` = 0), else the first
-    ``gen_pca_components`` principal components of the training rows (:mod:`aekit.quality`).
+    of real data, about the best any prior of this model can do), then each prior's ``n`` decoded samples. The space
+    is the shipped MNIST classifier's features for 1x28x28 images in [0, 1] (``gen_pca_components`` = 0), else the
+    first ``gen_pca_components`` principal components of the training rows (:mod:`aekit.quality`).
+
+    Each row is computed once: the floor for the data, the others for the model (and the prior, named by its
+    ``prior_keys`` entry: a digest of the stored prior), read back from the analysis cache after.
     """
     from .quality import Reference, fits_classifier
 
     classifier = fits_classifier(data.input_shape, data.scaling)
-    reference = Reference.of(data.x_train, data.x_test, classifier)
     n = min(n, len(data.x_train))
     pick = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))[:n]
-    rows = {"floor": data.x_train[pick], "reconstructions": reconstruct(model, data.x_train[pick])}
-    out = {"gen_samples": n, "gen_pca_components": 0 if classifier else reference.space.k}
-    key = {"data": data.fingerprint, "n": n, "seed": seed, "classifier": classifier}
-    out |= cached("floor", key, lambda: {f"gen_floor_{k}": v for k, v in reference.measure(rows["floor"]).items()})
-    out |= {f"gen_reconstructions_{k}": v for k, v in reference.measure(rows["reconstructions"]).items()}
-    for name, prior in priors.items():
-        start = time.perf_counter()
-        x = batched(model.decode, model, prior.sample(n, seed).float())
-        out[f"gen_{name}_sample_seconds"] = time.perf_counter() - start
-        out |= {f"gen_{name}_{k}": v for k, v in reference.measure(x).items()}
-    return out
+    made: list = []  # the reference (the test rows' features), made once, only where a row is not cached
 
+    def measure(name: str, rows) -> dict[str, float]:
+        if not made:
+            made.append(Reference.of(data.x_train, data.x_test, classifier))
+        out = {f"gen_{name}_{k}": v for k, v in made[0].measure(rows()).items()}
+        return out | {"gen_pca_components": 0 if classifier else made[0].space.k}
+
+    key = {"data": data.fingerprint, "n": n, "seed": seed, "classifier": classifier}
+    out = {"gen_samples": n, **cached("floor", key, lambda: measure("floor", lambda: data.x_train[pick]))}
+    key |= {"model": model_fingerprint(model)}
+    out |= cached("reconstructions", key, lambda: measure("reconstructions", lambda: reconstruct(
+        model, data.x_train[pick])))  # fmt: skip
+    for name, prior in priors.items():
+        def sampled(prior=prior, name=name) -> dict[str, float]:
+            start = time.perf_counter()
+            x = batched(model.decode, model, prior.sample(n, seed).float())
+            seconds = time.perf_counter() - start
+            return {**measure(name, lambda: x), f"gen_{name}_sample_seconds": seconds}
+
+        out |= cached("prior", {**key, "prior": (prior_keys or {}).get(name, name)}, sampled)
+    return out

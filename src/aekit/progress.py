@@ -9,6 +9,7 @@ ipywidgets warns "IProgress not found").
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 
@@ -45,3 +46,29 @@ def bar(iterable=None, *, progress: bool | None = None, **options):
     else:
         from tqdm import tqdm
     return tqdm(iterable, disable=not show, dynamic_ncols=True, **options)
+
+
+@contextlib.contextmanager
+def working(what: str, progress: bool | None = None):
+    """Around one long call that reports nothing itself (a mixture's EM, a t-SNE): on a terminal a line that counts
+    the seconds, so that the command is never silent; elsewhere nothing (the caller logs what it starts)."""
+    if not wanted(progress):
+        yield
+        return
+    import threading
+
+    shown = bar(total=None, desc=what, bar_format="{desc}: {elapsed}", progress=True, leave=False)
+    done = threading.Event()
+
+    def tick():
+        while not done.wait(1.0):
+            shown.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        shown.close()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import data as data_mod
-from . import plots, stream, tables
+from . import stream, tables
 from .checkpoint import RunCheckpoints, RunDir, config_to_dict, write_json
 from .data import DataConfig
 from .distributed import all_sum, barrier, process_group, rank_and_world
@@ -29,12 +29,13 @@ from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from .files import atomic_write_bytes, check_npy_header
 from .csvfile import fill_text
 from .codec import Tables, decode_streams, encode_streams, model_digest, pack, unpack
-from .evaluate import (METRIC_NAMES, codec_metrics, evaluate_model, feature_quality, gaussian_like, generation_metrics,
-                       holes)
+from .evaluate import (METRIC_NAMES, cached, codec_metrics, evaluate_model, feature_quality, gaussian_like,
+                       generation_metrics, holes, model_fingerprint)
 from .fitted import Fitted, ScoreSpec, encode
 from .models import AutoEncoder, Imputing, ModelConfig, Plain, Rate, TopK, build_model
 from .precision import check as check_precision
 from .progress import bar as progress_bar
+from .progress import working as progress_working
 from .priors import PRIOR_NAMES, DiffusionConfig, Normal, Prior, check_fittable, fit_prior, from_stored, to_stored
 from .space import Data, Scaler, Space
 from .tables import Column
@@ -267,11 +268,19 @@ def evaluation_data(data: Data | Streamed) -> Data:
     return data.in_memory() if isinstance(data, Streamed) else data
 
 
-def full_metrics(model: AutoEncoder, data: Data | Streamed) -> dict:
-    """Reconstruction metrics beside PCA, the holes measure and, for labelled data, the probe accuracies."""
+def full_metrics(model: AutoEncoder, data: Data | Streamed, analysis: bool = True) -> dict:
+    """Reconstruction metrics beside PCA and, with ``analysis``, the holes measure and, for labelled data, the probe
+    accuracies; each stage says what it computes (a log line: ``aekit`` prints them)."""
     memory = evaluation_data(data)
-    return {**evaluate_model(model, memory), **holes(model, memory.x_test), **feature_quality(model, memory),
-            **streamed_sizes(data)}  # fmt: skip
+    log.info("evaluating: the %d test rows' errors beside PCA with %d components", len(memory.x_test),
+             model.config.latent_dim)  # fmt: skip
+    metrics = {**evaluate_model(model, memory), **streamed_sizes(data)}
+    if analysis:  # the model's and the data's alone: computed once (when training ends), read back after
+        log.info("evaluating: the holes measure (can random codes be told from real ones?)%s",
+                 ", probes of the codes beside PCA's and the raw inputs" if memory.y_train is not None else "")
+        metrics |= cached("analysis", {"data": memory.fingerprint, "model": model_fingerprint(model)}, lambda: {
+            **holes(model, memory.x_test), **feature_quality(model, memory)})  # fmt: skip
+    return metrics
 
 
 def streamed_sizes(data: Data | Streamed) -> dict:
@@ -517,6 +526,8 @@ class Run:
         """Eight test images, their decodings from a file, and each one's bytes (the report's codec figure)."""
         x = self.data().x_test[:n]
         alone, in_batch = self.item_bytes(x)
+        from . import plots
+
         return plots.codec_digits(self.to_data_space(x), self.decompress(self.compress(x)), alone, in_batch, path)
 
     def codec_tables(self) -> Tables:
@@ -606,9 +617,21 @@ class Run:
         codes = self.encode(data.x_train)
         bar = lambda epochs: progress_bar(epochs, desc=f"{kind} prior", unit="epoch", progress=progress)  # noqa: E731
         with RunDir(self.path).writing():
-            prior = fit_prior(kind, codes, data.y_train if conditional else None, components, seed, diffusion, bar)
+            log.info("fitting the %s prior to %d codes%s", kind, len(codes), " per label" if conditional else "")
+            with progress_working(f"fitting the {kind} prior", progress if kind != "diffusion" else False):
+                prior = fit_prior(kind, codes, data.y_train if conditional else None, components, seed, diffusion, bar)
             RunDir(self.path).save_prior(kind, to_stored(prior))
+        # its sample quality, measured now as training measures a model's: aekit evaluate reads it back
+        log.info("measuring the priors' samples beside the floor (what aekit evaluate reports, read back from then on)")
+        with progress_working("measuring the priors' samples", progress):
+            self.generation_metrics(data=data)
         return prior
+
+    def prior_quality(self, name: str, data: Data | None = None) -> dict[str, float]:
+        """The sample quality of prior ``name`` beside the floor (:func:`aekit.evaluate.generation_metrics`'s rows for
+        it), computed once per model and prior and read back from the analysis cache after."""
+        key = {name: RunDir(self.path).prior_digest(name)} if name != "normal" else {}
+        return generation_metrics(self.model, data or self.data(), {name: self.prior(name)}, prior_keys=key)
 
     def sample(self, n: int, prior: str = "normal", label: int | None = None, seed: int = 0,
                guidance: float | None = None) -> torch.Tensor:  # fmt: skip
@@ -633,13 +656,16 @@ class Run:
         metrics = self.metrics()
         panels = [(name + (f" (FD {metrics[f'gen_{name}_fd']:.1f})" if f"gen_{name}_fd" in metrics else ""),
                    self.sample(n, name)) for name in self.prior_names()]  # fmt: skip
+        from . import plots
+
         return plots.prior_samples(panels, path)
 
     def generation_metrics(self, n: int = 10_000, seed: int = 0, data: Data | None = None) -> dict[str, float]:
         """Sample quality of every prior this run has, beside the floor (:func:`aekit.evaluate.generation_metrics`);
         ``data``: the run's data when already loaded."""
         priors = {name: self.prior(name) for name in self.prior_names()}
-        return generation_metrics(self.model, data or self.data(), priors, n, seed)
+        keys = {name: RunDir(self.path).prior_digest(name) for name in priors if name != "normal"}
+        return generation_metrics(self.model, data or self.data(), priors, n, seed, keys)
 
     def threshold(self, contamination: float) -> float:
         """The score above which ``contamination`` (a share below 1) of the run's own training rows lie."""
@@ -669,6 +695,8 @@ class Run:
 
     def figure_kinds(self) -> list[str]:
         """The figures that apply to this model (``aekit plot``'s kinds for it)."""
+        from . import plots  # (matplotlib: loaded where a figure is drawn)
+
         return list(plots.figures_for(self.model_config))
 
     def write(self, name: str, payload: bytes) -> Path:
@@ -677,13 +705,17 @@ class Run:
         atomic_write_bytes(path, payload)
         return path
 
-    def evaluate(self, write: bool = True) -> dict[str, float]:
-        """Test metrics beside PCA, the holes measure and the probes; written to ``metrics.json`` unless not ``write``."""
+    def evaluate(self, write: bool = True, analysis: bool = True) -> dict[str, float]:
+        """Test metrics beside PCA and (``analysis``) the holes measure, the probes and each fitted prior's sample
+        quality; written to ``metrics.json`` unless not ``write``."""
+        log.info("evaluating %s: loading its data", self.path)
         data = self.data()
-        metrics = full_metrics(self.model, data)
+        metrics = full_metrics(self.model, data, analysis)
         if isinstance(self.model_config.objective, Rate):
+            log.info("evaluating: the codec's rate, and PCA coding at that rate")
             metrics |= codec_metrics(self.model, data, self.codec_tables())
-        if RunDir(self.path).prior_names():  # sample quality once a prior has been fitted (it takes seconds)
+        if analysis and RunDir(self.path).prior_names():  # sample quality once a prior has been fitted
+            log.info("evaluating: samples of each prior (%s) beside the floor", ", ".join(self.prior_names()))
             metrics |= self.generation_metrics(data=data)
         if write:
             try:
@@ -697,11 +729,15 @@ class Run:
     def draw(self, kind: str, folder: Path | None = None):
         """Draw figure ``kind`` (``aekit plot``'s kinds) into ``folder`` (default ``RUN/figures``); returns it."""
         folder = Path(folder) if folder is not None else self.path / "figures"
+        from . import plots
+
         return plots.draw(kind, self.fitted, self.data() if kind != "curves" else None, self.history(), self.metrics(),
                           path=folder / kind)  # fmt: skip
 
     def plot(self, kind: str):
         """The matplotlib Figure ``aekit plot RUN KIND`` draws, without writing a file (a notebook shows it)."""
+        from . import plots
+
         return plots.draw(kind, self.fitted, self.data() if kind != "curves" else None, self.history(), self.metrics())
 
     def _repr_html_(self) -> str:
@@ -720,6 +756,8 @@ class Run:
                  f", {len(self.history())} epochs</p><table><tr><th></th>{head}</tr>{rows}</table>"]  # fmt: skip
         if self.is_image:
             buffer = io.BytesIO()
+            from . import plots
+
             figure = plots.reconstructions(self.model, self.data(), n=6)
             figure.savefig(buffer, format="png", dpi=70, bbox_inches="tight")
             encoded = base64.b64encode(buffer.getvalue()).decode()
@@ -748,9 +786,11 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     return Run(path, config, located(configs["data"], path), configs["train"], fitted)
 
 
-def evaluate_run(path: str | Path, device: str = "auto", write: bool = True) -> dict[str, float]:
-    """Evaluate a run on its test split, beside PCA; writes ``metrics.json`` unless ``write`` is false."""
-    return load_run(path, device).evaluate(write)
+def evaluate_run(path: str | Path, device: str = "auto", write: bool = True, analysis: bool = True
+                 ) -> dict[str, float]:  # fmt: skip
+    """Evaluate a run on its test split, beside PCA (:meth:`Run.evaluate`); writes ``metrics.json`` unless ``write``
+    is false."""
+    return load_run(path, device).evaluate(write, analysis)
 
 
 def write_rows(x: torch.Tensor | np.ndarray, out: Path, columns: tuple[Column, ...] = (), exact: bool = False) -> Path:
@@ -762,6 +802,8 @@ def write_rows(x: torch.Tensor | np.ndarray, out: Path, columns: tuple[Column, .
     cells). The same rows give the same bytes."""
     x = torch.as_tensor(x)
     if out.suffix.lower() == ".png":
+        from . import plots
+
         return plots.write_grid(x, out)  # each pixel zoomed to be seen
     if columns and out.suffix.lower() in (".csv", ".parquet"):
         dtype = np.float64 if exact else np.float32
@@ -794,6 +836,8 @@ def write_image_folder(x: torch.Tensor, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     digits = max(5, len(str(len(x) - 1)))
     for i in range(len(x)):
+        from . import plots
+
         plots.write_grid(x[i : i + 1], folder / f"{i:0{digits}d}.png", ncol=1, zoom=1)
     return folder
 
@@ -854,6 +898,8 @@ def sweep_error_vs_dim(
     result = {"dims": list(dims), "autoencoder": ae, "pca": pca, "epochs": train_config.epochs}
     (Path(path) / "sweep").mkdir(exist_ok=True)  # not made yet when every point was read from RUN
     write_json(Path(path) / "sweep" / "error-vs-dim.json", result)
+    from . import plots
+
     plots.error_vs_dim(list(dims), ae, pca, train_config.epochs, path=Path(path) / "figures" / "error-vs-dim")
     return result
 
