@@ -128,7 +128,7 @@ def compare(k: int, x: np.ndarray, x_test: np.ndarray, truth: np.ndarray, folder
         plain = line(f"plain TopK loop ({epochs} epochs)", decoder.weight.T.numpy(), x_test, decoder(z).numpy(),
                      z.numpy(), truth, time.perf_counter() - began)  # fmt: skip
     best = None
-    for l1 in (0.3, 0.1, 0.03):  # the L1 penalty whose L0 comes nearest k
+    for l1 in (0.03, 0.025, 0.02, 0.01):  # the L1 penalty (on the code's sum) whose L0 comes nearest k
         began = time.perf_counter()
         code, decoder = plain_loop(x, 256, k, epochs, l1=l1)
         with torch.no_grad():

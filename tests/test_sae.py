@@ -122,3 +122,12 @@ def test_the_estimators_take_the_topk_objective():
     assert ((codes > 0).sum(1) <= 2).all() and isinstance(transformer.fitted_.config.objective, TopK)
     columns = transformer.model_.decoder[0].weight.detach().numpy().T * transformer.scale_
     assert matched_cos(columns, truth) > 0.7
+
+
+def test_the_report_of_an_image_sae_shows_its_metrics_and_features(tmp_path):
+    from aekit.report import write_report
+
+    aekit.train_run(tmp_path / "sae", make_config("sae", latent_dim=48, k=4), aekit.DataConfig(name="digits"),
+                    aekit.TrainConfig(epochs=2, device="cpu"), progress=False, analysis=False)  # fmt: skip
+    page = write_report(tmp_path / "sae").read_text()
+    assert "id='features'" in page and "latents active per test row (L0)" in page and "never active" in page
