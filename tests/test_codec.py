@@ -109,3 +109,20 @@ def test_a_run_that_is_not_a_codec_says_so(tmp_path, capsys):
     assert main(["compress", str(tmp_path / "plain"), "--input", "digits", "--out", str(tmp_path / "t.aek")]) == 2
     one_error_line(capsys, "is not a codec", "--preset codec")
     assert PRECISION == 24  # constriction's default ANS coder's, which the tables are made for
+
+
+def test_the_report_and_the_explorer_show_a_digits_bytes(codecs):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from aekit.report import write_report
+    from aekit.serve import create_app
+
+    page = write_report(codecs / "run").read_text()
+    assert "id='codec'" in page and "codec:" in page and "bytes per row under its integer tables" in page
+    client = TestClient(create_app(codecs / "run", map_points=20))
+    run = aekit.load_run(codecs / "run")
+    row = run.to_data_space(run.data().x_test[:1]).reshape(1, -1)
+    probed = client.post("/v1/explore/probe", json={"inputs": row.tolist()}).json()
+    assert probed["bytes"] == run.item_bytes(run.data().x_test[:1])[0][0] > 0  # the drawing's own stream
+    assert client.get("/v1/explore/example/0").json()["bytes"] > 0 and client.get("/v1/info").json()["is_codec"]

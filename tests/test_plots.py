@@ -90,3 +90,12 @@ def test_the_error_vs_dim_labels_stay_inside_the_frame():
     for text in fig.axes[0].texts:
         box = text.get_window_extent(renderer)
         assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text.get_text()
+
+
+def test_the_latent_map_of_codes_that_are_all_alike_is_drawn_without_t_sne(digits):
+    model = AutoEncoder((1, 8, 8), latent_dim=3, hidden=(8,))
+    with torch.no_grad():
+        for parameter in model.encoder.parameters():
+            parameter.zero_()  # every code the same (a collapsed codec's all-zero codes): t-SNE would divide by zero
+    fig = plots.latent(model, digits, n=100)
+    assert "no t-SNE map" in fig._suptitle.get_text()

@@ -206,7 +206,8 @@ def latent(model: AutoEncoder, data: Data, n: int = 1000, seed: int = 0, path=No
     else:
         panels.append(("PCA of the codes", pca_codes(torch.from_numpy(codes), torch.from_numpy(codes), 2)[0],
                        ("PC 1", "PC 2")))  # fmt: skip
-    if len(codes) > 5:
+    distinct = len(np.unique(codes, axis=0))
+    if distinct > 5:  # (scikit-learn's t-SNE of codes that are all alike divides by zero, and can crash)
         embedded = TSNE(n_components=2, random_state=42, perplexity=min(30.0, (len(codes) - 1) / 3)).fit_transform(codes)
         panels.insert(0, (f"t-SNE of the {k}-D codes", embedded, ("t-SNE 1", "t-SNE 2")))
     fig = Figure(figsize=(6 * len(panels) + 1, 5.2), layout="constrained")
@@ -220,7 +221,8 @@ def latent(model: AutoEncoder, data: Data, n: int = 1000, seed: int = 0, path=No
     if labels is not None:
         bar = fig.colorbar(scatter, ax=list(axes), ticks=range(int(labels.max()) + 1))
         bar.set_label("label")
-    fig.suptitle(f"Latent codes of {len(codes)} test images")
+    fig.suptitle(f"Latent codes of {len(codes)} test images" + ("" if distinct > 5 else
+                 f" (they take {distinct} distinct value(s): no t-SNE map)"))  # fmt: skip
     return save(fig, path)
 
 

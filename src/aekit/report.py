@@ -249,9 +249,10 @@ def _metrics_section(metrics: dict, k) -> list[str]:
              f"{metrics.get('n_test', '')} test examples (the unit of Hinton &amp; Salakhutdinov 2006, whose 30-D "
              "deep autoencoder reached 3.00 and PCA-30 13.87 on MNIST). PCA is fitted on the same training "
              f"data.{filled}</p>"]  # fmt: skip
-    imputation = format_imputation(metrics)
-    if imputation:
-        parts.append("<h2>Filling missing cells</h2><pre>" + html.escape("\n".join(imputation[1:])) + "</pre>")
+    for title, lines in (("Filling missing cells", format_imputation(metrics)), ("The sparse code",
+                         format_sparse(metrics)), ("Compression", format_codec(metrics))):  # fmt: skip
+        if lines:
+            parts.append(f"<h2>{title}</h2><pre>" + html.escape("\n".join(lines[1:])) + "</pre>")
     return parts
 
 

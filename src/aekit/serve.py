@@ -74,7 +74,7 @@ class Explorer:
 
         self.pca = PCA(n_components=min(2, *self.codes.shape)).fit(self.codes.numpy())
         self.maps = {"pca": self.pca.transform(self.codes.numpy())}
-        if tsne:
+        if tsne and len(np.unique(self.codes.numpy(), axis=0)) > 5:  # (t-SNE of codes all alike can crash)
             from sklearn.manifold import TSNE
 
             perplexity = min(30.0, (len(x) - 1) / 3)
