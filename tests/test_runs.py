@@ -124,16 +124,17 @@ def test_fit_score_adds_the_latent_distance_to_an_existing_run(run, tmp_path, ca
 
 def test_a_run_finds_its_data_from_another_directory_and_so_does_an_earlier_runs_relative_path(tmp_path, monkeypatch):
     """--data t.npy is stored as an absolute path; a run made before kept it as typed, and is looked for from the
-    run's directory up."""
-    project = tmp_path / "project"
-    project.mkdir()
+    run's directory and the three above it, never further up (where an unrelated t.npy lies)."""
+    project = tmp_path / "home" / "me" / "project"
+    project.mkdir(parents=True)
+    np.save(tmp_path / "t.npy", np.zeros((10, 1, 28, 28), dtype=np.float32))  # four folders above the run: not its data
     np.save(project / "t.npy", np.random.default_rng(0).random((200, 6), dtype=np.float32))
     monkeypatch.chdir(project)
     aekit.train_run("runs/a", aekit.make_config(latent_dim=2, hidden=(8,)), aekit.DataConfig(name="t.npy"),
                     TrainConfig(epochs=1, batch_size=64, device="cpu"), progress=False, analysis=False)  # fmt: skip
     config = json.loads((project / "runs" / "a" / "config.json").read_text())
     assert config["data"]["name"] == str(project / "t.npy")
-    monkeypatch.chdir(tmp_path)  # elsewhere: the run still loads its data
+    monkeypatch.chdir(tmp_path / "home")  # elsewhere: the run still loads its data
     want = aekit.load_run(project / "runs" / "a").data().x_test
     config["data"]["name"] = "t.npy"  # as an earlier release wrote it: relative to where it was trained
     (project / "runs" / "a" / "config.json").write_text(json.dumps(config))

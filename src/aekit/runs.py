@@ -198,9 +198,9 @@ def located(config: DataConfig, run: Path | None = None) -> DataConfig:
     ``--data t.npy`` still finds its data from another directory (``aekit report``, ``evaluate``, a resume).
 
     Runs made before kept the path as typed, relative to where they were trained. One the current directory lacks
-    is looked for in ``run``'s directory and up from it (a run is usually made from the folder that holds it, or one
-    above; an estimator's saved run keeps its rows inside); where none has it, the path stays as it was and loading
-    it names it."""
+    is looked for in ``run``'s directory and the three above it (a run is usually made from the folder that holds
+    its folder of runs, or one above; an estimator's saved run keeps its rows inside), never further up, where an
+    unrelated file of the same name may lie; where none has it, the path stays as it was and loading it names it."""
     def absolute(name: str | None, dataset: bool) -> str | None:
         if name is None or dataset or Path(name).is_absolute():
             return name
@@ -209,7 +209,7 @@ def located(config: DataConfig, run: Path | None = None) -> DataConfig:
         if run is None:  # a new run's missing data: loading it says so, naming it as typed
             return name
         here = Path(run).resolve()
-        found = next((folder / name for folder in (here, *here.parents) if (folder / name).exists()), None)
+        found = next((folder / name for folder in (here, *here.parents[:3]) if (folder / name).exists()), None)
         if found is None:
             return name
         log.info("%s: the run's data, given relative to where it was trained, found at %s", name, found)
