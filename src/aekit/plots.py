@@ -203,10 +203,11 @@ def latent(model: AutoEncoder, data: Data, n: int = 1000, seed: int = 0, path=No
         panels.append(("codes (2-D, as they are)", codes, ("z1", "z2")))
     elif k == 1:
         panels.append(("codes (1-D) against example index", np.c_[codes[:, 0], np.arange(len(codes))], ("z", "example")))
-    else:
-        panels.append(("PCA of the codes", pca_codes(torch.from_numpy(codes), torch.from_numpy(codes), 2)[0],
-                       ("PC 1", "PC 2")))  # fmt: skip
     distinct = len(np.unique(codes, axis=0))
+    if k > 2:
+        with np.errstate(invalid="ignore", divide="ignore"):  # codes all alike: no variance to explain, PCs of 0
+            projected = pca_codes(torch.from_numpy(codes), torch.from_numpy(codes), 2)[0]
+        panels.append(("PCA of the codes", projected, ("PC 1", "PC 2")))
     if distinct > 5:  # (scikit-learn's t-SNE of codes that are all alike divides by zero, and can crash)
         embedded = TSNE(n_components=2, random_state=42, perplexity=min(30.0, (len(codes) - 1) / 3)).fit_transform(codes)
         panels.insert(0, (f"t-SNE of the {k}-D codes", embedded, ("t-SNE 1", "t-SNE 2")))
