@@ -6,7 +6,8 @@ Synthetic data (:func:`synthetic`): ``--features`` (256) random unit directions 
 row fires each feature independently with a Zipf-like rate (the i-th most common fires about 1/(i+8)^0.8 as
 often, scaled so a row fires ``--active`` (4) on average), each firing with a magnitude drawn from an exponential
 of mean 1 or from |N(1, 0.3)| (``--magnitudes``: both by default), plus a little Gaussian noise. aekit trains
-``aekit train --data train.npy --model sae --latent-dim 256 --k K`` (the defaults otherwise: 10 epochs, Adam, lr 1e-3). Scored, per k:
+``aekit train --data train.npy --model sae --latent-dim 256 --k K`` (the defaults otherwise: 10 epochs, Adam,
+lr 1e-3). Scored, per k:
 
 - mean matched |cos|: the decoder's directions (``aekit features``, in the data's units) matched one to one to the
   true ones (Hungarian, scipy's ``linear_sum_assignment``), the mean |cosine| of the pairs, and the share above 0.9;
