@@ -15,8 +15,8 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
-from aekit.data import load_mnist_arrays
-from aekit.estimator import AutoEncoderOutlierDetector
+from aekit.data.datasets import load_mnist_arrays
+from aekit.faces.estimator import AutoEncoderOutlierDetector
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ Each row is bytes per digit and PSNR (10 log10(1/MSE) on pixels in [0, 1]) over 
   counted) beside the streams alone ("payload"), with one stream for all digits and with one stream per digit
   (each decodable alone). The rate the model estimated is printed beside the file's. The defaults' row is
   ``--preset codec`` as it is (no ``--lmbda``).
-- PCA coding: the same quantizer and coder with a linear transform (:class:`aekit.evaluate.PCACoding`: 100
+- PCA coding: the same quantizer and coder with a linear transform (:class:`aekit.codec.metrics.PCACoding`: 100
   principal components of the training digits, one rounding step, tables from the training digits' histograms,
   the same ANS coder and container), at several steps.
 - PNG (optimize), WebP lossless, WebP lossy and JPEG at several qualities (Pillow): one file per digit, its bytes.
@@ -30,9 +30,9 @@ import torch
 from PIL import Image
 
 import aekit
-from aekit.codec import decode_streams, encode_streams, pack, unpack
-from aekit.data import load_mnist_arrays
-from aekit.evaluate import PCACoding
+from aekit.codec.coder import decode_streams, encode_streams, pack, unpack
+from aekit.data.datasets import load_mnist_arrays
+from aekit.codec.metrics import PCACoding
 
 
 def psnr(decoded: np.ndarray, original: np.ndarray) -> float:
@@ -98,11 +98,11 @@ def codec_run(folder: Path, lmbda: float | None, epochs: int | None) -> aekit.Ru
 def learned(run: aekit.Run, x_test: torch.Tensor, name: str) -> tuple:
     """(name, file, payload, per-digit file bytes per digit, PSNR, estimated bytes per digit) of a codec run."""
     n = len(x_test)
-    file = run.compress(x_test)
-    alone = run.compress(x_test, per_item=True)
-    decoded = run.decompress(file)
+    file = run.codec.compress(x_test)
+    alone = run.codec.compress(x_test, per_item=True)
+    decoded = run.codec.decompress(file)
     payload = sum(4 * len(s) for s in unpack(file).streams)
-    estimated = float(run.rate_bits(x_test).sum()) / 8
+    estimated = float(run.codec.rate_bits(x_test).sum()) / 8
     return (name, len(file) / n, payload / n, len(alone) / n, psnr(decoded.numpy(), x_test.numpy()), estimated / n)
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 import aekit
-from aekit.export import Exported, export_onnx
-from aekit.train import TrainConfig
+from aekit.core.export import Exported, export_onnx
+from aekit.configs import TrainConfig
 
 
 def rows_per_second(fn, x: np.ndarray, batch: int, rounds: int) -> list[float]:
@@ -47,15 +47,15 @@ def main() -> None:
                             progress=False, overwrite=True)  # fmt: skip
         run = aekit.load_run(run_path)
         x = run.data().x_test.numpy()
-        if run.scaler is not None:
-            x = run.scaler.inverse_transform(torch.from_numpy(x)).numpy()  # the graphs take raw rows
+        if run.space.scaler is not None:
+            x = run.space.scaler.inverse_transform(torch.from_numpy(x)).numpy()  # the graphs take raw rows
         print(f"{run_path}: {run.model_config.name}, {len(x)} test rows, batch {args.batch}, "
               f"torch threads {torch.get_num_threads()}")  # fmt: skip
         print(f"{'part':<8}{'torch rows/s':>14}{'onnxruntime rows/s':>20}{'ratio':>8}{'max |diff|':>12}")
         for part in ("encoder", "score"):
-            path = export_onnx(run.model, run.scaler, Path(tmp) / f"{part}.onnx", part)
+            path = export_onnx(run.model, run.space.scaler, Path(tmp) / f"{part}.onnx", part)
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            module = Exported(run.model, run.scaler, part)
+            module = Exported(run.model, run.space.scaler, part)
             name = session.get_inputs()[0].name
 
             @torch.no_grad()

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import torch
 
-from aekit.models import BODIES, ModelConfig, Plain, Variational
-from aekit.priors import DiffusionConfig
-from aekit.quality import ClassifierSpace, Reference, precision_recall
-from aekit.runs import load_run, train_run
-from aekit.train import TrainConfig
+from aekit.model.parts import BODIES, Plain, Variational
+from aekit.model.config import ModelConfig
+from aekit.configs import DiffusionConfig
+from aekit.generation.quality import ClassifierSpace, Reference, precision_recall
+from aekit.run.runs import load_run
+from aekit.run.training import train_run
+from aekit.configs import TrainConfig
 
 GHOSH = {("ae", "gaussian"): 58.73, ("ae", "gmm"): 10.66, ("vae", "normal"): 19.21, ("vae", "gmm"): 17.66}
 CHADEBEC = {("ae", "normal"): 46.41, ("ae", "gmm"): 9.60, ("vae", "normal"): 40.70, ("vae", "gmm"): 13.13}
@@ -55,9 +57,9 @@ def main() -> None:
         seconds[(model, "train")] = time.perf_counter() - start
         run = load_run(path)
         for prior in ("gaussian", "gmm", "diffusion"):
-            seconds[(model, prior)] = run.fit_prior(prior, diffusion=diffusion).fit_seconds
-        metrics = run.generation_metrics(args.samples)
-        for name in ("floor", "reconstructions", *run.prior_names()):
+            seconds[(model, prior)] = run.priors.fit(prior, diffusion=diffusion).fit_seconds
+        metrics = run.priors.metrics(args.samples)
+        for name in ("floor", "reconstructions", *run.priors.names()):
             rows[(model, name)] = {k.removeprefix(f"gen_{name}_"): v for k, v in metrics.items()
                                    if k.startswith(f"gen_{name}_")}  # fmt: skip
         print(f"{model}: trained {args.epochs} epochs in {seconds[(model, 'train')]:.0f} s, priors fitted", flush=True)
@@ -86,10 +88,10 @@ def main() -> None:
     wider_balls(run, args.samples)
     classifier = ClassifierSpace()
     for prior in ("gmm", "diffusion"):
-        fitted = run.fit_prior(prior, conditional=True, diffusion=diffusion)
+        fitted = run.priors.fit(prior, conditional=True, diffusion=diffusion)
         hits = []
         for digit in range(10):
-            _, probabilities = classifier.features(run.sample(1000, prior, label=digit, seed=digit))
+            _, probabilities = classifier.features(run.priors.sample(1000, prior, label=digit, seed=digit))
             hits.append(float((probabilities.argmax(1) == digit).mean()))
         print(f"conditional {prior} (fitted in {fitted.fit_seconds:.0f} s): labelled as asked "
               + " ".join(f"{d}:{h:.0%}" for d, h in enumerate(hits)) + f"; mean {sum(hits) / 10:.1%}")  # fmt: skip
@@ -106,14 +108,14 @@ def cpu_name() -> str:
 def wider_balls(run, n: int) -> None:
     """Precision and recall with k=10 neighbours instead of 3, for the rows whose k=3 values are bounded by the
     data itself (the floor) and by the decoder (its reconstructions)."""
-    from aekit.evaluate import batched, reconstruct
+    from aekit.core.fitted import batched, reconstruct
 
     data = run.data()
     reference = Reference.of(data.x_train, data.x_test, True)
     pick = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))[:n]
     rows = {"floor": data.x_train[pick], "reconstructions": reconstruct(run.model, data.x_train[pick])}
     with torch.no_grad():
-        rows |= {name: batched(run.model.decode, run.model, run.prior(name).sample(n, 0).float())
+        rows |= {name: batched(run.model.decode, run.model, run.priors[name].sample(n, 0).float())
                  for name in ("gmm", "diffusion")}  # fmt: skip
     cells = []
     for name, x in rows.items():

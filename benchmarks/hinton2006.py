@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 
 import aekit
-from aekit.models import PRESETS
+from aekit.model.config import PRESETS
 
 PAPER = [("deep autoencoder (Hinton & Salakhutdinov 2006)", 3.00), ("logistic PCA (same paper)", 8.01),
          ("PCA (same paper)", 13.87)]  # fmt: skip

@@ -36,8 +36,8 @@ from sklearn.decomposition import PCA
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (IterativeImputer is experimental)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
-from aekit.data import load_mnist_arrays
-from aekit.imputer import AutoEncoderImputer
+from aekit.data.datasets import load_mnist_arrays, read_data
+from aekit.faces.imputer import AutoEncoderImputer
 
 SKLEARN = ("mean", "knn", "iterative")
 
@@ -122,7 +122,8 @@ def mixed_wine(rate: float, folder) -> dict[str, tuple[float, float, float]]:
     aekit.train_run(folder / f"run-{rate}", config, aekit.DataConfig(name=str(path), test_fraction=0.005),
                     aekit.TrainConfig(epochs=200, device="cpu"), progress=False, analysis=False)  # fmt: skip
     run = aekit.load_run(folder / f"run-{rate}")
-    filled = run.impute(run.read(str(path)))
+    raw = read_data(str(path), run.data_config.label_column, columns=run.model_config.columns)[0]
+    filled = run.impute(raw)
     measure("aekit", (filled[:, :-3] - mean) / std, filled[:, -3:].argmax(1), began)
     return out
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import aekit
-from aekit.models import SHORTCUTS
+from aekit.model.config import SHORTCUTS
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ loss (MSE), optimizer (Adam, lr 1e-3), batch (128, shuffled every epoch) and epo
 process, their epochs alternating (one epoch of each in turn, who goes first rotating), so that a noisy
 neighbour or a slow hour hurts all alike:
 
-- aekit: ``aekit.train.train`` as ``aekit train`` runs it, one call for all the epochs: test error after every
+- aekit: ``aekit.training.loop.train`` as ``aekit train`` runs it, one call for all the epochs: test error after every
   epoch (counted in the epoch's time), a checkpoint after every epoch (counted too), the NaN and Ctrl-C guards;
 - bare PyTorch: the tutorial loop, ``DataLoader(TensorDataset(x), batch_size=128, shuffle=True)``,
   ``nn.Sequential``, ``torch.optim.Adam``, ``nn.MSELoss``, zero_grad / backward / step, nothing else;
@@ -44,7 +44,7 @@ def test_sse(reconstruct, x_test: np.ndarray) -> float:
 
 
 class Aekit:
-    """``aekit.train.train`` for all the epochs in one call, as ``aekit train`` runs it: test error after every
+    """``aekit.training.loop.train`` for all the epochs in one call, as ``aekit train`` runs it: test error after every
     epoch, a checkpoint written after every epoch, the NaN and Ctrl-C guards. Its ``on_epoch`` callback reports
     each epoch and waits for the next to be asked for; an epoch is timed from the callback's return (for epoch 1,
     from the call) to the next callback, so its evaluation and checkpoint are included. (The call runs in the main
@@ -56,7 +56,7 @@ class Aekit:
         import torch
 
         import aekit
-        from aekit.train import TrainConfig
+        from aekit.configs import TrainConfig
 
         torch.manual_seed(seed)
         self.data = aekit.Data(torch.from_numpy(x).reshape(-1, 1, 28, 28),
@@ -69,7 +69,7 @@ class Aekit:
     def serve(self, commands, answer) -> None:
         import inspect
 
-        from aekit.train import train
+        from aekit.training.loop import train
 
         def on_epoch(row: dict) -> None:
             nonlocal began
@@ -81,7 +81,7 @@ class Aekit:
         began = time.perf_counter()
         with tempfile.TemporaryDirectory() as run:
             if "checkpoints" in inspect.signature(train).parameters:  # aekit 0.2 after the layering step
-                from aekit.checkpoint import RunCheckpoints, RunDir
+                from aekit.run.rundir import RunCheckpoints, RunDir
 
                 saving = {"checkpoints": RunCheckpoints(RunDir(run))}
             else:  # an earlier aekit (--aekit-from): train(..., run=PATH)
@@ -278,7 +278,7 @@ def main() -> None:
 
     import aekit
 
-    mnist = aekit.data.load(aekit.DataConfig(name="mnist"))
+    mnist = aekit.data.datasets.load(aekit.DataConfig(name="mnist"))
     x, x_test = (t.reshape(len(t), -1).numpy() for t in (mnist.x_train, mnist.x_test))
     pca = PCA(CODE, random_state=0).fit(x)
     pca_sse = test_sse(lambda t: pca.inverse_transform(pca.transform(t)), x_test)

@@ -121,8 +121,8 @@ def compare(k: int, x: np.ndarray, x_test: np.ndarray, truth: np.ndarray, folder
     print(f"  {'':<36}{'matched':>9}{'> 0.9':>7}{'dead':>7}{'L0':>7}{'FVU':>7}{'train':>10}")
     seconds = aekit_sae(folder / "train.npy", folder / f"k{k}", k, None)
     run = aekit.load_run(folder / f"k{k}")
-    held = run.to_model_space(x_test)
-    ours = line(f"aekit --model sae --k {k} (defaults)", run.features()["directions"], x_test,
+    held = run.space.to_model(x_test)
+    ours = line(f"aekit --model sae --k {k} (defaults)", run.analysis.features()["directions"], x_test,
                 run.reconstruct(held).numpy(), run.encode(held).numpy(), truth, seconds)  # fmt: skip
     began = time.perf_counter()
     code, decoder = plain_loop(x, 256, k, epochs)
@@ -183,7 +183,7 @@ def mnist(folder: Path) -> None:
     print(f"\nMNIST pixels, 512 latents, k=16 ({time.perf_counter() - began:.0f} s): L0 {m['sae_l0']:.2f}, dead "
           f"{m['sae_dead']:.1%}, FVU {m['sae_fvu']:.3f} beside PCA-{m['sae_pca_components']} {m['sae_pca_fvu']:.3f}, "
           f"shrinkage {m['sae_shrinkage']:.3f}")  # fmt: skip
-    run.draw("features", Path("docs"))
+    run.analysis.draw("features", Path("docs"))
     print("features drawn: docs/features.png")
 
 

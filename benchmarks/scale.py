@@ -3,7 +3,7 @@
 Writes synthetic uint8 data of 784 columns (MNIST-like: a few smooth blobs per row) to .npy files, then, each in
 a fresh process, trains the chapter's model for a fixed number of steps on each:
 
-- streamed: ``aekit.data.load`` as ``aekit train --data big.npy`` does for a file over the threshold (forced here
+- streamed: ``aekit.data.datasets.load`` as ``aekit train --data big.npy`` does for a file over the threshold (forced here
   for every size, so the three are comparable): chunks of ~16 MB (as float32) read ahead by a background thread;
 - in memory: the 60 k file loaded whole, batches sliced from one tensor (aekit's path for small data).
 
@@ -34,9 +34,10 @@ CHILD = r"""
 import json, sys, threading, time
 import numpy as np, torch
 import aekit
-from aekit import data as data_mod, stream
-from aekit.mlpgrad import MLPStep
-from aekit.optim import AdamStep, make_optimizer
+from aekit.data import datasets as data_mod
+from aekit.data.datasets import stream
+from aekit.training.mlpgrad import MLPStep
+from aekit.training.optim import AdamStep, make_optimizer
 
 peak = [0]
 def watch():
@@ -132,7 +133,7 @@ def score_check(run: Path, folder: Path, out: Path) -> None:
     import torch
 
     import aekit
-    from aekit.train import squared_errors
+    from aekit.training.loop import squared_errors
 
     small_peak, _ = score_peak(run, folder / "rows-60000.parquet", out)
     peak, seconds = score_peak(run, folder / "rows-6000000.parquet", out)

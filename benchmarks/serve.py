@@ -23,7 +23,7 @@ import httpx2 as httpx  # the maintained fork of httpx (same API); from aekit's 
 import numpy as np
 
 import aekit
-from aekit.serve import Explorer
+from aekit.faces.serve import Explorer
 
 
 def timed(fn, seconds: float = 3.0) -> float:

@@ -1,9 +1,9 @@
-"""Train the feature network that sample quality is measured in (aekit.quality.DigitClassifier) and write its weights.
+"""Train the feature network that sample quality is measured in (aekit.generation.quality.DigitClassifier) and write its weights.
 
-    python benchmarks/train_classifier.py [--out src/aekit/weights/mnist_classifier.safetensors] [--epochs 8]
+    python benchmarks/train_classifier.py [--out src/aekit/generation/weights/mnist_classifier.safetensors] [--epochs 8]
 
 MNIST's 60,000 training images, Adam (lr 1e-3, times 0.7 each epoch), batches of 128, seed 0, pixels in [0, 1], no
-augmentation. Prints the test accuracy (the bar is 99%) and the file's SHA-256, which aekit.quality.WEIGHTS_SHA256
+augmentation. Prints the test accuracy (the bar is 99%) and the file's SHA-256, which aekit.generation.quality.WEIGHTS_SHA256
 must then hold (the package refuses weights with any other hash). The same seed on the same CPU kind gives the
 same file; another CPU kind (AVX2 vs AVX-512) may round differently, hence the hash is of the shipped file.
 """
@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from aekit.data import DataConfig, load
-from aekit.quality import WEIGHTS, DigitClassifier, sha256
+from aekit.configs import DataConfig
+from aekit.data.datasets import load
+from aekit.generation.quality import WEIGHTS, DigitClassifier, sha256
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB), SHA-256 {sha256(args.out)}")
-    print("set aekit.quality.WEIGHTS_SHA256 to that hash")
+    print("set aekit.generation.quality.WEIGHTS_SHA256 to that hash")
 
 
 if __name__ == "__main__":

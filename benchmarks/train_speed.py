@@ -3,7 +3,7 @@
 Trains the ``chapter`` preset (784-256-32, Adam, lr 1e-3, batch 128, MSE) on MNIST:
 
 - bare: the shortest correct loop over preloaded tensors (same model, optimizer, batch size), nothing else;
-- aekit: ``aekit.train.train`` with its progress bar, per-epoch test evaluation and checkpointing on;
+- aekit: ``aekit.training.loop.train`` with its progress bar, per-epoch test evaluation and checkpointing on;
 - limit: the FLOPs of one epoch divided by the fp32 matmul rate torch reaches here, measured in this run.
 
 Rounds alternate (bare, aekit, bare, aekit, ...) so that a noisy neighbour hurts both alike; the median
@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 
 import aekit
-from aekit import data as data_mod
-from aekit.checkpoint import RunCheckpoints, RunDir
-from aekit.train import TrainConfig, squared_errors, train
+from aekit.data import datasets as data_mod
+from aekit.run.rundir import RunCheckpoints, RunDir
+from aekit.configs import TrainConfig
+from aekit.training.loop import squared_errors, train
 
 
 def sync(device: torch.device) -> None:
@@ -73,10 +74,10 @@ def epoch_flops(model: aekit.AutoEncoder, n: int) -> float:
 
 MEMORY_PROBE = """
 import sys, tempfile, torch, aekit
-from aekit.checkpoint import RunCheckpoints, RunDir
-from aekit.train import TrainConfig, train
+from aekit.run.rundir import RunCheckpoints, RunDir
+from aekit.training.loop import TrainConfig, train
 if sys.argv[1] == "mnist":
-    data = aekit.data.load(aekit.DataConfig(name="mnist"))
+    data = aekit.data.datasets.load(aekit.DataConfig(name="mnist"))
 else:  # the framework alone: same imports, model, optimizer and loop, on 1,000 random images
     data = aekit.Data(torch.rand(1000, 1, 28, 28), torch.rand(100, 1, 28, 28))
 with tempfile.TemporaryDirectory() as run:
@@ -96,8 +97,8 @@ def profile_step(data, steps: int = 200) -> None:
     """Where one training step of aekit's loop spends its time, grouped: matmuls, optimizer, the rest."""
     from torch.profiler import ProfilerActivity, profile
 
-    from aekit.optim import AdamStep, make_optimizer
-    from aekit.train import LossModule
+    from aekit.training.optim import AdamStep, make_optimizer
+    from aekit.training.loop import LossModule
 
     torch.manual_seed(0)
     model = aekit.AutoEncoder()

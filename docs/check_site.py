@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import aekit
-from aekit.cli import build_parser
+from aekit.faces.parser import build_parser
 
 site = Path(sys.argv[1] if len(sys.argv) > 1 else "site")
 missing = []

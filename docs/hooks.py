@@ -12,7 +12,7 @@ import os
 def cli_reference() -> str:
     """Markdown: ``aekit --help`` and each command's ``--help``, as the parser prints them."""
     os.environ["COLUMNS"] = "110"  # argparse wraps to the terminal: a fixed width, the same on every machine
-    from aekit.cli import build_parser
+    from aekit.faces.parser import build_parser
 
     parser = build_parser()
     parts = ["## aekit", "", "```text", parser.format_help().rstrip(), "```", ""]
@@ -23,7 +23,7 @@ def cli_reference() -> str:
 
 def http_reference() -> str:
     """Markdown: a table of the routes, from the OpenAPI schema of ``aekit serve``'s app."""
-    from aekit.serve import make_app
+    from aekit.faces.serve import make_app
 
     schema = make_app(None).openapi()
     rows = ["| method | path | what it does |", "|---|---|---|"]

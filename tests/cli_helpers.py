@@ -1,6 +1,6 @@
 """What the CLI tests share: run ``aekit`` in-process and read its one-line errors."""
 
-from aekit.cli import main
+from aekit.faces.cli import main
 
 
 def exit_code(argv):

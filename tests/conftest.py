@@ -13,7 +13,7 @@ settings.register_profile("fuzz", max_examples=20_000, derandomize=False, databa
 settings.load_profile(os.environ.get("AEKIT_HYPOTHESIS_PROFILE", "ci"))
 
 import aekit
-import aekit.data
+import aekit.data.datasets
 
 
 def pytest_addoption(parser):
@@ -34,7 +34,7 @@ def seed():
 @pytest.fixture(scope="session")
 def digits():
     """scikit-learn's 8x8 digits as aekit Data: small enough to train on in a second."""
-    return aekit.data.load(aekit.DataConfig(name="digits"))
+    return aekit.data.datasets.load(aekit.DataConfig(name="digits"))
 
 
 @pytest.fixture

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 import aekit
-from aekit import checkpoint
-from aekit.checkpoint import RunDir
-from aekit.cli import main
-from aekit.data import DataConfig
+from aekit.run import format as checkpoint
+from aekit.run.rundir import RunDir
+from aekit.faces.cli import main
+from aekit.configs import DataConfig
 from aekit.errors import CheckpointError, ConfigError
-from aekit.evaluate import encode
-from aekit.models import ModelConfig, make_config
-from aekit.runs import RUN_SCHEMA
-from aekit.train import TrainConfig
+from aekit.core.fitted import encode
+from aekit.model.config import ModelConfig, make_config
+from aekit.run.training import RUN_SCHEMA
+from aekit.configs import TrainConfig
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -74,8 +74,8 @@ def test_standardized_data_keeps_its_scaler(low_rank, tmp_path):
                     progress=False)  # fmt: skip
     loaded = aekit.load_run(path)
     raw = np.load(low_rank)
-    assert loaded.scaler is not None and loaded.model_config.output == "linear"
-    assert np.allclose(loaded.scaler.mean.numpy(), raw[np.random.default_rng(0).permutation(400)[80:]].mean(0),
+    assert loaded.space.scaler is not None and loaded.model_config.output == "linear"
+    assert np.allclose(loaded.space.scaler.mean.numpy(), raw[np.random.default_rng(0).permutation(400)[80:]].mean(0),
                        atol=1e-4)  # fmt: skip
 
 
@@ -190,13 +190,13 @@ def test_a_run_written_by_the_previous_release_gives_its_recorded_numbers(name, 
                                    rtol=1e-5, atol=1e-6, err_msg=command)  # fmt: skip
     loaded = aekit.load_run(run)
     if "table" in name:
-        assert loaded.score_spec.latent and loaded.scaler is not None
+        assert loaded.fitted.score_spec.latent and loaded.space.scaler is not None
         before = json.loads((run / RunDir.METRICS).read_text())
         metrics = loaded.evaluate(write=False)
         for key in ("test_mse_per_pixel", "pca_test_mse_per_pixel", "test_sse_per_image"):
             assert metrics[key] == pytest.approx(before[key], rel=1e-5), key
     else:
-        assert loaded.sample(4, "gaussian").shape == (4, 1, 8, 8)
+        assert loaded.priors.sample(4, "gaussian").shape == (4, 1, 8, 8)
     assert main(["train", "--resume", str(run), "--epochs", "4", "--no-progress", "--device", "cpu"]) == 0
 
 
@@ -240,7 +240,7 @@ def test_interrupted_write_leaves_old_file_intact(run, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(aekit.data.os, "replace", crash)  # the rename at the end of every atomic write
+    monkeypatch.setattr(aekit.data.datasets.os, "replace", crash)  # the rename at the end of every atomic write
     with pytest.raises(OSError, match="disk full"):
         RunDir(run).save_model(aekit.load_run(run).model, None, 99)
     assert (run / RunDir.MODEL).read_bytes() == before

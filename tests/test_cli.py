@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import aekit
-from aekit.cli import main
+from aekit.faces.cli import main
 from cli_helpers import exit_code, one_error_line
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
@@ -180,9 +180,9 @@ def test_every_part_option_is_a_flag_with_the_fields_default_and_help():
 def test_every_training_and_data_field_is_a_flag_with_its_default_and_help():
     from dataclasses import fields
 
-    from aekit.cli import config_dest
+    from aekit.faces.parser import config_dest
 
-    parser = aekit.cli.build_parser()
+    parser = aekit.faces.parser.build_parser()
     result = subprocess.run([sys.executable, "-m", "aekit", "train", "--help"], capture_output=True, text=True,
                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
     text = " ".join(result.stdout.split())
@@ -196,7 +196,7 @@ def test_every_training_and_data_field_is_a_flag_with_its_default_and_help():
 
 @pytest.mark.parametrize("optimizer, lr", [("adamw", "0.003"), ("sgd", "0.5")])
 def test_each_optimizer_trains_the_chapter_model_from_the_cli_and_resumes_exactly(optimizer, lr, tmp_path, capsys):
-    from aekit.checkpoint import load_tensors
+    from aekit.run.format import load_tensors
 
     chapter = ["train", "--preset", "chapter", "--data", "digits", "--latent-dim", "8", "--optimizer", optimizer,
                "--lr", lr, "--weight-decay", "1e-4", "--batch-size", "64", "--device", DEVICE, "--no-progress"]
@@ -226,7 +226,7 @@ def test_conv_on_a_table_is_one_clear_error(tmp_path, capsys):
 
 def test_presets_fill_model_and_training_settings(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("aekit.runs.train_run", lambda out, m, d, t, **kw: seen.update(m=m, t=t) or ([], {}))
+    monkeypatch.setattr("aekit.run.training.train_run", lambda out, m, d, t, **kw: seen.update(m=m, t=t) or ([], {}))
     assert main(["train", "--preset", "conv30", "--epochs", "3", "--out", str(tmp_path / "r")]) == 0
     assert seen["m"].body == aekit.ConvBody(channels=(32, 64)) and seen["m"].latent_dim == 30
     assert seen["t"].schedule == "cosine" and seen["t"].lr == 2e-3 and seen["t"].epochs == 3  # explicit beats preset
@@ -293,7 +293,7 @@ def test_score_per_feature_writes_errors_that_sum_to_the_score(run, tmp_path, ca
 
 
 def test_every_option_of_every_command_has_help():
-    parser = aekit.cli.build_parser()
+    parser = aekit.faces.parser.build_parser()
     for name, command in parser.subcommands.items():
         for action in command._actions:
             if action.option_strings and action.dest != "help":
@@ -302,9 +302,9 @@ def test_every_option_of_every_command_has_help():
 
 def test_serve_help_names_every_route_it_serves():
     pytest.importorskip("fastapi")
-    from aekit.serve import router
+    from aekit.faces.serve import router
 
-    description = aekit.cli.build_parser().subcommands["serve"].description
+    description = aekit.faces.parser.build_parser().subcommands["serve"].description
     for route in router.routes:
         if route.path.startswith("/v1/") and not route.path.startswith("/v1/explore"):
             assert route.path in description, route.path

@@ -11,8 +11,8 @@ import torch
 from cli_helpers import one_error_line
 
 import aekit
-from aekit.cli import main
-from aekit.codec import FORMAT, PRECISION, TOTAL, Tables, quantized
+from aekit.faces.cli import main
+from aekit.codec.coder import FORMAT, PRECISION, TOTAL, Tables, quantized
 
 pytest.importorskip("constriction", reason="needs the 'codec' extra")
 
@@ -43,12 +43,12 @@ def test_tables_are_integers_that_sum_to_the_coders_total():
 def test_compress_writes_what_the_model_estimated_and_decompress_gives_the_reconstructions(codecs, capsys):
     run = aekit.load_run(codecs / "run")
     x, _ = run.inputs("digits")
-    payload = run.compress(x)
-    estimated = run.rate_bits(x).sum() / 8
+    payload = run.codec.compress(x)
+    estimated = run.codec.rate_bits(x).sum() / 8
     assert abs(len(payload) / estimated - 1) < 0.1  # 359 rows of ~3 bytes: the ~60-byte header is 6% of it
-    assert torch.equal(run.decompress(payload), run.reconstruct(x))  # the rounded codes, decoded
-    alone = run.compress(x[:20], per_item=True)  # one stream per row
-    assert torch.equal(run.decompress(alone), run.reconstruct(x[:20]))
+    assert torch.equal(run.codec.decompress(payload), run.reconstruct(x))  # the rounded codes, decoded
+    alone = run.codec.compress(x[:20], per_item=True)  # one stream per row
+    assert torch.equal(run.codec.decompress(alone), run.reconstruct(x[:20]))
     metrics = run.metrics()
     assert metrics["rate_bits_tables"] == pytest.approx(metrics["rate_bits_estimated"], rel=0.01)
     assert metrics["pca_coding_bits"] == pytest.approx(metrics["rate_bits_tables"], rel=0.05)  # PCA at that rate
@@ -70,11 +70,11 @@ def test_the_cli_round_trip_prints_bytes_estimate_and_psnr(codecs, tmp_path, cap
 def test_a_file_decodes_to_the_same_array_in_processes_with_one_and_two_threads(codecs, tmp_path):
     run = aekit.load_run(codecs / "run")
     x, _ = run.inputs("digits")
-    (tmp_path / "t.aek").write_bytes(run.compress(x))
+    (tmp_path / "t.aek").write_bytes(run.codec.compress(x))
     for threads in (1, 2):
         script = (f"import torch; torch.set_num_threads({threads}); import numpy as np, aekit; "
                   f"run = aekit.load_run({str(codecs / 'run')!r}); "
-                  f"np.save({str(tmp_path / f'{threads}.npy')!r}, run.decompress(open({str(tmp_path / 't.aek')!r}, "
+                  f"np.save({str(tmp_path / f'{threads}.npy')!r}, run.codec.decompress(open({str(tmp_path / 't.aek')!r}, "
                   "'rb').read()).numpy())")  # fmt: skip
         subprocess.run([sys.executable, "-c", script], check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / "2.npy"))
@@ -115,14 +115,14 @@ def test_the_report_and_the_explorer_show_a_digits_bytes(codecs):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from aekit.report import write_report
-    from aekit.serve import create_app
+    from aekit.faces.report import write_report
+    from aekit.faces.serve import create_app
 
     page = write_report(codecs / "run").read_text()
     assert "id='codec'" in page and "codec:" in page and "bytes per row under its integer tables" in page
     client = TestClient(create_app(codecs / "run", map_points=20))
     run = aekit.load_run(codecs / "run")
-    row = run.to_data_space(run.data().x_test[:1]).reshape(1, -1)
+    row = run.space.to_data(run.data().x_test[:1]).reshape(1, -1)
     probed = client.post("/v1/explore/probe", json={"inputs": row.tolist()}).json()
-    assert probed["bytes"] == run.item_bytes(run.data().x_test[:1])[0][0] > 0  # the drawing's own stream
+    assert probed["bytes"] == run.codec.item_bytes(run.data().x_test[:1])[0][0] > 0  # the drawing's own stream
     assert client.get("/v1/explore/example/0").json()["bytes"] > 0 and client.get("/v1/info").json()["is_codec"]

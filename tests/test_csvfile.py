@@ -5,9 +5,9 @@ import pytest
 from cli_helpers import one_error_line
 
 import aekit
-from aekit.cli import main
-from aekit.csvfile import read_csv
-from aekit.tables import Column
+from aekit.faces.cli import main
+from aekit.io.csvfile import read_csv
+from aekit.io.tables import Column
 
 ROWS = np.random.default_rng(0).integers(0, 5, size=(60, 4)).astype(float)  # small integers: values repeat
 

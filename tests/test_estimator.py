@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
-from aekit.estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer
+from aekit.faces.estimator import AutoEncoderOutlierDetector, AutoEncoderTransformer
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -300,8 +300,8 @@ def test_a_saved_detector_is_a_run_that_scores_as_the_detector_does(options, tmp
     import onnxruntime
     from fastapi.testclient import TestClient
 
-    from aekit.cli import main
-    from aekit.serve import create_app
+    from aekit.faces.cli import main
+    from aekit.faces.serve import create_app
 
     train, test, _ = one_digit_of_sklearn_digits()
     detector = AutoEncoderOutlierDetector(input_shape=(1, 8, 8), max_epochs=3, random_state=0, device=DEVICE,
@@ -318,9 +318,9 @@ def test_a_saved_detector_is_a_run_that_scores_as_the_detector_does(options, tmp
     np.testing.assert_allclose(http.json()["scores"], expected, rtol=1e-5, atol=1e-5, err_msg="/v1/score")
     np.testing.assert_allclose(onnx, expected, rtol=1e-4, atol=1e-4, err_msg="onnxruntime")
     run = aekit.load_run(path)
-    assert (run.score_spec.blur, run.score_spec.latent, run.score_spec.neighbors) == (
+    assert (run.fitted.score_spec.blur, run.fitted.score_spec.latent, run.fitted.score_spec.neighbors) == (
         options.get("error_blur", 1), options.get("latent_distance", True), options.get("code_neighbors", 0))
-    figure = run.plot("anomalies")  # the report's figure: the test images the run's own score ranks highest
+    figure = run.analysis.plot("anomalies")  # the report's figure: the test images the run's own score ranks highest
     scores = run.score(run.data().x_test)
     shown = [float(ax.get_title()) for ax in figure.axes[:8]]
     np.testing.assert_allclose(shown, np.sort(scores)[::-1][:8], rtol=1e-2)

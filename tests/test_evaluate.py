@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.evaluate import pca_reconstruct, reconstruction_metrics
-from aekit.report import format_metrics
+from aekit.analysis.evaluate import pca_reconstruct, reconstruction_metrics
+from aekit.faces.report import format_metrics
 
 
 def numpy_pca_reconstruction(train, test, k):
@@ -27,7 +27,7 @@ def test_pca_matches_a_direct_svd():
 
 
 def test_pca_on_mnist_matches_the_paper_at_30_components():
-    from aekit import data
+    from aekit.data import datasets as data
 
     d = data.load(data.DataConfig(name="mnist"))
     metrics = reconstruction_metrics(d.x_test, pca_reconstruct(d.x_train, d.x_test, 30), unit=True)

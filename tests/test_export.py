@@ -6,12 +6,13 @@ import pytest
 import torch
 from cli_helpers import one_error_line
 
-from aekit.cli import main
-from aekit.export import Exported, export_onnx
-from aekit.fitted import Fitted
-from aekit.models import SHORTCUTS, build_model, make_config
-from aekit.runs import load_run
-from aekit.space import Space
+from aekit.faces.cli import main
+from aekit.core.export import Exported, export_onnx
+from aekit.core.fitted import Fitted
+from aekit.model.config import SHORTCUTS, make_config
+from aekit.model.autoencoder import build_model
+from aekit.run.runs import load_run
+from aekit.core.space import Space
 
 ort = pytest.importorskip("onnxruntime", reason="needs the 'onnx' extra")
 
@@ -58,14 +59,14 @@ def test_raw_rows_go_in_for_a_standardized_run(standardized_run, tmp_path, capsy
     run_path, table = standardized_run
     raw = np.load(table)
     run = load_run(run_path)
-    assert run.scaler is not None
+    assert run.space.scaler is not None
     for part in ("autoencoder", "score", "encoder", "decoder"):
         out = tmp_path / f"{part}.onnx"
         assert main(["export", str(run_path), "--out", str(out), "--part", part]) == 0
         assert f"wrote {out}" in capsys.readouterr().out
-    x = run.to_model_space(raw)
+    x = run.space.to_model(raw)
     with torch.no_grad():
-        recon = run.scaler.inverse_transform(run.model(x)).numpy()
+        recon = run.space.scaler.inverse_transform(run.model(x)).numpy()
         scores = ((run.model(x) - x) ** 2).mean(1).numpy()
         codes = run.model.encode(x).numpy()
     np.testing.assert_allclose(run_onnx(tmp_path / "autoencoder.onnx", raw), recon, rtol=1e-5, atol=1e-4)

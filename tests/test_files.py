@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from aekit import data
-from aekit.data import DataConfig
+from aekit.data import datasets as data
+from aekit.configs import DataConfig
 from aekit.errors import DataError
-from aekit.data import read_file
-from aekit.tables import Column
+from aekit.data.datasets import read_file
+from aekit.io.tables import Column
 
 
 @pytest.mark.parametrize(

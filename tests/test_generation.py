@@ -11,10 +11,11 @@ import torch
 
 import aekit
 from aekit.errors import CheckpointError, ConfigError
-from aekit.priors import DiffusionConfig
-from aekit.quality import ClassifierSpace
-from aekit.runs import load_run, train_run
-from aekit.train import TrainConfig
+from aekit.configs import DiffusionConfig
+from aekit.generation.quality import ClassifierSpace
+from aekit.run.runs import load_run
+from aekit.run.training import train_run
+from aekit.configs import TrainConfig
 from cli_helpers import exit_code, one_error_line
 
 SMALL_DIFFUSION = DiffusionConfig(epochs=3, width=64, blocks=1, sample_steps=20)
@@ -36,23 +37,23 @@ def mnist_run(tmp_path_factory):
 def test_fitting_a_prior_writes_only_its_files_and_samples_are_seeded(mnist_run):
     before = files_of(mnist_run)
     run = load_run(mnist_run)
-    run.fit_prior("gmm", components=5)
+    run.priors.fit("gmm", components=5)
     after = files_of(mnist_run)
     assert {str(p) for p in set(after) - set(before)} == {"priors/gmm.json", "priors/gmm.safetensors"}
     assert all(after[p] == digest for p, digest in before.items())  # every file the run had: byte-identical
     again = load_run(mnist_run)
-    assert again.prior_names() == ["normal", "gmm"]
-    x = again.sample(16, "gmm", seed=3)
+    assert again.priors.names() == ["normal", "gmm"]
+    x = again.priors.sample(16, "gmm", seed=3)
     assert x.shape == (16, 1, 28, 28) and 0 <= float(x.min()) and float(x.max()) <= 1
-    assert torch.equal(x, load_run(mnist_run).sample(16, "gmm", seed=3))
-    assert not torch.equal(x, again.sample(16, "gmm", seed=4))
+    assert torch.equal(x, load_run(mnist_run).priors.sample(16, "gmm", seed=3))
+    assert not torch.equal(x, again.priors.sample(16, "gmm", seed=4))
 
 
 def test_the_priors_fill_the_holes_in_numbers(mnist_run):
     run = load_run(mnist_run)
-    run.fit_prior("gaussian")
-    run.fit_prior("gmm", components=10)
-    metrics = run.generation_metrics(n=2000)
+    run.priors.fit("gaussian")
+    run.priors.fit("gmm", components=10)
+    metrics = run.priors.metrics(n=2000)
     assert metrics["gen_pca_components"] == 0 and metrics["gen_samples"] == 2000
     fd = {name: metrics[f"gen_{name}_fd"] for name in ("floor", "reconstructions", "normal", "gaussian", "gmm")}
     # the published ordering: N(0, I) is far off, a fitted Gaussian better, a mixture better still; real data best
@@ -63,12 +64,12 @@ def test_the_priors_fill_the_holes_in_numbers(mnist_run):
 
 def test_a_conditional_prior_draws_the_digit_asked_for(mnist_run):
     run = load_run(mnist_run)
-    run.fit_prior("gmm", conditional=True, components=3)
-    _, probabilities = ClassifierSpace().features(run.sample(300, "gmm", label=7, seed=0))
+    run.priors.fit("gmm", conditional=True, components=3)
+    _, probabilities = ClassifierSpace().features(run.priors.sample(300, "gmm", label=7, seed=0))
     assert (probabilities.argmax(1) == 7).mean() > 0.8
     with pytest.raises(ConfigError, match=r"label 11 is not one of the data's labels \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]"):
-        run.sample(5, "gmm", label=11)
-    run.fit_prior("gmm", components=5)  # back to the unconditional one for the other tests
+        run.priors.sample(5, "gmm", label=11)
+    run.priors.fit("gmm", components=5)  # back to the unconditional one for the other tests
 
 
 def test_a_diffusion_prior_is_stored_and_a_retrained_model_refuses_its_old_priors(tmp_path):
@@ -76,31 +77,31 @@ def test_a_diffusion_prior_is_stored_and_a_retrained_model_refuses_its_old_prior
     train_run(path, aekit.make_config(latent_dim=4, hidden=(16,)), aekit.DataConfig(name="digits"),
               TrainConfig(epochs=2, batch_size=64, device="cpu"), progress=False, analysis=False)  # fmt: skip
     run = load_run(path)
-    prior = run.fit_prior("diffusion", conditional=True, diffusion=SMALL_DIFFUSION)
+    prior = run.priors.fit("diffusion", conditional=True, diffusion=SMALL_DIFFUSION)
     assert prior.labels == list(range(10))
-    assert torch.equal(load_run(path).sample(8, "diffusion", label=3, seed=1), run.sample(8, "diffusion", label=3,
+    assert torch.equal(load_run(path).priors.sample(8, "diffusion", label=3, seed=1), run.priors.sample(8, "diffusion", label=3,
                                                                                           seed=1))  # fmt: skip
-    guided = run.sample(8, "diffusion", label=3, seed=1, guidance=2.0)
-    assert guided.shape == (8, 1, 8, 8) and not torch.equal(guided, run.sample(8, "diffusion", label=3, seed=1))
+    guided = run.priors.sample(8, "diffusion", label=3, seed=1, guidance=2.0)
+    assert guided.shape == (8, 1, 8, 8) and not torch.equal(guided, run.priors.sample(8, "diffusion", label=3, seed=1))
     with pytest.raises(ConfigError, match="--guidance applies to a conditional diffusion prior"):
-        run.sample(8, "diffusion", seed=1, guidance=2.0)
+        run.priors.sample(8, "diffusion", seed=1, guidance=2.0)
     metrics = run.evaluate()  # a run with priors: its sample quality is measured, in a PCA space (8x8 images)
     assert metrics["gen_pca_components"] == 32 and "gen_diffusion_fd" in run.metrics()
     train_run(path, epochs=3, resume=True, progress=False, analysis=False)
     with pytest.raises(CheckpointError, match="fitted to an earlier state of the model .*fit it again: aekit fit-prior "
                        ".* --prior diffusion --conditional$"):  # the hint fits the same kind of prior again
-        load_run(path).sample(4, "diffusion")
-    assert load_run(path).sample(4, "normal").shape == (4, 1, 8, 8)
+        load_run(path).priors.sample(4, "diffusion")
+    assert load_run(path).priors.sample(4, "normal").shape == (4, 1, 8, 8)
 
 
 def test_the_report_shows_each_prior_beside_the_floor(mnist_run):
-    from aekit.report import write_report
+    from aekit.faces.report import write_report
 
     run = load_run(mnist_run)
-    run.fit_prior("gmm", components=5)  # (each test fits what it reads: they also pass one by one)
+    run.priors.fit("gmm", components=5)  # (each test fits what it reads: they also pass one by one)
     metrics = run.evaluate()
     assert "gen_gmm_fd" in metrics
-    from aekit.report import format_metrics
+    from aekit.faces.report import format_metrics
 
     text = format_metrics(metrics)
     assert "FD (aekit MNIST classifier)" in text and "floor (train rows)" in text and "prior gmm" in text
@@ -126,7 +127,7 @@ def test_fit_prior_and_sample_from_the_cli(mnist_run, tmp_path, capsys):
 
 
 def test_generation_errors_are_one_line_and_exit_2(mnist_run, low_rank, tmp_path, capsys):
-    load_run(mnist_run).fit_prior("gmm", components=3)  # one without labels
+    load_run(mnist_run).priors.fit("gmm", components=3)  # one without labels
     run = str(mnist_run)
     out = str(tmp_path / "s.npy")
     cases = [

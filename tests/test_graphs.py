@@ -1,4 +1,4 @@
-"""The training step recorded as a CUDA graph (aekit.graphs): on a CPU its bookkeeping, with a recording that
+"""The training step recorded as a CUDA graph (aekit.training.graphs): on a CPU its bookkeeping, with a recording that
 replays eagerly; on a GPU (pytest --device cuda) the real graph, against the eager step."""
 
 import logging
@@ -9,13 +9,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from aekit import graphs
-from aekit.checkpoint import RunCheckpoints, RunDir
-from aekit.models import AutoEncoder, Denoising
-from aekit.train import TrainConfig, train
+from aekit.training import graphs
+from aekit.run.rundir import RunCheckpoints, RunDir
+from aekit.model.autoencoder import AutoEncoder
+from aekit.model.parts import Denoising
+from aekit.configs import TrainConfig
+from aekit.training.loop import train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
-train_module = sys.modules["aekit.train"]  # the module (aekit.train is also the function)
+train_module = sys.modules["aekit.training.loop"]  # the module (aekit.training.loop is also the function)
 # 1,437 training rows in batches of 64: 22 full batches and a short one of 29 every epoch; a schedule that moves lr
 CONFIG = TrainConfig(epochs=3, batch_size=64, lr=3e-3, schedule="cosine", device=DEVICE)
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from aekit.imputer import AutoEncoderImputer
+from aekit.faces.imputer import AutoEncoderImputer
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -68,7 +68,7 @@ def test_the_defaults_beat_knn_on_mnist_pixels():
     10,000 and 2,000 images: 0.118 against 0.147)."""
     from sklearn.impute import KNNImputer
 
-    from aekit.data import load_mnist_arrays
+    from aekit.data.datasets import load_mnist_arrays
 
     train, _ = load_mnist_arrays(train=True)
     test, _ = load_mnist_arrays(train=False)

@@ -1,10 +1,11 @@
-"""The layering, read from the source with ``ast`` (function-level imports included): imports point down only,
-nothing imports the package root, no ``from .x import _private``, no import cycle, and no long functions.
+"""The layering, read from the source with ``ast`` (function-level imports included): the layers are the package's
+folders, bottom to top as :data:`LAYERS` lists them, and imports point down only (a module may import its own
+folder's modules and those of the folders below; the wings of one layer never import each other); nothing imports
+the package root, no ``from .x import _private``, no import cycle, no module over 600 lines, and no long functions.
 
-The table is the README's Development section (and the architecture note it came from). A module may import
-the modules named in its row; the entry points (layer 9) take from below only classes, constants, registries,
-config dataclasses and their builders, and exception types: every function they call comes from ``runs`` (the
-one ``Run`` API) or ``report``.
+The entry points (faces' cli, serve, report) take from below only classes, constants, registries, config dataclasses
+and their builders, and exception types: every function they call comes from ``run`` (the one ``Run`` API) or
+``faces``.
 """
 
 import ast
@@ -16,92 +17,128 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "aekit"
 
-BASE = {"errors", "_version", "distributed", "graphs", "options", "progress"}  # layer 0: nothing of aekit
-LAYERS = {  # module -> (layer, the aekit modules it may import)
-    **{name: (0, set()) for name in BASE},
-    "configs": (1, {"errors", "options"}),
-    "optim": (2, {"configs"}),  # the optimizer registry (its help: configs.OPTIMIZER_HELP)  # data, training and diffusion configs: declared without torch
-    "parts": (1, {"errors", "options", "tables", "configs"}),  # bodies, objectives, ModelConfig: without torch
-    "networks": (1, {"errors", "configs"}),  # what the parts build and compute: layers, bottlenecks, losses (torch)
-    "files": (1, {"errors"}),
-    "tables": (1, {"errors", "files"}),  # named columns: numeric, categorical, missing cells
-    "csvfile": (1, {"errors", "files", "tables"}),  # the one CSV reader: delimiter, header, kinds of columns
-    "models": (2, {"errors", "networks", "parts", "tables"}),  # the AutoEncoder module
-    "precision": (1, {"errors", "configs"}),
-    "quality": (1, {"errors"}),  # the feature network and sample-quality metrics
-    "priors": (2, {"errors", "configs"}),  # latent priors: plain distributions over codes
-    "space": (2, {"errors", "files", "tables"}),  # the one door between a user's rows and a model
-    "mlpgrad": (3, {"errors", "models", "precision"}),
-    "stream": (3, {"errors", "files", "space"}),
-    "data": (4, {"errors", "options", "configs", "files", "csvfile", "tables", "space", "stream"}),
-    "train": (5, {"errors", "options", "configs", "distributed", "graphs", "optim", "models", "precision", "mlpgrad",
-                  "space", "stream", "progress"}),
-    "codec": (5, {"errors"}),  # integer tables, the entropy coder, the container
-    "fitted": (5, {"errors", "models", "space"}),  # one fitted model: encode, decode, impute, the one score
-    "evaluate": (6, "below"),
-    "plots": (7, "below"),
-    "estimator": (9, "below"),  # the scikit-learn API: it logs to TensorBoard (7) and loads runs (8, from_run)
-    "imputer": (9, {"estimator", "evaluate"}),  # the scikit-learn imputer, on the estimators' shared base
-    "export": (7, "below"),
-    "checkpoint": (7, "below"),
-    "tensorboard_log": (7, "below"),
-    "runs": (8, "below"),
-    "report": (9, {"runs", "evaluate", "plots"}),
-    "serve": (9, {"runs", "errors", "models"}),
-    "cli": (9, {"runs", "report", "_version", "configs", "parts", "data", "errors", "files", "models", "options",
-                "plots", "priors", "stream", "train", "serve"}),  # serve: imported only to start the server  # fmt: skip
-    "__main__": (10, {"cli"}),  # python -m aekit
-}
-ENTRY_POINTS = {"report", "serve", "cli"}
-FUNCTIONS_FROM = {"runs", "report", "models", "parts", "options"}  # where the entry points may take functions from
+LAYERS = [  # bottom to top; the ground floor is the modules beside the folders (errors, options, configs, ...)
+    ("io",),  # one module per file format, atomic writes, a table's columns
+    ("model",),  # parts declared without torch, the networks they build, the AutoEncoder
+    ("core",),  # Space, Fitted (the one score), the ONNX export
+    ("data",),  # sources, datasets, streamed inputs
+    ("training",),  # the loop, gradients, optimizers, precision, graphs, torchrun
+    ("analysis",),  # metrics beside PCA, the holes measure, probes, figures, TensorBoard
+    ("codec", "generation"),  # the wings: each built from a Fitted, neither imports the other
+    ("run",),  # RunDir and Run, the handle
+    ("faces",),  # cli, serve, report, estimators
+]
+TIER = {folder: i + 1 for i, tier in enumerate(LAYERS) for folder in tier}
+ENTRY_POINTS = {"faces.cli", "faces.serve", "faces.report"}
+FUNCTIONS_FROM = {"run", "faces"}  # folders whose functions the entry points may call
+FUNCTION_MODULES = {"model.parts", "model.config", "options", "progress"}  # and these modules' (builders, flag parsers)
+MAX_TOP_MODULES = 10
+MAX_LINES = 600
+
+
+def modules() -> list[str]:
+    """Every module as a dotted name below ``aekit`` (``run.runs``, ``errors``; a folder's own ``io.__init__``)."""
+    return sorted(".".join(p.relative_to(SRC).with_suffix("").parts) for p in SRC.rglob("*.py") if p.stem != "__init__"
+                  or p.parent != SRC)  # fmt: skip
+
+
+def source(module: str) -> Path:
+    return SRC.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def folder_of(module: str) -> str | None:
+    """The module's folder (its layer), or None for the ground floor beside the folders."""
+    return module.split(".")[0] if "." in module else None
+
+
+def tier(module: str) -> int:
+    return TIER[folder_of(module)] if folder_of(module) else 0
+
+
+def resolve(parts: list[str]) -> tuple[str, bool] | None:
+    """``parts`` below ``aekit`` as (module, is_package), or None if it names neither."""
+    if SRC.joinpath(*parts).with_suffix(".py").is_file():
+        return ".".join(parts), False
+    if parts and SRC.joinpath(*parts, "__init__.py").is_file():
+        return ".".join([*parts, "__init__"]), True
+    return None
 
 
 def imports(module: str) -> list[tuple[str, str | None, int]]:
-    """Every aekit import in ``module`` (function-level ones too): (imported module, name or None, line)."""
-    tree = ast.parse((SRC / f"{module}.py").read_text())
+    """Every aekit import in ``module`` (function-level ones too): (imported module, name or None, line); the
+    package root is ``<root>``, a folder's ``__init__`` is ``folder.__init__``."""
+    tree = ast.parse(source(module).read_text())
+    package = module.split(".")[:-1]
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [("<root>", None, node.lineno) for alias in node.names if alias.name.split(".")[0] == "aekit"]
-        elif isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("aekit")):
-            target = (node.module or "").removeprefix("aekit").lstrip(".")
-            if not target:  # `from . import x`: modules (or, for the package root, its names)
-                found += [(alias.name, None, node.lineno) if (SRC / f"{alias.name}.py").is_file() else
-                          ("<root>", alias.name, node.lineno) for alias in node.names]  # fmt: skip
+        elif isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").split(".")[0] == "aekit"):
+            if node.level > 0:
+                assert node.level - 1 <= len(package), f"{module}:{node.lineno} climbs above the package"
+                base = package[: len(package) - (node.level - 1)]
+                target = base + (node.module.split(".") if node.module else [])
             else:
-                found += [(target.split(".")[0], alias.name, node.lineno) for alias in node.names]
+                target = node.module.split(".")[1:]
+            if not target:
+                found += [(resolve([alias.name])[0], None, node.lineno) if resolve([alias.name]) else
+                          ("<root>", alias.name, node.lineno) for alias in node.names]  # fmt: skip
+                continue
+            resolved = resolve(target)
+            assert resolved, f"{module}:{node.lineno} imports {'.'.join(target)}, which is no aekit module"
+            name, is_package = resolved
+            for alias in node.names:
+                inner = resolve([*target, alias.name]) if is_package else None
+                found.append((inner[0], None, node.lineno) if inner else (name, alias.name, node.lineno))
     return found
 
 
-def modules() -> list[str]:
-    return sorted(p.stem for p in SRC.glob("*.py") if p.stem != "__init__")
+def test_every_folder_is_a_layer_and_the_top_stays_small():
+    folders = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert folders == set(TIER), "add the new folder to LAYERS here and to docs/development.md's tree"
+    assert len(folders) >= 6
+    top = [m for m in modules() if folder_of(m) is None and m != "__main__"]
+    assert len(top) <= MAX_TOP_MODULES, top
 
 
-def test_every_module_has_a_row():
-    assert set(modules()) == set(LAYERS), "add the new module to LAYERS here and to the README's table"
+@pytest.mark.parametrize("module", modules())
+def test_no_module_is_long(module):
+    lines = len(source(module).read_text().splitlines())
+    assert lines <= MAX_LINES, f"{module}: {lines} lines (split it: at most {MAX_LINES})"
 
 
-@pytest.mark.parametrize("module", sorted(LAYERS))
+@pytest.mark.parametrize("module", modules())
 def test_imports_point_down_only(module):
-    layer, allowed = LAYERS[module]
     for target, name, line in imports(module):
         assert target != "<root>", f"{module}.py:{line} imports the package root (import the module it needs)"
         assert not (name or "").startswith("_") or name == "__version__", \
             f"{module}.py:{line} imports the private name {target}.{name}"  # fmt: skip
-        # explicit rows may name a module of their own layer ("unless the table says so": cli -> report, serve)
-        ok = LAYERS[target][0] < layer if allowed == "below" else target in allowed and LAYERS[target][0] <= layer
-        assert ok, f"{module}.py:{line} imports {target} (layer {LAYERS[target][0]}), not allowed for {module}"
+        if module == "__main__":
+            continue
+        same_folder = folder_of(target) == folder_of(module) and folder_of(module) is not None
+        ok = same_folder or tier(target) < tier(module) or (tier(module) == tier(target) == 0)
+        assert ok, (f"{module}.py:{line} imports {target}: layer {tier(target)} ({folder_of(target) or 'ground'}) "
+                    f"from layer {tier(module)} ({folder_of(module) or 'ground'})")
 
 
 @pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
 def test_entry_points_call_functions_of_the_run_api_only(module):
     for target, name, line in imports(module):
-        if target in FUNCTIONS_FROM or target == "serve":
+        if folder_of(target) in FUNCTIONS_FROM or target in FUNCTION_MODULES:
             continue
         assert name is not None, f"{module}.py:{line} imports the module {target}: take its classes and constants"
-        value = getattr(importlib.import_module(f"aekit.{target}"), name)
+        value = getattr(importlib.import_module(f"aekit.{target}".removesuffix(".__init__")), name)
         assert not (inspect.isfunction(value) or inspect.isbuiltin(value)), \
-            f"{module}.py:{line} imports the function {target}.{name}; call it through aekit.runs.Run"  # fmt: skip
+            f"{module}.py:{line} imports the function {target}.{name}; call it through aekit.run.runs.Run"  # fmt: skip
+
+
+def test_a_climbing_import_is_caught(tmp_path, monkeypatch):
+    """The checks above can fail: a codec module importing the run layer, or a wing importing its neighbour."""
+    for bad in ("from ..run.runs import Run\n", "from ..generation.priors import Prior\n"):
+        monkeypatch.setattr(__import__(__name__), "source", lambda module, text=bad: tmp_path / "m.py")
+        (tmp_path / "m.py").write_text(bad)
+        with pytest.raises(AssertionError, match="imports"):
+            test_imports_point_down_only("codec.fake")
 
 
 def test_no_import_cycle():
@@ -122,17 +159,17 @@ def test_no_import_cycle():
 
 
 def test_the_loop_knows_no_file_and_the_entry_points_no_loop():
-    assert {t for t, _, _ in imports("train")}.isdisjoint({"checkpoint", "files", "runs"})
-    for module in ("cli", "serve"):
+    assert {t for t, _, _ in imports("training.loop")}.isdisjoint({"run.rundir", "io.files", "run.runs"})
+    for module in ("faces.cli", "faces.serve"):
         for target, name, line in imports(module):
-            if target in {"train", "files", "stream", "data", "checkpoint", "evaluate"} and name is not None:
+            if folder_of(target) in {"training", "io", "data", "analysis"} and name is not None:
                 value = getattr(importlib.import_module(f"aekit.{target}"), name)
                 assert not inspect.isfunction(value), f"{module}.py:{line}: {target}.{name} is a function"
 
 
 def test_functions_are_short():
     lengths = []
-    for path in SRC.glob("*.py"):
+    for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lengths.append((node.end_lineno - node.lineno + 1, f"{path.name}:{node.name}"))
@@ -143,7 +180,7 @@ def test_functions_are_short():
 
 def calls(module: str) -> list[tuple[str, int]]:
     """Every name called in ``module`` (``f(...)`` and ``x.f(...)``), with its line."""
-    tree = ast.parse((SRC / f"{module}.py").read_text())
+    tree = ast.parse(source(module).read_text())
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -155,15 +192,15 @@ def calls(module: str) -> list[tuple[str, int]]:
 
 
 SCORE = {"code_distances", "anomaly_score", "ScoreGraph", "avg_pool2d"}  # the score's own arithmetic
-SCORE_HOLDERS = {"fitted": SCORE, "export": {"ScoreGraph"}}  # the export holds the fitted model's ScoreGraph as it is
-DOOR_HOLDERS = {"space", "checkpoint"}  # checkpoint rebuilds a stored Scaler from its tensors, nothing more
+SCORE_HOLDERS = {"core.fitted": SCORE, "core.export": {"ScoreGraph"}}  # the export holds the fitted model's ScoreGraph as it is
+DOOR_HOLDERS = {"core.space", "run.format"}  # checkpoint rebuilds a stored Scaler from its tensors, nothing more
 
 
 def scaler_calls(module: str) -> list[tuple[str, int]]:
     """Calls that standardize by hand: a Scaler built (``Scaler(...)``, ``Scaler.fit``, ``from_moments``), or a
     scaler's ``transform`` / ``inverse_transform`` called (scikit-learn's own ``pca.transform`` is not one)."""
     found = []
-    for node in ast.walk(ast.parse((SRC / f"{module}.py").read_text())):
+    for node in ast.walk(ast.parse(source(module).read_text())):
         if not isinstance(node, ast.Call):
             continue
         text = ast.unparse(node.func)
@@ -179,7 +216,7 @@ def test_one_score_implementation():
     for module in modules():
         for name, line in calls(module):
             assert name not in SCORE or name in SCORE_HOLDERS.get(module, ()), \
-                f"{module}.py:{line} calls {name}: score through aekit.fitted.Fitted (Run.score), not again"  # fmt: skip
+                f"{module}.py:{line} calls {name}: score through aekit.core.fitted.Fitted (Run.score), not again"  # fmt: skip
 
 
 def test_one_door_into_model_space():
@@ -191,12 +228,12 @@ def test_one_door_into_model_space():
 
 
 def test_the_command_line_answers_help_and_bad_flags_without_loading_torch():
-    """``aekit --help``, ``aekit train --help`` and a mistyped flag need only the declarations (aekit.parts,
+    """``aekit --help``, ``aekit train --help`` and a mistyped flag need only the declarations (aekit.model.parts,
     aekit.configs): no torch, scikit-learn or matplotlib."""
     import subprocess
     import sys
 
-    script = ("import sys\nfrom aekit.cli import main\nfor argv in (['--help'], ['train', '--help'], ['train', "
+    script = ("import sys\nfrom aekit.faces.cli import main\nfor argv in (['--help'], ['train', '--help'], ['train', "
               "'--bogus'], ['score', '--help']):\n    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
               "heavy = [m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules]\nassert not heavy, heavy\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -204,6 +241,8 @@ def test_the_command_line_answers_help_and_bad_flags_without_loading_torch():
 
 
 def test_the_command_lines_own_lists_match_the_modules_they_stand_for():
-    from aekit import cli, files, plots
+    from aekit.analysis import plots
+    from aekit.faces import parser
+    from aekit.io import files
 
-    assert set(cli.FIGURES) == set(plots.KINDS) and cli.OUTPUT_SUFFIXES == files.OUTPUT_SUFFIXES
+    assert set(parser.FIGURES) == set(plots.KINDS) and parser.OUTPUT_SUFFIXES == files.OUTPUT_SUFFIXES

@@ -8,10 +8,13 @@ import torch
 from torch import nn
 
 import aekit
-from aekit import make_config, mlpgrad
-from aekit.mlpgrad import MLPStep, chain_of
-from aekit.models import BODIES, NOISES, OBJECTIVES, Denoising, build_model
-from aekit.train import TrainConfig, gradient_step, train
+from aekit import make_config
+from aekit.training import mlpgrad
+from aekit.training.mlpgrad import MLPStep, chain_of
+from aekit.model.parts import BODIES, NOISES, OBJECTIVES, Denoising
+from aekit.model.autoencoder import build_model
+from aekit.configs import TrainConfig
+from aekit.training.loop import gradient_step, train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -83,9 +86,9 @@ def test_a_subclass_several_processes_or_gradients_autograd_take_the_autograd_st
         pass
 
     config = make_config("mlp", input_shape=(1, 4, 4), latent_dim=2, hidden=(8,))
-    with caplog.at_level(logging.INFO, logger="aekit.train"):
+    with caplog.at_level(logging.INFO, logger="aekit.training.loop"):
         assert isinstance(gradient_step(build_model(config), None, None, TrainConfig(), 1), MLPStep)
-    assert "hand-derived gradients (aekit.mlpgrad: mlp body, plain objective, mse loss" in caplog.text
+    assert "hand-derived gradients (aekit.training.mlpgrad: mlp body, plain objective, mse loss" in caplog.text
     assert gradient_step(Custom.from_config(config), None, None, TrainConfig(), 1).__name__ == "autograd_step"
     assert gradient_step(build_model(config), None, None, TrainConfig(), 2).__name__ == "autograd_step"
     off = TrainConfig(gradients="autograd")
@@ -111,7 +114,7 @@ def test_modules_the_registry_does_not_cover_take_autograd():
 
 
 def test_the_covered_parts_options_are_frozen():
-    """A new option on a covered part must be decided on in aekit.mlpgrad (COVERED_OPTIONS) before it trains there."""
+    """A new option on a covered part must be decided on in aekit.training.mlpgrad (COVERED_OPTIONS) before it trains there."""
     assert set(mlpgrad.COVERED_OPTIONS) == {*mlpgrad.BODIES, *mlpgrad.OBJECTIVES}
     for part, names in mlpgrad.COVERED_OPTIONS.items():
         assert tuple(f.name for f in fields(part)) == names, part
@@ -136,7 +139,7 @@ def test_training_does_not_depend_on_which_step_ran(digits):
 
 @pytest.mark.parametrize("body, objective, options, output, kind", COVERED)
 def test_the_evaluation_forward_equals_the_model(body, objective, options, output, kind):
-    from aekit.mlpgrad import reconstruct_rows
+    from aekit.training.mlpgrad import reconstruct_rows
 
     model = covered_model(body, objective, options, output).eval()
     x = torch.rand(37, 1, 5, 6, device=DEVICE)
@@ -145,8 +148,8 @@ def test_the_evaluation_forward_equals_the_model(body, objective, options, outpu
                                    rtol=1e-6, atol=1e-7)  # fmt: skip
 
 
-# ------------------------------------------------------------------------------------------ bf16 (aekit.precision)
-from aekit import precision  # noqa: E402
+# ------------------------------------------------------------------------------------------ bf16 (aekit.training.precision)
+from aekit.training import precision  # noqa: E402
 
 
 @pytest.mark.parametrize("kind, output", [("mse", "sigmoid"), ("bce", "sigmoid"), ("mse", "linear")])

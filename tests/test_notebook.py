@@ -31,7 +31,7 @@ def test_the_chapter_notebook_runs_and_shows_its_figures(tmp_path, monkeypatch):
                 pictures[cell.source.strip().splitlines()[-1]] = base64.b64decode(data["image/png"])
             if "text/html" in data and "aekit run" in data["text/html"]:
                 assert "PCA (k=32)" in data["text/html"] and "<img" in data["text/html"]
-    for figure in ('run.plot("reconstructions")', 'run.plot("samples")', 'run.plot("latent")'):
+    for figure in ('run.analysis.plot("reconstructions")', 'run.analysis.plot("samples")', 'run.analysis.plot("latent")'):
         assert figure in pictures and pictures[figure].startswith(b"\x89PNG"), sorted(pictures)
     assert (tmp_path / "run" / "metrics.json").is_file()
 
@@ -46,5 +46,5 @@ def test_a_run_renders_its_metrics_and_reconstructions(tmp_path):
     assert f"{metrics['test_sse_per_image']:.5g}" in page and f"{metrics['pca_test_sse_per_image']:.5g}" in page
     assert "autoencoder (k=4)" in page and "2 epochs" in page
     assert "<img alt='reconstructions' src='data:image/png;base64," in page
-    figure = run.plot("curves")  # the figure aekit plot writes, no file
+    figure = run.analysis.plot("curves")  # the figure aekit plot writes, no file
     assert figure.axes and not (tmp_path / "run" / "figures").exists()

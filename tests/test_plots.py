@@ -6,11 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from aekit import plots
-from aekit.fitted import Fitted
+from aekit.analysis import plots
+from aekit.core.fitted import Fitted
 from aekit.errors import DataError
-from aekit.models import AutoEncoder
-from aekit.train import TrainConfig, train
+from aekit.model.autoencoder import AutoEncoder
+from aekit.configs import TrainConfig
+from aekit.training.loop import train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 

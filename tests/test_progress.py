@@ -70,5 +70,5 @@ def test_a_bar_only_where_it_can_be_seen(monkeypatch):
 
 
 def test_importing_aekit_loads_no_tqdm():
-    script = "import sys, aekit, aekit.runs\nassert 'tqdm.auto' not in sys.modules and 'tqdm.notebook' not in sys.modules"
+    script = "import sys, aekit, aekit.run.runs\nassert 'tqdm.auto' not in sys.modules and 'tqdm.notebook' not in sys.modules"
     subprocess.run([sys.executable, "-c", script], check=True)

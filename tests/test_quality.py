@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.data import DataConfig, load
+from aekit.configs import DataConfig
+from aekit.data.datasets import load
 from aekit.errors import CheckpointError
-from aekit.quality import (WEIGHTS, WEIGHTS_SHA256, ClassifierSpace, PCASpace, Reference, frechet_distance,
+from aekit.generation.quality import (WEIGHTS, WEIGHTS_SHA256, ClassifierSpace, PCASpace, Reference, frechet_distance,
                            label_entropy, load_classifier, precision_recall, sha256)
 
 

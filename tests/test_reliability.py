@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import aekit
-from aekit.checkpoint import RunDir, load_tensors, save_tensors
-from aekit.cli import main
+from aekit.run.rundir import RunDir
+from aekit.run.format import load_tensors, save_tensors
+from aekit.faces.cli import main
 from cli_helpers import exit_code, one_error_line
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
@@ -169,7 +170,7 @@ def test_unexpected_bugs_still_show_a_traceback_and_debug_shows_one_for_errors(r
     with pytest.raises(aekit.CheckpointError):
         main(["evaluate", str(run / "nope")])
     monkeypatch.delenv("AEKIT_DEBUG")
-    monkeypatch.setattr("aekit.runs.evaluate_run", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr("aekit.run.runs.evaluate_run", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["evaluate", str(run)])
 
@@ -203,7 +204,7 @@ def test_resume_from_a_bad_checkpoint_changes_nothing(damage, run, capsys):
 
 def test_overwrite_that_diverges_keeps_the_old_run(run, table, monkeypatch, capsys):
     before = snapshot(run)
-    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", lambda *args: float("nan"))
+    monkeypatch.setattr(sys.modules["aekit.training.loop"], "learning_rate", lambda *args: float("nan"))
     assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(run), "--overwrite"]) == 2
     err = one_error_line(capsys, "loss became nan at epoch 1, step 2; try a lower learning rate",
                          f"the unfinished replacement was discarded and {run} keeps its previous run")
@@ -222,7 +223,7 @@ def test_overwrite_interrupted_keeps_the_old_run(run, table, monkeypatch, capsys
             os.kill(os.getpid(), signal.SIGINT)
         return config.lr
 
-    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", ctrl_c_at_third_step)
+    monkeypatch.setattr(sys.modules["aekit.training.loop"], "learning_rate", ctrl_c_at_third_step)
     assert main(["train", "--data", str(table), *TABLE_TRAIN, "--out", str(run), "--overwrite"]) == 130
     err = capsys.readouterr().err
     assert "interrupted at epoch 1, step 3; the unfinished replacement was discarded" in err
@@ -258,10 +259,10 @@ def test_config_with_a_huge_number_of_layers_is_refused_at_once(run, capsys):
 # ------------------------------------------------------------------------------------------ nothing silently wrong
 def test_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
     (tmp_path / "bom.csv").write_bytes("\ufeff1,2,3\n4,5,6\n7,8,9\n".encode("utf-8"))
-    x, _ = aekit.data.read_file(tmp_path / "bom.csv")
+    x, _ = aekit.data.datasets.read_file(tmp_path / "bom.csv")
     assert x.shape == (3, 3) and x[0].tolist() == [1, 2, 3]
     (tmp_path / "bom-header.csv").write_bytes("\ufeffa,b\n1,2\n".encode("utf-8"))
-    assert aekit.data.read_file(tmp_path / "bom-header.csv", label_column="a")[1].tolist() == [1]
+    assert aekit.data.datasets.read_file(tmp_path / "bom-header.csv", label_column="a")[1].tolist() == [1]
 
 
 def test_outputs_follow_their_suffix(run, table, tmp_path, capsys):
@@ -319,7 +320,7 @@ def npy_header_only(shape) -> bytes:
 def app_client(run):
     from fastapi.testclient import TestClient
 
-    from aekit.serve import create_app
+    from aekit.faces.serve import create_app
 
     return TestClient(create_app(run, map_points=20), raise_server_exceptions=False)
 
@@ -342,7 +343,7 @@ def test_hostile_requests_get_a_4xx_with_a_detail_never_a_5xx(app_client):
 
 
 def test_a_body_without_a_length_is_refused_once_it_passes_the_limit_never_buffered_whole():
-    from aekit.serve import MAX_BODY_BYTES, BodyLimit
+    from aekit.faces.serve import MAX_BODY_BYTES, BodyLimit
 
     chunk, pulled, sent, reached = b"x" * 2**20, [], [], []
 
@@ -398,7 +399,7 @@ def test_an_overcomplete_plain_code_is_warned_about_not_refused(tmp_path, table,
         assert main(["train", "--data", str(table), *TABLE_TRAIN, "--latent-dim", "8", "--model", "denoising",
                      "--out", str(tmp_path / "b")]) == 0  # fmt: skip
     assert "at least as wide" not in caplog.text
-    from aekit.estimator import AutoEncoderTransformer
+    from aekit.faces.estimator import AutoEncoderTransformer
 
     with pytest.warns(UserWarning, match="n_components=8: the code .* at least as wide as the input"):
         AutoEncoderTransformer(8, max_epochs=1).fit(np.random.default_rng(0).normal(size=(40, 6)))
@@ -530,7 +531,7 @@ def test_a_read_only_run_is_evaluated_encoded_scored_exported_and_served_but_not
         assert main(["export", str(run), "--out", str(out / "m.onnx"), "--part", "score"]) == 0
         from fastapi.testclient import TestClient
 
-        from aekit.serve import create_app
+        from aekit.faces.serve import create_app
 
         assert TestClient(create_app(run, map_points=10)).post("/v1/score", json={"inputs": [[0.1] * 6]}).status_code == 200
         capsys.readouterr()

@@ -9,10 +9,13 @@ import pytest
 import torch
 
 import aekit
-from aekit import evaluate, report, runs
-from aekit.checkpoint import RunDir
-from aekit.models import AutoEncoder
-from aekit.train import TrainConfig, train
+from aekit.analysis import evaluate
+from aekit.faces import report
+from aekit.run import sweep
+from aekit.run.rundir import RunDir
+from aekit.model.autoencoder import AutoEncoder
+from aekit.configs import TrainConfig
+from aekit.training.loop import train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -49,10 +52,10 @@ def test_sweep_reads_the_runs_own_code_size_from_the_run_and_trains_the_others(t
     aekit.train_run(path, model_config, data_config, config, progress=False)
     history, metrics = RunDir(path).read_history(), RunDir(path).read_metrics()
     # after as many epochs as the run had: its last row, which its final metrics match; nothing is trained
-    assert runs.sweep_error_vs_dim(path, dims=(3,))["autoencoder"] == [history[2]["test_sse_per_image"]]
+    assert sweep.sweep_error_vs_dim(path, dims=(3,))["autoencoder"] == [history[2]["test_sse_per_image"]]
     assert history[2]["test_sse_per_image"] == pytest.approx(metrics["test_sse_per_image"], rel=1e-6)
     assert [p.name for p in (path / "sweep").iterdir()] == ["error-vs-dim.json"]
-    result = runs.sweep_error_vs_dim(path, dims=(2, 3), epochs=2)
+    result = sweep.sweep_error_vs_dim(path, dims=(2, 3), epochs=2)
     assert (path / "sweep" / "k2").is_dir() and not (path / "sweep" / "k3").exists()  # k=3 was not trained again
     assert result["autoencoder"][1] == history[1]["test_sse_per_image"]  # the run's test error after epoch 2
     assert result["pca"][1] == metrics["pca_test_sse_per_image"]
@@ -67,7 +70,7 @@ def test_sweep_trains_the_runs_own_code_size_when_its_learning_rate_depends_on_t
     path = tmp_path / "run"
     aekit.train_run(path, aekit.make_config(latent_dim=3, hidden=(16,)), aekit.DataConfig(name="digits"),
                     TrainConfig(epochs=2, batch_size=64, schedule="cosine", device=DEVICE), progress=False)  # fmt: skip
-    result = runs.sweep_error_vs_dim(path, dims=(3,), epochs=1)
+    result = sweep.sweep_error_vs_dim(path, dims=(3,), epochs=1)
     assert (path / "sweep" / "k3").is_dir()
     # cosine over one epoch is not the first half of cosine over two, so the run's epoch-1 error is not this point's
     assert result["autoencoder"][0] != RunDir(path).read_history()[0]["test_sse_per_image"]

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import aekit
-from aekit import runs
-from aekit.checkpoint import RunDir
+from aekit.run import runs, training
+from aekit.run.rundir import RunDir
 from aekit.errors import ConfigError, TrainingDiverged
-from aekit.train import Interrupted, TrainConfig, TrainState
+from aekit.training.loop import Interrupted, TrainState
+from aekit.configs import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,12 @@ def test_decode_and_reconstruct_give_the_datas_units(run):
 def test_the_runs_layer_names_the_files_the_loop_does_not(tmp_path):
     target = RunDir(tmp_path)
     state = TrainState(epoch=1, step=7)
-    told = runs.explained(Interrupted(state), Path("runs/x"), target, discarded=False)
+    told = training.explained(Interrupted(state), Path("runs/x"), target, discarded=False)
     assert str(told) == "interrupted at epoch 2, step 7; checkpoint saved, continue with: aekit train --resume runs/x"
-    kept = runs.explained(TrainingDiverged(float("nan"), 2, 7, 1e-3), Path("runs/x"), target, discarded=True)
+    kept = training.explained(TrainingDiverged(float("nan"), 2, 7, 1e-3), Path("runs/x"), target, discarded=True)
     assert str(kept).endswith("; the unfinished replacement was discarded and runs/x keeps its previous run")
     (tmp_path / RunDir.CHECKPOINT).write_bytes(b"")
-    where = runs.explained(TrainingDiverged(float("nan"), 2, 7, 1e-3), Path("runs/x"), target, discarded=False)
+    where = training.explained(TrainingDiverged(float("nan"), 2, 7, 1e-3), Path("runs/x"), target, discarded=False)
     assert str(where) == (f"loss became nan at epoch 2, step 7; try a lower learning rate than 0.001 or --clip-grad "
                           f"(last good checkpoint: {tmp_path / RunDir.CHECKPOINT})")  # fmt: skip
     assert str(Interrupted(TrainState(epoch=3))) == "interrupted after epoch 3"
@@ -75,9 +76,9 @@ def test_one_score_everywhere_estimator_cli_http_and_onnx(tmp_path, latent, caps
     import onnxruntime
     from fastapi.testclient import TestClient
 
-    from aekit.cli import main
-    from aekit.estimator import AutoEncoderOutlierDetector
-    from aekit.serve import create_app
+    from aekit.faces.cli import main
+    from aekit.faces.estimator import AutoEncoderOutlierDetector
+    from aekit.faces.serve import create_app
 
     rng = np.random.default_rng(0)
     table = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 6)) * 3 + 10 + 0.1 * rng.normal(size=(300, 6))
@@ -101,7 +102,7 @@ def test_one_score_everywhere_estimator_cli_http_and_onnx(tmp_path, latent, caps
 
 
 def test_fit_score_adds_the_latent_distance_to_an_existing_run(run, tmp_path, capsys):
-    from aekit.cli import main
+    from aekit.faces.cli import main
 
     path = tmp_path / "copy"
     import shutil
@@ -113,10 +114,10 @@ def test_fit_score_adds_the_latent_distance_to_an_existing_run(run, tmp_path, ca
     assert "stored the anomaly score" in capsys.readouterr().out
     loaded = aekit.load_run(path)
     after = loaded.score(x[:20])
-    assert loaded.score_spec.latent and not np.allclose(before, after)
+    assert loaded.fitted.score_spec.latent and not np.allclose(before, after)
     errors = torch.from_numpy(before).double()
-    distances = loaded.score_spec.distances(loaded.encode(x[:20]).double())
-    np.testing.assert_allclose(after, loaded.score_spec.combine(errors, distances).numpy(), rtol=1e-5, atol=1e-5)
+    distances = loaded.fitted.score_spec.distances(loaded.encode(x[:20]).double())
+    np.testing.assert_allclose(after, loaded.fitted.score_spec.combine(errors, distances).numpy(), rtol=1e-5, atol=1e-5)
     stored = (path / RunDir.SCORE).read_bytes()
     assert main(["train", "--resume", str(path), "--epochs", "4", "--no-progress"]) == 0  # the model moves on:
     assert (path / RunDir.SCORE).read_bytes() != stored  # so does its stored score
@@ -150,8 +151,8 @@ def test_fit_score_stores_every_option_of_the_detectors_score(run, tmp_path, cap
 
     from cli_helpers import one_error_line
 
-    from aekit.cli import main
-    from aekit.estimator import AutoEncoderOutlierDetector
+    from aekit.faces.cli import main
+    from aekit.faces.estimator import AutoEncoderOutlierDetector
 
     path = tmp_path / "copy"
     shutil.copytree(run.path, path)
@@ -159,13 +160,13 @@ def test_fit_score_stores_every_option_of_the_detectors_score(run, tmp_path, cap
     assert main(["fit-score", str(path), "--error-blur", "3", "--code-neighbors", "5"]) == 0
     assert "mean distance to the 5 nearest training codes" in capsys.readouterr().out
     loaded = aekit.load_run(path)
-    assert (loaded.score_spec.blur, loaded.score_spec.latent, loaded.score_spec.neighbors) == (3, True, 5)
+    assert (loaded.fitted.score_spec.blur, loaded.fitted.score_spec.latent, loaded.fitted.score_spec.neighbors) == (3, True, 5)
     detector = AutoEncoderOutlierDetector.from_run(path)  # the same options, and the same numbers
     assert (detector.error_blur, detector.code_neighbors) == (3, 5)
-    rows = loaded.to_data_space(x[:30]).reshape(30, -1).numpy()
+    rows = loaded.space.to_data(x[:30]).reshape(30, -1).numpy()
     np.testing.assert_allclose(loaded.score(x[:30]), -detector.score_samples(rows), rtol=1e-6, atol=1e-9)
     assert main(["fit-score", str(path), "--no-latent-distance", "--error-blur", "3"]) == 0
-    assert aekit.load_run(path).score_spec.describe() == "mean squared reconstruction error of the residual blurred " \
+    assert aekit.load_run(path).fitted.score_spec.describe() == "mean squared reconstruction error of the residual blurred " \
                                                           "over 3x3"  # fmt: skip
     capsys.readouterr()
     for flags, message in ((["--error-blur", "2"], "error_blur=2 must be an odd positive integer"),

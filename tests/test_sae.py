@@ -8,9 +8,10 @@ from cli_helpers import one_error_line
 from scipy.optimize import linear_sum_assignment
 
 import aekit
-from aekit.cli import main
+from aekit.faces.cli import main
 from aekit.errors import ConfigError
-from aekit.models import TopK, make_config
+from aekit.model.parts import TopK
+from aekit.model.config import make_config
 
 
 def known_features(rows=60_000, dims=16, features=32, active=2.0, seed=0):
@@ -88,7 +89,7 @@ def sae_run(tmp_path_factory):
 def test_features_are_recovered_and_every_command_reads_the_run(sae_run, capsys):
     tmp, truth = sae_run
     run = aekit.load_run(tmp / "run")
-    features = run.features()
+    features = run.analysis.features()
     assert features["directions"].shape == (32, 16)
     np.testing.assert_allclose(np.linalg.norm(features["directions"], axis=1), 1, rtol=1e-6)
     assert matched_cos(features["directions"], truth) > 0.85  # found again, in the data's units (0.888 when written)
@@ -125,7 +126,7 @@ def test_the_estimators_take_the_topk_objective():
 
 
 def test_the_report_of_an_image_sae_shows_its_metrics_and_features(tmp_path):
-    from aekit.report import write_report
+    from aekit.faces.report import write_report
 
     aekit.train_run(tmp_path / "sae", make_config("sae", latent_dim=48, k=4), aekit.DataConfig(name="digits"),
                     aekit.TrainConfig(epochs=2, device="cpu"), progress=False, analysis=False)  # fmt: skip

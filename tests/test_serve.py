@@ -15,13 +15,14 @@ import pytest
 import torch
 
 import aekit
-from aekit.evaluate import encode, reconstruct
-from aekit.train import TrainConfig, squared_errors
+from aekit.core.fitted import encode, reconstruct
+from aekit.configs import TrainConfig
+from aekit.training.loop import squared_errors
 
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from aekit.serve import MAX_ROWS, create_app  # noqa: E402
+from aekit.faces.serve import MAX_ROWS, create_app  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("AEKIT_TEST_ARTIFACTS", "test-artifacts"))
 
@@ -31,7 +32,7 @@ def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("serve") / "run"
     aekit.train_run(path, aekit.make_config(latent_dim=4, hidden=(32,)), aekit.DataConfig(name="digits"),
                     TrainConfig(epochs=15, batch_size=64, lr=3e-3, device="cpu"), progress=False)  # fmt: skip
-    aekit.load_run(path).fit_prior("gmm", conditional=True, components=2)  # the Sample panel's prior and labels
+    aekit.load_run(path).priors.fit("gmm", conditional=True, components=2)  # the Sample panel's prior and labels
     return path
 
 
@@ -89,8 +90,8 @@ def test_table_runs_take_and_give_the_original_units(table_run):
     raw = np.load(table_run.parent / "table.npy")[:3]
     outputs = np.array(client.post("/v1/reconstruct", json={"inputs": raw.tolist()}).json()["outputs"])
     loaded = aekit.load_run(table_run)  # the CLI's path: raw rows -> standardized -> model -> raw units
-    x = loaded.to_model_space(raw)
-    np.testing.assert_allclose(outputs, loaded.to_data_space(reconstruct(loaded.model, x)).numpy(), rtol=1e-5)
+    x = loaded.space.to_model(raw)
+    np.testing.assert_allclose(outputs, loaded.space.to_data(reconstruct(loaded.model, x)).numpy(), rtol=1e-5)
     assert np.abs(outputs).mean() > 10  # raw units (the table's values are around 50), not standardized ones
     assert client.get("/v1/info").json()["is_image"] is False
 
@@ -149,7 +150,7 @@ def test_explorer_endpoints(client, run):
     assert len(samples["prior"]) == 4 and len(samples["fitted"]) == 4 and 0.4 <= samples["holes"] <= 1
     assert info["priors"] == [{"name": "normal", "labels": []}, {"name": "gmm", "labels": list(range(10))}]
     chosen = client.get("/v1/explore/samples?n=4&seed=5&prior=gmm&label=3").json()["chosen"]
-    assert np.allclose(chosen, aekit.load_run(run).sample(4, "gmm", label=3, seed=5).reshape(4, -1).numpy())
+    assert np.allclose(chosen, aekit.load_run(run).priors.sample(4, "gmm", label=3, seed=5).reshape(4, -1).numpy())
     for query, needle in (("prior=diffusion", "has no 'diffusion' prior"), ("prior=gmm&label=99", "label 99 is not"),
                           ("prior=flow", "unknown prior 'flow'")):  # fmt: skip
         refused = client.get(f"/v1/explore/samples?n=4&{query}")
@@ -410,7 +411,7 @@ def test_a_sparse_autoencoder_opens_on_t_sne_with_its_features(tmp_path):
 
 
 def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
-    from aekit.cli import main
+    from aekit.faces.cli import main
 
     monkeypatch.setitem(__import__("sys").modules, "fastapi", None)  # as if fastapi were not installed
     assert main(["serve", str(run)]) == 2
@@ -420,10 +421,10 @@ def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
 
 def fake_explorer():
     """Three rows through a small untrained model: what a handler test needs, with no training and no files."""
-    from aekit.fitted import Fitted
-    from aekit.runs import Run
-    from aekit.serve import Explorer
-    from aekit.space import Scaler, Space
+    from aekit.core.fitted import Fitted
+    from aekit.run.runs import Run
+    from aekit.faces.serve import Explorer
+    from aekit.core.space import Scaler, Space
 
     torch.manual_seed(0)
     model = aekit.AutoEncoder((4,), latent_dim=2, hidden=(3,), output="linear")
@@ -434,7 +435,7 @@ def fake_explorer():
 
 
 def test_handlers_run_on_a_fake_through_the_dependency():
-    from aekit.serve import get_explorer, make_app
+    from aekit.faces.serve import get_explorer, make_app
 
     explorer = fake_explorer()
     app = make_app(None)
@@ -472,7 +473,7 @@ def test_the_openapi_document_is_generated_from_the_body_models(client):
 
 
 def test_explain_gives_per_feature_errors_that_sum_to_the_score():
-    from aekit.serve import get_explorer, make_app
+    from aekit.faces.serve import get_explorer, make_app
 
     explorer = fake_explorer()
     app = make_app(None)

@@ -6,9 +6,9 @@ import torch
 from cli_helpers import one_error_line
 
 import aekit
-from aekit.cli import main
+from aekit.faces.cli import main
 from aekit.errors import ConfigError, DataError
-from aekit.space import NEAR_CONSTANT, Scaler, Space
+from aekit.core.space import NEAR_CONSTANT, Scaler, Space
 
 
 def test_an_image_space_takes_every_layout_of_its_images():
@@ -95,16 +95,16 @@ def test_every_layout_of_an_image_gives_the_same_codes_in_python_the_cli_and_htt
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from aekit.serve import create_app
+    from aekit.faces.serve import create_app
 
     run, tmp = image_run
     images = np.load(tmp / "rebuilt.npy")
     layouts = {"nchw": images, "nhw": images.reshape(6, 8, 8), "flat": images.reshape(6, 64)}
     loaded = aekit.load_run(run)
-    want = loaded.encode(loaded.to_model_space(images)).numpy()
+    want = loaded.encode(loaded.space.to_model(images)).numpy()
     client = TestClient(create_app(run, map_points=20))
     for name, x in layouts.items():
-        np.testing.assert_array_equal(loaded.encode(loaded.to_model_space(x)).numpy(), want, err_msg=name)
+        np.testing.assert_array_equal(loaded.encode(loaded.space.to_model(x)).numpy(), want, err_msg=name)
         np.save(tmp / f"{name}.npy", x)
         assert main(["encode", str(run), "--input", str(tmp / f"{name}.npy"), "--out", str(tmp / f"{name}-z.npy")]) == 0
         np.testing.assert_allclose(np.load(tmp / f"{name}-z.npy"), want, rtol=1e-6, err_msg=name)
@@ -115,7 +115,7 @@ def test_every_layout_of_an_image_gives_the_same_codes_in_python_the_cli_and_htt
                              headers={"content-type": "application/x-npy"})  # fmt: skip
         np.testing.assert_allclose(as_npy.json()["codes"], want, rtol=1e-5, atol=1e-6, err_msg=name)
     scored = client.post("/v1/score", json={"inputs": images.reshape(6, 8, 8).tolist()}).json()["scores"]
-    np.testing.assert_allclose(scored, loaded.score(loaded.to_model_space(images)), rtol=1e-5)
+    np.testing.assert_allclose(scored, loaded.score(loaded.space.to_model(images)), rtol=1e-5)
     capsys.readouterr()
 
 

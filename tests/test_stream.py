@@ -3,10 +3,10 @@ import pytest
 import torch
 from cli_helpers import one_error_line
 
-from aekit import data as data_mod
-from aekit import stream
-from aekit.checkpoint import RunDir
-from aekit.cli import main
+from aekit.data import datasets as data_mod
+from aekit.data import stream
+from aekit.run.rundir import RunDir
+from aekit.faces.cli import main
 from aekit.errors import DataError
 
 pq = pytest.importorskip("pyarrow.parquet", reason="needs the 'parquet' extra")
@@ -48,7 +48,7 @@ def test_npy_shards_and_parquet_read_as_one_table_in_chunks(tmp_path, rows):
 
 
 def test_chunked_outputs_equal_in_memory_ones(table_run, tmp_path, rows, monkeypatch):
-    import aekit.runs
+    import aekit.run.runs
 
     np.save(tmp_path / "x.npy", rows)
     pq.write_table(pa.table({f"f{j}": rows[:, j] for j in range(6)}), tmp_path / "x.parquet", row_group_size=40)
@@ -58,7 +58,7 @@ def test_chunked_outputs_equal_in_memory_ones(table_run, tmp_path, rows, monkeyp
 
     for command in ("score", "encode", "reconstruct"):
         outputs = {}
-        monkeypatch.setattr(aekit.runs, "INFER_CHUNK_ROWS", 10**6)  # the CSV: loaded whole, one chunk
+        monkeypatch.setattr(aekit.run.runs, "INFER_CHUNK_ROWS", 10**6)  # the CSV: loaded whole, one chunk
         assert run(command, "x.csv", "w.npy") == 0
         outputs["whole"] = np.load(tmp_path / "w.npy")
         monkeypatch.setattr(stream, "CHUNK_BYTES", 24 * 13)  # .npy: chunks of 13 rows
@@ -129,7 +129,7 @@ def test_a_large_image_folder_is_read_lazily_and_learns(tmp_path, monkeypatch, c
 
     from PIL import Image
 
-    from aekit import files
+    from aekit.io import files
 
     images, labels = data_mod.load_mnist_arrays(None, train=True)
     for k in range(600):
@@ -165,13 +165,14 @@ def test_a_streamed_run_resumes_exactly(big, tmp_path, monkeypatch):
     import sys
 
     from aekit import DataConfig, make_config, train_run
-    from aekit.checkpoint import load_tensors
-    from aekit.train import Interrupted, TrainConfig
+    from aekit.run.format import load_tensors
+    from aekit.training.loop import Interrupted
+    from aekit.configs import TrainConfig
 
     args = dict(model_config=make_config("mlp", latent_dim=4, hidden=(32,)), data_config=DataConfig(name=str(big)),
                 train_config=TrainConfig(epochs=2, batch_size=64, device="cpu"), progress=False)  # fmt: skip
     train_run(tmp_path / "full", **args)
-    calls, schedule = [], sys.modules["aekit.train"].learning_rate
+    calls, schedule = [], sys.modules["aekit.training.loop"].learning_rate
 
     def ctrl_c_at_step_90(*a):
         calls.append(1)
@@ -179,11 +180,11 @@ def test_a_streamed_run_resumes_exactly(big, tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return schedule(*a)
 
-    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", ctrl_c_at_step_90)
+    monkeypatch.setattr(sys.modules["aekit.training.loop"], "learning_rate", ctrl_c_at_step_90)
     with pytest.raises(Interrupted, match="interrupted at epoch 2, step 16; checkpoint saved, continue with: aekit "
                                           "train --resume .*cut$"):  # the runs layer's sentence  # fmt: skip
         train_run(tmp_path / "cut", **args)
-    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", schedule)
+    monkeypatch.setattr(sys.modules["aekit.training.loop"], "learning_rate", schedule)
     train_run(tmp_path / "cut", resume=True, progress=False)
     full, _ = load_tensors(tmp_path / "full" / "model.safetensors")
     cut, _ = load_tensors(tmp_path / "cut" / "model.safetensors")
@@ -197,12 +198,12 @@ def test_torchrun_processes_read_disjoint_rows_and_match_one_process(big, tmp_pa
     import subprocess
     import sys
 
-    from aekit.checkpoint import load_tensors
+    from aekit.run.format import load_tensors
 
     # the subprocesses see the threshold through a tiny driver: stream the 6,000 rows in chunks of 500, and write
     # every span of rows read to OUT.reads-RANK (every process logs, not only rank 0)
     driver = tmp_path / "driver.py"
-    driver.write_text("import logging, os, sys\nfrom aekit import stream\nstream.STREAM_THRESHOLD_BYTES = 0\n"
+    driver.write_text("import logging, os, sys\nfrom aekit.data import stream\nstream.STREAM_THRESHOLD_BYTES = 0\n"
                       "stream.CHUNK_BYTES = 784 * 4 * 500\n"
                       "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
                       "read_span = stream.Rows.read_span\n"
@@ -211,7 +212,7 @@ def test_torchrun_processes_read_disjoint_rows_and_match_one_process(big, tmp_pa
                       "        f.write(f'{start} {stop}\\n')\n"
                       "    return read_span(self, i, start, stop)\n"
                       "stream.Rows.read_span = logged\n"
-                      "from aekit.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+                      "from aekit.faces.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     common = ["train", "--data", str(big), "--latent-dim", "4", "--hidden", "32", "--epochs", "2", "--batch-size",
               "64", "--device", "cpu", "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -12,10 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aekit import data, runs
-from aekit.mlpgrad import chain_of
-from aekit.models import AutoEncoder, Imputing, table_terms
-from aekit.tables import Column
+from aekit.data import datasets as data
+
+from aekit.run import runs
+from aekit.training.mlpgrad import chain_of
+from aekit.model.autoencoder import AutoEncoder
+from aekit.model.parts import Imputing
+from aekit.model.networks import table_terms
+from aekit.io.tables import Column
 from cli_helpers import main, one_error_line
 
 MIXED = Path(__file__).parent / "data" / "mixed.csv"  # written by tests/data/make_mixed_table.py
@@ -198,5 +202,5 @@ def test_inpainting_fills_erased_pixels_of_digits(tmp_path, digits, capsys):
 
 def test_a_run_of_the_previous_format_still_loads_without_columns():
     run = runs.load_run(Path(__file__).parent / "data" / "v1-mlp")
-    assert run.model_config.columns == () and not run.fills_missing and run.model.blocks == []
+    assert run.model_config.columns == () and not run.space.missing and run.model.blocks == []
     assert data.read_data(MIXED)[2][0].name == "size"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import aekit
-from aekit.checkpoint import RunDir
-from aekit.cli import main
+from aekit.run.rundir import RunDir
+from aekit.faces.cli import main
 from cli_helpers import exit_code, one_error_line
 
 pytest.importorskip("tensorboard", reason="the 'tensorboard' extra is not installed")

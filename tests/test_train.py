@@ -8,12 +8,13 @@ import pytest
 import torch
 
 import aekit
-from aekit import checkpoint
-from aekit.checkpoint import RunCheckpoints, RunDir
+from aekit.run import rundir as checkpoint
+from aekit.run.rundir import RunCheckpoints, RunDir
 from aekit.errors import CheckpointError, ConfigError, TrainingDiverged
-from aekit.evaluate import evaluate_model
-from aekit.models import AutoEncoder
-from aekit.train import Interrupted, TrainConfig, learning_rate, squared_errors, train
+from aekit.analysis.evaluate import evaluate_model
+from aekit.model.autoencoder import AutoEncoder
+from aekit.training.loop import Interrupted, learning_rate, squared_errors, train
+from aekit.configs import TrainConfig
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -85,7 +86,7 @@ def test_resume_equals_uninterrupted(digits, tmp_path):
 
 def signal_at_step(monkeypatch, at_call: int) -> None:
     """Sends this process SIGINT at the given step (counted from 1 over all epochs): a Ctrl-C mid-epoch."""
-    calls, schedule = [], sys.modules["aekit.train"].learning_rate
+    calls, schedule = [], sys.modules["aekit.training.loop"].learning_rate
 
     def learning_rate(*args):
         calls.append(1)
@@ -93,7 +94,7 @@ def signal_at_step(monkeypatch, at_call: int) -> None:
             os.kill(os.getpid(), signal.SIGINT)
         return schedule(*args)
 
-    monkeypatch.setattr(sys.modules["aekit.train"], "learning_rate", learning_rate)
+    monkeypatch.setattr(sys.modules["aekit.training.loop"], "learning_rate", learning_rate)
 
 
 def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(digits, tmp_path, monkeypatch):
@@ -189,7 +190,7 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     import sys
     import time
 
-    from aekit.checkpoint import load_tensors
+    from aekit.run.format import load_tensors
 
     argv = [sys.executable, "-m", "aekit", "train", "--data", "mnist", "--limit", "12000", "--latent-dim", "8",
             "--hidden", "128", "--epochs", "10", "--batch-size", "64", "--device", DEVICE, "--no-progress"]  # fmt: skip
@@ -225,8 +226,9 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ every model learns
-from aekit.evaluate import holes  # noqa: E402
-from aekit.models import SHORTCUTS, ModelConfig, build_model, make_config  # noqa: E402
+from aekit.analysis.evaluate import holes  # noqa: E402
+from aekit.model.config import SHORTCUTS, ModelConfig, make_config
+from aekit.model.autoencoder import build_model
 
 DIGITS_FIT = TrainConfig(epochs=30, batch_size=64, lr=3e-3, device=DEVICE)
 
@@ -244,7 +246,7 @@ def test_linear_autoencoder_finds_the_pca_subspace(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1000, 3)) @ rng.normal(size=(3, 20)) + 0.3 * rng.normal(size=(1000, 20))
     np.save(tmp_path / "low_rank.npy", x)
-    data = aekit.data.load(aekit.DataConfig(name=str(tmp_path / "low_rank.npy")))
+    data = aekit.data.datasets.load(aekit.DataConfig(name=str(tmp_path / "low_rank.npy")))
     model = fit(data, make_config(model="linear", latent_dim=3, output="linear"),
                 TrainConfig(epochs=300, batch_size=64, lr=3e-3, device=DEVICE))  # fmt: skip
     metrics = evaluate_model(model, data)
@@ -311,7 +313,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     import subprocess
     import sys
 
-    from aekit.checkpoint import load_tensors
+    from aekit.run.format import load_tensors
 
     common = ["train", "--data", "digits", "--latent-dim", "4", "--hidden", "32", "--epochs", "3",
               "--batch-size", "64", "--device", "cpu", "--no-progress"]  # fmt: skip
@@ -336,7 +338,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
 
 
 def test_adam_step_is_bit_identical_to_adam(digits):
-    from aekit.optim import AdamStep, make_optimizer
+    from aekit.training.optim import AdamStep, make_optimizer
 
     models = [small_model(digits), small_model(digits)]
     optimizers = [make_optimizer("adam", m.parameters(), FAST.lr, 1e-4) for m in models]
@@ -393,7 +395,7 @@ def test_on_epoch_sees_each_row_after_its_checkpoint(digits, tmp_path):
 def test_one_process_shuffles_as_distributed_sampler_does():
     from torch.utils.data.distributed import DistributedSampler
 
-    from aekit.train import epoch_order
+    from aekit.training.loop import epoch_order
 
     sampler = DistributedSampler(range(1000), num_replicas=1, rank=0, shuffle=True, seed=7)
     sampler.set_epoch(3)
@@ -456,7 +458,7 @@ def test_divergence_names_no_file_in_the_loop_and_the_run_directory_in_the_runs_
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_every_registered_optimizer_learns_and_resumes_exactly(digits, tmp_path, optimizer):
-    from aekit.optim import OPTIMIZERS
+    from aekit.training.optim import OPTIMIZERS
 
     assert optimizer in OPTIMIZERS
     config = replace(FAST, optimizer=optimizer, lr=0.5 if optimizer == "sgd" else FAST.lr, weight_decay=1e-4)
@@ -476,10 +478,10 @@ def test_an_unknown_optimizer_is_refused_naming_the_registry():
         TrainConfig(optimizer="lbfgs").validate()
 
 
-@pytest.mark.skipif(__import__("aekit.precision").precision.bf16_missing(torch.device("cpu")) is not None,
+@pytest.mark.skipif(__import__("aekit.training.precision").training.precision.bf16_missing(torch.device("cpu")) is not None,
                     reason="this CPU has no bf16 matrix instructions: --precision bf16 is refused here")  # fmt: skip
 def test_a_bf16_run_learns_keeps_fp32_checkpoints_and_resumes_bit_identically(digits, tmp_path):
-    from aekit.checkpoint import load_tensors
+    from aekit.run.format import load_tensors
 
     config = replace(FAST, precision="bf16")
     wide = lambda seed=0: (torch.manual_seed(seed), AutoEncoder(digits.input_shape, latent_dim=8, hidden=(256,)))[1]  # noqa: E731

@@ -12,15 +12,18 @@ needs no torch.
 from ._version import __version__
 
 WHERE = {  # public name -> the module that defines it
-    "MNIST": "data", "Data": "space", "DataConfig": "configs", "AekitError": "errors", "CheckpointError": "errors",
-    "ConfigError": "errors", "DataError": "errors", "TrainingDiverged": "errors", "BODIES": "parts",
-    "OBJECTIVES": "parts", "PRESETS": "parts", "SHORTCUTS": "parts", "AutoEncoder": "models", "ConvBody": "parts",
-    "Denoising": "parts", "Imputing": "parts", "LinearBody": "parts", "MLPBody": "parts", "ModelConfig": "parts",
-    "Plain": "parts", "Sparse": "parts", "Variational": "parts", "VectorQuantized": "parts", "Rate": "parts",
-    "TopK": "parts", "build_model": "models", "make_config": "parts", "TrainConfig": "configs", "train": "train",
-    "Run": "runs", "evaluate_run": "runs", "load_run": "runs", "train_run": "runs",
-    "AutoEncoderOutlierDetector": "estimator", "AutoEncoderTransformer": "estimator", "AutoEncoderImputer": "imputer",
-}  # fmt: skip
+    "MNIST": "data.datasets", "Data": "core.space", "Space": "core.space", "Fitted": "core.fitted",
+    "ScoreSpec": "core.fitted", "DataConfig": "configs", "TrainConfig": "configs", "AekitError": "errors",
+    "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors", "TrainingDiverged": "errors",
+    "BODIES": "model.parts", "OBJECTIVES": "model.parts", "PRESETS": "model.config", "SHORTCUTS": "model.config",
+    "ConvBody": "model.parts", "LinearBody": "model.parts", "MLPBody": "model.parts", "ModelConfig": "model.config",
+    "Plain": "model.parts", "Denoising": "model.parts", "Imputing": "model.parts", "Sparse": "model.parts",
+    "Variational": "model.parts", "VectorQuantized": "model.parts", "Rate": "model.parts", "TopK": "model.parts",
+    "make_config": "model.config", "AutoEncoder": "model.autoencoder", "build_model": "model.autoencoder",
+    "train": "training.loop", "Run": "run.runs", "evaluate_run": "run.runs", "load_run": "run.runs",
+    "train_run": "run.training", "AutoEncoderOutlierDetector": "faces.estimator",
+    "AutoEncoderTransformer": "faces.estimator", "AutoEncoderImputer": "faces.imputer",
+}
 __all__ = [*WHERE, "__version__"]
 
 
@@ -30,7 +33,7 @@ def __getattr__(name: str):
     if name in WHERE:
         value = getattr(importlib.import_module(f".{WHERE[name]}", __name__), name)
     else:
-        try:  # a submodule: aekit.data, aekit.runs, ...
+        try:  # a layer's folder: aekit.data, aekit.run, ...
             value = importlib.import_module(f".{name}", __name__)
         except ModuleNotFoundError:
             raise AttributeError(f"module 'aekit' has no attribute {name!r}") from None

@@ -21,7 +21,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 GRADIENTS = ("auto", "eager", "autograd")
 PRECISIONS = ("fp32", "bf16", "auto")
 SGD_MOMENTUM = 0.9
-OPTIMIZER_HELP = {  # aekit.optim.OPTIMIZERS builds them; their help is here, for the flags
+OPTIMIZER_HELP = {  # aekit.training.optim.OPTIMIZERS builds them; their help is here, for the flags
     "adam": "Adam, weight decay as an L2 penalty (the chapter's); fused kernel, fast step",
     "adamw": "AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019); fused kernel",
     "sgd": f"SGD with momentum {SGD_MOMENTUM} (wants a much larger learning rate, e.g. 0.5; slower to learn than Adam)",

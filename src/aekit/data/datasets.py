@@ -1,0 +1,395 @@
+"""Datasets as tensors: MNIST (bundled and checked), scikit-learn's digits, and the user's own files.
+
+Everything ends up as one float32 tensor per split, held in memory and batched by slicing. Two scalings:
+
+- ``"unit"``: values in [0, 1] (pixels); the model ends in a sigmoid and BCE is allowed.
+- ``"standard"``: each feature standardized with the training split's mean and std (tabular data); the model
+  has a linear output and :class:`Scaler` maps its output back to the original units.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import math
+import os
+import urllib.request
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..configs import DataConfig
+from ..core.space import Data, Space
+from . import stream
+from ..io import tables
+from ..io.files import label_name
+from ..io.csvfile import read_csv
+from ..io.files import IMAGE_SUFFIXES, atomic_write_bytes, check_finite, read_image_folder, read_images, read_npy, read_npz
+
+log = logging.getLogger(__name__)
+
+# SHA-256 of the *decompressed* IDX bytes: the same for every mirror, whatever gzip wrapper it serves.
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+BUNDLED_MNIST = Path(__file__).parent / "mnist"
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/): code -> big-endian numpy dtype.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+# --------------------------------------------------------------------------------------------- IDX / MNIST
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse the bytes of an (uncompressed) IDX file into an array, checking its header against its payload.
+
+    Raises
+    ------
+    DataError
+        If the magic number, the type code, the dimensions or the payload length is wrong; the message names
+        ``name``.
+    """
+    if len(raw) < 4:
+        raise DataError(f"{name}: not an IDX file (only {len(raw)} bytes)")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"{name}: not an IDX file (bad magic number 0x{raw[:4].hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{name}: IDX header declares {ndim} dimensions but the file ends after {len(raw)} bytes")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if 0 in dims:  # an empty dataset is of no use, and numpy refuses shapes like (0, 2**30, 2**30) anyway
+        raise DataError(f"{name}: IDX dimensions {dims} hold no values")
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow on hostile headers
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{name}: IDX dimensions {dims} need {expected} payload bytes but the file has {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx_gz(path: Path, sha256: str | None = None) -> np.ndarray:
+    """Read a gzip-compressed IDX file; if ``sha256`` is given, check the decompressed bytes against it."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: not a valid gzip file ({err})") from None
+    array = parse_idx(raw, str(path))
+    if sha256 is not None:
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != sha256:
+            raise DataError(
+                f"{path}: SHA-256 mismatch (got {digest[:12]}..., expected {sha256[:12]}...): "
+                "the file is corrupt or not the canonical MNIST; delete it and try again"
+            )
+    return array
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aekit" / "mnist"
+
+
+def mnist_search_path(data_dir: str | Path | None = None) -> list[Path]:
+    """The folders searched for MNIST, in order: ``data_dir``, ``$AEKIT_DATA``, the bundled copy, the cache."""
+    dirs = [Path(data_dir)] if data_dir else []
+    if os.environ.get("AEKIT_DATA"):
+        dirs.append(Path(os.environ["AEKIT_DATA"]))
+    return dirs + [BUNDLED_MNIST, _cache_dir()]
+
+
+def find_mnist(data_dir: str | Path | None = None, download: bool = True) -> Path:
+    """Return the first folder on :func:`mnist_search_path` holding all four MNIST files.
+
+    If none does and ``download`` is true, download them (checked, written atomically) into ``data_dir`` or,
+    without one, the user cache folder.
+    """
+    searched = mnist_search_path(data_dir)
+    for folder in searched:
+        if all((folder / name).is_file() for name in MNIST_SHA256):
+            return folder
+    target = Path(data_dir) if data_dir else _cache_dir()
+    where = ", ".join(str(p) for p in searched)
+    if not download:
+        raise DataError(f"MNIST not found in {where}; put the four .gz files in one of them or set AEKIT_DATA")
+    try:
+        download_mnist(target)
+    except OSError as err:
+        raise DataError(
+            f"MNIST not found in {where} and the download failed ({err}); put the four files "
+            f"{', '.join(MNIST_SHA256)} in {target} (or set AEKIT_DATA to their folder)"
+        ) from None
+    return target
+
+
+def download_mnist(target: Path) -> None:
+    """Download the missing MNIST files into ``target``, verifying each before it is atomically renamed."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name, sha in MNIST_SHA256.items():
+        if (target / name).is_file():
+            continue
+        last_error: Exception | None = None
+        for mirror in MNIST_MIRRORS:
+            log.info("downloading %s%s", mirror, name)
+            try:
+                with urllib.request.urlopen(mirror + name, timeout=30) as response:
+                    payload = response.read()
+                if hashlib.sha256(gzip.decompress(payload)).hexdigest() != sha:
+                    raise OSError(f"{mirror}{name}: checksum mismatch")
+            except (OSError, EOFError, zlib.error) as err:
+                last_error = err
+                continue
+            atomic_write_bytes(target / name, payload)
+            break
+        else:
+            raise OSError(str(last_error))
+
+
+def load_mnist_arrays(root: str | Path | None = None, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64, checked by SHA-256."""
+    folder = find_mnist(root)
+    prefix = "train" if train else "t10k"
+    images = read_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", MNIST_SHA256[f"{prefix}-images-idx3-ubyte.gz"])
+    labels = read_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", MNIST_SHA256[f"{prefix}-labels-idx1-ubyte.gz"])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{folder}: MNIST images {images.shape} and labels {labels.shape} do not match")
+    return images, labels.astype(np.int64)
+
+
+class MNIST(torch.utils.data.Dataset):
+    """MNIST with torchvision's contract (``datasets.MNIST`` + ``ToImage()`` + ``ToDtype(float32, scale=True)``).
+
+    Items are ``(image, label)`` with ``image`` a float32 tensor ``(1, 28, 28)`` in [0, 1]; ``.data`` holds the
+    uint8 images ``(N, 28, 28)`` and ``.targets`` the int64 labels, as in torchvision. Nothing is downloaded
+    when the files are bundled or found (see :func:`mnist_search_path`).
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        A folder holding the four ``.gz`` files; searched first.
+    train : bool, default True
+        The 60,000 training images, or the 10,000 test images.
+    """
+
+    classes = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
+               "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"]  # fmt: skip
+
+    def __init__(self, root: str | Path | None = None, train: bool = True):
+        images, labels = load_mnist_arrays(root, train)
+        self.train = train
+        self.data = torch.from_numpy(images.copy())
+        self.targets = torch.from_numpy(labels)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.data[index].unsqueeze(0).float().div_(255), int(self.targets[index])
+
+
+# ------------------------------------------------------------------------------------------ the data contract
+# ------------------------------------------------------------------------------------------ loading
+def _mnist(config: DataConfig) -> tuple[np.ndarray, ...]:
+    x_train, y_train = load_mnist_arrays(config.data_dir, train=True)
+    x_test, y_test = load_mnist_arrays(config.data_dir, train=False)
+    return x_train[:, None], y_train, x_test[:, None], y_test  # (N, 1, 28, 28) uint8
+
+
+def _digits(config: DataConfig) -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8) in [0, 1]
+    return split(x, bunch.target.astype(np.int64), config)
+
+
+DATASETS = {
+    "mnist": (_mnist, "MNIST handwritten digits, 60,000 train / 10,000 test, 1x28x28 (bundled)"),
+    "digits": (_digits, "scikit-learn's 8x8 digits, 1,797 images, 1x8x8 (bundled with scikit-learn)"),
+}
+
+
+def split(x: np.ndarray, y: np.ndarray | None, config: DataConfig) -> tuple[np.ndarray, ...]:
+    """Seeded train/test split for data without a test split of its own."""
+    if not 0 < config.test_fraction < 1:
+        raise DataError(f"test_fraction={config.test_fraction} must be between 0 and 1")
+    n_test = max(1, round(len(x) * config.test_fraction))
+    if len(x) - n_test < 1:
+        raise DataError(f"{config.name}: {len(x)} rows are too few to hold out a test split")
+    order = np.random.default_rng(config.split_seed).permutation(len(x))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], None if y is None else y[train], x[test], None if y is None else y[test]
+
+
+# ------------------------------------------------------------------------------------------ sources: one registry
+@dataclass(frozen=True)
+class Source:
+    """A kind of data file or folder, one module owning its reading: which paths it takes, how to read one whole, and
+    (``open``, if it can) how to read it a chunk at a time as :class:`aekit.data.stream.Rows`.
+
+    ``read(path, label_column, image_size, columns) -> (x, labels or None, columns)``: ``columns`` are a table's
+    (:class:`aekit.io.tables.Column`; given those a model was trained on, the file is read in them), ``()`` for an array;
+    ``open(path, label_column, chunk_bytes, image_size) -> Rows``, or None for a file it reads only whole.
+    """
+
+    kind: str
+    help: str
+    takes: Callable[[Path], bool]
+    read: Callable[..., tuple[np.ndarray, np.ndarray | None, tuple]]
+    open: Callable[..., stream.Rows | None] | None = None
+
+
+def _suffix(*suffixes: str) -> Callable[[Path], bool]:
+    return lambda path: path.suffix.lower() in suffixes and not path.is_dir()
+
+
+def _whole(open_rows: Callable[..., stream.Rows]) -> Callable[..., tuple[np.ndarray, np.ndarray | None, tuple]]:
+    """Read a chunked source whole: its chunks, concatenated (an array: no columns)."""
+    return lambda path, label_column, image_size, columns: (*concatenated(open_rows(path, label_column, None,
+                                                                                    image_size)), ())  # fmt: skip
+
+
+def concatenated(rows: stream.Rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every chunk of ``rows`` in one array (and the labels, if it has them)."""
+    parts = list(rows.chunks())
+    x = np.concatenate([p[0] for p in parts])
+    return x, np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
+
+
+def _read_parquet(path: Path, label_column, image_size, columns) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+    """A Parquet file whole: numbers by row groups; with text, dictionary or boolean columns (or a model's columns),
+    a table (:mod:`aekit.tables`)."""
+    if not columns and stream.parquet_is_numeric(path, label_column):
+        return _whole(_open_parquet)(path, label_column, image_size, ())
+    table = tables.read_arrow(path)
+    label = None if label_column is None else label_name(table.schema.names, label_column, path)
+    columns = columns or tables.infer_columns(table, label, str(path))
+    x = tables.encode(table, columns, str(path))
+    if not len(x):
+        raise DataError(f"{path}: no data rows")
+    return x, None if label is None else tables.labels_of(table, label, str(path)), columns
+
+
+_open_npy = lambda path, label_column, chunk_bytes, image_size: stream.open_npy(path, chunk_bytes)  # noqa: E731
+_open_parquet = lambda path, label_column, chunk_bytes, image_size: stream.open_parquet(path, label_column)  # noqa: E731
+_open_images = lambda path, label_column, chunk_bytes, image_size: stream.open_images(path, image_size, chunk_bytes)  # noqa: E731
+_open_numeric_parquet = lambda path, label_column, chunk_bytes, image_size: (  # noqa: E731
+    _open_parquet(path, label_column, chunk_bytes, image_size) if stream.parquet_is_numeric(path, label_column) else None)
+
+# Adding a kind of file is one entry here (and its reader in its own module): loading, training, encode,
+# reconstruct, score, serve and the CLI's help all read this list. The first entry that takes a path reads it.
+SOURCES: tuple[Source, ...] = (
+    Source("npy", ".npy array (N, D) or (N, C, H, W); memory-mapped, read by chunks", _suffix(".npy"),
+           lambda path, label_column, image_size, columns: (read_npy(path), None, ()), _open_npy),
+    Source("npz", ".npz archive (array 'x', labels 'y')", _suffix(".npz"),
+           lambda path, label_column, image_size, columns: (*read_npz(path), ())),
+    Source("csv", ".csv table: comma, semicolon or tab separated, header optional (--label-column); text columns "
+           "are categories, empty or NA cells missing", _suffix(".csv"),
+           lambda path, label_column, image_size, columns: read_csv(path, label_column, columns)),
+    Source("parquet", ".parquet table (--label-column; the 'parquet' extra), numeric ones read by row groups, string "
+           "or dictionary columns as categories", _suffix(".parquet"), _read_parquet, _open_numeric_parquet),
+    Source("image", "one .png/.jpg image", _suffix(*IMAGE_SUFFIXES),
+           lambda path, label_column, image_size, columns: (read_images([path], image_size), None, ())),
+    Source("shards", "folder of .npy shards, one table in name order", stream.is_shard_folder, _whole(_open_npy),
+           _open_npy),
+    Source("images", "folder of .png/.jpg images (one subfolder per class gives labels; --image-size HxW)",
+           Path.is_dir, lambda path, label_column, image_size, columns: (*read_image_folder(path, image_size), ()),
+           _open_images),
+)  # fmt: skip
+
+
+def source_for(path: str | Path) -> Source:
+    """The :class:`Source` that reads ``path``; a path no source takes, or that does not exist, is refused."""
+    path = Path(path)
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never end
+        raise DataError(f"{path}: not a regular file or folder (only regular files are read as data)")
+    source = next((s for s in SOURCES if s.takes(path)), None)
+    if source is None:
+        if not path.exists():
+            raise DataError(f"unknown dataset {str(path)!r}; choose one of {sorted(DATASETS)} or give a path to a "
+                            f"{', '.join(s.kind for s in SOURCES)} source (aekit datasets lists them)")  # fmt: skip
+        raise DataError(f"{path}: unsupported file type; use one of {', '.join(s.kind for s in SOURCES)} "
+                        "(aekit datasets describes each)")  # fmt: skip
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    return source
+
+
+def read_file(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """Read a user's data file or folder whole into ``(x, labels or None)`` (:func:`read_data` without the columns)."""
+    return read_data(path, label_column, image_size)[:2]
+
+
+def read_data(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None,
+              columns: tuple[tables.Column, ...] = ()) -> tuple[np.ndarray, np.ndarray | None, tuple]:  # fmt: skip
+    """A user's data file or folder whole, by the :class:`Source` that takes it: ``(x, labels or None, columns)``,
+    checked for shape and values (missing cells allowed); ``columns`` inferred for a table (``()`` for an array).
+    Given the ``columns`` a model was trained on, a table is read in those (same slots, its categories checked)."""
+    path = Path(path)
+    x, y, columns = source_for(path).read(path, label_column, image_size, columns)
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(y)} labels for {len(x)} rows")
+    return check_finite(x, str(path), missing=True), y, columns
+
+
+def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,
+              image_size: tuple[int, int] | None = None) -> stream.Rows | None:  # fmt: skip
+    """``path`` as :class:`aekit.data.stream.Rows`, read a chunk at a time; None for a source read only whole (CSV, a
+    Parquet table with text columns)."""
+    path = Path(path)
+    source = source_for(path)
+    return None if source.open is None else source.open(path, label_column, chunk_bytes, image_size)
+
+
+def load(config: DataConfig, space: Space | None = None) -> Data | stream.Streamed:
+    """Load the dataset a :class:`DataConfig` names, split it and scale it into model space: in memory (:class:`Data`),
+    or, for a chunked source over ``stream.STREAM_THRESHOLD_BYTES`` as float32, streamed (:class:`aekit.data.stream.Streamed`).
+    The scaling is chosen from the training split (:meth:`aekit.core.space.Space.fit`), or is ``space``'s: a trained
+    model's (its data loaded again for evaluation, analyses and figures)."""
+    if config.name in DATASETS:
+        return _finish(config, *DATASETS[config.name][0](config), space=space)
+    columns = space.columns if space is not None else ()
+    rows = None
+    if config.limit is None and not columns:
+        rows = open_rows(config.name, config.label_column, image_size=config.image_size)
+    if rows is None:
+        x, y, columns = read_data(config.name, config.label_column, config.image_size, columns)
+    elif stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
+        return stream.load_streamed(rows, config, space)
+    else:  # small: in memory, from the chunks already opened; missing cells (NaN) allowed (streamed: not)
+        rows.missing = True
+        x, y = concatenated(rows)
+    return _finish(config, *split(x, y, config), columns, space=space)
+
+
+def _finish(config: DataConfig, x_train, y_train, x_test, y_test, columns: tuple = (), space: Space | None = None
+            ) -> Data:  # fmt: skip
+    """Apply ``limit``, choose the space from the training split (or take ``space``) and scale both splits into
+    model space. A table's (``columns``) numeric columns are standardized, its one-hot slots kept as they are."""
+    if config.limit is not None:
+        if config.limit < 1:
+            raise DataError(f"limit={config.limit} must be a positive number of training examples")
+        x_train = x_train[: config.limit]
+        y_train = None if y_train is None else y_train[: config.limit]
+    if space is None:
+        space = Space.fit(x_train, columns)
+    train, test = (space.scale(space.shaped(x, config.name), config.name) for x in (x_train, x_test))
+    as_labels = lambda y: None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
+    return Data(train, test, as_labels(y_train), as_labels(y_test), space)

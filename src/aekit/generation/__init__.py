@@ -1,0 +1,1 @@
+"""The generation wing: latent priors (one file each, one registry line) and sample-quality metrics."""

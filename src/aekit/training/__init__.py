@@ -1,0 +1,1 @@
+"""Training: the loop, hand-derived gradients, optimizers, precision, CUDA graphs, torchrun."""
