@@ -246,3 +246,22 @@ def test_the_command_lines_own_lists_match_the_modules_they_stand_for():
     from aekit.io import files
 
     assert set(parser.FIGURES) == set(plots.KINDS) and parser.OUTPUT_SUFFIXES == files.OUTPUT_SUFFIXES
+
+
+def test_the_run_is_a_handle():
+    """``Run`` stays small (its path, configs, fitted model, run directory, rows in, the model's operations and one
+    object per wing), and the module that defines it never asks which objective a model has: the objective declares
+    its wing (``Objective.wing``, ``fills_missing``)."""
+    from dataclasses import fields
+
+    from aekit.model import parts
+    from aekit.run.runs import Run
+
+    members = {name for name in dir(Run) if not name.startswith("_")} | {f.name for f in fields(Run)
+                                                                          if not f.name.startswith("_")}  # fmt: skip
+    assert len(members) <= 25, sorted(members)
+    objectives = {name for name, value in vars(parts).items() if isinstance(value, type) and issubclass(value, parts.Part)}
+    for node in ast.walk(ast.parse(source("run.runs").read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
+            named = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
+            assert not named & objectives, f"run/runs.py:{node.lineno} asks isinstance of {named & objectives}"
