@@ -31,8 +31,8 @@ from PIL import Image
 
 import aekit
 from aekit.codec.coder import decode_streams, encode_streams, pack, unpack
-from aekit.data.datasets import load_mnist_arrays
 from aekit.codec.metrics import PCACoding
+from aekit.data.datasets import load_mnist_arrays
 
 
 def psnr(decoded: np.ndarray, original: np.ndarray) -> float:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 import aekit
-from aekit.core.export import Exported, export_onnx
 from aekit.configs import TrainConfig
+from aekit.core.export import Exported, export_onnx
 
 
 def rows_per_second(fn, x: np.ndarray, batch: int, rounds: int) -> list[float]:

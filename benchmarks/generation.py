@@ -23,13 +23,12 @@ from pathlib import Path
 
 import torch
 
-from aekit.model.parts import BODIES, Plain, Variational
-from aekit.model.config import ModelConfig
-from aekit.configs import DiffusionConfig
+from aekit.configs import DiffusionConfig, TrainConfig
 from aekit.generation.quality import ClassifierSpace, Reference, precision_recall
+from aekit.model.config import ModelConfig
+from aekit.model.parts import BODIES, Plain, Variational
 from aekit.run.runs import load_run
 from aekit.run.training import train_run
-from aekit.configs import TrainConfig
 
 GHOSH = {("ae", "gaussian"): 58.73, ("ae", "gmm"): 10.66, ("vae", "normal"): 19.21, ("vae", "gmm"): 17.66}
 CHADEBEC = {("ae", "normal"): 46.41, ("ae", "gmm"): 9.60, ("vae", "normal"): 40.70, ("vae", "gmm"): 13.13}

@@ -27,6 +27,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
 import aekit
+
 # The best configuration measured: the defaults trained 20 epochs, the residual blurred over 3x3 pixels before
 # squaring and the code's distance taken to its 5 nearest training codes (whitened) instead of to the Gaussian.
 BEST = {"max_epochs": 20, "error_blur": 3, "code_neighbors": 5}

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 import aekit
+from aekit.configs import TrainConfig
 from aekit.data import datasets as data_mod
 from aekit.run.rundir import RunCheckpoints, RunDir
-from aekit.configs import TrainConfig
 from aekit.training.loop import squared_errors, train
 
 
@@ -97,8 +97,8 @@ def profile_step(data, steps: int = 200) -> None:
     """Where one training step of aekit's loop spends its time, grouped: matmuls, optimizer, the rest."""
     from torch.profiler import ProfilerActivity, profile
 
-    from aekit.training.optim import AdamStep, make_optimizer
     from aekit.training.loop import LossModule
+    from aekit.training.optim import AdamStep, make_optimizer
 
     torch.manual_seed(0)
     model = aekit.AutoEncoder()

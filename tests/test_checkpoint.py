@@ -10,15 +10,14 @@ import pytest
 import torch
 
 import aekit
+from aekit.configs import DataConfig, TrainConfig
+from aekit.core.fitted import encode
+from aekit.errors import CheckpointError, ConfigError
+from aekit.faces.cli import main
+from aekit.model.config import ModelConfig, make_config
 from aekit.run import format as checkpoint
 from aekit.run.rundir import RunDir
-from aekit.faces.cli import main
-from aekit.configs import DataConfig
-from aekit.errors import CheckpointError, ConfigError
-from aekit.core.fitted import encode
-from aekit.model.config import ModelConfig, make_config
 from aekit.run.training import RUN_SCHEMA
-from aekit.configs import TrainConfig
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 

@@ -5,10 +5,10 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import exit_code, one_error_line
 
 import aekit
 from aekit.faces.cli import main
-from cli_helpers import exit_code, one_error_line
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 

@@ -11,8 +11,8 @@ import torch
 from cli_helpers import one_error_line
 
 import aekit
-from aekit.faces.cli import main
 from aekit.codec.coder import FORMAT, PRECISION, TOTAL, Tables, quantized
+from aekit.faces.cli import main
 
 pytest.importorskip("constriction", reason="needs the 'codec' extra")
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.data import datasets as data
 from aekit.configs import DataConfig
+from aekit.data import datasets as data
 from aekit.data.datasets import MNIST, parse_idx, read_idx_gz
 from aekit.errors import DataError
 

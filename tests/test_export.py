@@ -6,13 +6,13 @@ import pytest
 import torch
 from cli_helpers import one_error_line
 
-from aekit.faces.cli import main
 from aekit.core.export import Exported, export_onnx
 from aekit.core.fitted import Fitted
-from aekit.model.config import SHORTCUTS, make_config
-from aekit.model.autoencoder import build_model
-from aekit.run.runs import load_run
 from aekit.core.space import Space
+from aekit.faces.cli import main
+from aekit.model.autoencoder import build_model
+from aekit.model.config import SHORTCUTS, make_config
+from aekit.run.runs import load_run
 
 ort = pytest.importorskip("onnxruntime", reason="needs the 'onnx' extra")
 

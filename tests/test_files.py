@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from aekit.data import datasets as data
 from aekit.configs import DataConfig
-from aekit.errors import DataError
+from aekit.data import datasets as data
 from aekit.data.datasets import read_file
+from aekit.errors import DataError
 from aekit.io.tables import Column
 
 

@@ -8,15 +8,14 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from cli_helpers import exit_code, one_error_line
 
 import aekit
+from aekit.configs import DiffusionConfig, TrainConfig
 from aekit.errors import CheckpointError, ConfigError
-from aekit.configs import DiffusionConfig
 from aekit.generation.quality import ClassifierSpace
 from aekit.run.runs import load_run
 from aekit.run.training import train_run
-from aekit.configs import TrainConfig
-from cli_helpers import exit_code, one_error_line
 
 SMALL_DIFFUSION = DiffusionConfig(epochs=3, width=64, blocks=1, sample_steps=20)
 

@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from aekit.training import graphs
-from aekit.run.rundir import RunCheckpoints, RunDir
+from aekit.configs import TrainConfig
 from aekit.model.autoencoder import AutoEncoder
 from aekit.model.parts import Denoising
-from aekit.configs import TrainConfig
+from aekit.run.rundir import RunCheckpoints, RunDir
+from aekit.training import graphs
 from aekit.training.loop import train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda

@@ -9,12 +9,12 @@ from torch import nn
 
 import aekit
 from aekit import make_config
-from aekit.training import mlpgrad
-from aekit.training.mlpgrad import MLPStep, chain_of
-from aekit.model.parts import BODIES, NOISES, OBJECTIVES, Denoising
-from aekit.model.autoencoder import build_model
 from aekit.configs import TrainConfig
+from aekit.model.autoencoder import build_model
+from aekit.model.parts import BODIES, NOISES, OBJECTIVES, Denoising
+from aekit.training import mlpgrad
 from aekit.training.loop import gradient_step, train
+from aekit.training.mlpgrad import MLPStep, chain_of
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 

@@ -5,9 +5,9 @@ import torch
 
 from aekit import AutoEncoder, ModelConfig, build_model, make_config
 from aekit.errors import ConfigError
-from aekit.model.parts import BODIES, OBJECTIVES, ConvBody, Denoising, LinearBody, MLPBody, Variational, VectorQuantized
 from aekit.model.config import PRESETS, SHORTCUTS
 from aekit.model.networks import corrupt
+from aekit.model.parts import BODIES, OBJECTIVES, ConvBody, Denoising, LinearBody, MLPBody, Variational, VectorQuantized
 
 
 def test_chapter_api_shapes():
@@ -122,7 +122,7 @@ def test_every_pair_has_the_chapter_api_and_rebuilds_from_its_config(body, objec
     loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())  # the gradient reaches the encoder
     # save -> load gives identical outputs
-    from aekit.run.format import load_tensors, model_tensors, save_tensors, load_model_tensors
+    from aekit.run.format import load_model_tensors, load_tensors, model_tensors, save_tensors
 
     save_tensors(tmp_path / "m.safetensors", model_tensors(model))
     clone = build_model(config)

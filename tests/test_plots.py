@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 
 from aekit.analysis import plots
+from aekit.configs import TrainConfig
 from aekit.core.fitted import Fitted
 from aekit.errors import DataError
 from aekit.model.autoencoder import AutoEncoder
-from aekit.configs import TrainConfig
 from aekit.training.loop import train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda

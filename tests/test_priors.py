@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from aekit.errors import ConfigError
 from aekit.configs import DiffusionConfig
+from aekit.errors import ConfigError
 from aekit.generation.priors import Mixture, Normal, check_fittable, fit_prior, from_stored, to_stored
 
 CENTRES = torch.tensor([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])

@@ -11,7 +11,7 @@ from aekit.configs import DataConfig
 from aekit.data.datasets import load
 from aekit.errors import CheckpointError
 from aekit.generation.quality import (WEIGHTS, WEIGHTS_SHA256, ClassifierSpace, PCASpace, Reference, frechet_distance,
-                           label_entropy, load_classifier, precision_recall, sha256)
+                                      label_entropy, load_classifier, precision_recall, sha256)  # fmt: skip
 
 
 def test_frechet_distance_is_the_closed_form_for_gaussians():

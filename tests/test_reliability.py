@@ -11,12 +11,12 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from cli_helpers import exit_code, one_error_line
 
 import aekit
-from aekit.run.rundir import RunDir
-from aekit.run.format import load_tensors, save_tensors
 from aekit.faces.cli import main
-from cli_helpers import exit_code, one_error_line
+from aekit.run.format import load_tensors, save_tensors
+from aekit.run.rundir import RunDir
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -306,7 +306,6 @@ import io  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-
 
 
 def npy_header_only(shape) -> bytes:

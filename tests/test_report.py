@@ -10,11 +10,11 @@ import torch
 
 import aekit
 from aekit.analysis import evaluate
+from aekit.configs import TrainConfig
 from aekit.faces import report
+from aekit.model.autoencoder import AutoEncoder
 from aekit.run import sweep
 from aekit.run.rundir import RunDir
-from aekit.model.autoencoder import AutoEncoder
-from aekit.configs import TrainConfig
 from aekit.training.loop import train
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda

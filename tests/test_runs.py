@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import aekit
+from aekit.configs import TrainConfig
+from aekit.errors import ConfigError, TrainingDiverged
 from aekit.run import runs, training
 from aekit.run.rundir import RunDir
-from aekit.errors import ConfigError, TrainingDiverged
 from aekit.training.loop import Interrupted, TrainState
-from aekit.configs import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from cli_helpers import one_error_line
 from scipy.optimize import linear_sum_assignment
 
 import aekit
-from aekit.faces.cli import main
 from aekit.errors import ConfigError
-from aekit.model.parts import TopK
+from aekit.faces.cli import main
 from aekit.model.config import make_config
+from aekit.model.parts import TopK
 
 
 def known_features(rows=60_000, dims=16, features=32, active=2.0, seed=0):

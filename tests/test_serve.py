@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import aekit
-from aekit.core.fitted import encode, reconstruct
 from aekit.configs import TrainConfig
+from aekit.core.fitted import encode, reconstruct
 from aekit.training.loop import squared_errors
 
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
@@ -422,9 +422,9 @@ def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
 def fake_explorer():
     """Three rows through a small untrained model: what a handler test needs, with no training and no files."""
     from aekit.core.fitted import Fitted
-    from aekit.run.runs import Run
-    from aekit.faces.serve import Explorer
     from aekit.core.space import Scaler, Space
+    from aekit.faces.serve import Explorer
+    from aekit.run.runs import Run
 
     torch.manual_seed(0)
     model = aekit.AutoEncoder((4,), latent_dim=2, hidden=(3,), output="linear")

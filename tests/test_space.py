@@ -6,9 +6,9 @@ import torch
 from cli_helpers import one_error_line
 
 import aekit
-from aekit.faces.cli import main
-from aekit.errors import ConfigError, DataError
 from aekit.core.space import NEAR_CONSTANT, Scaler, Space
+from aekit.errors import ConfigError, DataError
+from aekit.faces.cli import main
 
 
 def test_an_image_space_takes_every_layout_of_its_images():

@@ -5,9 +5,9 @@ from cli_helpers import one_error_line
 
 from aekit.data import datasets as data_mod
 from aekit.data import stream
-from aekit.run.rundir import RunDir
-from aekit.faces.cli import main
 from aekit.errors import DataError
+from aekit.faces.cli import main
+from aekit.run.rundir import RunDir
 
 pq = pytest.importorskip("pyarrow.parquet", reason="needs the 'parquet' extra")
 import pyarrow as pa  # noqa: E402
@@ -165,9 +165,9 @@ def test_a_streamed_run_resumes_exactly(big, tmp_path, monkeypatch):
     import sys
 
     from aekit import DataConfig, make_config, train_run
+    from aekit.configs import TrainConfig
     from aekit.run.format import load_tensors
     from aekit.training.loop import Interrupted
-    from aekit.configs import TrainConfig
 
     args = dict(model_config=make_config("mlp", latent_dim=4, hidden=(32,)), data_config=DataConfig(name=str(big)),
                 train_config=TrainConfig(epochs=2, batch_size=64, device="cpu"), progress=False)  # fmt: skip

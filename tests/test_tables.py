@@ -11,16 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import main, one_error_line
 
 from aekit.data import datasets as data
-
+from aekit.io.tables import Column
+from aekit.model.autoencoder import AutoEncoder
+from aekit.model.networks import table_terms
+from aekit.model.parts import Imputing
 from aekit.run import runs
 from aekit.training.mlpgrad import chain_of
-from aekit.model.autoencoder import AutoEncoder
-from aekit.model.parts import Imputing
-from aekit.model.networks import table_terms
-from aekit.io.tables import Column
-from cli_helpers import main, one_error_line
 
 MIXED = Path(__file__).parent / "data" / "mixed.csv"  # written by tests/data/make_mixed_table.py
 COLUMNS = ["size", "width_cm", "material", "weight_kg", "colour", "price"]

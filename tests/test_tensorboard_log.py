@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import exit_code, one_error_line
 
 import aekit
-from aekit.run.rundir import RunDir
 from aekit.faces.cli import main
-from cli_helpers import exit_code, one_error_line
+from aekit.run.rundir import RunDir
 
 pytest.importorskip("tensorboard", reason="the 'tensorboard' extra is not installed")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import aekit
+from aekit.analysis.evaluate import evaluate_model
+from aekit.configs import TrainConfig
+from aekit.errors import CheckpointError, ConfigError, TrainingDiverged
+from aekit.model.autoencoder import AutoEncoder
 from aekit.run import rundir as checkpoint
 from aekit.run.rundir import RunCheckpoints, RunDir
-from aekit.errors import CheckpointError, ConfigError, TrainingDiverged
-from aekit.analysis.evaluate import evaluate_model
-from aekit.model.autoencoder import AutoEncoder
 from aekit.training.loop import Interrupted, learning_rate, squared_errors, train
-from aekit.configs import TrainConfig
 
 DEVICE = os.environ.get("AEKIT_TEST_DEVICE", "cpu")  # pytest --device cuda
 
@@ -227,8 +227,8 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
 
 # ------------------------------------------------------------------------------------------ every model learns
 from aekit.analysis.evaluate import holes  # noqa: E402
-from aekit.model.config import SHORTCUTS, ModelConfig, make_config
 from aekit.model.autoencoder import build_model
+from aekit.model.config import SHORTCUTS, ModelConfig, make_config
 
 DIGITS_FIT = TrainConfig(epochs=30, batch_size=64, lr=3e-3, device=DEVICE)
 

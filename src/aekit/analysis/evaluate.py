@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io.files import atomic_write_bytes
 from ..core.fitted import batched, encode, fill_missing, reconstruct, sample_codes
 from ..core.space import Data
-from ..model.autoencoder import AutoEncoder
-from ..model.parts import Denoising, Imputing, LinearBody, TopK, VectorQuantized
-from ..model.networks import corrupt
+from ..io.files import atomic_write_bytes
 from ..io.tables import column_of_feature
+from ..model.autoencoder import AutoEncoder
+from ..model.networks import corrupt
+from ..model.parts import Denoising, Imputing, LinearBody, TopK, VectorQuantized
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when a cached analysis would be computed differently

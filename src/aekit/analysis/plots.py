@@ -13,15 +13,15 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..core.fitted import Fitted, batched, encode, reconstruct
 from ..core.space import Data, is_image_data
 from ..errors import DataError
 from ..io.files import atomic_write_bytes
-from .evaluate import codebook_counts, gaussian_like, pca_codes, pca_reconstruct
-from ..core.fitted import Fitted, batched, encode, reconstruct
 from ..model.autoencoder import AutoEncoder
-from ..model.parts import Denoising, Objective, TopK, VectorQuantized
 from ..model.config import ModelConfig
 from ..model.networks import corrupt
+from ..model.parts import Denoising, Objective, TopK, VectorQuantized
+from .evaluate import codebook_counts, gaussian_like, pca_codes, pca_reconstruct
 
 log = logging.getLogger(__name__)
 

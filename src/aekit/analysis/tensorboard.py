@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from ..errors import AekitError
-from ..core.fitted import encode, reconstruct
-from ..model.autoencoder import AutoEncoder
-from ..core.space import Data, is_image_data
 from ..configs import TrainConfig
+from ..core.fitted import encode, reconstruct
+from ..core.space import Data, is_image_data
+from ..errors import AekitError
+from ..model.autoencoder import AutoEncoder
 from ..training.loop import learning_rate
 
 log = logging.getLogger(__name__)

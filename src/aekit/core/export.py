@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import AekitError, ConfigError
 from ..io.files import atomic_write_bytes
 from .fitted import Fitted, ScoreGraph
-from ..errors import AekitError, ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
 from ..configs import DataConfig
 from ..core.space import Data, Space
-from . import stream
+from ..errors import DataError
 from ..io import tables
-from ..io.files import label_name
 from ..io.csvfile import read_csv
-from ..io.files import IMAGE_SUFFIXES, atomic_write_bytes, check_finite, read_image_folder, read_images, read_npy, read_npz
+from ..io.files import (IMAGE_SUFFIXES, atomic_write_bytes, check_finite, label_name, read_image_folder, read_images,
+                        read_npy, read_npz)  # fmt: skip
+from . import stream
 
 log = logging.getLogger(__name__)
 

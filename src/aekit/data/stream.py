@@ -27,7 +27,7 @@ import numpy as np
 from ..core.space import Data, Scaler, Space
 from ..errors import DataError
 from ..io.files import (OUTPUT_SUFFIXES, check_finite, check_npy_header, decode_images, image_files, image_layout,
-                    label_name)
+                        label_name)  # fmt: skip
 
 log = logging.getLogger(__name__)
 

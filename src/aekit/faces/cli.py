@@ -14,6 +14,7 @@ from ..errors import AekitError
 from ..model.config import PRESETS, make_config, part_options
 from .parser import OUTPUT_SUFFIXES, build_parser, config_from_args, flag, progress_wanted
 
+
 # Nothing above loads torch, scikit-learn or matplotlib: `aekit --help`, `aekit COMMAND --help` and a mistyped flag
 # answer at once. A command loads the run layer when it runs (:func:`runs`, :func:`report`).
 def runs():

@@ -24,17 +24,15 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ..run.rundir import RunDir
-from ..run.format import write_json
-from ..configs import DataConfig
+from ..analysis.tensorboard import TensorBoardLog
+from ..configs import DEVICES, LOSSES, DataConfig, TrainConfig
 from ..core.fitted import Fitted, ScoreSpec
 from ..core.space import Data, Space
-from ..configs import LOSSES
-from ..model.parts import MLPBody
-from ..model.config import ModelConfig, make_config, part_options
 from ..model.autoencoder import build_model
-from ..analysis.tensorboard import TensorBoardLog
-from ..configs import DEVICES, TrainConfig
+from ..model.config import ModelConfig, make_config, part_options
+from ..model.parts import MLPBody
+from ..run.format import write_json
+from ..run.rundir import RunDir
 from ..training.loop import train
 
 ROWS_FILE = "rows.npy"  # the rows an estimator was fitted on, kept in the run directory its save() writes

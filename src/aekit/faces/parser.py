@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .._version import __version__
 from ..configs import DEVICES, PRIOR_NAMES, DataConfig, DiffusionConfig, TrainConfig
-from ..model.parts import BODIES, OBJECTIVES
 from ..model.config import PRESETS, SHORTCUTS, option_owners, part_options
+from ..model.parts import BODIES, OBJECTIVES
 from ..options import int_list, positive_float, positive_int
 
 OUTPUT_SUFFIXES = (".npy", ".csv", ".parquet")  # aekit.io.files.OUTPUT_SUFFIXES (a test keeps the two alike)

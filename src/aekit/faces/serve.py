@@ -46,9 +46,9 @@ from ..run.runs import REFINEMENTS, Run, load_run
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-    from fastapi_offline import FastAPIOffline
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi_offline import FastAPIOffline
     from pydantic import BaseModel, Field, ValidationError
 except ImportError:  # the 'serve' extra is missing: the CLI says so in one line before it imports this module
     raise AekitError("aekit serve needs the 'serve' extra: pip install 'aekit[serve]'") from None

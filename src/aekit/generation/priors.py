@@ -30,7 +30,6 @@ from ..configs import PRIOR_NAMES, DiffusionConfig
 from ..errors import ConfigError
 
 
-
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 

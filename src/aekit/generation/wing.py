@@ -1,7 +1,7 @@
 """A run's priors (``run.priors``): fit a distribution to the training codes, store it beside the run, sample from it
 and measure its samples beside the floor. Built from the fitted model, the run directory that stores the priors (any
-object with ``prior_names``, ``load_prior``, ``save_prior``, ``prior_digest`` and ``writing``: the run layer's
-``RunDir``) and a function that loads the run's data once asked."""
+object with ``prior_names``, ``load_prior``, ``save_prior``, ``prior_digest``, ``writing`` and its ``PRIORS`` folder:
+the run layer's ``RunDir``) and a function that loads the run's data once asked."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 class Priors:
     """The priors of one run: ``normal`` (always) and those fitted to it (``aekit fit-prior``)."""
 
-    def __init__(self, fitted: Fitted, store, data: Callable[[], Data], name: str = "RUN"):
-        self.fitted, self.store, self.data, self.name = fitted, store, data, name
+    def __init__(self, fitted: Fitted, store, data: Callable[[], Data], name: str = "RUN", data_name: str = "the data"):
+        self.fitted, self.store, self.data, self.name, self.data_name = fitted, store, data, name, data_name
 
     @property
     def latent_dim(self) -> int:
@@ -46,7 +46,7 @@ class Priors:
         if name not in self.store.prior_names():
             raise ConfigError(f"{self.name} has no {name!r} prior; fit it first: aekit fit-prior {self.name} --prior "
                               f"{name}")  # fmt: skip
-        return from_stored(self.store.load_prior(name), self.latent_dim, f"{self.name}/priors/{name}")
+        return from_stored(self.store.load_prior(name), self.latent_dim, str(self.store / self.store.PRIORS / name))
 
     def fit(self, kind: str, conditional: bool = False, components: int = 10, seed: int = 0,
             diffusion: DiffusionConfig | None = None, progress: bool | None = None) -> Prior:  # fmt: skip
@@ -55,7 +55,7 @@ class Priors:
         check_fittable(kind, components)  # before the data is loaded
         data = self.data()
         if conditional and data.y_train is None:
-            raise ConfigError(f"--conditional needs labels, and {self.name}'s data has none")
+            raise ConfigError(f"--conditional needs labels, and {self.data_name} has none")
         codes = self.fitted.encode(data.x_train)
         bar = lambda epochs: progress_bar(epochs, desc=f"{kind} prior", unit="epoch", progress=progress)  # noqa: E731
         with self.store.writing():
@@ -78,7 +78,7 @@ class Priors:
             raise ConfigError(f"--n {n} must be a positive number of samples")
         chosen = self[prior]
         if label is not None and not chosen.labels and self.data().y_train is None:
-            raise ConfigError(f"--label {label}: {self.name}'s data has no labels, so there is no class to ask for")
+            raise ConfigError(f"--label {label}: {self.data_name} has no labels, so there is no class to ask for")
         if guidance is None:
             return self.fitted.decode(chosen.sample(n, seed, label))
         if prior != "diffusion" or not chosen.labels or label is None:

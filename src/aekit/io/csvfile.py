@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import DataError
 from .files import label_name
-from .tables import MAX_CATEGORIES, MISSING, Column, width
+from .tables import MAX_CATEGORIES, MISSING, Column, one_hot, width
 
 DELIMITERS = (",", ";", "\t")
 SNIFF_LINES = 50  # lines read to choose the delimiter
@@ -212,16 +212,6 @@ def encode(cells: dict[str, list[str]], columns: tuple[Column, ...], decimal_com
                                 "and the model has numbers there")  # fmt: skip
             out[:, start] = numbers
         else:
-            slot = {name: i for i, name in enumerate(column.categories)}
-            block = np.zeros((n, column.width))
-            for row, value in enumerate(values):
-                if value in MISSING:
-                    block[row] = np.nan
-                elif value in slot:
-                    block[row, slot[value]] = 1.0
-                else:
-                    raise DataError(f"{path}: column {column.name!r}, row {row + 1}: category {value!r} was not "
-                                    f"seen in training (it knows {list(column.categories)[:10]})")  # fmt: skip
-            out[:, start : start + column.width] = block
+            out[:, start : start + column.width] = one_hot((None if v in MISSING else v for v in values), column, path)
         start += column.width
     return out

@@ -166,19 +166,26 @@ def encode(table, columns: tuple[Column, ...], source: str) -> np.ndarray:
 
             out[:, start] = cells.cast(pa.float64()).to_numpy(zero_copy_only=False)
         else:
-            slot = {name: i for i, name in enumerate(column.categories)}
-            block = np.zeros((table.num_rows, column.width))
-            for row, value in enumerate(_texts(cells)):
-                if value is None:
-                    block[row] = np.nan
-                elif value in slot:
-                    block[row, slot[value]] = 1.0
-                else:
-                    raise DataError(f"{source}: column {column.name!r}, row {row + 1}: category {value!r} was not "
-                                    f"seen in training (it knows {list(column.categories)[:10]})")  # fmt: skip
-            out[:, start : start + column.width] = block
+            out[:, start : start + column.width] = one_hot(_texts(cells), column, source)
         start += column.width
     return out
+
+
+def one_hot(values, column: Column, source) -> np.ndarray:
+    """A categorical column's cells (text, None where missing) as ``(N, categories)``: one 1 per row, a missing
+    row all NaN; a category training never saw is refused, naming its row."""
+    values = list(values)
+    slot = {name: i for i, name in enumerate(column.categories)}
+    block = np.zeros((len(values), column.width))
+    for row, value in enumerate(values):
+        if value is None:
+            block[row] = np.nan
+        elif value in slot:
+            block[row, slot[value]] = 1.0
+        else:
+            raise DataError(f"{source}: column {column.name!r}, row {row + 1}: category {value!r} was not "
+                            f"seen in training (it knows {list(column.categories)[:10]})")  # fmt: skip
+    return block
 
 
 def labels_of(table, label: str, source: str) -> np.ndarray:

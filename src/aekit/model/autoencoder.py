@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .networks import (with_softmax_blocks)
-from .parts import Body, MLPBody, Objective, Plain
-from .config import ModelConfig
 from ..io.tables import Column, category_blocks
+from .config import ModelConfig
+from .networks import with_softmax_blocks
+from .parts import Body, MLPBody, Objective, Plain
 
 
 class AutoEncoder(nn.Module):

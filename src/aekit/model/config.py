@@ -9,9 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 
 from ..errors import ConfigError, DataError
 from ..io.tables import Column, check_columns
-from .parts import (BODIES, MAX_WEIGHTS, OBJECTIVES, OUTPUTS, Body, ConvBody, MLPBody, Objective,
-                    Part, Plain, Rate)  # fmt: skip
-
+from .parts import (BODIES, MAX_WEIGHTS, OBJECTIVES, OUTPUTS, Body, ConvBody, MLPBody, Objective, Part, Plain,
+                    Rate)  # fmt: skip
 
 # The names users type, each a (body, objective) pair.
 SHORTCUTS: dict[str, tuple[str, str]] = {

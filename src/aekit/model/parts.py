@@ -18,8 +18,8 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from ..errors import ConfigError
-from ..options import option
 from ..io.tables import column_of_feature
+from ..options import option
 
 ACTIVATION_NAMES = ("relu", "gelu", "tanh", "sigmoid", "elu")  # aekit.model.networks.ACTIVATIONS' keys
 

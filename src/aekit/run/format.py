@@ -23,11 +23,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from ..io.files import atomic_write_bytes
 from ..core.space import Scaler
 from ..errors import CheckpointError, ConfigError
-from ..model.parts import BODIES, OBJECTIVES, Body, Objective, Part
+from ..io.files import atomic_write_bytes
 from ..model.autoencoder import AutoEncoder
+from ..model.parts import BODIES, OBJECTIVES, Body, Objective, Part
 
 FORMAT = "aekit-run/2"
 FORMAT_V1 = "aekit-run/1"

@@ -31,8 +31,8 @@ import hashlib
 import io
 import json
 import os
-import sys
 import shutil
+import sys
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -40,19 +40,18 @@ from pathlib import Path
 import torch
 
 from .._version import __version__
-from ..io.files import atomic_write_bytes
 from ..codec.coder import Tables
 from ..core.fitted import ScoreSpec
-from ..generation.priors import Stored
 from ..core.space import Scaler
-from ..training.loop import TrainState
 from ..errors import CheckpointError, ConfigError, DataError
+from ..generation.priors import Stored
+from ..io.files import atomic_write_bytes
 from ..model.autoencoder import AutoEncoder, build_model
 from ..model.config import ModelConfig
-
+from ..training.loop import TrainState
 from .format import (FORMAT, FORMAT_V1, HISTORY_COLUMNS, TEST_COLUMNS, config_from_dict, config_to_dict,
                      load_model_tensors, load_tensors, migrate_model_v1, model_tensors, read_json, save_tensors,
-                     write_json)
+                     write_json)  # fmt: skip
 
 
 class RunDir:

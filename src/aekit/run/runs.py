@@ -58,7 +58,7 @@ class Run:
     fitted: Fitted
     _data: Data | None = field(default=None, repr=False, compare=False)  # loaded once, on first use
 
-    @property
+    @cached_property
     def rundir(self) -> RunDir:
         """The run directory: the one owner of its file names (configs, weights, metrics, history, priors)."""
         return RunDir(self.path)
@@ -208,12 +208,12 @@ class Run:
             raise ConfigError(f"{self.path} is not a codec: its code is {objective.kind}'s, not integers under an "
                               "entropy model; train one with --preset codec (or --objective rate)")  # fmt: skip
         tables = self.rundir.load_codec(self.model_config.latent_dim)
-        return Codec(self.fitted, tables, (self.path / RunDir.MODEL).read_bytes(), str(self.path))
+        return Codec(self.fitted, tables, (self.rundir / RunDir.MODEL).read_bytes(), str(self.path))
 
     @cached_property
     def priors(self) -> Priors:
         """The run's latent priors (:class:`aekit.generation.wing.Priors`): fit, sample, measure."""
-        return Priors(self.fitted, self.rundir, self.data, str(self.path))
+        return Priors(self.fitted, self.rundir, self.data, str(self.path), self.data_config.name)
 
     @cached_property
     def analysis(self) -> Analysis:

@@ -7,8 +7,8 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import CheckpointError, ConfigError
 from ..configs import TrainConfig
+from ..errors import CheckpointError, ConfigError
 from ..model.config import ModelConfig
 from .format import write_json
 from .rundir import RunDir

@@ -24,8 +24,8 @@ from ..data import datasets as data_mod
 from ..data.stream import Streamed
 from ..errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from ..model.autoencoder import AutoEncoder, build_model
-from ..model.parts import Imputing, Plain
 from ..model.config import ModelConfig
+from ..model.parts import Imputing, Plain
 from ..training.distributed import all_sum, barrier, process_group, rank_and_world
 from ..training.loop import Interrupted, pick_device, train
 from ..training.precision import check as check_precision

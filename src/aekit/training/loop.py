@@ -28,17 +28,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
-from .distributed import all_sum, check_identical_weights, rank_and_world
-from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..configs import TrainConfig
-from .graphs import GraphedStep
-from .mlpgrad import MLPStep, chain_of, reconstruct_rows
-from ..model.autoencoder import AutoEncoder
-from .optim import AdamStep, make_optimizer, step_function
-from .precision import autocast_wide_layers, resolve
-from ..progress import bar as progress_bar
 from ..core.space import Data
 from ..data.stream import Streamed, lanes_for
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..model.autoencoder import AutoEncoder
+from ..progress import bar as progress_bar
+from .distributed import all_sum, check_identical_weights, rank_and_world
+from .graphs import GraphedStep
+from .mlpgrad import MLPStep, chain_of, reconstruct_rows
+from .optim import AdamStep, make_optimizer, step_function
+from .precision import autocast_wide_layers, resolve
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.networks import ACTIVATIONS as MODEL_ACTIVATIONS
-from .precision import is_wide
 from ..model.autoencoder import AutoEncoder
-from ..model.parts import Denoising, LinearBody, MLPBody, Plain
+from ..model.networks import ACTIVATIONS as MODEL_ACTIVATIONS
 from ..model.networks import corrupt
+from ..model.parts import Denoising, LinearBody, MLPBody, Plain
+from .precision import is_wide
 
 aten = torch.ops.aten
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..configs import PRECISIONS
 from ..errors import ConfigError
+
 WIDE = 256  # a layer whose in- and out-widths are both at least this takes bf16 products
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo: AMX tiles with bf16, or AVX-512 bf16 dot products
 
