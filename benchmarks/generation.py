@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from aekit.configs import DiffusionConfig, TrainConfig
+from aekit.configs import TrainConfig
+from aekit.generation.parts import DiffusionConfig
 from aekit.generation.quality import ClassifierSpace, Reference, precision_recall
 from aekit.model.config import ModelConfig
 from aekit.model.parts import BODIES, Plain, Variational
@@ -56,7 +57,7 @@ def main() -> None:
         seconds[(model, "train")] = time.perf_counter() - start
         run = load_run(path)
         for prior in ("gaussian", "gmm", "diffusion"):
-            seconds[(model, prior)] = run.priors.fit(prior, diffusion=diffusion).fit_seconds
+            seconds[(model, prior)] = run.priors.fit(diffusion if prior == "diffusion" else prior).fit_seconds
         metrics = run.priors.metrics(args.samples)
         for name in ("floor", "reconstructions", *run.priors.names()):
             rows[(model, name)] = {k.removeprefix(f"gen_{name}_"): v for k, v in metrics.items()
@@ -87,7 +88,7 @@ def main() -> None:
     wider_balls(run, args.samples)
     classifier = ClassifierSpace()
     for prior in ("gmm", "diffusion"):
-        fitted = run.priors.fit(prior, conditional=True, diffusion=diffusion)
+        fitted = run.priors.fit(diffusion if prior == "diffusion" else prior, conditional=True)
         hits = []
         for digit in range(10):
             _, probabilities = classifier.features(run.priors.sample(1000, prior, label=digit, seed=digit))

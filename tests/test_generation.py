@@ -4,6 +4,9 @@
 """
 
 import hashlib
+import json
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -11,7 +14,10 @@ import torch
 from cli_helpers import exit_code, one_error_line
 
 import aekit
-from aekit.configs import DiffusionConfig, TrainConfig
+from aekit.configs import TrainConfig
+from aekit.generation.parts import PRIORS, DiffusionConfig, PriorConfig
+from aekit.generation.priors import Prior
+from aekit.options import option
 from aekit.errors import CheckpointError, ConfigError
 from aekit.generation.quality import ClassifierSpace
 from aekit.run.runs import load_run
@@ -76,7 +82,7 @@ def test_a_diffusion_prior_is_stored_and_a_retrained_model_refuses_its_old_prior
     train_run(path, aekit.make_config(latent_dim=4, hidden=(16,)), aekit.DataConfig(name="digits"),
               TrainConfig(epochs=2, batch_size=64, device="cpu"), progress=False, analysis=False)  # fmt: skip
     run = load_run(path)
-    prior = run.priors.fit("diffusion", conditional=True, diffusion=SMALL_DIFFUSION)
+    prior = run.priors.fit(SMALL_DIFFUSION, conditional=True)
     assert prior.labels == list(range(10))
     assert torch.equal(load_run(path).priors.sample(8, "diffusion", label=3, seed=1), run.priors.sample(8, "diffusion", label=3,
                                                                                           seed=1))  # fmt: skip
@@ -151,3 +157,49 @@ def test_generation_errors_are_one_line_and_exit_2(mnist_run, low_rank, tmp_path
     one_error_line(capsys, "--conditional needs labels")
     assert exit_code(["sample", str(table), "--n", "4", "--out", str(tmp_path / "t.png")]) == 2
     one_error_line(capsys, "a .png grid needs image data")
+
+
+@dataclass
+class Toy(PriorConfig, Prior):
+    """A prior of one class and one registry line: the training codes' mean plus ``scale`` times N(0, I) noise."""
+
+    kind: ClassVar[str] = "toy"
+    help: ClassVar[str] = "the codes' mean plus scaled N(0, I) noise"
+
+    scale: float = option(1.0, "the noise's scale")
+
+    def fit(self, codes, labels=None, seed=0, progress=None):
+        self.mean = codes.double().mean(0)
+        return self
+
+    def load(self, meta, tensors, latent_dim, where):
+        self.mean = tensors["mean"]
+        return self
+
+    def sample(self, n, seed=0, label=None):
+        self.check_label(label)
+        noise = torch.randn(n, len(self.mean), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        return (self.mean + self.scale * noise).float()
+
+    def state(self):
+        return {"scale": self.scale}, {"mean": self.mean}
+
+
+def test_a_new_prior_is_one_class_and_one_registry_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(PRIORS, "toy", Toy)  # the registry line
+    path = tmp_path / "run"
+    train_run(path, aekit.make_config(latent_dim=4, hidden=(16,)), aekit.DataConfig(name="digits"),
+              TrainConfig(epochs=2, device="cpu"), progress=False, analysis=False)  # fmt: skip
+    assert exit_code(["fit-prior", str(path), "--prior", "toy", "--scale", "0.5"]) == 0  # its flag, generated
+    stored = json.loads((path / "priors" / "toy.json").read_text())
+    assert stored["kind"] == "toy" and stored["scale"] == 0.5  # its options stored with it
+    run = load_run(path)
+    codes = run.encode(run.data().x_train).double()
+    prior = run.priors["toy"]
+    assert prior.scale == 0.5 and torch.allclose(prior.mean, codes.mean(0))
+    assert run.priors.names() == ["normal", "toy"]
+    out = tmp_path / "s.npy"
+    assert exit_code(["sample", str(path), "--prior", "toy", "--n", "8", "--seed", "3", "--out", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out), run.decode(prior.sample(8, seed=3)).numpy(), atol=1e-6)
+    assert exit_code(["fit-prior", str(path), "--prior", "gmm", "--scale", "2"]) == 2
+    one_error_line(capsys, "option --scale does not apply to the gmm prior: it belongs to the toy prior")

@@ -31,7 +31,7 @@ LAYERS = [  # bottom to top; the ground floor is the modules beside the folders 
 TIER = {folder: i + 1 for i, tier in enumerate(LAYERS) for folder in tier}
 ENTRY_POINTS = {"faces.cli", "faces.serve", "faces.report"}
 FUNCTIONS_FROM = {"run", "faces"}  # folders whose functions the entry points may call
-FUNCTION_MODULES = {"model.parts", "model.config", "options", "progress"}  # and these modules' (builders, flag parsers)
+FUNCTION_MODULES = {"model.parts", "model.config", "generation.parts", "options", "progress"}  # declarations, builders
 MAX_TOP_MODULES = 10
 MAX_LINES = 600
 

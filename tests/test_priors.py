@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from aekit.configs import DiffusionConfig
+from aekit.generation.parts import DiffusionConfig, fit_prior, from_stored, make_prior
 from aekit.errors import ConfigError
-from aekit.generation.priors import Mixture, Normal, check_fittable, fit_prior, from_stored, to_stored
+from aekit.generation.priors import Mixture, Normal, to_stored
 
 CENTRES = torch.tensor([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
 
@@ -50,7 +50,7 @@ def test_same_seed_same_samples_and_storage_round_trips():
     codes, labels = clusters(200)
     small = DiffusionConfig(epochs=2, width=32, blocks=1, sample_steps=10)
     for prior in (Normal(2), fit_prior("gaussian", codes), fit_prior("gmm", codes, labels, components=2),
-                  fit_prior("diffusion", codes, labels, diffusion=small)):  # fmt: skip
+                  fit_prior(small, codes, labels)):  # fmt: skip
         assert torch.equal(prior.sample(50, seed=3), prior.sample(50, seed=3))
         assert not torch.equal(prior.sample(50, seed=3), prior.sample(50, seed=4))
         if isinstance(prior, Normal):
@@ -67,8 +67,7 @@ def test_same_seed_same_samples_and_storage_round_trips():
 
 def test_a_conditional_diffusion_prior_learns_the_clusters():
     codes, labels = clusters(500)
-    prior = fit_prior("diffusion", codes, labels, diffusion=DiffusionConfig(epochs=40, width=64, blocks=2,
-                                                                             batch_size=256, sample_steps=50))  # fmt: skip
+    prior = fit_prior(DiffusionConfig(epochs=40, width=64, blocks=2, batch_size=256, sample_steps=50), codes, labels)
     assert prior.final_loss < 0.5
     for label in range(3):
         assert (nearest_centre(prior.sample(200, seed=label, label=label)) == label).float().mean() > 0.9
@@ -80,7 +79,7 @@ def test_a_conditional_diffusion_prior_learns_the_clusters():
 def test_the_errors_are_one_clear_line():
     codes, labels = clusters(50)
     with pytest.raises(ConfigError, match="needs no fitting"):
-        check_fittable("normal")
+        make_prior("normal")
     with pytest.raises(ConfigError, match=r"unknown prior 'flow'; choose one of \['normal', 'gaussian', 'gmm'"):
         fit_prior("flow", codes)
     with pytest.raises(ConfigError, match="--components 0 must be at least 1"):

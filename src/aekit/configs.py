@@ -1,9 +1,9 @@
-"""The configs of data, training and the diffusion prior, and the names they choose from, declared without torch.
+"""The configs of data and training, and the names they choose from, declared without torch.
 
 Each field is an :func:`aekit.options.option`: its default, help and choices, from which the command line makes
 its flags. They live here, apart from what they configure, so that ``aekit --help``, ``aekit train --help`` and a
-mistyped flag answer without loading torch; :mod:`aekit.data`, :mod:`aekit.train` and :mod:`aekit.priors`
-re-export them under their old names.
+mistyped flag answer without loading torch; :mod:`aekit.data.datasets` and :mod:`aekit.training.loop`
+read them. (The priors' options are declared the same way, in :mod:`aekit.generation.parts`.)
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ OPTIMIZER_HELP = {  # aekit.training.optim.OPTIMIZERS builds them; their help is
     "adamw": "AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019); fused kernel",
     "sgd": f"SGD with momentum {SGD_MOMENTUM} (wants a much larger learning rate, e.g. 0.5; slower to learn than Adam)",
 }
-PRIOR_NAMES = ("normal", "gaussian", "gmm", "diffusion")
 
 
 @dataclass
@@ -111,31 +110,4 @@ class TrainConfig:
                               f"not {self.eval_every}")  # fmt: skip
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise ConfigError(f"clip_grad={self.clip_grad} must be positive")
-        return self
-
-
-# ------------------------------------------------------------------------------------------ latent diffusion
-@dataclass
-class DiffusionConfig:
-    """The diffusion prior's settings; defaults measured on MNIST's 16-D codes (benchmarks/generation.py)."""
-
-    steps: int = 1000  # diffusion steps T of training
-    sample_steps: int = 100  # DDIM steps when sampling
-    width: int = 256  # the noise predictor's width
-    blocks: int = 3  # its residual blocks
-    epochs: int = 20  # passes over the codes (MNIST's 60,000 16-D codes: about 100 s on 2 CPU cores)
-    batch_size: int = 128  # (512 takes as long per epoch on 2 cores for a worse fit: fewer steps)
-    lr: float = 1e-3  # AdamW, cosine-decayed to 0
-    ema: float = 0.999  # the sampled weights are an exponential moving average of the trained ones
-    guidance: float = 1.0  # classifier-free guidance scale for a label (1: plain conditional sampling)
-    label_dropout: float = 0.1  # share of training rows with their label hidden (conditional only)
-
-    def validate(self) -> DiffusionConfig:
-        for name in ("steps", "sample_steps", "width", "blocks", "epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"diffusion {name}={getattr(self, name)} must be at least 1")
-        if self.sample_steps > self.steps:
-            raise ConfigError(f"diffusion sample_steps={self.sample_steps} must be at most steps={self.steps}")
-        if not (self.lr > 0 and 0 <= self.ema < 1 and 0 <= self.label_dropout < 1 and self.guidance >= 0):
-            raise ConfigError("diffusion lr must be > 0, ema and label_dropout in [0, 1), guidance >= 0")
         return self

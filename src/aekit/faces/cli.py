@@ -9,7 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..configs import DataConfig, DiffusionConfig, TrainConfig
+from ..configs import DataConfig, TrainConfig
+from ..generation.parts import prior_options
 from ..errors import AekitError
 from ..model.config import PRESETS, make_config, part_options
 from .parser import OUTPUT_SUFFIXES, build_parser, config_from_args, flag, progress_wanted
@@ -105,8 +106,8 @@ def cmd_decompress(args) -> int:
 
 def cmd_fit_prior(args) -> int:
     run = runs().load_run(args.run, args.device)
-    prior = run.priors.fit(args.prior, args.conditional, args.components, args.seed,
-                          DiffusionConfig(epochs=args.epochs), progress_wanted(args))  # fmt: skip
+    options = {name: getattr(args, name) for name in prior_options()}  # None: not given, the prior's default
+    prior = run.priors.fit(args.prior, args.conditional, args.seed, progress_wanted(args), **options)
     quality = run.priors.quality(args.prior)
     print(f"fitted the {args.prior} prior ({prior.summary()}) in {prior.fit_seconds:.1f} s; stored in "
           f"{args.run}/priors/{args.prior}.json; its samples: FD {quality[f'gen_{args.prior}_fd']:.2f} (floor "

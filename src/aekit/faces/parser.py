@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import argparse
 import typing
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
 from .._version import __version__
-from ..configs import DEVICES, PRIOR_NAMES, DataConfig, DiffusionConfig, TrainConfig
-from ..model.config import PRESETS, SHORTCUTS, option_owners, part_options
-from ..model.parts import BODIES, OBJECTIVES
+from ..configs import DEVICES, DataConfig, TrainConfig
+from ..generation.parts import PRIORS, prior_names, prior_options
+from ..model.config import PRESETS, SHORTCUTS, part_options
+from ..model.parts import BODIES, OBJECTIVES, Body
 from ..options import int_list, positive_float, positive_int
 
 OUTPUT_SUFFIXES = (".npy", ".csv", ".parquet")  # aekit.io.files.OUTPUT_SUFFIXES (a test keeps the two alike)
@@ -285,26 +287,23 @@ def add_service_parsers(commands) -> None:
 
 
 def add_generation_parsers(commands) -> None:
-    fitted = [name for name in PRIOR_NAMES if name != "normal"]
+    fitted = [name for name in prior_names() if name != "normal"]
+    kinds = "; ".join(f"{kind}: {cls.help}" for kind, cls in PRIORS.items())
     p = commands.add_parser("fit-prior", help="fit a latent prior to RUN's training codes, to sample from it",
                             description="Fit a distribution to the codes of RUN's training rows and store it in "
                             "RUN/priors/ (JSON + safetensors; no other file of the run changes). Decoding z drawn "
-                            "from it gives new examples (aekit sample): gaussian, one full-covariance Gaussian; gmm, "
-                            "a mixture of --components of them (Ghosh et al. 2020); diffusion, a small denoising "
-                            "diffusion model of the codes (about a minute or two for MNIST's 60,000 codes on 2 CPU "
-                            "cores). With --conditional the prior is fitted per label, so samples of one class can be "
-                            "asked for (--label). 'normal' (N(0, I)) needs no fitting. aekit evaluate then measures "
-                            "every prior's samples beside the floor.")  # fmt: skip
+                            f"from it gives new examples (aekit sample). {kinds}. With --conditional the prior is "
+                            "fitted per label, so samples of one class can be asked for (--label). 'normal' (N(0, I)) "
+                            "needs no fitting. aekit evaluate then measures every prior's samples beside the floor. "
+                            "Each prior's own options are flags below; giving one to a prior without it is an "
+                            "error.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--prior", required=True, choices=fitted, help="which prior to fit")
-    p.add_argument("--components", type=positive_int, default=10, help="gmm: components (per label with "
-                   "--conditional; default: 10)")
     p.add_argument("--conditional", action="store_true", help="one prior per label of the training data")
-    p.add_argument("--epochs", type=positive_int, default=DiffusionConfig.epochs,
-                   help=f"diffusion: passes over the codes (default: {DiffusionConfig.epochs})")
     p.add_argument("--seed", type=int, default=0, help="seeds the fit (default: 0)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where the model encodes (default: cpu)")
     add_progress_flag(p)
+    add_owned_options(p.add_argument_group("the priors' options"), prior_options(), lambda cls: f"{cls.kind}")
 
     p = commands.add_parser("sample", help="decode codes drawn from a prior: new examples",
                             description="Draw N codes from one of RUN's priors and decode them. A .png gets a grid of "
@@ -314,7 +313,7 @@ def add_generation_parsers(commands) -> None:
                             "file. 'normal' is N(0, I) (the chapter's holes, for a plain autoencoder); the others are "
                             "fitted first with aekit fit-prior.")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN")
-    p.add_argument("--prior", choices=PRIOR_NAMES, default="normal", help="default: normal")
+    p.add_argument("--prior", choices=prior_names(), default="normal", help="default: normal")
     p.add_argument("--n", type=int, default=64, help="how many samples (default: 64)")
     p.add_argument("--label", type=int, help="a class of the training labels (a prior fitted with --conditional)")
     p.add_argument("--seed", type=int, default=0, help="default: 0")
@@ -369,14 +368,23 @@ def flag(name: str) -> str:
 
 
 def add_part_options(group) -> None:
-    """One flag per body/objective option, its type, choices, help and default read from the dataclass field."""
-    for name, owners in part_options().items():
+    """One flag per body/objective option (:func:`add_owned_options`)."""
+    kind = lambda cls: f"{cls.kind} {'body' if issubclass(cls, Body) else 'objective'}"  # noqa: E731
+    add_owned_options(group, part_options(), kind)
+
+
+def add_owned_options(group, owned: dict[str, list[type]], owner: Callable[[type], str]) -> None:
+    """One flag per option of a registry's classes (``owned``: name -> the classes that have it), its type, choices,
+    help and default read from the dataclass field, and ``owner(cls)`` naming each class that has it. Its default is
+    None ("not given"): the class's own default applies."""
+    for name, owners in owned.items():
         spec = next(f for f in fields(owners[0]) if f.name == name)
         hint = typing.get_type_hints(owners[0])[name]
         defaults = dict.fromkeys(_shown(next(f for f in fields(p) if f.name == name).default) for p in owners)
-        convert = {int: int, float: float, str: str}.get(hint, int_list)
-        metavar = None if spec.metadata["choices"] else {int: "N", float: "X", str: "NAME"}.get(hint, "N,N")
-        where = " and ".join(owner.replace("the ", "") for owner in option_owners(name))
+        convert = spec.metadata["parse"] or {int: int, float: float, str: str}.get(hint, int_list)
+        metavar = spec.metadata["metavar"] or (None if spec.metadata["choices"] else
+                                               {int: "N", float: "X", str: "NAME"}.get(hint, "N,N"))  # fmt: skip
+        where = " and ".join(owner(cls) for cls in owners)
         group.add_argument(flag(name), type=convert, choices=spec.metadata["choices"], metavar=metavar,
                            help=f"{spec.metadata['help']} ({where}; default: {' / '.join(defaults)})")  # fmt: skip
 

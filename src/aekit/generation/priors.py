@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 
-from ..configs import PRIOR_NAMES, DiffusionConfig
 from ..errors import ConfigError
 
 
@@ -129,6 +128,15 @@ class Mixture(Prior):
             tensors["component_labels"] = self.component_labels
         return {"components": len(self.weights)}, tensors
 
+    @classmethod
+    def load(cls, kind: str, meta: dict, tensors: dict, latent_dim: int, where: str) -> Mixture:
+        check_code_size(tensors.get("means"), latent_dim, where)
+        prior = cls(kind, tensors["weights"], tensors["means"], tensors["factors"], tensors.get("component_labels"),
+                    float(meta.get("fit_seconds", 0)))  # fmt: skip
+        if prior.factors.shape[1:] != (latent_dim, latent_dim) or len(prior.weights) != len(prior.means):
+            raise ValueError("the components' shapes disagree")
+        return prior
+
 
 def _fit_gaussians(rows: torch.Tensor, k: int, seed: int):
     """``k`` full-covariance Gaussians fitted to ``rows`` (float64): weights, means, Cholesky factors."""
@@ -184,7 +192,7 @@ class Diffusion(Prior):
 
     kind = "diffusion"
 
-    def __init__(self, config: DiffusionConfig, net: NoisePredictor, mean, std, labels=(), fit_seconds=0.0,
+    def __init__(self, config, net: NoisePredictor, mean, std, labels=(), fit_seconds=0.0,
                  final_loss=float("nan"), label_shares=None):  # fmt: skip
         self.config, self.net = config, net.eval()
         self.mean, self.std = mean.float(), std.float()  # (d,): the codes' standardization
@@ -193,10 +201,10 @@ class Diffusion(Prior):
         self.fit_seconds, self.final_loss = fit_seconds, final_loss
 
     @classmethod
-    def fit(cls, codes: torch.Tensor, labels: torch.Tensor | None = None, config: DiffusionConfig | None = None,
+    def fit(cls, codes: torch.Tensor, labels: torch.Tensor | None = None, config=None,
             seed: int = 0, progress=None) -> Diffusion:  # fmt: skip
         """Train on ``codes`` (and ``labels``); ``progress`` wraps the epoch range (a tqdm, say)."""
-        config = (config or DiffusionConfig()).validate()
+        config = config.validate()
         start = time.perf_counter()
         known = [] if labels is None else sorted(int(v) for v in labels.unique())
         with torch.random.fork_rng(devices=[]):
@@ -277,8 +285,17 @@ class Diffusion(Prior):
         per = f", conditioned on the labels {self.labels}" if self.labels else ""
         return f"{self.config.epochs} epochs, final loss {self.final_loss:.4f}{per}"
 
+    @classmethod
+    def load(cls, config, meta: dict, tensors: dict, latent_dim: int, where: str) -> Diffusion:
+        check_code_size(tensors.get("mean"), latent_dim, where)
+        labels = [int(v) for v in meta.get("labels", [])]
+        net = NoisePredictor(latent_dim, config.width, config.blocks, len(labels))
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        return cls(config, net, tensors["mean"], tensors["std"], labels, float(meta.get("fit_seconds", 0)),
+                   float(meta.get("final_loss", "nan")), tensors.get("label_shares"))  # fmt: skip
+
     def state(self):
-        options = {k: getattr(self.config, k) for k in DiffusionConfig.__dataclass_fields__}
+        options = {f.name: getattr(self.config, f.name) for f in fields(self.config)}
         tensors = {"mean": self.mean, "std": self.std, **{f"net.{k}": v for k, v in self.net.state_dict().items()}}
         if self.label_shares is not None:
             tensors["label_shares"] = self.label_shares
@@ -300,46 +317,7 @@ def to_stored(prior: Prior) -> Stored:
     return Stored(meta, tensors)
 
 
-def from_stored(stored: Stored, latent_dim: int, where: str = "prior") -> Prior:
-    """Rebuild a prior from :func:`to_stored`'s output, checked against the code size (a ConfigError otherwise)."""
-    meta, tensors = stored.meta, stored.tensors
-    kind, labels = meta.get("kind"), [int(v) for v in meta.get("labels", [])]
-    if kind not in ("gaussian", "gmm", "diffusion"):
-        raise ConfigError(f"{where}: unknown prior kind {kind!r}; aekit knows {list(PRIOR_NAMES)}")
-    centre = tensors.get("mean" if kind == "diffusion" else "means")
+def check_code_size(centre: torch.Tensor | None, latent_dim: int, where: str) -> None:
+    """A stored prior's centre (its means) against the model's code size: a ConfigError if it was another's."""
     if centre is None or centre.shape[-1] != latent_dim:
         raise ConfigError(f"{where}: fitted to another code size than this model's {latent_dim}")
-    try:
-        if kind == "diffusion":
-            config = DiffusionConfig(**{k: meta[k] for k in DiffusionConfig.__dataclass_fields__}).validate()
-            net = NoisePredictor(latent_dim, config.width, config.blocks, len(labels))
-            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-            return Diffusion(config, net, tensors["mean"], tensors["std"], labels, float(meta.get("fit_seconds", 0)),
-                             float(meta.get("final_loss", "nan")), tensors.get("label_shares"))  # fmt: skip
-        prior = Mixture(kind, tensors["weights"], tensors["means"], tensors["factors"],
-                        tensors.get("component_labels"), float(meta.get("fit_seconds", 0)))  # fmt: skip
-        if prior.factors.shape[1:] != (latent_dim, latent_dim) or len(prior.weights) != len(prior.means):
-            raise ValueError("the components' shapes disagree")
-        return prior
-    except (KeyError, TypeError, RuntimeError, ValueError) as err:
-        raise ConfigError(f"{where}: not a stored {kind} prior ({str(err).splitlines()[0]})") from None
-
-
-def fit_prior(kind: str, codes: torch.Tensor, labels: torch.Tensor | None = None, components: int = 10,
-              seed: int = 0, diffusion: DiffusionConfig | None = None, progress=None) -> Prior:  # fmt: skip
-    """Fit prior ``kind`` (``gaussian``, ``gmm`` or ``diffusion``) to ``codes`` (N, d), per label if ``labels``."""
-    check_fittable(kind, components)
-    if kind == "diffusion":
-        return Diffusion.fit(codes, labels, diffusion, seed, progress)
-    return Mixture.fit(kind, codes, labels, components, seed)
-
-
-def check_fittable(kind: str, components: int = 10) -> None:
-    """Refuse, in one line, a prior that cannot be fitted (unknown, or ``normal``) or a bad component count."""
-    if kind == "normal":
-        raise ConfigError("prior 'normal' is N(0, I) and needs no fitting; sample from it directly")
-    if kind not in PRIOR_NAMES:
-        raise ConfigError(f"unknown prior {kind!r}; choose one of {list(PRIOR_NAMES)}")
-    if components < 1:
-        raise ConfigError(f"--components {components} must be at least 1")
-

@@ -10,14 +10,14 @@ from collections.abc import Callable
 
 import torch
 
-from ..configs import PRIOR_NAMES, DiffusionConfig
 from ..core.fitted import Fitted
 from ..core.space import Data
 from ..errors import ConfigError
 from ..progress import bar as progress_bar
 from ..progress import working as progress_working
 from .metrics import generation_metrics
-from .priors import Normal, Prior, check_fittable, fit_prior, from_stored, to_stored
+from .parts import PriorConfig, from_stored, make_prior, prior_names
+from .priors import Normal, Prior, to_stored
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ class Priors:
         return self.fitted.model.config.latent_dim
 
     def names(self) -> list[str]:
-        """The priors this run can sample from: ``normal`` and those fitted to it, in ``PRIOR_NAMES`` order."""
+        """The priors this run can sample from: ``normal`` and those fitted to it, in the registry's order."""
         fitted = set(self.store.prior_names())
-        return [name for name in PRIOR_NAMES if name == "normal" or name in fitted]
+        return [name for name in prior_names() if name == "normal" or name in fitted]
 
     def __getitem__(self, name: str) -> Prior:
         """Prior ``name``; a ConfigError for an unknown one or one not fitted (saying how to fit it)."""
-        if name not in PRIOR_NAMES:
-            raise ConfigError(f"unknown prior {name!r}; choose one of {list(PRIOR_NAMES)}")
+        if name not in prior_names():
+            raise ConfigError(f"unknown prior {name!r}; choose one of {list(prior_names())}")
         if name == "normal":
             return Normal(self.latent_dim)
         if name not in self.store.prior_names():
@@ -48,11 +48,13 @@ class Priors:
                               f"{name}")  # fmt: skip
         return from_stored(self.store.load_prior(name), self.latent_dim, str(self.store / self.store.PRIORS / name))
 
-    def fit(self, kind: str, conditional: bool = False, components: int = 10, seed: int = 0,
-            diffusion: DiffusionConfig | None = None, progress: bool | None = None) -> Prior:  # fmt: skip
-        """Fit prior ``kind`` (gaussian, gmm, diffusion) to the codes of the run's training rows, per label with
+    def fit(self, prior: str | PriorConfig, conditional: bool = False, seed: int = 0, progress: bool | None = None,
+            **options) -> Prior:  # fmt: skip
+        """Fit ``prior`` (a name of :data:`aekit.generation.parts.PRIORS`, e.g. gaussian, gmm, diffusion, with its
+        ``options``, such as ``components=5``; or a config) to the codes of the run's training rows, per label with
         ``conditional``, and store it (replacing one of the same kind); then measure every prior's samples."""
-        check_fittable(kind, components)  # before the data is loaded
+        config = make_prior(prior, **options)  # checked before the data is loaded
+        kind = config.kind
         data = self.data()
         if conditional and data.y_train is None:
             raise ConfigError(f"--conditional needs labels, and {self.data_name} has none")
@@ -60,14 +62,14 @@ class Priors:
         bar = lambda epochs: progress_bar(epochs, desc=f"{kind} prior", unit="epoch", progress=progress)  # noqa: E731
         with self.store.writing():
             log.info("fitting the %s prior to %d codes%s", kind, len(codes), " per label" if conditional else "")
-            with progress_working(f"fitting the {kind} prior", progress if kind != "diffusion" else False):
-                prior = fit_prior(kind, codes, data.y_train if conditional else None, components, seed, diffusion, bar)
-            self.store.save_prior(kind, to_stored(prior))
+            with progress_working(f"fitting the {kind} prior", False if config.epoch_bar else progress):
+                fitted = config.fit(codes, data.y_train if conditional else None, seed, bar)
+            self.store.save_prior(kind, to_stored(fitted))
         # its sample quality, measured now as training measures a model's: aekit evaluate reads it back
         log.info("measuring the priors' samples beside the floor (what aekit evaluate reports, read back from then on)")
         with progress_working("measuring the priors' samples", progress):
             self.metrics(data=data)
-        return prior
+        return fitted
 
     def sample(self, n: int, prior: str = "normal", label: int | None = None, seed: int = 0,
                guidance: float | None = None) -> torch.Tensor:  # fmt: skip
