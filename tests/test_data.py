@@ -1,5 +1,6 @@
 import gzip
 import struct
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -7,8 +8,12 @@ import torch
 
 from aekit.configs import DataConfig
 from aekit.data import datasets as data
-from aekit.data.datasets import MNIST, parse_idx, read_idx_gz
+from aekit.data.datasets import MNIST
 from aekit.errors import DataError
+from aekit.faces.cli import main
+from aekit.io import format as rows_format
+from aekit.io.format import Format, Rows, chunk_spans
+from aekit.io.idx import parse_idx, read_idx_gz
 
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
@@ -228,3 +233,45 @@ def test_fuzz_gz_reader(tmp_path_factory, raw):
         read_idx_gz(path)
     except DataError:
         pass
+
+
+class Txt(Format):
+    """A format of one class: whitespace-separated numbers, one row a line, read whole and by chunks."""
+
+    kind: ClassVar[str] = "txt"
+    help: ClassVar[str] = ".txt of whitespace-separated numbers, one row a line"
+    suffixes: ClassVar[tuple[str, ...]] = (".txt",)
+
+    def open(self, path, label_column=None, chunk_bytes=None, image_size=None):
+        x = np.loadtxt(path, ndmin=2)
+        spans = chunk_spans(len(x), x.shape[1], chunk_bytes)
+        return Rows(str(path), (x.shape[1],), x.dtype, spans, lambda i, start, stop: (x[start:stop], None))
+
+
+def test_a_new_format_is_one_class_and_one_registry_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(data.SOURCES, "txt", Txt())  # the registry line
+    monkeypatch.setattr(rows_format, "CHUNK_BYTES", 6 * 4 * 50)  # chunks of 50 rows: the chunked way is taken
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 6)) + 0.01 * rng.normal(size=(300, 6))
+    np.savetxt(tmp_path / "x.txt", rows)
+    np.save(tmp_path / "x.npy", rows)
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", str(tmp_path / "x.txt"), "--latent-dim", "2", "--hidden", "16", "--epochs", "3",
+                 "--device", "cpu", "--no-progress", "--no-analysis", "--out", run]) == 0  # fmt: skip
+    for command in ("encode", "score"):
+        for suffix in ("txt", "npy"):
+            out = str(tmp_path / f"{command}-{suffix}.npy")
+            assert main([command, run, "--input", str(tmp_path / f"x.{suffix}"), "--out", out]) == 0
+        np.testing.assert_allclose(np.load(tmp_path / f"{command}-txt.npy"), np.load(tmp_path / f"{command}-npy.npy"),
+                                   rtol=1e-6)  # fmt: skip
+    assert len(np.load(tmp_path / "score-txt.npy")) == 300
+    capsys.readouterr()
+    assert main(["datasets"]) == 0
+    assert "txt      .txt of whitespace-separated numbers" in capsys.readouterr().out
+
+
+def test_an_idx_file_is_read_as_images(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_gz(tmp_path / "x-images-idx3-ubyte.gz", idx_bytes(images))
+    x, labels = data.read_file(tmp_path / "x-images-idx3-ubyte.gz")
+    assert x.shape == (2, 1, 3, 4) and labels is None and np.array_equal(x[:, 0], images)

@@ -5,6 +5,8 @@ from cli_helpers import one_error_line
 
 from aekit.data import datasets as data_mod
 from aekit.data import stream
+from aekit.io import format as rows_format
+from aekit.io import parquet
 from aekit.errors import DataError
 from aekit.faces.cli import main
 from aekit.run.rundir import RunDir
@@ -61,7 +63,7 @@ def test_chunked_outputs_equal_in_memory_ones(table_run, tmp_path, rows, monkeyp
         monkeypatch.setattr(aekit.run.runs, "INFER_CHUNK_ROWS", 10**6)  # the CSV: loaded whole, one chunk
         assert run(command, "x.csv", "w.npy") == 0
         outputs["whole"] = np.load(tmp_path / "w.npy")
-        monkeypatch.setattr(stream, "CHUNK_BYTES", 24 * 13)  # .npy: chunks of 13 rows
+        monkeypatch.setattr(rows_format, "CHUNK_BYTES", 24 * 13)  # .npy: chunks of 13 rows
         assert run(command, "x.npy", "c.npy") == 0
         outputs["npy"] = np.load(tmp_path / "c.npy")
         assert run(command, "x.parquet", "c.parquet") == 0
@@ -77,7 +79,7 @@ def test_a_bad_chunk_is_one_line_and_leaves_no_partial_output(table_run, tmp_pat
     bad = rows.copy()
     bad[150, 2] = np.nan
     np.save(tmp_path / "bad.npy", bad)
-    monkeypatch.setattr(stream, "CHUNK_BYTES", 24 * 50)
+    monkeypatch.setattr(rows_format, "CHUNK_BYTES", 24 * 50)
     out = tmp_path / "scores.npy"
     assert main(["score", str(table_run), "--input", str(tmp_path / "bad.npy"), "--out", str(out)]) == 2
     one_error_line(capsys, "bad.npy: contains NaN or infinite values (first in row 150)")
@@ -93,7 +95,7 @@ def test_mismatched_shards_and_non_numeric_parquet_are_refused(tmp_path):
     pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["x", "y"]}), tmp_path / "t.parquet")
     assert data_mod.open_rows(tmp_path / "t.parquet") is None  # a table of categories: read whole, as a table
     with pytest.raises(DataError, match=r"column\(s\) \['name'\] are not numeric"):
-        stream.open_parquet(tmp_path / "t.parquet")
+        parquet.open_parquet(tmp_path / "t.parquet")
 
 
 @pytest.fixture
@@ -101,7 +103,7 @@ def big(tmp_path, monkeypatch):
     """MNIST's first 6,000 training images as a uint8 .npy, streamed (threshold 0) in chunks of 500 rows."""
 
     monkeypatch.setattr(stream, "STREAM_THRESHOLD_BYTES", 0)
-    monkeypatch.setattr(stream, "CHUNK_BYTES", 784 * 4 * 500)
+    monkeypatch.setattr(rows_format, "CHUNK_BYTES", 784 * 4 * 500)
     images, _ = data_mod.load_mnist_arrays(None, train=True)
     np.save(tmp_path / "big.npy", images[:6000, None])
     return tmp_path / "big.npy"
@@ -129,26 +131,26 @@ def test_a_large_image_folder_is_read_lazily_and_learns(tmp_path, monkeypatch, c
 
     from PIL import Image
 
-    from aekit.io import files
+    from aekit.io import images as image_format
 
     images, labels = data_mod.load_mnist_arrays(None, train=True)
     for k in range(600):
         folder = tmp_path / "digits" / f"class-{labels[k] % 2}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(images[k]).save(folder / f"{k:04d}.png")
+    whole, whole_labels = data_mod.read_file(tmp_path / "digits")  # (read whole before the decoding is counted)
     decoded = []
-    decode = files.decode_images
-    monkeypatch.setattr(stream, "decode_images", lambda paths, *a: decoded.append(len(paths)) or decode(paths, *a))
+    decode = image_format.decode_images
+    monkeypatch.setattr(image_format, "decode_images", lambda paths, *a: decoded.append(len(paths)) or decode(paths, *a))
     rows = data_mod.open_rows(tmp_path / "digits", chunk_bytes=784 * 4 * 64)  # 64 images a chunk
     assert decoded == [] and len(rows) == 600 and rows.shape == (1, 28, 28) and rows.n_chunks == 10  # headers only
-    whole, whole_labels = data_mod.read_file(tmp_path / "digits")
     parts = list(rows.chunks())
     assert decoded == [64] * 9 + [24]
     np.testing.assert_array_equal(np.concatenate([x for x, _ in parts]), whole)
     np.testing.assert_array_equal(np.concatenate([y for _, y in parts]), whole_labels)
 
     monkeypatch.setattr(stream, "STREAM_THRESHOLD_BYTES", 0)
-    monkeypatch.setattr(stream, "CHUNK_BYTES", 784 * 4 * 64)
+    monkeypatch.setattr(rows_format, "CHUNK_BYTES", 784 * 4 * 64)
     caplog.set_level(logging.INFO)
     decoded.clear()
     assert main(["train", "--data", str(tmp_path / "digits"), "--latent-dim", "8", "--hidden", "64", "--epochs", "4",
@@ -204,7 +206,7 @@ def test_torchrun_processes_read_disjoint_rows_and_match_one_process(big, tmp_pa
     # every span of rows read to OUT.reads-RANK (every process logs, not only rank 0)
     driver = tmp_path / "driver.py"
     driver.write_text("import logging, os, sys\nfrom aekit.data import stream\nstream.STREAM_THRESHOLD_BYTES = 0\n"
-                      "stream.CHUNK_BYTES = 784 * 4 * 500\n"
+                      "from aekit.io import format as rows_format\nrows_format.CHUNK_BYTES = 784 * 4 * 500\n"
                       "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
                       "read_span = stream.Rows.read_span\n"
                       "def logged(self, i, start, stop):\n"

@@ -12,12 +12,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import math
 import os
 import urllib.request
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +24,14 @@ from ..configs import DataConfig
 from ..core.space import Data, Space
 from ..errors import DataError
 from ..io import tables
-from ..io.csvfile import read_csv
-from ..io.files import (IMAGE_SUFFIXES, atomic_write_bytes, check_finite, label_name, read_image_folder, read_images,
-                        read_npy, read_npz)  # fmt: skip
+from ..io.csvfile import Csv
+from ..io.idx import Idx
+from ..io.images import Image, ImageFolder
+from ..io.npy import Npy, Npz, Shards
+from ..io.parquet import Parquet
+from ..io.files import atomic_write_bytes, check_finite
+from ..io.format import Format, Rows
+from ..io.idx import read_idx_gz
 from . import stream
 
 log = logging.getLogger(__name__)
@@ -46,60 +48,6 @@ MNIST_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 BUNDLED_MNIST = Path(__file__).parent / "mnist"
-
-# IDX type codes (http://yann.lecun.com/exdb/mnist/): code -> big-endian numpy dtype.
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-# --------------------------------------------------------------------------------------------- IDX / MNIST
-def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse the bytes of an (uncompressed) IDX file into an array, checking its header against its payload.
-
-    Raises
-    ------
-    DataError
-        If the magic number, the type code, the dimensions or the payload length is wrong; the message names
-        ``name``.
-    """
-    if len(raw) < 4:
-        raise DataError(f"{name}: not an IDX file (only {len(raw)} bytes)")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(f"{name}: not an IDX file (bad magic number 0x{raw[:4].hex()})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{name}: IDX header declares {ndim} dimensions but the file ends after {len(raw)} bytes")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if 0 in dims:  # an empty dataset is of no use, and numpy refuses shapes like (0, 2**30, 2**30) anyway
-        raise DataError(f"{name}: IDX dimensions {dims} hold no values")
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow on hostile headers
-    if len(raw) - header != expected:
-        raise DataError(
-            f"{name}: IDX dimensions {dims} need {expected} payload bytes but the file has {len(raw) - header}"
-        )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def read_idx_gz(path: Path, sha256: str | None = None) -> np.ndarray:
-    """Read a gzip-compressed IDX file; if ``sha256`` is given, check the decompressed bytes against it."""
-    path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes())
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: not a valid gzip file ({err})") from None
-    array = parse_idx(raw, str(path))
-    if sha256 is not None:
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != sha256:
-            raise DataError(
-                f"{path}: SHA-256 mismatch (got {digest[:12]}..., expected {sha256[:12]}...): "
-                "the file is corrupt or not the canonical MNIST; delete it and try again"
-            )
-    return array
-
 
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -238,93 +186,32 @@ def split(x: np.ndarray, y: np.ndarray | None, config: DataConfig) -> tuple[np.n
 
 
 # ------------------------------------------------------------------------------------------ sources: one registry
-@dataclass(frozen=True)
-class Source:
-    """A kind of data file or folder, one module owning its reading: which paths it takes, how to read one whole, and
-    (``open``, if it can) how to read it a chunk at a time as :class:`aekit.data.stream.Rows`.
-
-    ``read(path, label_column, image_size, columns) -> (x, labels or None, columns)``: ``columns`` are a table's
-    (:class:`aekit.io.tables.Column`; given those a model was trained on, the file is read in them), ``()`` for an array;
-    ``open(path, label_column, chunk_bytes, image_size) -> Rows``, or None for a file it reads only whole.
-    """
-
-    kind: str
-    help: str
-    takes: Callable[[Path], bool]
-    read: Callable[..., tuple[np.ndarray, np.ndarray | None, tuple]]
-    open: Callable[..., stream.Rows | None] | None = None
+# A kind of file is one module of aekit.io (a Format: which paths it takes, reading one whole and, if it can, by
+# chunks) and one line here: loading, training, encode, reconstruct, score, serve and `aekit datasets` all read this
+# registry. The first format that takes a path reads it (a folder of images takes any folder: it comes last).
+SOURCES: dict[str, Format] = {
+    "npy": Npy(),
+    "npz": Npz(),
+    "csv": Csv(),
+    "parquet": Parquet(),
+    "idx": Idx(),
+    "image": Image(),
+    "shards": Shards(),
+    "images": ImageFolder(),
+}
 
 
-def _suffix(*suffixes: str) -> Callable[[Path], bool]:
-    return lambda path: path.suffix.lower() in suffixes and not path.is_dir()
-
-
-def _whole(open_rows: Callable[..., stream.Rows]) -> Callable[..., tuple[np.ndarray, np.ndarray | None, tuple]]:
-    """Read a chunked source whole: its chunks, concatenated (an array: no columns)."""
-    return lambda path, label_column, image_size, columns: (*concatenated(open_rows(path, label_column, None,
-                                                                                    image_size)), ())  # fmt: skip
-
-
-def concatenated(rows: stream.Rows) -> tuple[np.ndarray, np.ndarray | None]:
-    """Every chunk of ``rows`` in one array (and the labels, if it has them)."""
-    parts = list(rows.chunks())
-    x = np.concatenate([p[0] for p in parts])
-    return x, np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
-
-
-def _read_parquet(path: Path, label_column, image_size, columns) -> tuple[np.ndarray, np.ndarray | None, tuple]:
-    """A Parquet file whole: numbers by row groups; with text, dictionary or boolean columns (or a model's columns),
-    a table (:mod:`aekit.tables`)."""
-    if not columns and stream.parquet_is_numeric(path, label_column):
-        return _whole(_open_parquet)(path, label_column, image_size, ())
-    table = tables.read_arrow(path)
-    label = None if label_column is None else label_name(table.schema.names, label_column, path)
-    columns = columns or tables.infer_columns(table, label, str(path))
-    x = tables.encode(table, columns, str(path))
-    if not len(x):
-        raise DataError(f"{path}: no data rows")
-    return x, None if label is None else tables.labels_of(table, label, str(path)), columns
-
-
-_open_npy = lambda path, label_column, chunk_bytes, image_size: stream.open_npy(path, chunk_bytes)  # noqa: E731
-_open_parquet = lambda path, label_column, chunk_bytes, image_size: stream.open_parquet(path, label_column)  # noqa: E731
-_open_images = lambda path, label_column, chunk_bytes, image_size: stream.open_images(path, image_size, chunk_bytes)  # noqa: E731
-_open_numeric_parquet = lambda path, label_column, chunk_bytes, image_size: (  # noqa: E731
-    _open_parquet(path, label_column, chunk_bytes, image_size) if stream.parquet_is_numeric(path, label_column) else None)
-
-# Adding a kind of file is one entry here (and its reader in its own module): loading, training, encode,
-# reconstruct, score, serve and the CLI's help all read this list. The first entry that takes a path reads it.
-SOURCES: tuple[Source, ...] = (
-    Source("npy", ".npy array (N, D) or (N, C, H, W); memory-mapped, read by chunks", _suffix(".npy"),
-           lambda path, label_column, image_size, columns: (read_npy(path), None, ()), _open_npy),
-    Source("npz", ".npz archive (array 'x', labels 'y')", _suffix(".npz"),
-           lambda path, label_column, image_size, columns: (*read_npz(path), ())),
-    Source("csv", ".csv table: comma, semicolon or tab separated, header optional (--label-column); text columns "
-           "are categories, empty or NA cells missing", _suffix(".csv"),
-           lambda path, label_column, image_size, columns: read_csv(path, label_column, columns)),
-    Source("parquet", ".parquet table (--label-column; the 'parquet' extra), numeric ones read by row groups, string "
-           "or dictionary columns as categories", _suffix(".parquet"), _read_parquet, _open_numeric_parquet),
-    Source("image", "one .png/.jpg image", _suffix(*IMAGE_SUFFIXES),
-           lambda path, label_column, image_size, columns: (read_images([path], image_size), None, ())),
-    Source("shards", "folder of .npy shards, one table in name order", stream.is_shard_folder, _whole(_open_npy),
-           _open_npy),
-    Source("images", "folder of .png/.jpg images (one subfolder per class gives labels; --image-size HxW)",
-           Path.is_dir, lambda path, label_column, image_size, columns: (*read_image_folder(path, image_size), ()),
-           _open_images),
-)  # fmt: skip
-
-
-def source_for(path: str | Path) -> Source:
-    """The :class:`Source` that reads ``path``; a path no source takes, or that does not exist, is refused."""
+def source_for(path: str | Path) -> Format:
+    """The :class:`aekit.io.format.Format` that reads ``path``; a path no source takes, or that does not exist, is refused."""
     path = Path(path)
     if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block forever, a device never end
         raise DataError(f"{path}: not a regular file or folder (only regular files are read as data)")
-    source = next((s for s in SOURCES if s.takes(path)), None)
+    source = next((s for s in SOURCES.values() if s.takes(path)), None)
     if source is None:
         if not path.exists():
             raise DataError(f"unknown dataset {str(path)!r}; choose one of {sorted(DATASETS)} or give a path to a "
-                            f"{', '.join(s.kind for s in SOURCES)} source (aekit datasets lists them)")  # fmt: skip
-        raise DataError(f"{path}: unsupported file type; use one of {', '.join(s.kind for s in SOURCES)} "
+                            f"{', '.join(SOURCES)} source (aekit datasets lists them)")  # fmt: skip
+        raise DataError(f"{path}: unsupported file type; use one of {', '.join(SOURCES)} "
                         "(aekit datasets describes each)")  # fmt: skip
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -339,7 +226,7 @@ def read_file(path: str | Path, label_column: str | None = None, image_size: tup
 
 def read_data(path: str | Path, label_column: str | None = None, image_size: tuple[int, int] | None = None,
               columns: tuple[tables.Column, ...] = ()) -> tuple[np.ndarray, np.ndarray | None, tuple]:  # fmt: skip
-    """A user's data file or folder whole, by the :class:`Source` that takes it: ``(x, labels or None, columns)``,
+    """A user's data file or folder whole, by the format that takes it (:data:`SOURCES`): ``(x, labels or None, columns)``,
     checked for shape and values (missing cells allowed); ``columns`` inferred for a table (``()`` for an array).
     Given the ``columns`` a model was trained on, a table is read in those (same slots, its categories checked)."""
     path = Path(path)
@@ -350,8 +237,8 @@ def read_data(path: str | Path, label_column: str | None = None, image_size: tup
 
 
 def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,
-              image_size: tuple[int, int] | None = None) -> stream.Rows | None:  # fmt: skip
-    """``path`` as :class:`aekit.data.stream.Rows`, read a chunk at a time; None for a source read only whole (CSV, a
+              image_size: tuple[int, int] | None = None) -> Rows | None:  # fmt: skip
+    """``path`` as :class:`aekit.io.format.Rows`, read a chunk at a time; None for a source read only whole (CSV, a
     Parquet table with text columns)."""
     path = Path(path)
     source = source_for(path)
@@ -375,7 +262,7 @@ def load(config: DataConfig, space: Space | None = None) -> Data | stream.Stream
         return stream.load_streamed(rows, config, space)
     else:  # small: in memory, from the chunks already opened; missing cells (NaN) allowed (streamed: not)
         rows.missing = True
-        x, y = concatenated(rows)
+        x, y = rows.whole()
     return _finish(config, *split(x, y, config), columns, space=space)
 
 

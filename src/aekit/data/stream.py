@@ -1,16 +1,8 @@
-"""Data bigger than memory: rows read chunk by chunk from disk, and outputs written as they are computed.
+"""Data bigger than memory: a source's chunks (:class:`aekit.io.format.Rows`, opened by the format that takes the
+path: ``.npy`` files and shard folders memory-mapped, Parquet by row groups, image folders decoded a chunk at a
+time) trained on as a stream, and outputs written as they are computed.
 
-Sources read in chunks, never whole (``aekit.data.datasets.SOURCES`` says which opener takes which path):
-
-- a ``.npy`` file, memory-mapped (``np.load(mmap_mode="r")``): a chunk is a contiguous slice of rows;
-- a folder of ``.npy`` shards (every file the same row shape and dtype), in name order, as one table;
-- a Parquet file (``pyarrow``, the ``parquet`` extra): a chunk is a row group; numeric columns only, a label
-  column left out as for CSV;
-- a folder of images (PNG/JPEG, one subfolder per class optional): headers are read when it is opened, a chunk's
-  images decoded when it is read.
-
-A chunk is about :data:`CHUNK_BYTES` of rows as float32 (a Parquet row group is what its writer made it). Outputs
-(``.npy`` through an open memmap, ``.csv`` appended, ``.parquet`` row group by row group) go to a temporary
+Outputs (``.npy`` through an open memmap, ``.csv`` appended, ``.parquet`` row group by row group) go to a temporary
 sibling that replaces the target only once complete, so a crash leaves no half-written file.
 """
 
@@ -19,19 +11,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..core.space import Data, Scaler, Space
 from ..errors import DataError
-from ..io.files import (OUTPUT_SUFFIXES, check_finite, check_npy_header, decode_images, image_files, image_layout,
-                        label_name)  # fmt: skip
+from ..io.files import OUTPUT_SUFFIXES, check_finite
+from ..io.format import Rows
+from ..io.parquet import needs_pyarrow
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 16 * 2**20  # rows per chunk: about this many bytes as float32 (model space), whatever the source's dtype
 
 
 def keep_heap_small(threshold: int = 2**20) -> None:
@@ -48,182 +39,6 @@ def keep_heap_small(threshold: int = 2**20) -> None:
         libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
-
-
-def needs_pyarrow(what: str):
-    try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(f"{what}: Parquet needs the 'parquet' extra: pip install 'aekit[parquet]'") from None
-    return pq
-
-
-def is_shard_folder(path: Path) -> bool:
-    """A folder whose files are all ``.npy`` (at least one): shards of one table, not a folder of images."""
-    if not path.is_dir():
-        return False
-    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
-    return bool(entries) and all(p.is_file() and p.suffix.lower() == ".npy" for p in entries)
-
-
-@dataclass
-class Rows:
-    """A table (or image array) on disk, read by chunk: ``len(rows)``, ``rows.shape`` (one row's), ``rows.read(i)``
-    -> ``(x, labels or None)`` of chunk ``i`` of ``rows.n_chunks``, values checked as for a whole file."""
-
-    source: str
-    shape: tuple[int, ...]  # of one row
-    dtype: np.dtype
-    spans: list[tuple[int, int]]  # (start, stop) of each chunk, in rows
-    reader: object  # (i, start, stop) -> (x, labels or None): rows start:stop, all within chunk i
-    gather: object = None  # sorted row indices -> rows, reading only those (memory-mapped sources)
-    missing: bool = False  # whether NaN cells (missing values) pass the check: inputs of a model that fills them
-
-    def __len__(self) -> int:
-        return self.spans[-1][1] if self.spans else 0
-
-    @property
-    def n_chunks(self) -> int:
-        return len(self.spans)
-
-    def read(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.read_span(i, *self.spans[i])
-
-    def read_span(self, i: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Rows ``start:stop`` (within chunk ``i``), values checked."""
-        x, y = self.reader(i, start, stop)
-        return check_finite(x, self.source, first_row=start, missing=self.missing), y
-
-    def chunks(self):
-        for i in range(self.n_chunks):
-            yield self.read(i)
-
-
-def chunk_spans(n_rows: int, row_values: int, limit: int | None = None) -> list[tuple[int, int]]:
-    rows = max(1, (limit or CHUNK_BYTES) // max(1, 4 * row_values))
-    return [(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]
-
-
-def _mmap(path: Path) -> np.ndarray:
-    with open(path, "rb") as handle:
-        check_npy_header(handle, path.stat().st_size, str(path), limit=None)  # read by chunks, never whole
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a valid NumPy file ({err})") from None
-    if array.ndim < 2 or len(array) == 0:
-        raise DataError(f"{path}: shape {array.shape}; need rows of features (N, D) or images (N, C, H, W)")
-    return array
-
-
-def open_npy(path: Path, chunk_bytes: int | None = None) -> Rows:
-    """A ``.npy`` file or a folder of ``.npy`` shards as :class:`Rows` (memory-mapped, read by slices)."""
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".npy") if path.is_dir() else [path]
-    arrays = [_mmap(f) for f in files]
-    first = arrays[0]
-    for f, a in zip(files, arrays):
-        if a.shape[1:] != first.shape[1:] or a.dtype != first.dtype:
-            raise DataError(f"{f}: shard of shape {a.shape} ({a.dtype}) does not match {files[0].name}'s rows "
-                            f"{first.shape[1:]} ({first.dtype})")  # fmt: skip
-    offsets = np.cumsum([0] + [len(a) for a in arrays])
-
-    def reader(i, start, stop):
-        parts = []
-        for a, lo in zip(arrays, offsets[:-1]):
-            s, e = max(start - lo, 0), min(stop - lo, len(a))
-            if s < e:
-                parts.append(np.asarray(a[s:e]))
-        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), None
-
-    def gather(index):
-        parts = []
-        for a, lo in zip(arrays, offsets[:-1]):
-            parts.append(np.asarray(a[index[(index >= lo) & (index < lo + len(a))] - lo]))
-        return np.concatenate(parts)
-
-    spans = chunk_spans(int(offsets[-1]), math.prod(first.shape[1:]), chunk_bytes)
-    return Rows(str(path), tuple(first.shape[1:]), first.dtype, spans, reader, gather)
-
-
-def parquet_is_numeric(path: Path, label_column: str | None = None) -> bool:
-    """Whether every feature column of a Parquet file is numbers (read by row groups), from its schema alone; a text,
-    dictionary or boolean column makes it a table of categories (:mod:`aekit.tables`)."""
-    pq = needs_pyarrow(str(path))
-    import pyarrow.types as pat
-
-    try:
-        schema = pq.read_schema(path)
-    except Exception as err:  # pyarrow raises its own ArrowInvalid / OSError kinds
-        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
-    label = None if label_column is None else label_name(schema.names, label_column, path)
-    return all(pat.is_integer(schema.field(n).type) or pat.is_floating(schema.field(n).type)
-               for n in schema.names if n != label)  # fmt: skip
-
-
-def open_parquet(path: Path, label_column: str | None = None) -> Rows:
-    """A Parquet file as :class:`Rows`, one chunk per row group; numeric columns are the features."""
-    pq = needs_pyarrow(str(path))
-    import pyarrow.types as pat
-
-    try:
-        file = pq.ParquetFile(path)
-    except Exception as err:  # pyarrow raises its own ArrowInvalid / OSError kinds
-        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
-    schema = file.schema_arrow
-    names = schema.names
-    label = None if label_column is None else label_name(names, label_column, path)
-    features = [n for n in names if n != label]
-    bad = [n for n in features if not (pat.is_integer(schema.field(n).type) or pat.is_floating(schema.field(n).type))]
-    if bad:  # (aekit.data reads such a file as a table: parquet_is_numeric says which to open)
-        raise DataError(f"{path}: column(s) {bad[:5]} are not numeric; give the label with --label-column or drop them")
-    if not features:
-        raise DataError(f"{path}: no feature columns")
-    meta = file.metadata
-    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-    offsets = np.cumsum([0] + sizes)
-    spans = [(int(offsets[i]), int(offsets[i + 1])) for i in range(len(sizes)) if sizes[i]]
-    groups = [i for i in range(len(sizes)) if sizes[i]]
-    if not spans:
-        raise DataError(f"{path}: holds no rows")
-
-    # uint8 columns stay uint8 (pixels: scaled to [0, 1] as a .npy of uint8 would be); anything else is float32
-    dtype = np.dtype(np.uint8) if all(pat.is_uint8(schema.field(n).type) for n in features) else np.dtype(np.float32)
-
-    last = [None]  # (i, x, y) of the row group read last: the lanes of one chunk are read from one decoding
-
-    def reader(i, start, stop):
-        if last[0] is not None and last[0][0] == i:
-            _, x, y = last[0]
-        else:
-            last[0] = None  # let the previous group go before decoding this one
-            table = file.read_row_group(groups[i], columns=features + ([label] if label else []))
-            x = np.empty((table.num_rows, len(features)), dtype)  # filled column by column: no second copy
-            for j, name in enumerate(features):
-                x[:, j] = table.column(name).to_numpy(zero_copy_only=False)
-            y = table.column(label).to_numpy(zero_copy_only=False).astype(np.int64) if label else None
-            if (start, stop) != spans[i]:  # a part: the next read is likely another part of this group
-                last[0] = (i, x, y)
-        a, b = start - spans[i][0], stop - spans[i][0]
-        return x[a:b], None if y is None else y[a:b]
-
-    return Rows(str(path), (len(features),), dtype, spans, reader)
-
-
-def open_images(root: Path, image_size: tuple[int, int] | None = None, chunk_bytes: int | None = None) -> Rows:
-    """A folder of images as :class:`Rows` of uint8 ``(C, H, W)``: only the headers are read here (sizes, modes);
-    a chunk's images are decoded when it is read. Labels come from one subfolder per class, as for small folders."""
-    files, labels = image_files(root)
-    mode, shape = image_layout(files, image_size)
-
-    def reader(i, start, stop):
-        return decode_images(files[start:stop], mode, shape[1:]), None if labels is None else labels[start:stop]
-
-    def gather(index):
-        return decode_images([files[k] for k in index], mode, shape[1:])
-
-    return Rows(str(root), shape, np.dtype(np.uint8), chunk_spans(len(files), math.prod(shape), chunk_bytes), reader,
-                gather)  # fmt: skip
 
 
 class RowWriter:

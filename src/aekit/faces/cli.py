@@ -241,8 +241,8 @@ def cmd_datasets(args) -> int:
     print(f"\n{outputs().mnist_location()}")
     print("search order: --data-dir, $AEKIT_DATA, the bundled copy, the user cache; then a checked download")
     print("\nyour own data (--data PATH), the first kind that takes the path reads it:")
-    for source in SOURCES:
-        print(f"  {source.kind:<8} {source.help}")
+    for kind, source in SOURCES.items():
+        print(f"  {kind:<8} {source.help}")
     print("A .npy, Parquet, shard or image folder source over 2 GiB (as float32) is streamed from disk in chunks.")
     return 0
 

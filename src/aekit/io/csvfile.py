@@ -24,11 +24,13 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import DataError
 from .files import label_name
+from .format import Format
 from .tables import MAX_CATEGORIES, MISSING, Column, one_hot, width
 
 DELIMITERS = (",", ";", "\t")
@@ -215,3 +217,13 @@ def encode(cells: dict[str, list[str]], columns: tuple[Column, ...], decimal_com
             out[:, start : start + column.width] = one_hot((None if v in MISSING else v for v in values), column, path)
         start += column.width
     return out
+
+
+class Csv(Format):
+    kind: ClassVar[str] = "csv"
+    help: ClassVar[str] = (".csv table: comma, semicolon or tab separated, header optional (--label-column); text "
+                           "columns are categories, empty or NA cells missing")  # fmt: skip
+    suffixes: ClassVar[tuple[str, ...]] = (".csv",)
+
+    def read(self, path, label_column=None, image_size=None, columns=()):
+        return read_csv(path, label_column, columns)

@@ -1,24 +1,19 @@
-"""The user's own data files as arrays: .npy, .npz, and PNG/JPEG images or folders of them (CSV: :mod:`aekit.csvfile`).
-
-Every reader checks what it returns: numeric, non-empty, finite, labels matching rows; each problem is one
+"""What every format shares: atomic writes, the finiteness check, a ``.npy`` header checked before anything is
+allocated, a label column found by name or index, and the limits on what aekit reads. Each format is a module of its
+own beside this one (:mod:`aekit.io.format`); every reader checks what it returns, each problem one
 :class:`~aekit.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
-import warnings
-import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 OUTPUT_SUFFIXES = (".npy", ".csv", ".parquet")  # what encode, reconstruct and score write, by the --out suffix
 # Limits on what a file may make aekit do; each refusal names the file and the limit.
 MAX_ARRAY_BYTES = 8 * 2**30  # a .npy/.npz array declaring more than this (8 GiB) is refused before it is read
@@ -104,45 +99,6 @@ def check_npy_header(handle, size: int, source: str, limit: int | None = MAX_ARR
                         f"{size - handle.tell()}")  # fmt: skip
 
 
-def read_npy(path: Path) -> np.ndarray:
-    """A whole .npy array (its header checked first: no objects, at most MAX_ARRAY_BYTES, no more than the file)."""
-    with open(path, "rb") as handle:
-        check_npy_header(handle, path.stat().st_size, str(path))
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:  # object arrays need pickle, which we never load
-        raise DataError(f"{path}: cannot load ({err})") from None
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path}: not a valid NumPy file ({err})") from None
-
-
-def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """The data array of a .npz archive (``x``, ``X``, ``data``, ``images`` or its only array) and its labels if any."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {Path(info.filename).stem: info for info in archive.infolist() if info.filename.endswith(".npy")}
-            if not members:
-                raise DataError(f"{path}: holds no arrays")
-            keys = list(members)
-            x_key = next((k for k in ("x", "X", "data", "images") if k in keys), keys[0] if len(keys) == 1 else None)
-            if x_key is None:
-                raise DataError(f"{path}: cannot tell which array holds the data among {keys}; name it 'x'")
-            y_key = next((k for k in ("y", "labels", "targets") if k in keys), None)
-            arrays = []
-            for key in (x_key, y_key):
-                if key is None:
-                    arrays.append(None)
-                    continue
-                with archive.open(members[key]) as handle:
-                    check_npy_header(handle, members[key].file_size, f"{path}:{key}")
-                with archive.open(members[key]) as handle:
-                    arrays.append(np.load(io.BytesIO(handle.read()), allow_pickle=False))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as err:
-        raise DataError(f"{path}: not a valid .npz archive ({err})") from None
-    x, y = arrays
-    return x, None if y is None else np.asarray(y).astype(np.int64)
-
-
 def label_name(names: list[str], label_column: str, path) -> str:
     """The column ``label_column`` names among ``names``: a column name, else a 0-based index."""
     if label_column in names:
@@ -152,78 +108,3 @@ def label_name(names: list[str], label_column: str, path) -> str:
     raise DataError(f"{path}: no column {label_column!r}; columns are {names[:20]}")
 
 
-def image_files(root: Path) -> tuple[list[Path], np.ndarray | None]:
-    """The images under ``root`` in name order, and their labels if they sit in one subfolder per class (as
-    torchvision's ImageFolder), else None."""
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise DataError(f"{root}: no .png or .jpg images in this folder")
-    classes = sorted({p.parent for p in files})
-    labels = None
-    if len(classes) > 1 or classes[0] != root:
-        labels = np.array([classes.index(p.parent) for p in files], dtype=np.int64)
-    return files, labels
-
-
-@contextmanager
-def open_image(path: Path):
-    """``with open_image(path) as image``: PIL's lazy image (header read, pixels not yet), checked against the pixel
-    limit; any failure to read or decode inside the block becomes one :class:`DataError` naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_IMAGE_PIXELS:  # from the header, before decoding
-                    raise DataError(f"{path}: {image.width}x{image.height} pixels, more than the "
-                                    f"{MAX_IMAGE_PIXELS:,} aekit decodes per image")  # fmt: skip
-                yield image
-    except DataError:
-        raise
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            SyntaxError, ValueError) as err:  # fmt: skip
-        raise DataError(f"{path}: not a readable image ({err})") from None
-
-
-def image_layout(files: list[Path], image_size) -> tuple[str, tuple[int, int, int]]:
-    """From the headers alone (no pixels decoded): the mode every image is converted to ("L" if all are
-    greyscale, else "RGB") and the shape ``(C, H, W)`` of each, checking sizes and the pixel limit."""
-    modes, sizes = set(), set()
-    for path in files:
-        with open_image(path) as image:
-            modes.add(image.mode)
-            sizes.add(image.size)
-    mode = "L" if modes <= {"1", "L", "LA", "I", "I;16"} else "RGB"
-    if image_size is None and len(sizes) > 1:
-        (w1, h1), (w2, h2) = sorted(sizes)[:2]
-        raise DataError(f"images have different sizes ({h1}x{w1} and {h2}x{w2}); pass --image-size HxW to resize them")
-    h, w = image_size if image_size is not None else next(iter(sizes))[::-1]
-    return mode, (1 if mode == "L" else 3, h, w)
-
-
-def decode_images(files: list[Path], mode: str, size: tuple[int, int]) -> np.ndarray:
-    """Pixels of ``files`` as uint8 ``(N, C, H, W)``, each converted to ``mode`` and resized to ``size`` (H, W)
-    if it differs (bilinear)."""
-    from PIL import Image
-
-    h, w = size
-    out = np.empty((len(files), 1 if mode == "L" else 3, h, w), dtype=np.uint8)
-    for k, path in enumerate(files):
-        with open_image(path) as image:
-            image = image.convert(mode)
-            pixels = np.asarray(image if image.size == (w, h) else image.resize((w, h), Image.BILINEAR), np.uint8)
-        out[k] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    return out
-
-
-def read_image_folder(root: Path, image_size) -> tuple[np.ndarray, np.ndarray | None]:
-    """Every image under ``root`` as uint8 ``(N, C, H, W)``, and labels from one subfolder per class if so."""
-    files, labels = image_files(root)
-    return read_images(files, image_size), labels
-
-
-def read_images(files: list[Path], image_size) -> np.ndarray:
-    """Images as uint8 ``(N, C, H, W)``, all of one size (``image_size`` (H, W) resizes them)."""
-    mode, shape = image_layout(files, image_size)
-    return decode_images(files, mode, shape[1:])
