@@ -12,6 +12,10 @@ settings.register_profile("fuzz", max_examples=20_000, derandomize=False, databa
                           suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile(os.environ.get("AEKIT_HYPOTHESIS_PROFILE", "ci"))
 
+# The tests compare runs bit for bit, so the thread count must not follow the machine's load while they run (a
+# server or a browser started by a test is load): torch's own count, fixed. tests/test_threads.py tests the rule.
+os.environ.setdefault("AEKIT_THREADS", "torch")
+
 import aekit
 import aekit.data.datasets
 

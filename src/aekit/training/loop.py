@@ -39,6 +39,7 @@ from .graphs import GraphedStep
 from .mlpgrad import MLPStep, chain_of, reconstruct_rows
 from .optim import AdamStep, make_optimizer, step_function
 from .precision import autocast_wide_layers, resolve
+from .threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def train(
     """
     loop = _Loop(model, data, config.validate(), checkpoints, progress)
     state = loop.start(resume)
-    with _StopFlag() as stop, deterministic_cudnn(loop.device):
+    with _StopFlag() as stop, deterministic_cudnn(loop.device), contextlib.closing(loop.threads):
         for epoch in range(state.epoch, config.epochs):
             state = loop.epoch(state, epoch, stop)
             if on_epoch is not None:
@@ -299,6 +300,7 @@ class _Loop:
         self.graphed = graphed_step(self.gradients, self.optimizer_step, config, self.batch, self.device, self.world)
         self.after_step = model.config.objective.after_step
         self.saver = checkpoints if self.rank == 0 else None  # every process loads, rank 0 saves
+        self.threads = Threads(self.device)  # as many as the other processes leave free
         self.lanes_logged = False
 
     def start(self, resume: bool) -> TrainState:
@@ -359,6 +361,7 @@ class _Loop:
                 if self.after_step is not None:  # an objective's own care of its weights (unit decoder columns)
                     self.after_step(self.model)
             pending.append((step, len(xb), loss, terms))
+            self.threads.tick()
             # Look at the losses (one host round trip) every LOOK_EVERY steps, at the end of the epoch, and on
             # Ctrl-C; under torchrun every process looks at the same steps, and a Ctrl-C waits for the next look.
             last = step + 1 == steps
