@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import DataError
 from .files import label_name
 from .format import Format
-from .tables import MAX_CATEGORIES, MISSING, Column, one_hot, width
+from .tables import MAX_CATEGORIES, MISSING, Column, class_indices, one_hot, width
 
 DELIMITERS = (",", ";", "\t")
 SNIFF_LINES = 50  # lines read to choose the delimiter
@@ -169,12 +169,7 @@ def fill_text(path: str | Path, fills: dict[str, list[str]]) -> bytes:
 
 
 def _labels(values: list[str], name: str, path) -> np.ndarray:
-    if any(v in MISSING for v in values):
-        raise DataError(f"{path}: the label column {name!r} has empty cells")
-    try:
-        return np.array([float(v) for v in values]).astype(np.int64)
-    except ValueError:
-        return np.unique(values, return_inverse=True)[1].astype(np.int64)
+    return class_indices((None if v in MISSING else v for v in values), name, path)
 
 
 def _column(name: str, values: list[str], decimal_comma: bool, path) -> Column:

@@ -190,7 +190,13 @@ def one_hot(values, column: Column, source) -> np.ndarray:
 
 def labels_of(table, label: str, source: str) -> np.ndarray:
     """The label column as int64 class indices (numbers as they are, text by sorted name)."""
-    texts = _texts(table.column(label))
+    return class_indices(_texts(table.column(label)), label, source)
+
+
+def class_indices(texts, label: str, source) -> np.ndarray:
+    """A label column's cells (text, None where empty) as int64 class indices: numbers as they are, text by sorted
+    name; an empty cell is refused."""
+    texts = list(texts)
     if any(v is None for v in texts):
         raise DataError(f"{source}: the label column {label!r} has empty cells")
     try:
