@@ -3,6 +3,7 @@
 >>> import aekit
 >>> model = aekit.AutoEncoder((1, 28, 28), latent_dim=32)
 >>> config = aekit.make_config("vae", body="conv", beta=4.0)   # a body x an objective, options routed to each
+>>> run = aekit.pretrained("chapter")      # a trained run that ships with aekit (also: codec, conv30)
 >>> history, metrics = aekit.train_run("runs/quick", train_config=aekit.TrainConfig(epochs=1))  # doctest: +SKIP
 
 The names below load their module when first used (PEP 562), so ``import aekit`` is quick and ``aekit --help``
@@ -21,7 +22,7 @@ WHERE = {  # public name -> the module that defines it
     "Variational": "model.parts", "VectorQuantized": "model.parts", "Rate": "model.parts", "TopK": "model.parts",
     "make_config": "model.config", "AutoEncoder": "model.autoencoder", "build_model": "model.autoencoder",
     "train": "training.loop", "Run": "run.runs", "evaluate_run": "run.runs", "load_run": "run.runs",
-    "train_run": "run.training", "AutoEncoderOutlierDetector": "faces.estimator",
+    "train_run": "run.training", "pretrained": "run.runs", "AutoEncoderOutlierDetector": "faces.estimator",
     "AutoEncoderTransformer": "faces.estimator", "AutoEncoderImputer": "faces.imputer",
 }
 __all__ = [*WHERE, "__version__"]

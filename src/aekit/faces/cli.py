@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 from ..configs import DataConfig, TrainConfig
-from ..generation.parts import prior_options
 from ..errors import AekitError
+from ..generation.parts import prior_options
 from ..model.config import PRESETS, make_config, part_options
+from ..run import pretrained
 from .parser import OUTPUT_SUFFIXES, build_parser, config_from_args, flag, progress_wanted
 
 
@@ -71,6 +72,9 @@ def cmd_features(args) -> int:
 def cmd_compress(args) -> int:
     if args.out.is_dir():
         raise AekitError(f"--out {args.out}: is a folder; give a file name")
+    if args.out.suffix.lower() in (*OUTPUT_SUFFIXES, ".npz", ".png", ".jpg", ".json"):
+        raise AekitError(f"--out {args.out}: a compressed file is aekit's own container, not a {args.out.suffix} "
+                         "file; name it FILE.aek")  # fmt: skip
     run = runs().load_run(args.run, args.device)
     import torch
 
@@ -140,11 +144,16 @@ def cmd_train(args) -> int:
                                spell=flag, **options)  # fmt: skip
     train_config = config_from_args(TrainConfig, args, preset.get("train", {}))  # explicit options beat the preset
     out = args.resume or args.out
+    chapter = args.preset == "chapter"  # the default: what a preset does not fix is left to the data
+    from_data = tuple(name for name, given, free in (("latent_dim", args.latent_dim, chapter),
+                                                     ("hidden", args.hidden, chapter and args.body in (None, "mlp")),
+                                                     ("epochs", args.epochs, "train" not in preset))
+                      if given is None and free and args.model in (None, "mlp"))  # fmt: skip
     history, metrics = training().train_run(
         out, model_config, config_from_args(DataConfig, args), train_config, resume=args.resume is not None,
         overwrite=args.overwrite, progress=progress_wanted(args), epochs=args.epochs if args.resume else None,
         device=args.device if args.resume else None, tensorboard=args.tensorboard, analysis=args.analysis,
-        latent_distance=args.latent_distance,
+        latent_distance=args.latent_distance, from_data=from_data,
     )  # fmt: skip
     if metrics:  # under torchrun, only rank 0 evaluates and reports
         print(report().format_metrics(metrics))
@@ -202,16 +211,18 @@ def cmd_impute(args) -> int:
 
 
 def cmd_encode_or_reconstruct(args) -> int:
-    check_output_path(args.out)
-    run = runs().load_run(args.run, args.device)
-    n, chunks = run.chunks(args.input, args.split)
     encode = args.command == "encode"
+    (check_output_path if encode else check_grid_or_rows_output)(args.out)
+    run = runs().load_run(args.run, args.device)
+    if not encode:
+        check_grid_fits(args.out, run)
+    n, chunks = run.chunks(args.input, args.split)
     shape = (run.model_config.latent_dim,) if encode else run.model_config.input_shape
-    if run.model_config.columns and not encode:  # a table: written whole in its own columns and categories
-        import numpy as np
+    if not encode and (run.model_config.columns or args.out.suffix.lower() == ".png"):  # a table in its own
+        import numpy as np  # columns and categories, or a grid of images: written whole
 
         outputs().write_rows(np.concatenate([run.reconstruct(x).numpy() for x in chunks]), args.out,
-                          run.model_config.columns)  # fmt: skip
+                             run.model_config.columns)  # fmt: skip
         print(f"wrote reconstructions of {n} rows to {args.out}")
         return 0
     from ..data.stream import RowWriter
@@ -244,6 +255,34 @@ def cmd_datasets(args) -> int:
     for kind, source in SOURCES.items():
         print(f"  {kind:<8} {source.help}")
     print("A .npy, Parquet, shard or image folder source over 2 GiB (as float32) is streamed from disk in chunks.")
+    print(f"\ntrained runs that ship with aekit (RUN = pretrained:NAME; aekit pretrained): {', '.join(pretrained.names())}")
+    return 0
+
+
+def cmd_pretrained(args) -> int:
+    """List the shipped runs; with NAME, one of them; with --out, copy it into a run of one's own."""
+    if args.name is None:
+        if args.out is not None:
+            raise AekitError("--out copies one pretrained run: name it (aekit pretrained NAME --out DIR)")
+        for name in pretrained.names():
+            entry = pretrained.entry(name)
+            print(f"pretrained:{name:<9} {entry['help']}\n{'':<20} {entry['headline']}")
+        print("\nuse one wherever a RUN goes (aekit compress pretrained:codec --input mnist --split test --out t.aek); "
+              "aekit pretrained NAME shows how it was trained")  # fmt: skip
+        return 0
+    entry = pretrained.entry(args.name)
+    folder = pretrained.locate(args.name)
+    if args.out is not None:
+        pretrained.copy(args.name, args.out)
+        print(f"copied pretrained:{args.name} into {args.out}: a run of your own to fit priors and scores into "
+              f"(aekit fit-prior {args.out} --prior diffusion, aekit fit-score {args.out}) or draw its report")  # fmt: skip
+        return 0
+    print(f"pretrained:{args.name}: {entry['help']}\n{entry['headline']}\nfolder: {folder} (read-only; every file "
+          "checked against the manifest's SHA-256)")  # fmt: skip
+    print(f"trained with (seed {entry['seed']}, {entry['threads']} threads, on {entry['cpu']}, aekit "
+          f"{entry['aekit_version']}):")  # fmt: skip
+    for command in entry["commands"]:
+        print(f"  {command}")
     return 0
 
 
@@ -281,7 +320,16 @@ def cmd_score(args) -> int:
     return 0
 
 
+def into_run(run: Path, what: str) -> None:
+    """Refuse, in one line saying how to copy it, a command that would write ``what`` into a run shipped with aekit."""
+    name = pretrained.shipped_name(run)
+    if name is not None:
+        raise AekitError(pretrained.read_only_message(name, what))
+
+
 def cmd_plot(args) -> int:
+    if args.out is None:
+        into_run(args.run, "its figures cannot be drawn into it: give --out DIR")
     folder = args.out or args.run / "figures"
     runs().load_run(args.run).analysis.draw(args.kind, folder)
     print(f"wrote {folder / args.kind}.png and .svg")
@@ -319,11 +367,16 @@ def cmd_fit_score(args) -> int:
 
 
 def cmd_report(args) -> int:
-    print(f"report written: {report().write_report(args.run)}")  # loading the run first names a bad RUN
+    if args.out is None:
+        into_run(args.run, "its report cannot be written into it: give --out FILE.html")
+    elif args.out.suffix.lower() not in (".html", ".htm"):
+        raise AekitError(f"--out {args.out}: a report is an HTML file (.html)")
+    print(f"report written: {report().write_report(args.run, out=args.out)}")  # loading the run first names a bad RUN
     return 0
 
 
 def cmd_error_vs_dim(args) -> int:
+    into_run(args.run, "error-vs-dim trains its models into it")
     result = sweep().sweep_error_vs_dim(args.run, args.dims, args.epochs, progress=progress_wanted(args))
     print(f"{'k':>4}{'autoencoder':>14}{'PCA':>10}   (test SSE per image, {result['epochs']} epochs each)")
     for k, a, p in zip(result["dims"], result["autoencoder"], result["pca"]):
@@ -360,7 +413,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode_o
             "report": cmd_report, "error-vs-dim": cmd_error_vs_dim, "serve": cmd_serve,
             "export": cmd_export, "demo": cmd_demo, "fit-score": cmd_fit_score,
             "fit-prior": cmd_fit_prior, "sample": cmd_sample, "compress": cmd_compress,
-            "decompress": cmd_decompress, "features": cmd_features}  # fmt: skip
+            "decompress": cmd_decompress, "features": cmd_features, "pretrained": cmd_pretrained}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..training.loop import Interrupted  # (torch: only once the arguments were good)
 
     try:
+        if getattr(args, "run", None) is not None:  # pretrained:NAME is a shipped run's folder, once checked
+            args.run = pretrained.resolve(args.run)
         return COMMANDS[args.command](args)
     except Interrupted as err:  # Ctrl-C or SIGTERM, after the checkpoint was saved: 128 + the signal, as a shell says
         print(f"aekit {args.command}: {err}", file=sys.stderr)

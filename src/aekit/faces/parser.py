@@ -17,6 +17,7 @@ from ..model.config import PRESETS, SHORTCUTS, part_options
 from ..model.parts import BODIES, OBJECTIVES, Body
 from ..options import int_list, positive_float, positive_int
 
+RUN_HELP = "a run directory, or pretrained:NAME for a trained run that ships with aekit (aekit pretrained lists them)"
 OUTPUT_SUFFIXES = (".npy", ".csv", ".parquet")  # aekit.io.files.OUTPUT_SUFFIXES (a test keeps the two alike)
 FIGURES = ("reconstructions", "samples", "latent", "interpolation", "anomalies", "curves", "denoising", "codebook",
            "features")  # aekit.analysis.plots.KINDS: the figures `aekit plot` draws (a test keeps the two alike)
@@ -123,7 +124,7 @@ def add_inference_parsers(commands) -> None:
                              description="Evaluate RUN on its test split: MSE per pixel, SSE per image "
                              "(Hinton & Salakhutdinov 2006's unit), BCE per pixel and PSNR, beside PCA fitted on "
                              "the same training data with as many components as the code. Writes metrics.json.")
-    ev.add_argument("run", type=Path, metavar="RUN")
+    ev.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--analysis", action=argparse.BooleanOptionalAction, default=True, help="also the holes measure, "
                     "the probes and each fitted prior's sample quality (default: on; --no-analysis: the errors beside "
@@ -140,7 +141,8 @@ def add_inference_parsers(commands) -> None:
          ".parquet; it is written as it is computed.", "FILE.npy|FILE.csv|FILE.parquet"),
         ("reconstruct", "write the reconstructions of a dataset or file, in the data's units",
          f"Write the reconstructions of INPUT, in the data's original units. {inputs} The output's suffix picks "
-         ".npy, .csv or .parquet; it is written as it is computed.", "FILE.npy|FILE.csv|FILE.parquet"),
+         ".npy, .csv or .parquet (written as it is computed), or, for images, a .png grid.",
+         "FILE.npy|FILE.csv|FILE.parquet|FILE.png"),
         ("impute", "fill the missing cells of a file: a table's empty or NA cells, an array's NaN",
          "Fill the missing cells of INPUT with RUN's model (a run trained with --objective impute, which training "
          "picks by itself for data with holes); every observed cell is written back exactly as it came. A table "
@@ -172,7 +174,7 @@ def add_inference_parsers(commands) -> None:
 
 def add_rows_flags(p, out: str, split: bool) -> None:
     """RUN, --input, --split (a dataset's), --out and --device of a command that reads rows and writes rows."""
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--input", required=True, metavar="NAME|PATH", help="the rows: a dataset name or a file or folder, "
                    "in the data's own units; an image run takes (N, C, H, W), (N, H, W) and flat (N, C*H*W) arrays "
                    "alike (what sample, reconstruct and impute write goes back in)")  # fmt: skip
@@ -193,7 +195,7 @@ def add_figure_parsers(commands) -> None:
                             "loss per epoch; denoising: noisy, denoised and clean test images (denoising objective); "
                             "codebook: how often each codebook vector is used (vq objective). "
                             "For error against code size see 'aekit error-vs-dim'.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("kind", choices=FIGURES, metavar="KIND", help=", ".join(FIGURES))
     p.add_argument("--out", type=Path, metavar="DIR", help="folder for the figure (default: RUN/figures)")
 
@@ -201,7 +203,9 @@ def add_figure_parsers(commands) -> None:
                             description="Draw every figure for RUN and write one self-contained HTML report "
                             "(figures embedded) with the config, the metrics beside PCA and the chapter's claims "
                             "in numbers.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
+    p.add_argument("--out", type=Path, metavar="FILE.html", help="where the report goes (default: RUN/report.html, "
+                   "its figures in RUN/figures; with --out they are drawn in a temporary folder and embedded)")
 
     p = commands.add_parser("error-vs-dim", help="test error against code size, AE beside PCA (trains models)",
                             description="Train RUN's model at each code size (into RUN/sweep/k<d>; finished ones "
@@ -209,7 +213,7 @@ def add_figure_parsers(commands) -> None:
                             "RUN/figures/error-vs-dim.png; the report picks it up. RUN's own code size is not "
                             "trained again when RUN's first --epochs epochs are that training (same settings, "
                             "schedule none, tested after that epoch): its test error then is RUN's.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--dims", type=int_list, default=(2, 4, 8, 16, 32, 64), metavar="K,K",
                    help="code sizes (default: 2,4,8,16,32,64)")
     p.add_argument("--epochs", type=positive_int, help="epochs per model (default: RUN's own)")
@@ -244,7 +248,7 @@ def add_service_parsers(commands) -> None:
                             "explorer's own /v1/explore/* routes; the OpenAPI pages /docs and /redoc (served from "
                             "packaged assets: they work offline). Needs the 'serve' extra (pip install "
                             "'aekit[serve]').")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only; "
                    "another address makes the server reachable from the network: your explicit choice)")
     p.add_argument("--port", type=positive_int, default=8000, help="default: 8000")
@@ -257,7 +261,7 @@ def add_service_parsers(commands) -> None:
                             "posterior mean), decoder z -> x_hat, autoencoder x -> x_hat, score x -> the anomaly score "
                             "as 'aekit score' writes it (with the run's latent-distance score if it has one). Needs the 'onnx' extra "
                             "(pip install 'aekit[onnx]').")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--part", choices=("encoder", "decoder", "autoencoder", "score"), default="autoencoder",
                    help="which graph (default: autoencoder)")
@@ -272,7 +276,7 @@ def add_service_parsers(commands) -> None:
                             "compute it, as AutoEncoderOutlierDetector(latent_distance=True, error_blur=W, "
                             "code_neighbors=K) does; that detector's recipe on MNIST's one-class protocol is "
                             "--error-blur 3 --code-neighbors 5.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--error-blur", type=positive_int, default=1, metavar="W",
                    help="average the residual over a WxW window before squaring (odd; images; default: 1, none)")
     p.add_argument("--code-neighbors", type=int, default=0, metavar="K",
@@ -283,7 +287,17 @@ def add_service_parsers(commands) -> None:
                    "keeps the error alone, blurred with --error-blur)")
 
     commands.add_parser("datasets", help="list the built-in datasets and the file formats accepted",
-                        description="List the built-in datasets, where MNIST is found, and the accepted files.")
+                        description="List the built-in datasets, where MNIST is found, the accepted files, and the "
+                        "trained runs that ship with aekit.")  # fmt: skip
+    p = commands.add_parser("pretrained", help="list the trained runs that ship with aekit, or copy one",
+                            description="The trained runs that ship with aekit (the codec, the chapter model, "
+                            "conv30), each checked against its manifest's SHA-256 when used. Any command that takes "
+                            "a RUN takes pretrained:NAME (aekit compress pretrained:codec ..., aekit serve "
+                            "pretrained:chapter). They are read-only: --out copies one into a run of your own to "
+                            "train further or fit priors into. Without NAME: list them, with the command that "
+                            "trained each and its metrics.")  # fmt: skip
+    p.add_argument("name", nargs="?", metavar="NAME", help="one of them: its folder, commands and metrics")
+    p.add_argument("--out", type=Path, metavar="DIR", help="copy NAME into DIR (a new folder)")
 
 
 def add_generation_parsers(commands) -> None:
@@ -297,7 +311,7 @@ def add_generation_parsers(commands) -> None:
                             "needs no fitting. aekit evaluate then measures every prior's samples beside the floor. "
                             "Each prior's own options are flags below; giving one to a prior without it is an "
                             "error.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--prior", required=True, choices=fitted, help="which prior to fit")
     p.add_argument("--conditional", action="store_true", help="one prior per label of the training data")
     p.add_argument("--seed", type=int, default=0, help="seeds the fit (default: 0)")
@@ -312,7 +326,7 @@ def add_generation_parsers(commands) -> None:
                             "Every command takes these files back as input. The same --seed gives the same "
                             "file. 'normal' is N(0, I) (the chapter's holes, for a plain autoencoder); the others are "
                             "fitted first with aekit fit-prior.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--prior", choices=prior_names(), default="normal", help="default: normal")
     p.add_argument("--n", type=int, default=64, help="how many samples (default: 64)")
     p.add_argument("--label", type=int, help="a class of the training labels (a prior fitted with --conditional)")
@@ -340,7 +354,7 @@ def add_codec_parsers(commands) -> None:
                             "units: a .npy array (N, *input_shape), a .png grid, or a folder of PNGs (an --out "
                             "without a suffix), one per row. A file of another model, of a newer format, damaged or "
                             "cut short is refused in one line.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.png|FOLDER",
                    help="a .npy array (N, *input_shape), a .png grid, or a folder (no suffix) of one PNG per row")
@@ -353,7 +367,7 @@ def add_features_parser(commands) -> None:
                             "(or L flat rows in a .csv or .parquet table). Prints how often the latents fire on the "
                             "test rows and how many never do; the report draws each latent's direction and the test "
                             "rows it is most active on.")  # fmt: skip
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--out", required=True, type=Path, metavar="FILE.npy|FILE.csv|FILE.parquet",
                    help="where the directions go: (L, *input_shape) in a .npy, or L flat rows in a table")
 

@@ -9,6 +9,7 @@ import base64
 import html
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 from ..analysis.evaluate import METRIC_NAMES, NEAR_ZERO
@@ -171,11 +172,11 @@ def format_generation(metrics: dict[str, float]) -> list[str]:
     return lines
 
 
-def make_figures(run_path: str | Path, run=None) -> dict[str, Path]:
-    """Draw every figure that applies to the run (``plots.figures_for``) into ``RUN/figures/``; name -> PNG path.
-    ``run``: the run already loaded from ``run_path``, if the caller has it."""
+def make_figures(run_path: str | Path, run=None, folder: Path | None = None) -> dict[str, Path]:
+    """Draw every figure that applies to the run (``plots.figures_for``) into ``folder`` (default: ``RUN/figures/``);
+    name -> PNG path. ``run``: the run already loaded from ``run_path``, if the caller has it."""
     run = run or load_run(run_path)
-    folder = Path(run_path) / "figures"
+    folder = Path(run_path) / "figures" if folder is None else folder
     made = {}
     for name in run.analysis.kinds():
         if name == "curves" and not run.history():
@@ -191,8 +192,9 @@ def make_figures(run_path: str | Path, run=None) -> dict[str, Path]:
         log.info("drawing priors")
         run.priors.draw(run.metrics(), folder / "priors")
         made["priors"] = folder / "priors.png"
-    if (folder / "error-vs-dim.png").is_file():
-        made["error-vs-dim"] = folder / "error-vs-dim.png"
+    swept = Path(run_path) / "figures" / "error-vs-dim.png"  # aekit error-vs-dim draws it there
+    if swept.is_file():
+        made["error-vs-dim"] = swept
     return made
 
 
@@ -216,10 +218,14 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -> Path:
-    """Write ``RUN/report.html`` (drawing the figures first unless given) and return its path."""
+def write_report(run_path: str | Path, figures: dict[str, Path] | None = None, out: str | Path | None = None) -> Path:
+    """Write ``RUN/report.html`` (drawing the figures into ``RUN/figures`` first unless given), or ``out`` (the
+    figures drawn in a temporary folder, as they are all embedded), and return its path."""
     run_path = Path(run_path)
     run = load_run(run_path)
+    if out is not None and figures is None:
+        with tempfile.TemporaryDirectory() as folder:
+            return write_report(run_path, make_figures(run_path, run, Path(folder)), out)
     figures = make_figures(run_path, run) if figures is None else figures
     metrics = run.metrics()
     config = {"model": config_to_dict(run.model_config), "data": config_to_dict(run.data_config),
@@ -235,7 +241,7 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None) -
         rows = [[key, json.dumps(value)] for key, value in _flat(config[section]).items()]
         parts.append(f"<h3>{section}</h3>" + _table(rows, ["field", "value"]))
     parts.append(f"<p class='note'>aekit {html.escape(str(run.rundir.stored_version()))}</p></body></html>")
-    return write_bytes(run_path / "report.html", "\n".join(parts).encode())
+    return write_bytes(Path(out) if out is not None else run_path / "report.html", "\n".join(parts).encode())
 
 
 def _metrics_section(metrics: dict, k) -> list[str]:

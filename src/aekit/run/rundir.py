@@ -52,6 +52,7 @@ from ..training.loop import TrainState
 from .format import (FORMAT, FORMAT_V1, HISTORY_COLUMNS, TEST_COLUMNS, config_from_dict, config_to_dict,
                      load_model_tensors, load_tensors, migrate_model_v1, model_tensors, read_json, save_tensors,
                      write_json)  # fmt: skip
+from .pretrained import read_only_message, shipped_name
 
 
 class RunDir:
@@ -85,7 +86,9 @@ class RunDir:
         lock behind (only, at worst, the empty file, which the next writer takes). A second writer is refused at
         once, naming the process that holds it; readers never take it. The file is removed on release, while still
         locked: a writer that opened it just before checks, once it holds the lock, that the file is still the one
-        at that path. A run on a read-only file system is refused in one line. (No ``fcntl``, not POSIX: no lock.)"""
+        at that path. A run on a read-only file system is refused in one line, and so is a run that ships with aekit
+        (:mod:`aekit.run.pretrained`). (No ``fcntl``, not POSIX: no lock.)"""
+        self.refuse_if_shipped("cannot be written into")
         try:
             import fcntl
         except ImportError:
@@ -131,6 +134,17 @@ class RunDir:
                                       "encoded, scored, exported and served, not trained") from None  # fmt: skip
             raise
 
+    @property
+    def shipped(self) -> bool:
+        """Whether this is one of the runs that ship with aekit (read-only)."""
+        return shipped_name(self.path) is not None
+
+    def refuse_if_shipped(self, what: str) -> None:
+        """A CheckpointError saying how to copy it when this is one of the runs that ship with aekit."""
+        name = shipped_name(self.path)
+        if name is not None:
+            raise CheckpointError(read_only_message(name, what))
+
     def holds_run(self) -> bool:
         return self.path.is_dir() and any(self.path.iterdir())
 
@@ -141,9 +155,13 @@ class RunDir:
         """Refuse to train into an existing run unless told to resume or overwrite it, and anything but a folder."""
         if self.path.exists() and not self.path.is_dir():
             raise CheckpointError(f"{self.path}: exists and is not a folder")
+        self.refuse_if_shipped("cannot be trained further or replaced")
         if resume:
             if not self.has(self.CONFIG):
                 raise CheckpointError(f"{self.path}: nothing to resume (no {self.CONFIG}); start it without --resume")
+            if not self.has(self.CHECKPOINT):
+                raise CheckpointError(f"{self.path}: no {self.CHECKPOINT} to resume from (a run copied or saved with its "
+                                      "weights only); train a new run with --out")  # fmt: skip
         elif self.holds_run() and not overwrite:
             raise CheckpointError(f"{self.path} already holds a run; pass --resume to continue it or --overwrite to "
                                   "replace it")  # fmt: skip

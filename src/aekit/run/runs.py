@@ -30,6 +30,7 @@ from ..generation.wing import Priors
 from ..model.autoencoder import AutoEncoder
 from ..model.config import ModelConfig
 from ..training.loop import pick_device
+from . import pretrained as shipped
 from .rundir import RunDir
 from .training import RUN_SCHEMA, evaluation_data, full_metrics, located
 
@@ -183,7 +184,9 @@ class Run:
         if analysis and self.rundir.prior_names():  # sample quality once a prior has been fitted
             log.info("evaluating: samples of each prior (%s) beside the floor", ", ".join(self.priors.names()))
             metrics |= self.priors.metrics(data=data)
-        if write:
+        if write and self.rundir.shipped:
+            log.info("metrics not written: %s ships with aekit (read-only)", self.path)
+        elif write:
             try:
                 self.rundir.write_metrics(metrics)
             except OSError as err:  # a read-only run (a shared model store) is still evaluated
@@ -249,6 +252,9 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run directory")
     rundir = RunDir(path)
+    if not rundir.has(RunDir.CONFIG):
+        raise CheckpointError(f"{path}: not a run directory (no {RunDir.CONFIG}); a run is what aekit train --out "
+                              "writes, or pretrained:NAME")  # fmt: skip
     configs = rundir.read_config(RUN_SCHEMA)
     model, scaler = rundir.load_model(configs["model"])
     model.to(pick_device(device))
@@ -256,6 +262,13 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     space = Space(config.input_shape, scaler, config.columns, config.objective.fills_missing)
     fitted = Fitted(model, space, rundir.load_score(config.latent_dim))
     return Run(path, config, located(configs["data"], path), configs["train"], fitted)
+
+
+def pretrained(name: str, device: str = "cpu") -> Run:
+    """The trained run ``name`` that ships with aekit (``chapter``, ``codec``, ``conv30``: :mod:`aekit.run.pretrained`)
+    as a :class:`Run`, each of its files checked against the manifest's SHA-256 first. It is read-only: copy it with
+    ``aekit pretrained NAME --out DIR`` to write into it."""
+    return load_run(shipped.locate(name), device)
 
 
 def evaluate_run(path: str | Path, device: str = "auto", write: bool = True, analysis: bool = True
