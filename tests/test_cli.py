@@ -321,3 +321,30 @@ def test_export_says_one_line_and_nothing_of_the_exporter(run, tmp_path, capsys)
 def test_an_image_grid_output_names_png_among_the_suffixes(run, tmp_path, capsys):
     assert main(["sample", str(run), "--out", str(tmp_path / "s.jpg")]) == 2
     one_error_line(capsys, "unsupported output type '.jpg'; use .npy or .csv or .parquet or .png")
+
+
+def test_reconstruct_draws_a_grid_and_a_folder_that_is_not_a_run_is_said_so(run, tmp_path, capsys):
+    assert main(["reconstruct", str(run), "--input", "digits", "--out", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "src").mkdir()
+    assert exit_code(["evaluate", str(tmp_path / "src")]) == 2
+    one_error_line(capsys, "src: not a run directory (no config.json); a run is what aekit train --out writes")
+
+
+def test_a_grid_of_many_images_shrinks_its_zoom_and_a_huge_one_is_refused(tmp_path):
+    import torch
+    from PIL import Image
+
+    from aekit.analysis.plots import write_grid
+
+    write_grid(torch.rand(64, 1, 28, 28), tmp_path / "few.png")
+    assert Image.open(tmp_path / "few.png").size == ((8 * 29 - 1) * 4,) * 2  # 112 screen pixels a digit, 1 between
+    write_grid(torch.rand(10_000, 1, 28, 28), tmp_path / "many.png")
+    assert Image.open(tmp_path / "many.png").size == (100 * 29 - 1,) * 2  # each pixel once: 8.4 megapixels, not 135
+    with pytest.raises(aekit.DataError, match="4 images make a grid 20000 pixels a side"):
+        write_grid(torch.zeros(4, 1, 2, 10_000), tmp_path / "huge.png")
+
+
+def test_compress_refuses_an_array_suffix_for_its_container(tmp_path, capsys):
+    assert exit_code(["compress", "pretrained:codec", "--input", "digits", "--out", str(tmp_path / "t.npy")]) == 2
+    one_error_line(capsys, "t.npy: a compressed file is aekit's own container, not a .npy file; name it FILE.aek")

@@ -419,6 +419,21 @@ def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
     assert err == "aekit serve: error: aekit serve needs the 'serve' extra: pip install 'aekit[serve]'"
 
 
+def test_a_busy_port_is_one_line_naming_port_before_the_run_loads(run, capsys):
+    from aekit.faces.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(run), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"aekit serve: error: --port {port}: 127.0.0.1:{port} is already in use (another server?); pick "
+                   "another port with --port N")
+    assert main(["serve", str(run), "--host", "no-such-host.invalid"]) == 2
+    assert "--host no-such-host.invalid: not an address of this machine" in capsys.readouterr().err
+
+
 def fake_explorer():
     """Three rows through a small untrained model: what a handler test needs, with no training and no files."""
     from aekit.core.fitted import Fitted
@@ -461,6 +476,7 @@ def test_handlers_run_on_a_fake_through_the_dependency():
 
 def test_the_openapi_document_is_generated_from_the_body_models(client):
     spec = client.get("/openapi.json").json()
+    assert spec["info"]["version"] == aekit.__version__
     score = spec["paths"]["/v1/score"]["post"]
     body = score["requestBody"]["content"]
     assert set(body) == {"application/json", "application/x-npy"}

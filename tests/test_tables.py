@@ -203,3 +203,79 @@ def test_a_run_of_the_previous_format_still_loads_without_columns():
     run = runs.load_run(Path(__file__).parent / "data" / "v1-mlp")
     assert run.model_config.columns == () and not run.space.missing and run.model.blocks == []
     assert data.read_data(MIXED)[2][0].name == "size"
+
+
+def write_csv(path, rows, header="a,b,c,d"):
+    path.write_text(header + "\n" + "\n".join(",".join(cells) for cells in rows) + "\n")
+    return path
+
+
+def test_a_hole_only_in_the_test_rows_trains_and_imputes_every_row(tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(41, 4))
+    rows = [[f"{v:.4f}" for v in row] for row in x]
+    rows[27][1] = "nan"  # row 27 is held out for testing (split seed 0): the training rows have no hole
+    table = write_csv(tmp_path / "t.csv", rows)
+    assert main(["train", "--data", str(table), "--out", str(tmp_path / "run"), "--epochs", "3", "--no-progress"]) == 0
+    run = runs.load_run(tmp_path / "run")
+    assert not torch.isnan(run.data().x_train).any() and torch.isnan(run.data().x_test).any()
+    assert type(run.model_config.objective) is Imputing and run.metrics()["pca_mean_filled"] == 1.0
+    assert main(["impute", str(tmp_path / "run"), "--input", str(table), "--out", str(tmp_path / "f.csv")]) == 0
+    header, filled = read_rows(tmp_path / "f.csv")
+    assert header == ["a", "b", "c", "d"] and len(filled) == 41
+    assert all(cell.lower() not in ("", "nan") for row in filled for cell in row)
+
+
+@pytest.mark.parametrize("n_rows", [2, 5, 10])
+def test_tables_of_a_few_rows_train_and_say_which_analyses_they_skip(tmp_path, caplog, n_rows):
+    rows = [[f"{v:.3f}" for v in row] for row in np.random.default_rng(n_rows).normal(size=(n_rows, 3))]
+    table = write_csv(tmp_path / "t.csv", rows, "a,b,c")
+    with caplog.at_level("INFO", logger="aekit"):
+        assert main(["train", "--data", str(table), "--out", str(tmp_path / "run"), "--epochs", "2",
+                     "--no-progress"]) == 0  # fmt: skip
+    assert "the holes measure and the probes skipped: they need at least 20 test rows" in caplog.text
+    metrics = runs.load_run(tmp_path / "run").metrics()
+    assert "holes" not in metrics and np.isfinite(metrics["test_mse_per_pixel"])
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+
+
+def test_a_table_gets_a_code_narrower_than_its_width_unless_one_is_given(tmp_path, caplog):
+    rows = [[f"{v:.3f}" for v in row] for row in np.random.default_rng(0).normal(size=(60, 6))]
+    table = write_csv(tmp_path / "t.csv", rows, "a,b,c,d,e,f")
+    with caplog.at_level("INFO", logger="aekit"):
+        assert main(["train", "--data", str(table), "--out", str(tmp_path / "auto"), "--epochs", "1",
+                     "--no-progress"]) == 0  # fmt: skip
+    assert "the default code (32) is not narrower than the data's 6 features: training with --latent-dim 3" in caplog.text
+    assert runs.load_run(tmp_path / "auto").model_config.latent_dim == 3
+    assert runs.load_run(tmp_path / "auto").metrics()["pca_components"] == 3
+    assert main(["train", "--data", str(table), "--out", str(tmp_path / "given"), "--epochs", "1", "--latent-dim", "8",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert runs.load_run(tmp_path / "given").model_config.latent_dim == 8  # given: kept (and warned)
+
+
+def test_a_file_with_holes_trains_with_the_imputers_defaults_unless_given(tmp_path):
+    from aekit.model.config import FILLING_EPOCHS, FILLING_HIDDEN, filling_code
+
+    x = np.random.default_rng(0).random((30, 10))
+    x[np.random.default_rng(1).random(x.shape) < 0.2] = np.nan
+    np.save(tmp_path / "holes.npy", x)
+    assert main(["train", "--data", str(tmp_path / "holes.npy"), "--out", str(tmp_path / "auto"), "--no-progress"]) == 0
+    run = runs.load_run(tmp_path / "auto")
+    assert run.model_config.latent_dim == filling_code(10) == 5 and run.model_config.body.hidden == FILLING_HIDDEN
+    assert run.train_config.epochs == FILLING_EPOCHS == len(run.history())
+    assert main(["train", "--data", str(tmp_path / "holes.npy"), "--out", str(tmp_path / "given"), "--epochs", "2",
+                 "--hidden", "16", "--no-progress"]) == 0  # fmt: skip
+    given = runs.load_run(tmp_path / "given")
+    assert (given.model_config.body.hidden, given.train_config.epochs, given.model_config.latent_dim) == ((16,), 2, 5)
+
+
+def test_a_parquet_text_label_gives_the_classes_a_csv_gives(tmp_path):
+    rng = np.random.default_rng(0)
+    table = pa.table({"a": rng.normal(size=60), "b": rng.normal(size=60), "label": rng.choice(["x", "y", "z"], 60)})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=16)  # classes numbered over the whole column
+    table.to_pandas().to_csv(tmp_path / "t.csv", index=False)
+    for name in ("t.parquet", "t.csv"):
+        assert main(["train", "--data", str(tmp_path / name), "--label-column", "label", "--out",
+                     str(tmp_path / name.replace(".", "_")), "--epochs", "1", "--no-progress"]) == 0  # fmt: skip
+    a, b = runs.load_run(tmp_path / "t_parquet").data(), runs.load_run(tmp_path / "t_csv").data()
+    assert torch.equal(a.y_train, b.y_train) and torch.equal(a.y_test, b.y_test)
+    assert sorted(set(a.y_train.tolist()) | set(a.y_test.tolist())) == [0, 1, 2]

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -107,11 +108,12 @@ def flat_rows(x: torch.Tensor, fill: np.ndarray | None = None) -> np.ndarray:
     return np.where(np.isnan(rows), fill.astype(rows.dtype), rows)
 
 
-def column_means(x_train: torch.Tensor) -> np.ndarray | None:
-    """Each feature's mean over its observed training cells (0 where none is), or None when nothing is missing."""
+def column_means(x_train: torch.Tensor) -> np.ndarray:
+    """Each feature's mean over its observed training cells (0 where none is): what fills a missing cell (NaN) of
+    the training or the test rows for PCA."""
     rows = x_train.reshape(len(x_train), -1).numpy()
     if not np.isnan(rows).any():
-        return None
+        return rows.mean(0, dtype=np.float64)
     seen = (~np.isnan(rows)).sum(0)
     return np.divide(np.nansum(rows, 0, dtype=np.float64), seen, out=np.zeros(rows.shape[1]), where=seen > 0)
 
@@ -123,7 +125,9 @@ def fit_pca(x_train: torch.Tensor, n_components: int):
     solver = "covariance_eigh" if train.shape[0] > train.shape[1] else "full"
     from sklearn.decomposition import PCA  # (scikit-learn loads in a second: only where it is used)
 
-    return PCA(n_components=min(n_components, *train.shape), svd_solver=solver).fit(train)
+    with warnings.catch_warnings():  # one training row: its explained variance is 0/0, its components still fine
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return PCA(n_components=min(n_components, *train.shape), svd_solver=solver).fit(train)
 
 
 def pca_reconstruct(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> torch.Tensor:
@@ -149,8 +153,8 @@ def evaluate_model(model: AutoEncoder, data: Data) -> dict[str, float]:
     metrics["pca_components"] = min(k, data.space.width, len(data.x_train))  # fewer when the data has fewer
     metrics["features"] = data.space.width
     metrics["image_data"] = float(data.space.is_image)  # the report's words: pixels and images, or features and rows
-    if torch.isnan(data.x_train).any():
-        metrics["pca_mean_filled"] = 1.0  # PCA fitted with missing cells filled with the training means
+    if data.has_missing:
+        metrics["pca_mean_filled"] = 1.0  # PCA given missing cells filled with the training means
     metrics["n_test"] = len(data.x_test)
     codes = encode(model, data.x_test)
     metrics["code_mean_abs"] = float(codes.abs().mean())
@@ -215,8 +219,7 @@ def imputation_metrics(model: AutoEncoder, data: Data, share: float = 0.2, seed:
     hidden = (drawn < share) & ~torch.isnan(x[:, first])
     hide = hidden[:, column_of]
     filled = fill_missing(model, torch.where(hide, torch.nan, x)).double()
-    means = column_means(data.x_train)
-    means = torch.as_tensor(means if means is not None else flat_rows(data.x_train).mean(0), dtype=torch.float64)
+    means = torch.as_tensor(column_means(data.x_train), dtype=torch.float64)
     numeric = torch.ones(x.shape[1], dtype=torch.bool)
     for start, stop in model.blocks:
         numeric[start:stop] = False

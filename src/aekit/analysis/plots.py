@@ -122,16 +122,24 @@ def decode(model: AutoEncoder, z: torch.Tensor) -> torch.Tensor:
     return batched(model.decode, model, z)
 
 
+GRID_MAX_SIDE = 16_384  # pixels: beyond it a grid is no picture to look at (and Pillow's limits come near)
+
+
 def write_grid(images: torch.Tensor, path: str | Path, ncol: int | None = None, zoom: int | None = None) -> Path:
     """Tile images ``(N, C, H, W)`` in [0, 1] into one PNG (``ncol`` per row, default about square), each pixel drawn
-    as ``zoom`` x ``zoom`` screen pixels (default: about 112 screen pixels per image, so that a digit can be seen; 1
-    keeps the images' own pixels), written by Pillow atomically: the same images give the same bytes."""
+    as ``zoom`` x ``zoom`` screen pixels (default: about 112 screen pixels per image, so that a digit can be seen,
+    less where the grid would pass 4,096 pixels a side; 1 keeps the images' own pixels), written by Pillow
+    atomically: the same images give the same bytes. A grid over 16,384 pixels a side at 1 is refused."""
     import io
 
     from PIL import Image
 
     ncol = ncol or int(np.ceil(np.sqrt(len(images))))
-    zoom = zoom or max(1, round(112 / images.shape[-2]))
+    side = max(ncol * images.shape[-1], int(np.ceil(len(images) / ncol)) * images.shape[-2])
+    if side > GRID_MAX_SIDE:
+        raise DataError(f"{path}: {len(images)} images make a grid {side} pixels a side (at most {GRID_MAX_SIDE}); "
+                        "write a .npy, or a folder of PNGs (an --out without a suffix)")  # fmt: skip
+    zoom = zoom or max(1, min(round(112 / images.shape[-2]), 4096 // side))
     grid = (_grid(images.detach().float().clamp(0, 1).cpu(), ncol) * 255).round().to(torch.uint8)
     grid = grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
     buffer = io.BytesIO()

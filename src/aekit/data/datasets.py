@@ -261,6 +261,9 @@ def load(config: DataConfig, space: Space | None = None) -> Data | stream.Stream
     elif stream.float32_bytes(rows) > stream.STREAM_THRESHOLD_BYTES:
         return stream.load_streamed(rows, config, space)
     else:  # small: in memory, from the chunks already opened; missing cells (NaN) allowed (streamed: not)
+        if space is None:  # training (a trained run's data loaded again is not news)
+            log.info("reading %s into memory: %d rows, %.1f MB as float32 (sources over %.0f GiB are streamed)",
+                     rows.source, len(rows), stream.float32_bytes(rows) / 1e6, stream.STREAM_THRESHOLD_BYTES / 2**30)
         rows.missing = True
         x, y = rows.whole()
     return _finish(config, *split(x, y, config), columns, space=space)

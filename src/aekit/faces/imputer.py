@@ -13,10 +13,11 @@ import torch
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..model.config import FILLING_EPOCHS, FILLING_HIDDEN, filling_code
 from .estimator import AutoEncoderBase, parameters
 
 
-@parameters(("n_components",), n_components="auto", objective="impute", hidden=(256, 128), max_epochs=200,
+@parameters(("n_components",), n_components="auto", objective="impute", hidden=FILLING_HIDDEN, max_epochs=FILLING_EPOCHS,
             n_iter_no_change=None, scale="auto", n_refinements=1)
 class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
     """Fill missing values (NaN) with an autoencoder trained on the rows with holes.
@@ -48,7 +49,7 @@ class AutoEncoderImputer(TransformerMixin, AutoEncoderBase):
     def _choose(self) -> dict:
         chosen = super()._choose()
         if chosen["n_components"] == "auto":
-            chosen["n_components"] = int(min(64, max(2, self.n_features_in_ // 2)))
+            chosen["n_components"] = filling_code(self.n_features_in_)
         return chosen
 
     CHECKED = (*AutoEncoderBase.CHECKED, "n_refinements")

@@ -119,8 +119,12 @@ class Mixture(Prior):
         return (self.means[chosen] + (self.factors[chosen] @ noise[:, :, None])[:, :, 0]).float()
 
     def summary(self):
-        per = f", per label of {self.labels}" if self.labels else ""
-        return f"{len(self.weights)} full-covariance Gaussian component(s){per}"
+        if not self.labels:
+            return f"{len(self.weights)} full-covariance Gaussian component(s)"
+        counts = sorted(set(torch.unique(self.component_labels, return_counts=True)[1].tolist()))  # components per label
+        per = counts[0] if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+        return (f"{per} full-covariance Gaussian component(s) per label, for {len(self.labels)} labels "
+                f"({len(self.weights)} in all)")  # fmt: skip
 
     def state(self):
         tensors = {"weights": self.weights, "means": self.means, "factors": self.factors}

@@ -64,6 +64,11 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
     if not spans:
         raise DataError(f"{path}: holds no rows")
 
+    numeric_label = label is None or pat.is_integer(schema.field(label).type) or pat.is_floating(schema.field(label).type)
+    # a text (or dictionary, boolean) label: its classes numbered over the whole column once, as a CSV's are
+    labels = None if numeric_label else tables.class_indices(
+        file.read(columns=[label]).column(label).to_pylist(), label, path)  # fmt: skip
+
     # uint8 columns stay uint8 (pixels: scaled to [0, 1] as a .npy of uint8 would be); anything else is float32
     dtype = np.dtype(np.uint8) if all(pat.is_uint8(schema.field(n).type) for n in features) else np.dtype(np.float32)
 
@@ -78,10 +83,12 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
             x = np.empty((table.num_rows, len(features)), dtype)  # filled column by column: no second copy
             for j, name in enumerate(features):
                 x[:, j] = table.column(name).to_numpy(zero_copy_only=False)
-            y = table.column(label).to_numpy(zero_copy_only=False).astype(np.int64) if label else None
+            y = table.column(label).to_numpy(zero_copy_only=False).astype(np.int64) if label and numeric_label else None
             if (start, stop) != spans[i]:  # a part: the next read is likely another part of this group
                 last[0] = (i, x, y)
         a, b = start - spans[i][0], stop - spans[i][0]
+        if labels is not None:
+            return x[a:b], labels[start:stop]
         return x[a:b], None if y is None else y[a:b]
 
     return Rows(str(path), (len(features),), dtype, spans, reader)

@@ -24,8 +24,8 @@ from ..data import datasets as data_mod
 from ..data.stream import Streamed
 from ..errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from ..model.autoencoder import AutoEncoder, build_model
-from ..model.config import ModelConfig
-from ..model.parts import Imputing, Plain
+from ..model.config import FILLING_EPOCHS, FILLING_HIDDEN, ModelConfig, filling_code, narrow_code
+from ..model.parts import Imputing, MLPBody, Plain
 from ..training.distributed import all_sum, barrier, process_group, rank_and_world
 from ..training.loop import Interrupted, pick_device, train
 from ..training.precision import check as check_precision
@@ -50,6 +50,7 @@ def train_run(
     on_epoch: Callable[[dict], None] | None = None,
     tensorboard: str | Path | None = None,
     latent_distance: bool = False,
+    from_data: tuple[str, ...] = (),
 ) -> tuple[list[dict], dict]:
     """Train a model into run directory ``out`` and evaluate it beside PCA; returns (history, metrics).
 
@@ -61,13 +62,15 @@ def train_run(
     with each epoch's history row once its checkpoint is written (see :func:`aekit.training.loop.train`). ``tensorboard``
     names a folder for TensorBoard logs (:mod:`aekit.tensorboard_log`; a resumed run continues its curves there).
     With ``latent_distance`` the run also stores the latent-distance anomaly score (:meth:`aekit.run.runs.Run.fit_score`).
+    ``from_data`` names the settings the caller leaves to the data (``aekit train`` passes those not given, of
+    ``latent_dim``, ``hidden`` and ``epochs``): :func:`fitted_to_data` says what they become.
     """
     with process_group():
         # Bad flags for this folder are refused before anything (the lock, its folder) is made; every process checks.
         RunDir(out).check_target(resume, overwrite)
         with sole_writer(RunDir(out)):
             return _train_run(Path(out), model_config, data_config, train_config, resume, overwrite, progress,
-                              epochs, device, analysis, on_epoch, tensorboard, latent_distance)  # fmt: skip
+                              epochs, device, analysis, on_epoch, tensorboard, latent_distance, from_data)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -87,7 +90,7 @@ def sole_writer(rundir: RunDir):
 
 
 def _train_run(out, model_config, data_config, train_config, resume, overwrite, progress, epochs, device, analysis,
-               on_epoch, tensorboard, latent_distance):  # fmt: skip
+               on_epoch, tensorboard, latent_distance, from_data):  # fmt: skip
     rank, _ = rank_and_world()
     rundir = RunDir(out)
     # Everything that can fail on bad input is checked before the run directory is touched, so a failed command
@@ -96,6 +99,10 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
                                                        epochs, device)  # fmt: skip
     data = data_mod.load(data_config)
     model_config = _model_config_for(data, model_config, train_config, data_config, out if resume else None)
+    if not resume:
+        model_config, train_config = fitted_to_data(model_config, train_config, from_data)
+    if model_config.overcomplete():
+        log.warning("warning: %s", model_config.overcomplete())
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
     board = TensorBoardLog(tensorboard, model, data, train_config) if tensorboard and rank == 0 else None
@@ -225,9 +232,38 @@ def _model_config_for(data, model_config: ModelConfig, train_config: TrainConfig
                  "%.2f teaches the model to fill them)", data_config.name, objective.noise_level)  # fmt: skip
     model_config = replace(model_config, input_shape=data.input_shape, objective=objective, columns=tuple(data.columns),
                            output=model_config.body.default_output(data.scaling == "unit")).validate()  # fmt: skip
-    if model_config.overcomplete():
-        log.warning("warning: %s", model_config.overcomplete())
     return model_config
+
+
+def fitted_to_data(model_config: ModelConfig, train_config: TrainConfig, from_data: tuple[str, ...]
+                   ) -> tuple[ModelConfig, TrainConfig]:  # fmt: skip
+    """The settings in ``from_data`` (of ``latent_dim``, ``hidden``, ``epochs``) chosen for the data (the model config
+    already has its shape): a model that fills holes takes the imputer's recipe (:class:`aekit.AutoEncoderImputer`:
+    a code of half the width from 2 to 64, an MLP of 256 and 128, 200 epochs); any other gets a code narrower than
+    the data where the default's would be at least as wide. Each change is said in one log line."""
+    width = int(np.prod(model_config.input_shape))
+    model, train, said = {}, {}, []
+    if model_config.objective.fills_missing:
+        if "latent_dim" in from_data:
+            model["latent_dim"] = filling_code(width)
+        if "hidden" in from_data and isinstance(model_config.body, MLPBody):
+            model["body"] = replace(model_config.body, hidden=FILLING_HIDDEN)
+        if "epochs" in from_data:
+            train["epochs"] = FILLING_EPOCHS
+        why = "filling holes: the imputer's defaults"
+    elif "latent_dim" in from_data and model_config.latent_dim >= width:
+        model["latent_dim"] = narrow_code(width)
+        why = f"the default code ({model_config.latent_dim}) is not narrower than the data's {width} features"
+    if model.get("latent_dim", model_config.latent_dim) != model_config.latent_dim:
+        said.append(f"--latent-dim {model['latent_dim']}")
+    if "body" in model and model["body"] != model_config.body:
+        said.append(f"--hidden {','.join(map(str, FILLING_HIDDEN))}")
+    if train.get("epochs", train_config.epochs) != train_config.epochs:
+        said.append(f"--epochs {train['epochs']}")
+    if not said:
+        return model_config, train_config
+    log.info("%s: training with %s (give %s to choose)", why, " ".join(said), "it" if len(said) == 1 else "them")
+    return replace(model_config, **model).validate(), replace(train_config, **train)
 
 
 def explained(err: Interrupted | TrainingDiverged, out: Path, target: RunDir, discarded: bool):
@@ -254,6 +290,9 @@ def evaluation_data(data: Data | Streamed) -> Data:
     return data.in_memory() if isinstance(data, Streamed) else data
 
 
+ANALYSIS_MIN_TEST_ROWS = 20  # the holes measure's 5-fold cross-validation of 5 nearest neighbours needs about this many
+
+
 def full_metrics(model: AutoEncoder, data: Data | Streamed, analysis: bool = True) -> dict:
     """Reconstruction metrics beside PCA and, with ``analysis``, the holes measure and, for labelled data, the probe
     accuracies; each stage says what it computes (a log line: ``aekit`` prints them)."""
@@ -261,7 +300,10 @@ def full_metrics(model: AutoEncoder, data: Data | Streamed, analysis: bool = Tru
     log.info("evaluating: the %d test rows' errors beside PCA with %d components", len(memory.x_test),
              model.config.latent_dim)  # fmt: skip
     metrics = {**evaluate_model(model, memory), **streamed_sizes(data)}
-    if analysis:  # the model's and the data's alone: computed once (when training ends), read back after
+    if analysis and len(memory.x_test) < ANALYSIS_MIN_TEST_ROWS:
+        log.info("evaluating: the holes measure and the probes skipped: they need at least %d test rows (held out: %d)",
+                 ANALYSIS_MIN_TEST_ROWS, len(memory.x_test))  # fmt: skip
+    elif analysis:  # the model's and the data's alone: computed once (when training ends), read back after
         log.info("evaluating: the holes measure (can random codes be told from real ones?)%s",
                  ", probes of the codes beside PCA's and the raw inputs" if memory.y_train is not None else "")
         metrics |= cached("analysis", {"data": memory.fingerprint, "model": model_fingerprint(model)}, lambda: {
