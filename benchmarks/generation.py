@@ -27,7 +27,8 @@ from aekit.configs import TrainConfig
 from aekit.generation.parts import DiffusionConfig
 from aekit.generation.quality import ClassifierSpace, Reference, precision_recall
 from aekit.model.config import ModelConfig
-from aekit.model.parts import BODIES, Plain, Variational
+from aekit.model.config import BODIES
+from aekit.model.parts import Plain, Variational
 from aekit.run.runs import load_run
 from aekit.run.training import train_run
 

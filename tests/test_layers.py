@@ -24,7 +24,7 @@ LAYERS = [  # bottom to top; the ground floor is the modules beside the folders 
     ("data",),  # sources, datasets, streamed inputs
     ("training",),  # the loop, gradients, optimizers, precision, graphs, torchrun
     ("analysis",),  # metrics beside PCA, the holes measure, probes, figures, TensorBoard
-    ("codec", "generation"),  # the wings: each built from a Fitted, neither imports the other
+    ("codec", "generation", "series"),  # the wings: each built from a Fitted, none imports another
     ("run",),  # RunDir and Run, the handle
     ("faces",),  # cli, serve, report, estimators
 ]

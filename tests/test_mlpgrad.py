@@ -11,7 +11,8 @@ import aekit
 from aekit import make_config
 from aekit.configs import TrainConfig
 from aekit.model.autoencoder import build_model
-from aekit.model.parts import BODIES, NOISES, OBJECTIVES, Denoising
+from aekit.model.config import BODIES, OBJECTIVES
+from aekit.model.parts import NOISES, Denoising
 from aekit.training import mlpgrad
 from aekit.training.loop import gradient_step, train
 from aekit.training.mlpgrad import MLPStep, chain_of

@@ -7,7 +7,8 @@ from aekit import AutoEncoder, ModelConfig, build_model, make_config
 from aekit.errors import ConfigError
 from aekit.model.config import PRESETS, SHORTCUTS
 from aekit.model.networks import corrupt
-from aekit.model.parts import BODIES, OBJECTIVES, ConvBody, Denoising, LinearBody, MLPBody, Variational, VectorQuantized
+from aekit.model.config import BODIES, OBJECTIVES
+from aekit.model.parts import ConvBody, Denoising, LinearBody, MLPBody, Variational, VectorQuantized
 
 
 def test_chapter_api_shapes():
@@ -55,7 +56,7 @@ def test_config_rebuilds_the_model():
     "changes, message",
     [
         ({"model": "transformer"}, "unknown model 'transformer'; choose one of \\['conv', 'denoising', 'linear'"),
-        ({"body": "rnn"}, "unknown body 'rnn'; choose one of \\['conv', 'linear', 'mlp'\\]"),
+        ({"body": "rnn"}, "unknown body 'rnn'; choose one of \\['conv', 'gru', 'linear', 'mlp', 'tcn'\\]"),
         ({"objective": "gan"},
          "unknown objective 'gan'; choose one of \\['denoising', 'impute', 'plain', 'rate', 'sparse', 'topk', 'vae', 'vq'\\]"),
         ({"latent_dim": 0}, "latent_dim=0 must be a positive integer"),
@@ -99,8 +100,17 @@ def test_bce_from_logits_matches_bce_on_outputs():
 PAIRS = [(b, o) for b in sorted(BODIES) for o in sorted(OBJECTIVES) if o != "topk" or b == "linear"]  # topk: linear
 
 
-def pair_config(body: str, objective: str, shape=(1, 8, 8)) -> ModelConfig:
-    options = {"channels": (4, 8)} if body == "conv" else {"hidden": (16,)} if body == "mlp" else {}
+SEQUENCES = {"tcn", "gru"}  # bodies of sequences (C, L): the pairs below give them (2, 16), the others (1, 8, 8)
+
+
+def example_shape(body: str, image=(1, 8, 8), sequence=(2, 16)) -> tuple[int, ...]:
+    return sequence if body in SEQUENCES else image
+
+
+def pair_config(body: str, objective: str, shape=None) -> ModelConfig:
+    shape = shape or example_shape(body)
+    options = ({"channels": (4, 8)} if body in ("conv", "tcn") else {"hidden": (16,)} if body == "mlp" else
+               {"units": 8} if body == "gru" else {})  # fmt: skip
     if objective == "vq":
         options["groups"] = 2
     if objective == "topk":
@@ -113,10 +123,10 @@ def test_every_pair_has_the_chapter_api_and_rebuilds_from_its_config(body, objec
     config = pair_config(body, objective)
     model = build_model(config)
     assert model.config == config and build_model(model.config).config == config
-    x = torch.rand(5, 1, 8, 8)
+    x = torch.rand(5, *config.input_shape)
     with torch.no_grad():
         assert model.encode(x).shape == (5, 4) and model.decode(model.encode(x)).shape == x.shape
-        assert model(x).shape == x.shape and model(x.reshape(5, -1)).shape == (5, 64)
+        assert model(x).shape == x.shape and model(x.reshape(5, -1)).shape == (5, x[0].numel())
     loss, terms = model.loss(x)
     assert loss.ndim == 0 and all(t.ndim == 0 for t in terms.values())
     loss.backward()
@@ -133,7 +143,7 @@ def test_every_pair_has_the_chapter_api_and_rebuilds_from_its_config(body, objec
 
 @pytest.mark.parametrize("body, objective", PAIRS)
 def test_weight_guard_counts_what_the_body_builds(body, objective):
-    config = pair_config(body, objective, shape=(3, 9, 7))
+    config = pair_config(body, objective, shape=example_shape(body, (3, 9, 7), (3, 13)))
     model = build_model(config)
     counted = config.body.n_weights(config, config.objective.code_width(config.latent_dim))
     codebook = sum(p.numel() for p in model.bottleneck.parameters()) if hasattr(model, "bottleneck") else 0

@@ -40,11 +40,11 @@ def test_the_score_is_the_mean_squared_error_and_the_threshold_flags_its_share(r
     with torch.no_grad():
         expected = (run.model(x) - x).flatten(1).square().mean(1).numpy()
     np.testing.assert_allclose(run.score(x), expected, rtol=1e-5, atol=1e-9)
-    threshold = run.threshold(0.1)
     train_scores = run.score(run.data().x_train)
+    threshold = run.fitted.threshold(train_scores, 0.1)
     assert (train_scores > threshold).mean() == pytest.approx(0.1, abs=0.01)
     with pytest.raises(ConfigError, match="must be a share below 1"):
-        run.threshold(1.5)
+        run.fitted.threshold(train_scores, 1.5)
 
 
 def test_decode_and_reconstruct_give_the_datas_units(run):

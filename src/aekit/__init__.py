@@ -16,7 +16,7 @@ WHERE = {  # public name -> the module that defines it
     "MNIST": "data.datasets", "Data": "core.space", "Space": "core.space", "Fitted": "core.fitted",
     "ScoreSpec": "core.fitted", "DataConfig": "configs", "TrainConfig": "configs", "AekitError": "errors",
     "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors", "TrainingDiverged": "errors",
-    "BODIES": "model.parts", "OBJECTIVES": "model.parts", "PRESETS": "model.config", "SHORTCUTS": "model.config",
+    "BODIES": "model.config", "OBJECTIVES": "model.config", "PRESETS": "model.config", "SHORTCUTS": "model.config",
     "ConvBody": "model.parts", "LinearBody": "model.parts", "MLPBody": "model.parts", "ModelConfig": "model.config",
     "Plain": "model.parts", "Denoising": "model.parts", "Imputing": "model.parts", "Sparse": "model.parts",
     "Variational": "model.parts", "VectorQuantized": "model.parts", "Rate": "model.parts", "TopK": "model.parts",
@@ -24,6 +24,7 @@ WHERE = {  # public name -> the module that defines it
     "train": "training.loop", "Run": "run.runs", "evaluate_run": "run.runs", "load_run": "run.runs",
     "train_run": "run.training", "pretrained": "run.runs", "AutoEncoderOutlierDetector": "faces.estimator",
     "AutoEncoderTransformer": "faces.estimator", "AutoEncoderImputer": "faces.imputer",
+    "SeriesOutlierDetector": "faces.series_detector",
 }
 __all__ = [*WHERE, "__version__"]
 

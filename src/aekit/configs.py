@@ -48,6 +48,12 @@ class DataConfig:
                                                 parse=parse_image_size, metavar="HxW")  # fmt: skip
     limit: int | None = option(None, "train on the first N training examples only (quick experiments)",
                                parse=positive_int, metavar="N")  # fmt: skip
+    series: bool = option(False, "--data is one long series: rows are time steps, columns channels (CSV, Parquet, "
+                          ".npy of shape (T,) or (T, C)); the model learns windows cut from its first part (the last "
+                          "--test-fraction is held out), and aekit score gives one score per row")  # fmt: skip
+    window: int | None = option(None, "with --series: steps per window (default: the series' dominant period, from "
+                                "its autocorrelation, within 8..512; 100 when it has none)", parse=positive_int,
+                                metavar="W")  # fmt: skip
 
 
 @dataclass

@@ -10,7 +10,8 @@ float32 values in [0, 1]. The parts:
     autoencoder   x                   -> x_hat
     score         x                   -> score (N,): the number ``aekit score`` writes: the mean squared
                                          reconstruction error per feature in model space, or with the run's
-                                         latent-distance score (``score.safetensors``) that score
+                                         latent-distance score (``score.safetensors``) that score; a series
+                                         run's: a series x (T, C) -> score (T,), one per time step
 
 Needs the ``onnx`` extra (``pip install 'aekit[onnx]'``: onnx and onnxscript for torch's exporter; onnxruntime to
 run the graphs).
@@ -27,6 +28,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AekitError, ConfigError
@@ -37,6 +39,35 @@ log = logging.getLogger(__name__)
 
 PARTS = ("encoder", "decoder", "autoencoder", "score")
 OPSET = 18
+
+
+class SeriesScore(nn.Module):
+    """The ``score`` graph of a series run: a long series ``(T, C)`` in the data's units -> one score per step
+    ``(T,)``, as :func:`aekit.core.series.step_scores` computes it: every window (stride 1) gathered, the fitted
+    score's per-feature errors of each, averaged over channels, and added back to the steps each window covers
+    (a transposed convolution with an identity kernel), divided by how many windows cover each step."""
+
+    def __init__(self, fitted: Fitted):
+        super().__init__()
+        self.channels, self.window = fitted.space.input_shape
+        mean, std = fitted.space.affine()
+        self.register_buffer("mean", mean[:, 0].clone())
+        self.register_buffer("std", std[:, 0].clone())
+        self.score = ScoreGraph(fitted.model.eval(), fitted.score_spec)
+        self.register_buffer("spread", torch.eye(self.window).reshape(self.window, 1, self.window))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        steps = torch.arange(x.shape[0] - self.window + 1, device=x.device)
+        windows = x[steps[:, None] + torch.arange(self.window, device=x.device)].transpose(1, 2)  # (N, C, W)
+        errors = self.score.feature_errors(windows).reshape(-1, self.channels, self.window).sum(1) * self.window
+        per_offset = errors.float().transpose(0, 1).unsqueeze(0)  # (1, W, N): channel k = the k-th step of a window
+        total = F.conv_transpose1d(per_offset, self.spread)[0, 0]  # (T,): step t sums window n's error at t - n
+        count = F.conv_transpose1d(torch.ones_like(per_offset), self.spread)[0, 0]
+        return total / count
+
+    def example(self, steps: int = 0) -> torch.Tensor:
+        return torch.randn(steps or 2 * self.window + 3, self.channels, device=self.mean.device)
 
 
 class Exported(nn.Module):
@@ -81,17 +112,19 @@ def io_names(part: str) -> tuple[str, str]:
     return ("z" if part == "decoder" else "x"), {"encoder": "z", "score": "score"}.get(part, "x_hat")
 
 
-def export_onnx(fitted: Fitted, path: str | Path, part: str = "autoencoder") -> Path:
+def export_onnx(fitted: Fitted, path: str | Path, part: str = "autoencoder", series: bool = False) -> Path:
     """Write ``part`` of a fitted model (its scaling folded in; for ``score``, its own anomaly score) to ``path`` as
-    ONNX with a dynamic batch axis."""
+    ONNX with a dynamic batch axis. ``series``: the model is a series run's window model, and its ``score`` graph
+    takes a long series ``(T, C)`` (T dynamic, at least one window) and gives one score per step (:class:`SeriesScore`)."""
     try:
         import onnxscript  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise AekitError("ONNX export needs the 'onnx' extra: pip install 'aekit[onnx]'") from None
     fitted.model.cpu()
-    module = Exported(fitted, part)
+    module = SeriesScore(fitted) if series and part == "score" else Exported(fitted, part)
     name_in, name_out = io_names(part)
-    batch = torch.export.Dim("batch", min=1, max=2**31 - 1)
+    low = module.window if isinstance(module, SeriesScore) else 1
+    batch = torch.export.Dim("steps" if low > 1 else "batch", min=low, max=2**31 - 1)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()), quiet_exporter():  # the exporter's chatter
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, (module.example(),), input_names=[name_in], output_names=[name_out],

@@ -130,6 +130,19 @@ class Space:
         return space
 
     @classmethod
+    def of_series(cls, x_train: np.ndarray, window: int, source: str = "the series") -> Space:
+        """The space of windows ``(C, window)`` of a long series ``(T, C)``: each channel standardized with its
+        training part's mean and standard deviation, the same at every step of a window. A constant channel is
+        refused (it can tell nothing apart, and would be divided by nothing)."""
+        mean, std = x_train.mean(0), x_train.std(0)
+        flat = np.flatnonzero(~(std > 1e-12 * np.maximum(1.0, np.abs(mean))))
+        if len(flat):
+            raise DataError(f"{source}: channel {int(flat[0])} is constant over the training part (it can tell nothing "
+                            "apart); drop it")  # fmt: skip
+        spread = lambda v: np.repeat(v[:, None], window, 1)  # noqa: E731
+        return cls((x_train.shape[1], window), Scaler.from_moments(spread(mean), spread(std)))
+
+    @classmethod
     def from_statistics(cls, shape: tuple[int, ...], low: float, high: float, mean: np.ndarray, std: np.ndarray
                         ) -> Space:  # fmt: skip
         """The space of data known by its range and moments (a streamed source's one pass), chosen as :meth:`fit`

@@ -32,7 +32,7 @@ from ..io.parquet import Parquet
 from ..io.files import atomic_write_bytes, check_finite
 from ..io.format import Format, Rows
 from ..io.idx import read_idx_gz
-from . import stream
+from . import series, stream
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,19 @@ def read_data(path: str | Path, label_column: str | None = None, image_size: tup
     return check_finite(x, str(path), missing=True), y, columns
 
 
+def read_series(path: str | Path, label_column: str | None = None) -> np.ndarray:
+    """A user's file as one long series ``(T, C)`` float64, rows time steps (:func:`aekit.data.series.checked_series`:
+    numbers only, no gaps)."""
+    if Path(path).suffix.lower() == ".npy" and Path(path).is_file():  # (T,) is a series too, not only (T, C)
+        try:
+            x, columns = np.load(path, allow_pickle=False), ()
+        except (ValueError, OSError) as err:
+            raise DataError(f"{path}: not a readable .npy file ({err})") from None
+    else:
+        x, _, columns = read_data(path, label_column)
+    return series.checked_series(x, columns, str(path))
+
+
 def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,
               image_size: tuple[int, int] | None = None) -> Rows | None:  # fmt: skip
     """``path`` as :class:`aekit.io.format.Rows`, read a chunk at a time; None for a source read only whole (CSV, a
@@ -250,8 +263,14 @@ def load(config: DataConfig, space: Space | None = None) -> Data | stream.Stream
     or, for a chunked source over ``stream.STREAM_THRESHOLD_BYTES`` as float32, streamed (:class:`aekit.data.stream.Streamed`).
     The scaling is chosen from the training split (:meth:`aekit.core.space.Space.fit`), or is ``space``'s: a trained
     model's (its data loaded again for evaluation, analyses and figures)."""
+    if config.window is not None and not config.series:
+        raise DataError(f"--window {config.window} applies to a long series: give --series too")
     if config.name in DATASETS:
+        if config.series:
+            raise DataError(f"--series: {config.name} is a dataset of images, not a series; give a file of one")
         return _finish(config, *DATASETS[config.name][0](config), space=space)
+    if config.series:  # one long series, cut into windows
+        return series.load_series(read_series(config.name, config.label_column), config, space)
     columns = space.columns if space is not None else ()
     rows = None
     if config.limit is None and not columns:

@@ -140,6 +140,8 @@ def cmd_train(args) -> int:
     options = {name: getattr(args, name) for name in part_options() if getattr(args, name) is not None}
     if args.latent_dim is not None:
         options["latent_dim"] = args.latent_dim
+    if args.series:  # windows (C, W): the data gives the numbers, a sequence body checks that it is one
+        options["input_shape"] = (1, args.window or 100)
     model_config = make_config(args.model, body=args.body, objective=args.objective, base=preset["model"],
                                spell=flag, **options)  # fmt: skip
     train_config = config_from_args(TrainConfig, args, preset.get("train", {}))  # explicit options beat the preset
@@ -289,7 +291,11 @@ def cmd_pretrained(args) -> int:
 def cmd_score(args) -> int:
     check_output_path(args.out)
     run = runs().load_run(args.run, args.device)
-    threshold = args.threshold if args.contamination is None else run.threshold(args.contamination)
+    if run.data_config.series:
+        return score_series(args, run)
+    threshold = args.threshold
+    if args.contamination is not None:
+        threshold = run.fitted.threshold(run.score(run.data().x_train), args.contamination)
     n, chunks = run.chunks(args.input, args.split)
     header = ["score"] if threshold is None else ["score", "outlier"]
     per_feature = [f"e{j}" for j in range(run.space.width)] if args.per_feature else []
@@ -327,6 +333,35 @@ def into_run(run: Path, what: str) -> None:
         raise AekitError(pretrained.read_only_message(name, what))
 
 
+def score_series(args, run) -> int:
+    """``aekit score`` of a series run: one score per row (time step) of INPUT, a long series like the training one."""
+    import numpy as np
+
+    from ..data.stream import RowWriter
+
+    if args.input in ("mnist", "digits"):
+        raise AekitError(f"--input {args.input}: {args.run} scores a long series; give a file of one (rows time steps)")
+    series = run.series.read(args.input)
+    scored = run.series.scored(series, args.input)
+    scores = scored["score"]
+    threshold = args.threshold if args.contamination is None else run.series.threshold(args.contamination)
+    columns, header = [scores], ["score"]
+    if threshold is not None:
+        columns.append((scores > threshold).astype(np.float64))
+        header.append("outlier")
+    if args.per_feature:
+        columns += list(scored["channels"].T)
+        header += [f"e{j}" for j in range(series.shape[1])]
+    with RowWriter(args.out, len(scores), () if len(header) == 1 else (len(header),), header) as out:
+        out.write(scores if len(header) == 1 else np.column_stack(columns))
+    flagged = "" if threshold is None else (f"; {int((scores > threshold).sum())} above the threshold {threshold:.4g} "
+                                            "marked outlier=1")  # fmt: skip
+    print(f"wrote {len(scores)} anomaly scores, one per time step, to {args.out} (windows of {run.series.window} "
+          f"steps; median {float(np.median(scores)):.4g}, max {float(scores.max()):.4g}){flagged}"
+          + ("; each channel's error in columns e0..e" + str(series.shape[1] - 1) if args.per_feature else ""))  # fmt: skip
+    return 0
+
+
 def cmd_plot(args) -> int:
     if args.out is None:
         into_run(args.run, "its figures cannot be drawn into it: give --out DIR")
@@ -341,8 +376,13 @@ def cmd_export(args) -> int:
         raise AekitError(f"--out {args.out}: an ONNX file must end in .onnx")
     if args.out.is_dir():
         raise AekitError(f"--out {args.out} is a folder; give a file name ending in .onnx")
-    runs().load_run(args.run).export(args.out, args.part)
+    run = runs().load_run(args.run)
+    run.export(args.out, args.part)
     what = "z" if args.part == "decoder" else "raw x"
+    if run.data_config.series and args.part == "score":
+        print(f"wrote {args.out}: the score of {args.run} as ONNX, input a series x (T, {run.space.input_shape[0]}) "
+              f"of any length T >= {run.space.input_shape[1]}, output one score per step")  # fmt: skip
+        return 0
     print(f"wrote {args.out}: the {args.part} of {args.run} as ONNX, input {what} with a dynamic batch axis")
     return 0
 

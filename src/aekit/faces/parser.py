@@ -13,8 +13,8 @@ from pathlib import Path
 from .._version import __version__
 from ..configs import DEVICES, DataConfig, TrainConfig
 from ..generation.parts import PRIORS, prior_names, prior_options
-from ..model.config import PRESETS, SHORTCUTS, part_options
-from ..model.parts import BODIES, OBJECTIVES, Body
+from ..model.config import BODIES, OBJECTIVES, PRESETS, SHORTCUTS, part_options
+from ..model.parts import Body
 from ..options import int_list, positive_float, positive_int
 
 RUN_HELP = "a run directory, or pretrained:NAME for a trained run that ships with aekit (aekit pretrained lists them)"
@@ -101,6 +101,10 @@ def add_config_flags(group, cls) -> None:
     for f in fields(cls):
         meta, hint = f.metadata, hints[f.name]
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # X | None -> X
+        if base is bool:  # a switch: given or not (None: not given, the field's default)
+            group.add_argument(meta["flag"] or flag(f.name), dest=config_dest(f), action="store_const", const=True,
+                               help=meta["help"])  # fmt: skip
+            continue
         parse = meta["parse"] or {int: int, float: float, str: str}[base]
         default = "" if f.default is None else f" (default: {_shown(f.default)})"
         metavar = None if meta["choices"] else meta["metavar"] or {int: "N", float: "X", str: "NAME"}[base]

@@ -6,7 +6,7 @@ at ``/docs``, generated from the pydantic models below)::
     POST /v1/encode       {"inputs": [[...], ...]}  -> {"codes": [[...], ...]}
     POST /v1/decode       {"codes": [[...], ...]}   -> {"outputs": [[...], ...]}
     POST /v1/reconstruct  {"inputs": [[...], ...]}  -> {"outputs": [[...], ...]}
-    POST /v1/score        {"inputs": [[...], ...]}  -> {"scores": [...]}
+    POST /v1/score        {"inputs": [[...], ...]}  -> {"scores": [...]}   (a series run: rows are time steps)
     POST /v1/explain      {"inputs": [[...], ...]}  -> {"scores": [...], "feature_errors": [[...], ...]}
     POST /v1/impute       {"inputs": [[1, null, ...], ...]}  -> {"outputs": [[...], ...]}: null is missing, filled
     GET  /v1/info                                    -> the run's config and metrics
@@ -116,6 +116,9 @@ class Explorer:
         return self.run.reconstruct(self.model_space(rows)).reshape(len(rows), -1).numpy()
 
     def score(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's score; a series run's rows are time steps of one series, each scored (``run.series``)."""
+        if self.run.data_config.series:
+            return self.run.series.score(rows, "inputs")
         return self.run.score(self.model_space(rows))
 
     def impute(self, rows: np.ndarray) -> tuple[np.ndarray, str]:
@@ -345,12 +348,20 @@ async def input_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
     return await _rows(request, "inputs", Inputs, sorted(explorer.run.space.layouts(), key=len))
 
 
+async def scored_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
+    """The rows to score: the model's inputs, or for a series run the time steps of a series (C values each)."""
+    if explorer.run.data_config.series:
+        return await _rows(request, "inputs", Inputs, [explorer.run.space.input_shape[:1]])
+    return await input_rows(request, explorer)
+
+
 async def code_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
     """The rows of a ``{"codes": ...}`` (or .npy) body, as wide as the model's code."""
     return await _rows(request, "codes", Codes, [(explorer.config.latent_dim,)])
 
 
 InputRows = Annotated[np.ndarray, Depends(input_rows)]
+ScoredRows = Annotated[np.ndarray, Depends(scored_rows)]
 CodeRows = Annotated[np.ndarray, Depends(code_rows)]
 
 # ------------------------------------------------------------------------------------------ routes
@@ -373,7 +384,7 @@ def reconstruct(rows: InputRows, explorer: ExplorerDep) -> Outputs:
 
 
 @router.post("/v1/score", openapi_extra=rows_body(Inputs))
-def score(rows: InputRows, explorer: ExplorerDep) -> Scores:
+def score(rows: ScoredRows, explorer: ExplorerDep) -> Scores:
     return Scores(scores=explorer.score(rows).tolist())
 
 

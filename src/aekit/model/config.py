@@ -9,8 +9,15 @@ from dataclasses import dataclass, field, fields, replace
 
 from ..errors import ConfigError, DataError
 from ..io.tables import Column, check_columns
-from .parts import (BODIES, MAX_WEIGHTS, OBJECTIVES, OUTPUTS, Body, ConvBody, MLPBody, Objective, Part, Plain,
-                    Rate)  # fmt: skip
+from .parts import (MAX_WEIGHTS, OUTPUTS, Body, ConvBody, Denoising, Imputing, LinearBody, MLPBody, Objective, Part,
+                    Plain, Rate, Sparse, TopK, Variational, VectorQuantized)  # fmt: skip
+from .sequences import GRUBody, TCNBody
+
+# The registries: every body and objective by its kind (the name in files and flags). A new part is one class and one
+# entry here; the CLI's flags, the estimators' parameters and the run format follow.
+BODIES: dict[str, type[Body]] = {cls.kind: cls for cls in (MLPBody, ConvBody, LinearBody, TCNBody, GRUBody)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.kind: cls for cls in (Plain, Denoising, Imputing, Sparse, Variational,
+                                                                     VectorQuantized, Rate, TopK)}  # fmt: skip
 
 # The names users type, each a (body, objective) pair.
 SHORTCUTS: dict[str, tuple[str, str]] = {

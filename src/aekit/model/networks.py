@@ -69,6 +69,74 @@ class ConvDecoder(nn.Module):
         return y[:, :, : self.input_shape[1], : self.input_shape[2]]
 
 
+class TCNEncoder(nn.Module):
+    """Dilated 1-D convolutions (kernel 3, dilation 1, 2, 4, ..., the length kept), then one linear layer to the code."""
+
+    def __init__(self, input_shape: tuple[int, int], channels: tuple[int, ...], code: int, activation: str):
+        super().__init__()
+        c, length = input_shape
+        layers: list[nn.Module] = []
+        for i, out in enumerate(channels):
+            layers += [nn.Conv1d(c, out, 3, padding=2**i, dilation=2**i), ACTIVATIONS[activation]()]
+            c = out
+        self.convs = nn.Sequential(*layers)
+        self.linear = nn.Linear(c * length, code)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, L) -> (N, code)
+        return self.linear(self.convs(x).flatten(1))
+
+
+class TCNDecoder(nn.Module):
+    """The mirror of :class:`TCNEncoder`: a linear layer to (channels[-1], L), the dilated convolutions in reverse,
+    and a 1x1 convolution to the C channels (logits)."""
+
+    def __init__(self, input_shape: tuple[int, int], channels: tuple[int, ...], latent: int, activation: str):
+        super().__init__()
+        c, self.length = input_shape
+        self.width = channels[-1]
+        self.linear = nn.Linear(latent, self.width * self.length)
+        layers: list[nn.Module] = [ACTIVATIONS[activation]()]
+        back = list(reversed(channels))
+        for i, (a, b) in enumerate(zip(back[:-1], back[1:])):
+            dilation = 2 ** (len(channels) - 1 - i)
+            layers += [nn.Conv1d(a, b, 3, padding=dilation, dilation=dilation), ACTIVATIONS[activation]()]
+        layers.append(nn.Conv1d(back[-1], c, 1))
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (N, latent) -> (N, C, L) logits
+        return self.convs(self.linear(z).reshape(-1, self.width, self.length))
+
+
+class GRUEncoder(nn.Module):
+    """A GRU over the steps of (N, C, L); its last layer's final state, through a linear layer, is the code."""
+
+    def __init__(self, input_shape: tuple[int, int], units: int, layers: int, code: int):
+        super().__init__()
+        self.gru = nn.GRU(input_shape[0], units, layers, batch_first=True)
+        self.linear = nn.Linear(units, code)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, L) -> (N, code)
+        _, state = self.gru(x.transpose(1, 2))
+        return self.linear(state[-1])
+
+
+class GRUDecoder(nn.Module):
+    """A GRU that starts from the code (a linear layer to its state) and is given the code at each of the L steps;
+    a linear layer reads the C channels out of each step's output (logits)."""
+
+    def __init__(self, input_shape: tuple[int, int], units: int, layers: int, latent: int):
+        super().__init__()
+        self.channels, self.length, self.layers = input_shape[0], input_shape[1], layers
+        self.start = nn.Linear(latent, units)
+        self.gru = nn.GRU(latent, units, layers, batch_first=True)
+        self.out = nn.Linear(units, self.channels)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (N, latent) -> (N, C, L) logits
+        state = torch.tanh(self.start(z)).unsqueeze(0).expand(self.layers, -1, -1).contiguous()
+        steps, _ = self.gru(z.unsqueeze(1).expand(-1, self.length, -1), state)
+        return self.out(steps).transpose(1, 2)
+
+
 class Codebook(nn.Module):
     """``size`` learned vectors of ``dim`` numbers; ``quantize`` snaps each slice of a code to its nearest one."""
 

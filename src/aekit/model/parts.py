@@ -1,7 +1,8 @@
 """The parts of a model, declared without torch: a body (the encoder/decoder architecture) times an objective (what
-training minimises), the config that holds one of each, the registries and the presets.
+training minimises), the config that holds one of each (:mod:`aekit.model.config`, with the registries and the presets).
 
     bodies      MLPBody(hidden, activation)   ConvBody(channels, activation)   LinearBody()
+                (for sequences, :mod:`aekit.model.sequences`: TCNBody, GRUBody)
     objectives  Plain()   Denoising(noise, noise_level)   Imputing(noise_level)   Sparse(sparsity)   Variational(beta)
                 VectorQuantized(codebook_size, groups, commitment)   Rate(lmbda)   TopK(k, selection, ...)
 
@@ -62,12 +63,12 @@ class Part:
         return f"{self.kind}({shown})"
 
 
-def _check_activation(activation: str) -> None:
+def check_activation(activation: str) -> None:
     if activation not in ACTIVATION_NAMES:
         raise ConfigError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATION_NAMES)}")
 
 
-def _check_widths(name: str, values: tuple[int, ...], allow_empty: bool) -> None:
+def check_widths(name: str, values: tuple[int, ...], allow_empty: bool) -> None:
     if (not values and not allow_empty) or any(not isinstance(v, int) or v < 1 for v in values):
         raise ConfigError(f"{name}={values} must hold positive {'layer widths' if name == 'hidden' else 'counts'}")
     if len(values) > MAX_LAYERS:
@@ -97,7 +98,7 @@ class Body(Part):
 
 
 
-def _linear_weights(widths: list[int]) -> int:
+def linear_weights(widths: list[int]) -> int:
     return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
 
 
@@ -111,8 +112,8 @@ class MLPBody(Body):
     activation: str = option("relu", "hidden-layer nonlinearity", ACTIVATION_NAMES)
 
     def validate(self, config):
-        _check_widths("hidden", self.hidden, allow_empty=True)
-        _check_activation(self.activation)
+        check_widths("hidden", self.hidden, allow_empty=True)
+        check_activation(self.activation)
 
     def build(self, config, code_width):
         widths = [math.prod(config.input_shape), *self.hidden]
@@ -120,7 +121,7 @@ class MLPBody(Body):
 
     def n_weights(self, config, code_width):
         widths = [math.prod(config.input_shape), *self.hidden]
-        return _linear_weights([*widths, code_width]) + _linear_weights([config.latent_dim, *reversed(widths)])
+        return linear_weights([*widths, code_width]) + linear_weights([config.latent_dim, *reversed(widths)])
 
 
 @dataclass
@@ -136,12 +137,15 @@ class LinearBody(Body):
 
     def n_weights(self, config, code_width):
         d = math.prod(config.input_shape)
-        return _linear_weights([d, code_width]) + _linear_weights([config.latent_dim, d])
+        return linear_weights([d, code_width]) + linear_weights([config.latent_dim, d])
 
     def default_output(self, unit_data):
         return "linear"
 
 
+
+
+CHANNELS_HELP = "channels of each conv layer, e.g. 32,64 (conv: stride 2; tcn: dilation 1, 2, 4, ...)"
 
 
 @dataclass
@@ -150,12 +154,12 @@ class ConvBody(Body):
 
     kind: ClassVar[str] = "conv"
     help: ClassVar[str] = "convolutional encoder and decoder for images (C, H, W) of any H x W"
-    channels: tuple[int, ...] = option((32, 64), "channels of each stride-2 conv layer, e.g. 32,64")
+    channels: tuple[int, ...] = option((32, 64), CHANNELS_HELP)
     activation: str = option("relu", "hidden-layer nonlinearity", ACTIVATION_NAMES)
 
     def validate(self, config):
-        _check_widths("channels", self.channels, allow_empty=False)
-        _check_activation(self.activation)
+        check_widths("channels", self.channels, allow_empty=False)
+        check_activation(self.activation)
         if len(config.input_shape) != 3:
             raise ConfigError(f"a convolutional body needs image data (C, H, W); this data has shape "
                               f"{tuple(config.input_shape)}: use the mlp body")  # fmt: skip
@@ -176,7 +180,7 @@ class ConvBody(Body):
         ins = [config.input_shape[0], *self.channels]
         convs = 2 * sum(9 * a * b for a, b in zip(ins[:-1], ins[1:])) + sum(ins[1:]) + sum(ins[:-1])  # and mirror
         features = math.prod(self._feature_shape(config))
-        return convs + _linear_weights([features, code_width]) + _linear_weights([config.latent_dim, features])
+        return convs + linear_weights([features, code_width]) + linear_weights([config.latent_dim, features])
 
     def shape_input(self, x, input_shape):
         return x.reshape(-1, *input_shape)
@@ -530,8 +534,3 @@ class TopK(Objective):
             terms["aux"] = torch.nn.functional.mse_loss(rebuilt, residual)
             return recon + self.aux_weight * terms["aux"], terms
         return recon, terms
-
-
-BODIES: dict[str, type[Body]] = {cls.kind: cls for cls in (MLPBody, ConvBody, LinearBody)}
-OBJECTIVES: dict[str, type[Objective]] = {cls.kind: cls for cls in (Plain, Denoising, Imputing, Sparse, Variational,
-                                                                     VectorQuantized, Rate, TopK)}  # fmt: skip

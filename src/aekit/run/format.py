@@ -27,7 +27,8 @@ from ..core.space import Scaler
 from ..errors import CheckpointError, ConfigError
 from ..io.files import atomic_write_bytes
 from ..model.autoencoder import AutoEncoder
-from ..model.parts import BODIES, OBJECTIVES, Body, Objective, Part
+from ..model.config import BODIES, OBJECTIVES
+from ..model.parts import Body, Objective, Part
 
 FORMAT = "aekit-run/2"
 FORMAT_V1 = "aekit-run/1"

@@ -24,9 +24,11 @@ from ..configs import DataConfig, TrainConfig
 from ..core.fitted import Fitted
 from ..core.space import Data, Space
 from ..data import datasets as data_mod
+from ..data.series import training_steps
 from ..data import stream
 from ..errors import CheckpointError, ConfigError
 from ..generation.wing import Priors
+from ..series.wing import Series
 from ..model.autoencoder import AutoEncoder
 from ..model.config import ModelConfig
 from ..training.loop import pick_device
@@ -149,12 +151,6 @@ class Run:
         feature, in model space)."""
         return self.fitted.score(x)
 
-    def threshold(self, contamination: float) -> float:
-        """The score above which ``contamination`` (a share below 1) of the run's own training rows lie."""
-        if not 0 < contamination < 1:
-            raise ConfigError(f"--contamination {contamination:g} must be a share below 1, e.g. 0.05")
-        return self.fitted.threshold(self.score(self.data().x_train), contamination)
-
     def fit_score(self, blur: int = 1, latent: bool = True, neighbors: int = 0):
         """Fit the anomaly score on the run's training rows and store it (``score.safetensors``): from then on
         :meth:`score`, ``aekit score``, ``/v1/score``, the report and the exported ``score`` graph use it.
@@ -199,7 +195,7 @@ class Run:
         """Write ``part`` of the model as ONNX with the scaling folded in (the ``onnx`` extra)."""
         from ..core.export import export_onnx
 
-        return export_onnx(self.fitted, path, part)
+        return export_onnx(self.fitted, path, part, series=self.data_config.series)
 
     # -- the wings: what a model of this objective can do beyond encoding and decoding
     @cached_property
@@ -217,6 +213,20 @@ class Run:
     def priors(self) -> Priors:
         """The run's latent priors (:class:`aekit.generation.wing.Priors`): fit, sample, measure."""
         return Priors(self.fitted, self.rundir, self.data, str(self.path), self.data_config.name)
+
+    @cached_property
+    def series(self) -> Series:
+        """A series run's scores per time step (:class:`aekit.series.wing.Series`); a ConfigError for a run trained
+        on anything but one long series (``aekit train --series``)."""
+        if not self.data_config.series:
+            raise ConfigError(f"{self.path} was not trained on a long series (aekit train --series); its scores are "
+                              "per row: run.score")  # fmt: skip
+
+        def training() -> np.ndarray:
+            x = data_mod.read_series(self.data_config.name, self.data_config.label_column)
+            return x[: training_steps(len(x), self.data_config)]
+
+        return Series(self.fitted, training, lambda path: data_mod.read_series(path, self.data_config.label_column))
 
     @cached_property
     def analysis(self) -> Analysis:

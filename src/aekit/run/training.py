@@ -98,6 +98,8 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
     model_config, data_config, train_config = _configs(rundir, resume, model_config, data_config, train_config,
                                                        epochs, device)  # fmt: skip
     data = data_mod.load(data_config)
+    if data_config.series and data_config.window is None:  # the window chosen from the series, stored as a number
+        data_config = replace(data_config, window=data.input_shape[-1])
     model_config = _model_config_for(data, model_config, train_config, data_config, out if resume else None)
     if not resume:
         model_config, train_config = fitted_to_data(model_config, train_config, from_data)

@@ -1,0 +1,114 @@
+"""A long series (rows are time steps, columns channels) cut into windows, and each window's per-step errors added
+back to the steps it covers: one score per time step.
+
+A series model is an autoencoder of windows: its ``input_shape`` is ``(C, W)``, ``C`` channels by ``W`` steps (two
+numbers: a sequence; three would be an image). Training cuts windows from the training part of the series
+(:func:`cut`); scoring cuts every window of the new series (stride 1), takes each window's squared error at each
+step and channel (the one score's per-feature errors, :meth:`aekit.core.fitted.Fitted.parts`) and averages, at each
+time step, the windows that cover it (overlap-add, :func:`step_scores`). The window length, when not given, is the
+series' dominant period (:func:`dominant_period`: the highest peak of the autocorrelation, as TSB-AD picks one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+MIN_WINDOW = 8
+MAX_WINDOW = 512
+DEFAULT_WINDOW = 100  # when the series shows no period (the window of the UCR/TSB-AD benchmarks' detectors)
+PERIOD_LAGS = 1000  # the autocorrelation is searched up to this lag (and a third of the series)
+SCORE_CHUNK_WINDOWS = 4096  # windows scored at a time: memory stays bounded by a chunk for any length
+
+
+def as_series(x: np.ndarray, source: str = "input") -> np.ndarray:
+    """A long series as ``(T, C)`` float64: ``(T,)`` is one channel. A collection of series (3-D) or a table with more
+    columns than rows (its rows are likely whole series) is refused in one line."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{source}: a series holds numbers, not {x.dtype}")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise DataError(f"{source}: shape {x.shape} is a collection of series; a long series is (T,) or (T, C), one "
+                        "row per time step (whole series of one length train without --series, input_shape (C, L))")  # fmt: skip
+    if x.shape[1] > x.shape[0]:
+        raise DataError(f"{source}: {x.shape[0]} rows of {x.shape[1]} columns: a long series has one row per time step "
+                        "and one column per channel (rows that are whole series train without --series)")  # fmt: skip
+    return x.astype(np.float64, copy=False)
+
+
+def dominant_period(x: np.ndarray, max_lag: int = PERIOD_LAGS) -> int | None:
+    """The lag of the highest local peak of the series' autocorrelation (the channels' standardized autocorrelations
+    averaged), from lag 3 up to ``max_lag`` and a third of the series; None when it has no peak."""
+    x = as_series(x)[: 20 * max_lag]
+    centred = x - x.mean(0)
+    spread = centred.std(0)
+    centred = centred[:, spread > 0] / spread[spread > 0]
+    if centred.shape[1] == 0:
+        return None
+    n = len(centred)
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    power = np.abs(np.fft.rfft(centred, size, axis=0)) ** 2
+    acf = np.fft.irfft(power, size, axis=0)[:n].mean(1)
+    acf = acf / acf[0]
+    last = min(max_lag, n // 3)
+    if last < 5:
+        return None
+    inner = acf[3:last]
+    peaks = np.flatnonzero((inner[1:-1] > inner[:-2]) & (inner[1:-1] > inner[2:])) + 1
+    if len(peaks) == 0:
+        return None
+    return int(peaks[np.argmax(inner[peaks])] + 3)
+
+
+def auto_window(x: np.ndarray) -> int:
+    """The window for a series: its dominant period within [MIN_WINDOW, MAX_WINDOW], else :data:`DEFAULT_WINDOW`."""
+    period = dominant_period(x)
+    if period is None:
+        return min(DEFAULT_WINDOW, max(MIN_WINDOW, len(x) // 4))
+    return int(np.clip(period, MIN_WINDOW, MAX_WINDOW))
+
+
+def starts(length: int, window: int, stride: int = 1) -> np.ndarray:
+    """The first step of each window: every ``stride`` steps, and the last window ending at the series' end."""
+    if length < window:
+        raise DataError(f"the series has {length} steps, fewer than the window of {window}")
+    first = np.arange(0, length - window + 1, stride)
+    return first if first[-1] == length - window else np.append(first, length - window)
+
+
+def cut(x: np.ndarray, window: int, stride: int = 1, at: np.ndarray | None = None) -> np.ndarray:
+    """Windows ``(N, C, W)`` of a series ``(T, C)`` (a copy), starting at ``at`` (default :func:`starts`)."""
+    at = starts(len(x), window, stride) if at is None else at
+    view = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)  # (T - W + 1, C, W), no copy
+    return np.ascontiguousarray(view[at])
+
+
+@torch.no_grad()
+def step_scores(fitted, series: np.ndarray, source: str = "input") -> dict[str, np.ndarray]:
+    """One anomaly score per time step of ``series`` (``(T,)`` or ``(T, C)``, the data's units) from a fitted window
+    model (``input_shape`` ``(C, W)``): ``score`` ``(T,)``, the mean over channels of the squared error at that step,
+    averaged over every window that covers it; ``channels`` ``(T, C)``: the same per channel (which channel is
+    abnormal there). Both are float64 and the same whatever the batching."""
+    channels, window = fitted.space.input_shape
+    x = as_series(series, source)
+    if x.shape[1] != channels:
+        raise DataError(f"{source}: {x.shape[1]} channel(s); the model was trained on {channels}")
+    if not np.isfinite(x).all():
+        row = int((~np.isfinite(x)).any(1).argmax())
+        raise DataError(f"{source}: has missing or infinite values (first at step {row}); fill the gaps first")
+    at = starts(len(x), window)
+    total = np.zeros((len(x), channels))
+    count = np.zeros(len(x))
+    for i in range(0, len(at), SCORE_CHUNK_WINDOWS):
+        part = at[i : i + SCORE_CHUNK_WINDOWS]
+        rows = fitted.space.to_model(cut(x, window, at=part), source, dtype=torch.float64)
+        errors = fitted.parts(rows)["feature_errors"].reshape(len(part), channels, window) * window  # / C per step
+        for offset in range(window):  # each window adds its errors at offset k to step start + k (starts differ)
+            total[part + offset] += errors[:, :, offset]
+            count[part + offset] += 1
+    per_channel = total / count[:, None] * channels  # each channel's own squared error at each step
+    return {"score": per_channel.mean(1), "channels": per_channel}

@@ -1,0 +1,168 @@
+"""Anomaly detection in a long series, one score per time step, in scikit-learn's manner (PyOD's names beside).
+
+:class:`SeriesOutlierDetector` learns windows of the series it is fitted on (:mod:`aekit.core.series`: cut, each
+channel standardized, an autoencoder of the windows) and scores every step of a series by its reconstruction error,
+averaged over the windows that cover it. Saved, it is an ``aekit train --series`` run: ``aekit score``, ``serve``,
+``export`` and ``report`` read it and give the same scores.
+"""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ..configs import DataConfig, TrainConfig
+from ..core.fitted import Fitted
+from ..core.series import as_series, auto_window, cut, step_scores
+from ..core.space import Data, Space
+from ..data.series import MAX_TRAIN_WINDOWS, stride_for
+from ..model.autoencoder import build_model
+from ..model.config import ModelConfig, make_config
+from ..model.parts import MLPBody
+from ..run.format import write_json
+from ..run.rundir import RunDir
+from ..training.loop import train
+
+SERIES_FILE = "series.npy"  # the series a detector was fitted on, kept in the run directory its save() writes
+SERIES_BASE = ModelConfig(body=MLPBody(hidden=(128,)), output="linear")
+
+
+class SeriesOutlierDetector(BaseEstimator):
+    """Anomalies in a long series (``(T,)`` or ``(T, C)``, rows time steps), one score per step.
+
+    Parameters
+    ----------
+    window : int or "auto", default "auto"
+        Steps per window; "auto": the series' dominant period (the highest peak of its autocorrelation) within
+        8..512, 100 when it has none.
+    contamination : float, default 0.01
+        The expected share of anomalous steps in the fitted series: sets ``threshold_``.
+    n_components : int, default 8
+        Code size of the window autoencoder.
+    body : str, default "mlp"
+        The encoder/decoder: "mlp" (flattened windows), "tcn" (dilated 1-D convolutions) or "gru" (recurrent).
+    objective : str, default "plain"
+        What training minimises: "plain", "denoising", "vae", ... (:data:`aekit.OBJECTIVES`).
+    max_epochs, batch_size, lr : training settings (30, 128, 1e-3).
+    random_state : int or None
+        Seeds the weights and the batches.
+
+    Attributes
+    ----------
+    window_ : int
+        The window used.
+    fitted_ : aekit.core.fitted.Fitted
+        The window model and its space (per-channel standardization).
+    decision_scores_ : ndarray (T,)
+        The fitted series' per-step anomaly scores (higher is more abnormal, PyOD's name).
+    threshold_ : float
+        Steps scoring above it are anomalies (the ``1 - contamination`` quantile of ``decision_scores_``);
+        ``offset_`` is minus it.
+    labels_ : ndarray (T,)
+        1 for the fitted series' steps above ``threshold_``, else 0.
+    """
+
+    def __init__(self, window="auto", contamination=0.01, n_components=8, body="mlp", objective="plain",
+                 max_epochs=30, batch_size=128, lr=1e-3, device="auto", random_state=None, verbose=0):  # fmt: skip
+        self.window, self.contamination, self.n_components = window, contamination, n_components
+        self.body, self.objective, self.max_epochs, self.batch_size, self.lr = body, objective, max_epochs, batch_size, lr
+        self.device, self.random_state, self.verbose = device, random_state, verbose
+
+    def _check(self) -> None:
+        if not (self.window == "auto" or (isinstance(self.window, numbers.Integral) and self.window >= 2)):
+            raise ValueError(f"window={self.window!r} must be 'auto' or an integer of at least 2")
+        if not (isinstance(self.contamination, numbers.Real) and 0 < self.contamination < 0.5):
+            raise ValueError(f"contamination={self.contamination!r} must be in (0, 0.5)")
+        for name in ("n_components", "max_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+
+    def _series(self, series, source: str = "series") -> np.ndarray:
+        try:
+            return as_series(series, source)
+        except Exception as err:  # aekit's DataError is a ValueError: one message naming the problem
+            raise ValueError(str(err)) from None
+
+    def fit(self, series, y=None):
+        """Learn the windows of ``series`` (mostly normal), then set ``threshold_`` from its own scores."""
+        self._check()
+        x = self._series(series)
+        if not np.isfinite(x).all():
+            raise ValueError("series: has missing or infinite values; fill the gaps first")
+        window = auto_window(x) if self.window == "auto" else int(self.window)
+        if len(x) < 2 * window:
+            raise ValueError(f"series: {len(x)} steps, fewer than two windows of {window}; give a longer series or "
+                             "a smaller window")  # fmt: skip
+        space = Space.of_series(x, window, "series")
+        windows = space.scale(cut(x, window, stride_for(len(x), window, MAX_TRAIN_WINDOWS)))
+        config = make_config(None, body=self.body, objective=self.objective, base=SERIES_BASE,
+                             input_shape=space.input_shape, latent_dim=self.n_components)  # fmt: skip
+        seed = check_random_state(self.random_state).randint(2**31 - 1)
+        self.train_config_ = TrainConfig(epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr, seed=seed,
+                                         device=self.device)  # fmt: skip
+        with torch.random.fork_rng(devices=[]):  # leave the caller's global torch RNG as it was
+            torch.manual_seed(seed)
+            model = build_model(config)
+            history = train(model, Data(windows, windows[:0], space=space), self.train_config_,
+                            progress=self.verbose > 0)  # fmt: skip
+        self.history_ = [{"epoch": r["epoch"], "train_loss": r["train_loss"], "seconds": r["seconds"]} for r in history]
+        self.window_, self.n_features_in_, self._series_fitted = window, x.shape[1], x
+        self.fitted_ = Fitted(model.cpu().eval(), space)
+        self.decision_scores_ = self._scores(x)
+        self.threshold_ = self.fitted_.threshold(self.decision_scores_, self.contamination)
+        self.offset_ = -self.threshold_
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        return self
+
+    def _scores(self, series) -> np.ndarray:
+        check_is_fitted(self, "fitted_")
+        try:
+            return step_scores(self.fitted_, self._series(series))["score"]
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+
+    def explain(self, series) -> dict:
+        """``{"score": (T,), "channels": (T, C)}``: each step's anomaly score and each channel's part of it."""
+        check_is_fitted(self, "fitted_")
+        return step_scores(self.fitted_, self._series(series))
+
+    def score_samples(self, series) -> np.ndarray:
+        """Minus each step's anomaly score ``(T,)``: higher is more normal (scikit-learn)."""
+        return -self._scores(series)
+
+    def decision_function(self, series) -> np.ndarray:
+        """``score_samples - offset_``: negative at anomalous steps."""
+        return self.score_samples(series) - self.offset_
+
+    def predict(self, series) -> np.ndarray:
+        """1 for each anomalous step (score above ``threshold_``), else 0 (PyOD's labels), shape (T,)."""
+        return (self._scores(series) > self.threshold_).astype(np.int64)
+
+    def save(self, path) -> Path:
+        """Write the fitted detector as an ``aekit train --series`` run directory (its model, the series it was fitted
+        on as ``series.npy``, its history, and metrics beside PCA): ``aekit score RUN --input SERIES`` gives the same
+        per-step scores as :meth:`explain`. Refuses a folder that already holds something."""
+        check_is_fitted(self, "fitted_")
+        rundir = RunDir(path)
+        rundir.check_target(resume=False, overwrite=False)
+        rundir.path.mkdir(parents=True, exist_ok=True)
+        with rundir.writing():
+            model = self.fitted_.model
+            np.save(rundir / SERIES_FILE, self._series_fitted)
+            data = DataConfig(name=SERIES_FILE, series=True, window=self.window_)
+            rundir.write_config({"model": model.config, "data": data, "train": self.train_config_})
+            rundir.save_model(model, self.fitted_.space.scaler, len(self.history_))
+            rundir.write_history(self.history_)
+            write_json(rundir / "estimator.json", {"class": type(self).__name__, "params": {
+                k: v for k, v in self.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}})
+        from ..run.runs import load_run  # (the run layer, above this one's training)
+
+        load_run(rundir.path).evaluate()
+        return rundir.path

@@ -1,0 +1,175 @@
+"""Long series: windows, one score per time step, the same through the CLI, Python, HTTP and ONNX; bad input."""
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import exit_code, one_error_line
+
+import aekit
+from aekit.core.series import auto_window, cut, dominant_period, starts, step_scores
+from aekit.faces.cli import main
+
+PERIOD = 25
+FAST = ["--epochs", "8", "--no-progress", "--latent-dim", "6", "--hidden", "64"]
+
+
+def periodic(steps: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    t = np.arange(steps)[:, None]
+    phase = np.arange(channels)[None] * 0.7
+    clean = np.sin(2 * np.pi * t / PERIOD + phase) + 0.3 * np.sin(4 * np.pi * t / PERIOD)
+    return clean + 0.03 * np.random.default_rng(seed).normal(size=(steps, channels))
+
+
+def write_csv(path, x: np.ndarray) -> str:
+    header = ",".join(f"sensor{j}" for j in range(x.shape[1]))
+    np.savetxt(path, x, delimiter=",", header=header, comments="", fmt="%.6f")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def series_run(tmp_path_factory):
+    """A two-channel run trained from a CSV with --series (window from the period), and a test series with a spike."""
+    folder = tmp_path_factory.mktemp("series")
+    train = write_csv(folder / "train.csv", periodic(1500, 2))
+    test = periodic(400, 2, seed=1)
+    test[200:206, 1] += 1.5  # a planted anomaly in one channel
+    assert main(["train", "--data", train, "--series", "--out", str(folder / "run"), *FAST]) == 0
+    return folder / "run", write_csv(folder / "test.csv", test), test
+
+
+def test_the_window_is_the_series_period_and_windows_cover_every_step():
+    x = periodic(2000)
+    assert dominant_period(x) == PERIOD and auto_window(x) == PERIOD
+    assert auto_window(np.random.default_rng(0).normal(size=(3000, 1))) in range(8, 513)
+    at = starts(103, 10, 4)
+    assert at[0] == 0 and at[-1] == 93 and np.all(np.diff(at) <= 4)
+    windows = cut(np.arange(20.0)[:, None], 5, 3)
+    assert windows.shape == (6, 1, 5) and windows[-1, 0, -1] == 19 and windows[1, 0, 0] == 3
+
+
+def test_a_planted_anomaly_scores_above_every_normal_step(series_run, tmp_path, capsys):
+    run_path, test_csv, test = series_run
+    run = aekit.load_run(run_path)
+    assert run.data_config.series and run.data_config.window == PERIOD and run.space.input_shape == (2, PERIOD)
+    assert main(["score", str(run_path), "--input", test_csv, "--out", str(tmp_path / "s.csv"),
+                 "--contamination", "0.01", "--per-feature"]) == 0  # fmt: skip
+    assert "one per time step" in capsys.readouterr().out
+    table = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    assert table.shape == (400, 4)  # score, outlier, e0, e1: one row per input row
+    scores = table[:, 0]
+    planted = np.zeros(400, bool)
+    planted[200:206] = True
+    assert scores[planted].min() > scores[~planted].max()
+    assert table[planted, 1].all()  # above the training part's 1% threshold
+    assert (table[planted, 3] > table[planted, 2]).all()  # the channel it was planted in explains it
+    np.testing.assert_allclose(table[:, 2:].mean(1), scores, rtol=1e-6)
+    as_written = np.loadtxt(test_csv, delimiter=",", skiprows=1)
+    np.testing.assert_allclose(run.series.score(as_written), scores, rtol=1e-6)  # (the output's float32 digits)
+
+
+def test_the_cli_python_http_and_onnx_give_the_same_scores(series_run, tmp_path):
+    from fastapi.testclient import TestClient
+    import onnxruntime
+
+    from aekit.faces.serve import create_app
+
+    run_path, _, test = series_run
+    expected = aekit.load_run(run_path).series.score(test)
+    served = TestClient(create_app(run_path, map_points=20)).post("/v1/score", json={"inputs": test.tolist()})
+    np.testing.assert_allclose(served.json()["scores"], expected, rtol=1e-5, atol=1e-12)
+    assert main(["export", str(run_path), "--part", "score", "--out", str(tmp_path / "s.onnx")]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "s.onnx"))
+    for steps in (400, PERIOD, 97):  # any length of at least one window
+        got = session.run(None, {"x": test[:steps].astype(np.float32)})[0]
+        reference = aekit.load_run(run_path).series.score(test[:steps])
+        np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4 * reference.max())
+
+
+@pytest.mark.parametrize("body", ["mlp", "tcn", "gru"])
+def test_a_saved_detector_is_a_series_run_with_the_same_scores(body, tmp_path):
+    x = periodic(900)[:, 0]  # univariate, (T,)
+    test = periodic(300, seed=2)[:, 0]
+    test[150:153] = 2.5
+    detector = aekit.SeriesOutlierDetector(body=body, max_epochs=6, n_components=4, random_state=0).fit(x)
+    assert detector.window_ == PERIOD and detector.decision_scores_.shape == (900,)
+    scores = -detector.score_samples(test)
+    assert scores.shape == (300,) and scores[150:153].min() > np.delete(scores, range(150, 153)).max()
+    labels = detector.predict(test)
+    assert set(np.unique(labels)) <= {0, 1} and labels[150:153].all()
+    detector.save(tmp_path / "run")
+    run = aekit.load_run(tmp_path / "run")
+    assert run.data_config.series and run.model_config.body.kind == body
+    np.testing.assert_array_equal(run.series.score(test), scores)
+    np.save(tmp_path / "test.npy", test)
+    assert main(["score", str(tmp_path / "run"), "--input", str(tmp_path / "test.npy"), "--out",
+                 str(tmp_path / "s.npy")]) == 0  # fmt: skip
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), scores, rtol=1e-6)
+
+
+def test_the_per_step_score_is_the_windows_errors_averaged(series_run):
+    run_path, _, test = series_run
+    run = aekit.load_run(run_path)
+    windows = cut(test, PERIOD)  # (N, C, W), stride 1
+    with torch.no_grad():
+        x = run.space.to_model(windows, dtype=torch.float64)
+        squared = (run.fitted.scorer().model(x) - x).square().mean(1).numpy()  # (N, W): mean over channels
+    step = 210
+    covering = [(n, step - n) for n in range(len(windows)) if 0 <= step - n < PERIOD]
+    expected = np.mean([squared[n, k] for n, k in covering])
+    assert step_scores(run.fitted, test)["score"][step] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: np.save(p / "short.npy", periodic(30)), "fewer than two windows"),
+    (lambda p: np.save(p / "gap.npy", np.where(np.arange(600)[:, None] == 77, np.nan, periodic(600))),
+     "a gap (missing value) at row 77, channel 0"),
+    (lambda p: np.save(p / "flat.npy", np.column_stack([periodic(600)[:, 0], np.ones(600)])),
+     "channel 1 is constant over the training part"),
+    (lambda p: np.save(p / "many.npy", np.random.default_rng(0).normal(size=(20, 2, 50))),
+     "is a collection of series; a long series is (T,) or (T, C)"),
+    (lambda p: np.save(p / "wide.npy", np.random.default_rng(0).normal(size=(20, 300))),
+     "20 rows of 300 columns: a long series has one row per time step"),
+])
+def test_bad_series_are_one_line(tmp_path, capsys, make, message):
+    make(tmp_path)
+    data = next(tmp_path.glob("*.npy"))
+    assert exit_code(["train", "--data", str(data), "--series", "--window", "20", "--out", str(tmp_path / "r"),
+                      "--no-progress"]) == 2  # fmt: skip
+    one_error_line(capsys, message)
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_input_to_a_series_run_and_to_the_detector(series_run, tmp_path, capsys):
+    run_path, _, test = series_run
+    np.save(tmp_path / "short.npy", test[:10])
+    assert exit_code(["score", str(run_path), "--input", str(tmp_path / "short.npy"), "--out", str(tmp_path / "s.csv")]) == 2
+    one_error_line(capsys, "the series has 10 steps, fewer than the window of 25")
+    np.save(tmp_path / "one.npy", test[:, :1])
+    assert exit_code(["score", str(run_path), "--input", str(tmp_path / "one.npy"), "--out", str(tmp_path / "s.csv")]) == 2
+    one_error_line(capsys, "1 channel(s); the model was trained on 2")
+    assert exit_code(["train", "--data", "digits", "--series", "--out", str(tmp_path / "r")]) == 2
+    one_error_line(capsys, "--series: digits is a dataset of images, not a series")
+    assert exit_code(["train", "--data", "digits", "--window", "20", "--out", str(tmp_path / "r")]) == 2
+    one_error_line(capsys, "--window 20 applies to a long series: give --series too")
+    with pytest.raises(ValueError, match="fewer than two windows of 25"):
+        aekit.SeriesOutlierDetector(window=25).fit(periodic(40))
+    with pytest.raises(ValueError, match="has missing or infinite values"):
+        aekit.SeriesOutlierDetector().fit(np.where(np.arange(500) == 9, np.nan, periodic(500)[:, 0]))
+    with pytest.raises(ValueError, match="is a collection of series"):
+        aekit.SeriesOutlierDetector().fit(np.zeros((10, 2, 30)))
+    with pytest.raises(ValueError, match="window='two' must be 'auto' or an integer"):
+        aekit.SeriesOutlierDetector(window="two").fit(periodic(500))
+
+
+def test_whole_series_of_one_length_are_a_collection_with_the_sequence_bodies(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(64)
+    normal = np.sin(2 * np.pi * t / 16 + rng.uniform(0, 6, (300, 1))) + 0.05 * rng.normal(size=(300, 64))
+    odd = np.sign(np.sin(2 * np.pi * t / 16 + rng.uniform(0, 6, (20, 1))))  # square waves among sines
+    for body in ("tcn", "gru", "mlp"):
+        detector = aekit.AutoEncoderOutlierDetector(input_shape=(1, 64), body=body, n_components=4, max_epochs=20,
+                                                    random_state=0).fit(normal)  # fmt: skip
+        scores = -detector.score_samples(np.vstack([normal[:50], odd]))
+        assert np.mean(scores[50:, None] > scores[None, :50]) > 0.9, body  # ROC-AUC of square waves among sines
+    with pytest.raises(ValueError):
+        aekit.AutoEncoderOutlierDetector(input_shape=(1, 64)).fit([list(range(64)), list(range(50))])
