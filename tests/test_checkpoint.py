@@ -127,7 +127,8 @@ def test_bad_config_json_is_refused(run, edit, message):
 @pytest.mark.parametrize("model", sorted(aekit.SHORTCUTS) + ["conv+vae", "linear+vq"])
 def test_config_round_trip_through_json(model):
     body, objective = model.split("+") if "+" in model else aekit.SHORTCUTS[model]
-    configs = {"model": make_config(body=body, objective=objective, input_shape=(1, 8, 8)),
+    shape = (2, 16) if body in ("tcn", "gru") else (1, 8, 8)  # sequences (C, L), images
+    configs = {"model": make_config(body=body, objective=objective, input_shape=shape),
                "data": DataConfig(image_size=(5, 6)), "train": TrainConfig(clip_grad=1.0)}  # fmt: skip
     for name, cls in RUN_SCHEMA.items():
         raw = json.loads(json.dumps(checkpoint.config_to_dict(configs[name])))

@@ -427,3 +427,37 @@ def draw(kind: str, fitted: Fitted, data: Data | None, history: list[dict], metr
     if kind == "curves" and not history:
         raise DataError("the curves figure needs a history: this run has no finished epoch")
     return figures[kind][0](fitted, data, history, metrics, path)
+
+
+def series_scores(x: np.ndarray, scores: np.ndarray, threshold: float, worst: list, path=None) -> Figure:
+    """A long series ``(T, C)`` (up to 4 channels drawn) above its score per step and the threshold, and below them
+    the worst windows (``(start, window, reconstruction)``, each ``(C, W)``) beside their reconstructions."""
+    steps = np.arange(len(x))
+    fig = Figure(figsize=(11, 6.2), layout="constrained")
+    grid = fig.add_gridspec(3, max(1, len(worst)), height_ratios=(1.2, 0.8, 1.0))
+    top = fig.add_subplot(grid[0, :])
+    for c in range(min(4, x.shape[1])):
+        top.plot(steps, x[:, c], lw=0.7, label=f"channel {c}")
+    above = scores > threshold
+    for start, window, _ in worst:
+        top.axvspan(start, start + window.shape[1], color="tab:red", alpha=0.12)
+    top.set_title("the series (the worst windows shaded)", fontsize=9)
+    if x.shape[1] > 1:
+        top.legend(fontsize=7, loc="upper right")
+    middle = fig.add_subplot(grid[1, :], sharex=top)
+    middle.plot(steps, scores, lw=0.8, color="black")
+    middle.axhline(threshold, color="tab:red", lw=0.8, ls="--", label=f"threshold {threshold:.3g}")
+    middle.fill_between(steps, threshold, scores, where=above, color="tab:red", alpha=0.3,
+                        label=f"{int(above.sum())} steps above")  # fmt: skip
+    middle.set_title("anomaly score per step (the mean error of the windows covering it)", fontsize=9)
+    middle.legend(fontsize=7, loc="upper right")
+    for i, (start, window, rebuilt) in enumerate(worst):
+        ax = fig.add_subplot(grid[2, i])
+        offsets = np.arange(start, start + window.shape[1])
+        ax.plot(offsets, window[0], lw=0.9, label="window")
+        ax.plot(offsets, rebuilt[0], lw=0.9, ls="--", label="reconstruction")
+        ax.set_title(f"steps {start}-{start + window.shape[1] - 1} (channel 0)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if i == 0:
+            ax.legend(fontsize=7)
+    return save(fig, path)

@@ -43,28 +43,35 @@ OPSET = 18
 
 class SeriesScore(nn.Module):
     """The ``score`` graph of a series run: a long series ``(T, C)`` in the data's units -> one score per step
-    ``(T,)``, as :func:`aekit.core.series.step_scores` computes it: every window (stride 1) gathered, the fitted
-    score's per-feature errors of each, averaged over channels, and added back to the steps each window covers
-    (a transposed convolution with an identity kernel), divided by how many windows cover each step."""
+    ``(T,)``, as :func:`aekit.core.series.step_scores` computes it: every window (stride 1) gathered, its error in
+    each channel from the fitted score's per-feature errors, each step given the mean over the windows that cover it
+    (a grouped transposed convolution with kernels of ones sums them, and counts them), standardized by the
+    channel ``moments`` (or not, without them) and the largest channel taken (the channels' mean without them)."""
 
-    def __init__(self, fitted: Fitted):
+    def __init__(self, fitted: Fitted, moments=None):
         super().__init__()
         self.channels, self.window = fitted.space.input_shape
         mean, std = fitted.space.affine()
         self.register_buffer("mean", mean[:, 0].clone())
         self.register_buffer("std", std[:, 0].clone())
         self.score = ScoreGraph(fitted.model.eval(), fitted.score_spec)
-        self.register_buffer("spread", torch.eye(self.window).reshape(self.window, 1, self.window))
+        self.register_buffer("ones", torch.ones(self.channels, 1, self.window))
+        self.standardized = moments is not None
+        if moments is not None:
+            self.register_buffer("moments", torch.as_tensor(moments, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         steps = torch.arange(x.shape[0] - self.window + 1, device=x.device)
         windows = x[steps[:, None] + torch.arange(self.window, device=x.device)].transpose(1, 2)  # (N, C, W)
-        errors = self.score.feature_errors(windows).reshape(-1, self.channels, self.window).sum(1) * self.window
-        per_offset = errors.float().transpose(0, 1).unsqueeze(0)  # (1, W, N): channel k = the k-th step of a window
-        total = F.conv_transpose1d(per_offset, self.spread)[0, 0]  # (T,): step t sums window n's error at t - n
-        count = F.conv_transpose1d(torch.ones_like(per_offset), self.spread)[0, 0]
-        return total / count
+        errors = self.score.feature_errors(windows).reshape(-1, self.channels, self.window).sum(2) * self.channels
+        per_window = errors.float().transpose(0, 1).unsqueeze(0)  # (1, C, N)
+        total = F.conv_transpose1d(per_window, self.ones, groups=self.channels)[0]  # (C, T): window n adds to n..n+W-1
+        covered = F.conv_transpose1d(torch.ones_like(per_window[:, :1]), self.ones[:1])[0]  # (1, T)
+        steps_by_channel = (total / covered).transpose(0, 1)  # (T, C)
+        if not self.standardized:
+            return steps_by_channel.mean(1)
+        return ((steps_by_channel - self.moments[0]) / self.moments[1]).amax(1)
 
     def example(self, steps: int = 0) -> torch.Tensor:
         return torch.randn(steps or 2 * self.window + 3, self.channels, device=self.mean.device)
@@ -112,16 +119,18 @@ def io_names(part: str) -> tuple[str, str]:
     return ("z" if part == "decoder" else "x"), {"encoder": "z", "score": "score"}.get(part, "x_hat")
 
 
-def export_onnx(fitted: Fitted, path: str | Path, part: str = "autoencoder", series: bool = False) -> Path:
+def export_onnx(fitted: Fitted, path: str | Path, part: str = "autoencoder", series: bool = False,
+                moments=None) -> Path:  # fmt: skip
     """Write ``part`` of a fitted model (its scaling folded in; for ``score``, its own anomaly score) to ``path`` as
     ONNX with a dynamic batch axis. ``series``: the model is a series run's window model, and its ``score`` graph
-    takes a long series ``(T, C)`` (T dynamic, at least one window) and gives one score per step (:class:`SeriesScore`)."""
+    takes a long series ``(T, C)`` (T dynamic, at least one window) and gives one score per step (:class:`SeriesScore`,
+    standardized by the run's channel ``moments``)."""
     try:
         import onnxscript  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise AekitError("ONNX export needs the 'onnx' extra: pip install 'aekit[onnx]'") from None
     fitted.model.cpu()
-    module = SeriesScore(fitted) if series and part == "score" else Exported(fitted, part)
+    module = SeriesScore(fitted, moments) if series and part == "score" else Exported(fitted, part)
     name_in, name_out = io_names(part)
     low = module.window if isinstance(module, SeriesScore) else 1
     batch = torch.export.Dim("steps" if low > 1 else "batch", min=low, max=2**31 - 1)

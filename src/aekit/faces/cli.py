@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import shlex
+import socket
 import sys
 from pathlib import Path
 
@@ -387,12 +389,29 @@ def cmd_export(args) -> int:
     return 0
 
 
+def check_port_free(host: str, port: int) -> None:
+    """An AekitError naming ``--port`` when ``host:port`` cannot be listened on (in use, or not this machine's)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn listens: TIME_WAIT is no conflict
+            probe.bind((host, port))
+    except socket.gaierror as err:
+        raise AekitError(f"--host {host}: not an address of this machine ({err.strerror})") from None
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise AekitError(f"--port {port}: {host}:{port} is already in use (another server?); pick another port "
+                             "with --port N") from None  # fmt: skip
+        raise AekitError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
+
+
 def cmd_serve(args) -> int:
     try:
         from .serve import serve
     except ImportError:  # fastapi, pydantic or uvicorn missing
         raise AekitError("aekit serve needs the 'serve' extra: pip install 'aekit[serve]'") from None
 
+    check_port_free(args.host, args.port)  # said before the run loads
     serve(args.run, host=args.host, port=args.port, device=args.device, tsne=args.tsne)
     return 0
 

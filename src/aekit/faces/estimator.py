@@ -424,12 +424,15 @@ class AutoEncoderOutlierDetector(OutlierMixin, AutoEncoderBase):
                     "latent_distance": True}  # what benchmarks/one_class.py measured best on images  # fmt: skip
     TABLE_DEFAULTS = {"n_components": 2, "model": "mlp", "scale": True, "max_epochs": 50, "n_iter_no_change": 10,
                       "latent_distance": False}  # fmt: skip
+    SEQUENCE_RECIPE = {"n_components": 8, "model": "tcn", "scale": True, "max_epochs": 200,
+                       "n_iter_no_change": None, "latent_distance": False}  # benchmarks/series.py (c)  # fmt: skip
 
     def _choose(self) -> dict:
         """The parameters left to choose (None, or "auto" for n_iter_no_change and latent_distance) take the image
-        recipe when ``input_shape`` is an image (C, H, W), else the table defaults."""
-        image = self.input_shape is not None and len(np.atleast_1d(self.input_shape)) == 3
-        defaults = self.IMAGE_RECIPE if image else self.TABLE_DEFAULTS
+        recipe when ``input_shape`` is an image (C, H, W), the sequence recipe for whole series (C, L), else the
+        table defaults."""
+        dims = 0 if self.input_shape is None else len(np.atleast_1d(self.input_shape))
+        defaults = {3: self.IMAGE_RECIPE, 2: self.SEQUENCE_RECIPE}.get(dims, self.TABLE_DEFAULTS)
         given = {name: getattr(self, name) for name in self.CHOSEN}
         auto = {"n_iter_no_change", "latent_distance"}
         return {name: defaults[name] if (value is None and name not in auto) or (isinstance(value, str) and

@@ -47,6 +47,9 @@ CAPTIONS = {
     "codec": "Test images and their decodings from the codec's file, each with its bytes: coded alone (one stream, "
     "with the coder's few bytes of flush) and as its share of one file of all the test images (what aekit compress "
     "writes). PNG takes about 270 bytes a digit, WebP lossless about 200.",
+    "series": "The run's held-out steps (its last --test-fraction), the anomaly score of each step (the mean error of "
+    "the windows that cover it) with the threshold at the training part's 99th percentile, and the three windows the "
+    "model rebuilds worst beside their reconstructions.",
     "priors": "36 decoded samples from each latent prior the run has (aekit fit-prior), seed 0, with its FD. Look "
     "at how the holes fill: N(0, I) decodes to blots for a plain autoencoder, a Gaussian fitted to the codes to "
     "blurry in-between digits, a mixture or the diffusion prior to digits of every class.",
@@ -188,6 +191,10 @@ def make_figures(run_path: str | Path, run=None, folder: Path | None = None) -> 
         log.info("drawing codec")
         run.codec.draw(run.data().x_test[:8], folder / "codec")
         made["codec"] = folder / "codec.png"
+    if run.data_config.series:
+        log.info("drawing series")
+        run.series.draw(folder / "series")
+        made["series"] = folder / "series.png"
     if run.space.is_image and len(run.priors.names()) > 1:
         log.info("drawing priors")
         run.priors.draw(run.metrics(), folder / "priors")
@@ -319,7 +326,7 @@ def _generation_section(metrics: dict) -> list[str]:
 
 def _figures_section(figures: dict[str, Path], run_path: Path) -> list[str]:
     parts = ["<h2>Figures</h2>"]
-    for name in (*KINDS, "codec", "priors", "error-vs-dim"):
+    for name in (*KINDS, "series", "codec", "priors", "error-vs-dim"):
         if name not in figures:
             continue
         encoded = base64.b64encode(Path(figures[name]).read_bytes()).decode()

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..configs import DataConfig, TrainConfig
 from ..core.fitted import Fitted
-from ..core.series import as_series, auto_window, cut, step_scores
+from ..core.series import as_series, auto_window, channel_errors, channel_moments, cut, step_scores
 from ..core.space import Data, Space
 from ..data.series import MAX_TRAIN_WINDOWS, stride_for
 from ..model.autoencoder import build_model
@@ -59,6 +59,9 @@ class SeriesOutlierDetector(BaseEstimator):
         The window used.
     fitted_ : aekit.core.fitted.Fitted
         The window model and its space (per-channel standardization).
+    moments_ : ndarray (2, C)
+        Each channel's per-step error mean and standard deviation on the fitted series: a step's score is its
+        largest channel error standardized by them (:func:`aekit.core.series.step_scores`).
     decision_scores_ : ndarray (T,)
         The fitted series' per-step anomaly scores (higher is more abnormal, PyOD's name).
     threshold_ : float
@@ -85,10 +88,8 @@ class SeriesOutlierDetector(BaseEstimator):
                 raise ValueError(f"{name}={value!r} must be a positive integer")
 
     def _series(self, series, source: str = "series") -> np.ndarray:
-        try:
-            return as_series(series, source)
-        except Exception as err:  # aekit's DataError is a ValueError: one message naming the problem
-            raise ValueError(str(err)) from None
+        """``(T,)`` or ``(T, C)`` as ``(T, C)``; anything else a ValueError (aekit's DataError) naming the problem."""
+        return as_series(np.asarray(series), source)
 
     def fit(self, series, y=None):
         """Learn the windows of ``series`` (mostly normal), then set ``threshold_`` from its own scores."""
@@ -115,6 +116,7 @@ class SeriesOutlierDetector(BaseEstimator):
         self.history_ = [{"epoch": r["epoch"], "train_loss": r["train_loss"], "seconds": r["seconds"]} for r in history]
         self.window_, self.n_features_in_, self._series_fitted = window, x.shape[1], x
         self.fitted_ = Fitted(model.cpu().eval(), space)
+        self.moments_ = channel_moments(channel_errors(self.fitted_, x, "series"))
         self.decision_scores_ = self._scores(x)
         self.threshold_ = self.fitted_.threshold(self.decision_scores_, self.contamination)
         self.offset_ = -self.threshold_
@@ -123,15 +125,12 @@ class SeriesOutlierDetector(BaseEstimator):
 
     def _scores(self, series) -> np.ndarray:
         check_is_fitted(self, "fitted_")
-        try:
-            return step_scores(self.fitted_, self._series(series))["score"]
-        except ValueError as err:
-            raise ValueError(str(err)) from None
+        return step_scores(self.fitted_, self._series(series), "series", self.moments_)["score"]
 
     def explain(self, series) -> dict:
-        """``{"score": (T,), "channels": (T, C)}``: each step's anomaly score and each channel's part of it."""
+        """``{"score": (T,), "channels": (T, C)}``: each step's anomaly score and each channel's error there."""
         check_is_fitted(self, "fitted_")
-        return step_scores(self.fitted_, self._series(series))
+        return step_scores(self.fitted_, self._series(series), "series", self.moments_)
 
     def score_samples(self, series) -> np.ndarray:
         """Minus each step's anomaly score ``(T,)``: higher is more normal (scikit-learn)."""
@@ -160,6 +159,7 @@ class SeriesOutlierDetector(BaseEstimator):
             rundir.write_config({"model": model.config, "data": data, "train": self.train_config_})
             rundir.save_model(model, self.fitted_.space.scaler, len(self.history_))
             rundir.write_history(self.history_)
+            rundir.save_series(self.moments_)
             write_json(rundir / "estimator.json", {"class": type(self).__name__, "params": {
                 k: v for k, v in self.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}})
         from ..run.runs import load_run  # (the run layer, above this one's training)

@@ -29,10 +29,8 @@ system. The explorer page (``static/explorer.html``, plain HTML and JavaScript, 
 what ``/v1/explore/*`` returns.
 """
 
-import errno
 import importlib  # no `from __future__ import annotations`: FastAPI reads the handlers' annotations
 import logging
-import socket
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -577,26 +575,8 @@ def create_app(run_path: str | Path, device: str = "cpu", map_points: int = MAP_
     return make_app(explorer, title=f"aekit: {Path(run_path).name}")
 
 
-def check_port_free(host: str, port: int) -> None:
-    """An AekitError naming ``--port`` when ``host:port`` cannot be listened on (in use, or not this machine's)."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn listens: TIME_WAIT is no conflict
-            probe.bind((host, port))
-    except socket.gaierror as err:
-        raise AekitError(f"--host {host}: not an address of this machine ({err.strerror})") from None
-    except OSError as err:
-        if err.errno == errno.EADDRINUSE:
-            raise AekitError(f"--port {port}: {host}:{port} is already in use (another server?); pick another port "
-                             "with --port N") from None  # fmt: skip
-        raise AekitError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
-
-
 def serve(run_path: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu", tsne: bool = False):
-    """Start the app with uvicorn and block until stopped (Ctrl-C). A port in use is one line naming ``--port``,
-    said before the run is loaded."""
-    check_port_free(host, port)
+    """Start the app with uvicorn and block until stopped (Ctrl-C)."""
     app = create_app(run_path, device=device, tsne=tsne)
     import uvicorn
 

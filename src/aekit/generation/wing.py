@@ -27,6 +27,7 @@ class Priors:
 
     def __init__(self, fitted: Fitted, store, data: Callable[[], Data], name: str = "RUN", data_name: str = "the data"):
         self.fitted, self.store, self.data, self.name, self.data_name = fitted, store, data, name, data_name
+        self._measured: dict[str, float] = {}  # every prior's sample quality, as fit() measured it just now
 
     @property
     def latent_dim(self) -> int:
@@ -68,7 +69,7 @@ class Priors:
         # its sample quality, measured now as training measures a model's: aekit evaluate reads it back
         log.info("measuring the priors' samples beside the floor (what aekit evaluate reports, read back from then on)")
         with progress_working("measuring the priors' samples", progress):
-            self.metrics(data=data)
+            self._measured = self.metrics(data=data)
         return fitted
 
     def sample(self, n: int, prior: str = "normal", label: int | None = None, seed: int = 0,
@@ -91,7 +92,10 @@ class Priors:
 
     def quality(self, name: str, data: Data | None = None) -> dict[str, float]:
         """The sample quality of prior ``name`` beside the floor (:func:`aekit.generation.metrics.generation_metrics`'s
-        rows for it), computed once per model and prior and read back from the analysis cache after."""
+        rows for it), computed once per model and prior and read back from the analysis cache after (or, just after
+        :meth:`fit`, from what it measured)."""
+        if f"gen_{name}_fd" in self._measured and data is None:
+            return self._measured
         key = {name: self.store.prior_digest(name)} if name != "normal" else {}
         return generation_metrics(self.fitted.model, data or self.data(), {name: self[name]}, prior_keys=key)
 

@@ -23,6 +23,8 @@ OBJECTIVES: dict[str, type[Objective]] = {cls.kind: cls for cls in (Plain, Denoi
 SHORTCUTS: dict[str, tuple[str, str]] = {
     "mlp": ("mlp", "plain"),
     "conv": ("conv", "plain"),
+    "tcn": ("tcn", "plain"),
+    "gru": ("gru", "plain"),
     "linear": ("linear", "plain"),
     "denoising": ("mlp", "denoising"),
     "sparse": ("mlp", "sparse"),

@@ -8,6 +8,7 @@ A run directory holds::
     history.csv              one row per finished epoch
     metrics.json             final test metrics beside the PCA baseline
     codec.safetensors        a codec's (--objective rate) probability tables, frozen to integers when training ends
+    series.safetensors       a series run's (--series) per-channel error moments on its training part
     score.safetensors        optional: the anomaly score's options (blur, latent distance, nearest codes) and its
                              statistics (no file: the plain reconstruction error)
     priors/NAME.json         optional: a latent prior fitted after training (aekit fit-prior), its options and the
@@ -67,7 +68,8 @@ class RunDir:
     FILES = (CONFIG, MODEL, CHECKPOINT, HISTORY, METRICS)  # every finished run has these
     PRIORS = "priors"  # optional folder: fitted latent priors (aekit fit-prior), NAME.json + NAME.safetensors
     CODEC = "codec.safetensors"  # a codec's (the rate objective's) frozen probability tables, written when training ends
-    OPTIONAL = (SCORE, PRIORS, CODEC)  # a run may have these
+    SERIES = "series.safetensors"  # a series run's channel moments on its training part (what its step score divides by)
+    OPTIONAL = (SCORE, PRIORS, CODEC, SERIES)  # a run may have these
     DERIVED = ("figures", "sweep", "report.html")  # drawn from a run by plot, error-vs-dim and report
 
     def __init__(self, path: str | Path):
@@ -267,6 +269,24 @@ class RunDir:
             return Tables.from_tensors(tensors, channels, str(path))
         except DataError as err:
             raise CheckpointError(str(err)) from None
+
+    # -- series.safetensors
+    def save_series(self, moments) -> None:
+        save_tensors(self.path / self.SERIES, {"moments": torch.as_tensor(moments, dtype=torch.float64)},
+                     {"kind": "series", "aekit_version": __version__})  # fmt: skip
+
+    def load_series(self, channels: int):
+        """A series run's ``(2, C)`` channel moments (:func:`aekit.core.series.channel_moments`), or None (a run
+        written before they were stored: its step score is then the channels' mean error)."""
+        path = self.path / self.SERIES
+        if not path.is_file():
+            return None
+        tensors, _ = load_tensors(path)
+        moments = tensors.get("moments")
+        if moments is None or tuple(moments.shape) != (2, channels) or not torch.isfinite(moments).all() or not (
+                moments[1] > 0).all():  # fmt: skip
+            raise CheckpointError(f"{path}: not the channel moments of a {channels}-channel series run")
+        return moments.double().numpy()
 
     # -- priors/NAME.json + priors/NAME.safetensors
     def save_prior(self, name: str, stored: Stored) -> None:

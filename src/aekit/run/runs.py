@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -195,7 +196,9 @@ class Run:
         """Write ``part`` of the model as ONNX with the scaling folded in (the ``onnx`` extra)."""
         from ..core.export import export_onnx
 
-        return export_onnx(self.fitted, path, part, series=self.data_config.series)
+        series = self.data_config.series
+        moments = self.rundir.load_series(self.space.input_shape[0]) if series else None
+        return export_onnx(self.fitted, path, part, series=series, moments=moments)
 
     # -- the wings: what a model of this objective can do beyond encoding and decoding
     @cached_property
@@ -222,11 +225,12 @@ class Run:
             raise ConfigError(f"{self.path} was not trained on a long series (aekit train --series); its scores are "
                               "per row: run.score")  # fmt: skip
 
-        def training() -> np.ndarray:
+        def series() -> tuple[np.ndarray, int]:
             x = data_mod.read_series(self.data_config.name, self.data_config.label_column)
-            return x[: training_steps(len(x), self.data_config)]
+            return x, training_steps(len(x), self.data_config)
 
-        return Series(self.fitted, training, lambda path: data_mod.read_series(path, self.data_config.label_column))
+        return Series(self.fitted, series, lambda path: data_mod.read_series(path, self.data_config.label_column),
+                      self.rundir.load_series(self.space.input_shape[0]))  # fmt: skip
 
     @cached_property
     def analysis(self) -> Analysis:
@@ -262,7 +266,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run directory")
     rundir = RunDir(path)
-    if not rundir.has(RunDir.CONFIG):
+    if not os.path.lexists(rundir / RunDir.CONFIG):  # (one that is there but no file: read_config says what it is)
         raise CheckpointError(f"{path}: not a run directory (no {RunDir.CONFIG}); a run is what aekit train --out "
                               "writes, or pretrained:NAME")  # fmt: skip
     configs = rundir.read_config(RUN_SCHEMA)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from ..core.fitted import Fitted
-from ..core.series import step_scores
+from ..core.series import as_series, cut, starts, step_scores
 from ..errors import ConfigError
 
 
@@ -17,13 +18,25 @@ class Series:
     """Scores per time step of a window model's series: :meth:`score` ``(T,)``, :meth:`channels` ``(T, C)``,
     :meth:`threshold` from the training part's own scores, :meth:`predict` 0/1 per step."""
 
-    def __init__(self, fitted: Fitted, training: Callable[[], np.ndarray], read: Callable[[str], np.ndarray]):
-        """``training``: gives the training part of the series, ``(T, C)`` in the data's units; ``read``: a file of a
-        series as ``(T, C)``, read as the training one was (:meth:`read`)."""
+    def __init__(self, fitted: Fitted, series: Callable[[], tuple[np.ndarray, int]], read: Callable[[str], np.ndarray],
+                 moments: np.ndarray | None = None):  # fmt: skip
+        """``series``: gives the run's series ``(T, C)`` in the data's units and how many of its first steps trained
+        the model (the rest was held out); ``read``: a file of a series as ``(T, C)``, read as the run's was;
+        ``moments``: each channel's error mean and spread on the training part (:func:`~aekit.core.series.step_scores`;
+        None: the score is the channels' mean error)."""
         if len(fitted.space.input_shape) != 2:
             raise ConfigError(f"not a series model: its input is {fitted.space.input_shape}, not windows (C, W)")
-        self.fitted, self._training, self.read = fitted, training, read
+        self.fitted, self._series, self.read, self.moments = fitted, series, read, moments
         self._training_scores: np.ndarray | None = None
+
+    def _training(self) -> np.ndarray:
+        x, n_train = self._series()
+        return x[:n_train]
+
+    def held_out(self) -> np.ndarray:
+        """The steps of the run's series held out from training (its test part)."""
+        x, n_train = self._series()
+        return x[n_train:] if len(x) - n_train >= self.window else x[len(x) - self.window :]
 
     @property
     def window(self) -> int:
@@ -35,16 +48,16 @@ class Series:
 
     def scored(self, series: np.ndarray, source: str = "input") -> dict[str, np.ndarray]:
         """``{"score": (T,), "channels": (T, C)}``: :meth:`score` and :meth:`channels` in one pass."""
-        return step_scores(self.fitted, series, source)
+        return step_scores(self.fitted, series, source, self.moments)
 
     def score(self, series: np.ndarray, source: str = "input") -> np.ndarray:
-        """One score per step ``(T,)``: the squared error there, averaged over channels and over the windows that
-        cover it (higher is more abnormal)."""
-        return step_scores(self.fitted, series, source)["score"]
+        """One score per step ``(T,)``: its most abnormal channel's error, averaged over the windows that cover the
+        step and standardized on the training part (higher is more abnormal; :func:`~aekit.core.series.step_scores`)."""
+        return step_scores(self.fitted, series, source, self.moments)["score"]
 
     def channels(self, series: np.ndarray, source: str = "input") -> np.ndarray:
-        """Each channel's squared error per step ``(T, C)`` (their mean is :meth:`score`): which channel is off."""
-        return step_scores(self.fitted, series, source)["channels"]
+        """Each channel's error per step ``(T, C)``, before standardizing: which channel is off where."""
+        return step_scores(self.fitted, series, source, self.moments)["channels"]
 
     def training_scores(self) -> np.ndarray:
         """The per-step scores of the training part (computed once)."""
@@ -59,3 +72,27 @@ class Series:
     def predict(self, series: np.ndarray, contamination: float, source: str = "input") -> np.ndarray:
         """1 for each step scoring above :meth:`threshold`, else 0."""
         return (self.score(series, source) > self.threshold(contamination)).astype(np.int64)
+
+    def worst(self, series: np.ndarray, k: int = 3) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The ``k`` windows of ``series`` the model rebuilds worst, apart from each other: ``(start, window,
+        reconstruction)``, each ``(C, W)`` in the data's units."""
+        x = as_series(series)
+        at = starts(len(x), self.window)
+        windows = cut(x, self.window, at=at)
+        errors = self.fitted.score(self.fitted.space.to_model(windows, dtype=torch.float64))
+        chosen: list[int] = []
+        for i in np.argsort(-errors):
+            if all(abs(int(at[i]) - int(at[j])) >= self.window for j in chosen):
+                chosen.append(int(i))
+            if len(chosen) == k:
+                break
+        rebuilt = self.fitted.reconstruct(self.fitted.space.to_model(windows[chosen])).numpy()
+        return [(int(at[i]), windows[i], rebuilt[n]) for n, i in enumerate(chosen)]
+
+    def draw(self, path=None, series: np.ndarray | None = None, contamination: float = 0.01):
+        """The series (default: the run's held-out part) with its score per step, the threshold (the training part's
+        ``1 - contamination`` quantile) and the three worst windows beside their reconstructions."""
+        from ..analysis import plots
+
+        x = as_series(self.held_out() if series is None else series)
+        return plots.series_scores(x, self.score(x), self.threshold(contamination), self.worst(x), path)
