@@ -325,6 +325,11 @@ def test_a_saved_detector_is_a_run_that_scores_as_the_detector_does(options, tmp
     shown = [float(ax.get_title()) for ax in figure.axes[:8]]
     np.testing.assert_allclose(shown, np.sort(scores)[::-1][:8], rtol=1e-2)
     assert "rows.npy" in run.data_config.name and run.history() and "test_mse_per_pixel" in run.metrics()
+    from aekit.faces.report import saved_estimator_note
+
+    note = " ".join(saved_estimator_note(path, run))
+    total = len(train)
+    assert f"fitted on all {total} rows it saved" in note and "in-sample, not held out" in note
     capsys.readouterr()
 
 
@@ -333,8 +338,16 @@ def test_saving_into_a_folder_that_holds_something_is_refused(tmp_path):
     detector = AutoEncoderOutlierDetector(max_epochs=1, random_state=0, device=DEVICE).fit(train)
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
-    with pytest.raises(aekit.CheckpointError, match="already holds a run"):
+    with pytest.raises(aekit.CheckpointError, match=r"taken already holds something; save\(path, overwrite=True\)"):
         detector.save(tmp_path / "taken")
+    detector.save(tmp_path / "mine")
+    with pytest.raises(aekit.CheckpointError, match="already holds something"):
+        detector.save(tmp_path / "mine")  # a second time: said, with the way to replace it
+    other = AutoEncoderOutlierDetector(max_epochs=2, random_state=1, device=DEVICE).fit(train)
+    other.save(tmp_path / "mine", overwrite=True)
+    run = aekit.load_run(tmp_path / "mine")
+    np.testing.assert_allclose(run.score(run.space.to_model(train[:5])), -other.score_samples(train[:5]), rtol=1e-5)
+    assert not list(tmp_path.glob(".mine*"))  # nothing left beside it
 
 
 def test_values_near_1e30_are_standardized_in_float64_and_train():

@@ -55,7 +55,7 @@ def test_config_rebuilds_the_model():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"model": "transformer"}, "unknown model 'transformer'; choose one of \\['conv', 'denoising', 'linear'"),
+        ({"model": "transformer"}, "unknown model 'transformer'; choose one of \\['conv', 'denoising', 'gru', 'linear'"),
         ({"body": "rnn"}, "unknown body 'rnn'; choose one of \\['conv', 'gru', 'linear', 'mlp', 'tcn'\\]"),
         ({"objective": "gan"},
          "unknown objective 'gan'; choose one of \\['denoising', 'impute', 'plain', 'rate', 'sparse', 'topk', 'vae', 'vq'\\]"),
@@ -176,7 +176,7 @@ def test_an_option_that_does_not_apply_is_refused(model, options, message):
 
 
 def test_shortcuts_are_pairs_and_parts_keep_or_reset_their_options():
-    own = {"sae": {"k": 2}}  # k at most the code size
+    own = {"sae": {"k": 2}, "tcn": {"input_shape": (2, 16)}, "gru": {"input_shape": (2, 16)}}  # sequences: (C, L)
     assert {name: (c.body.kind, c.objective.kind) for name in SHORTCUTS
             for c in [make_config(name, latent_dim=8, **own.get(name, {}))]} == SHORTCUTS  # fmt: skip
     base = ModelConfig(latent_dim=30, body=MLPBody(hidden=(1000, 500)))

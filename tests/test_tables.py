@@ -279,3 +279,20 @@ def test_a_parquet_text_label_gives_the_classes_a_csv_gives(tmp_path):
     a, b = runs.load_run(tmp_path / "t_parquet").data(), runs.load_run(tmp_path / "t_csv").data()
     assert torch.equal(a.y_train, b.y_train) and torch.equal(a.y_test, b.y_test)
     assert sorted(set(a.y_train.tolist()) | set(a.y_test.tolist())) == [0, 1, 2]
+
+
+def test_a_column_with_no_observed_value_is_refused_and_an_identifier_column_warned_of(tmp_path, capsys, caplog):
+    rng = np.random.default_rng(0)
+    rows = [[f"{v:.3f}", "", f"id{i:04d}", f"{w:.3f}"] for i, (v, w) in enumerate(rng.normal(size=(60, 2)))]
+    table = write_csv(tmp_path / "t.csv", rows, "a,empty,code,b")
+    assert main(["train", "--data", str(table), "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress"]) == 2
+    one_error_line(capsys, "t.csv: column 'empty' has no observed value in the 48 training rows (every cell empty); drop it")
+    np.save(tmp_path / "x.npy", np.column_stack([rng.normal(size=50), np.full(50, np.nan)]))
+    assert main(["train", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r2"), "--no-progress"]) == 2
+    one_error_line(capsys, "x.npy: feature 1 has no observed value in the 40 training rows")
+    rows = [[r[0], r[2], r[3]] for r in rows]
+    table = write_csv(tmp_path / "ids.csv", rows, "a,code,b")
+    with caplog.at_level("WARNING", logger="aekit"):
+        assert main(["train", "--data", str(table), "--out", str(tmp_path / "r3"), "--epochs", "1",
+                     "--no-progress"]) == 0  # fmt: skip
+    assert "column 'code' has 60 distinct values in 60 rows, mostly unique like an identifier's" in caplog.text

@@ -4,6 +4,7 @@ import signal
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -278,20 +279,26 @@ def test_vae_latent_space_has_fewer_holes_than_a_plain_autoencoder(digits):
 @pytest.mark.parametrize("name", sorted(SHORTCUTS) + ["conv+vae", "conv+vq", "conv+denoising"])
 def test_every_model_saves_loads_and_resumes(name, digits, tmp_path):
     body, objective = name.split("+") if "+" in name else SHORTCUTS[name]
-    options = {"mlp": {"hidden": (16,)}, "conv": {"channels": (4, 8)}, "linear": {}}[body]
+    options = {"mlp": {"hidden": (16,)}, "conv": {"channels": (4, 8)}, "linear": {}, "tcn": {"channels": (4,)},
+               "gru": {"units": 8}}[body]  # fmt: skip
     extra = {"vq": {"groups": 2}, "topk": {"k": 2}}.get(objective, {})
-    config = make_config(body=body, objective=objective, latent_dim=4, **options, **extra)
+    data = aekit.DataConfig(name="digits")
+    if body in ("tcn", "gru"):  # the sequence bodies: windows of a long series
+        steps = np.arange(600)[:, None]
+        np.save(tmp_path / "series.npy", np.sin(steps / 5 + np.array([0.0, 1.0])) + 0.01 * np.cos(steps * 7))
+        data = aekit.DataConfig(name=str(tmp_path / "series.npy"), series=True, window=16)
+    config = make_config(body=body, objective=objective, latent_dim=4, input_shape=(2, 16) if data.series else
+                         (1, 28, 28), **options, **extra)  # fmt: skip
     train_config = TrainConfig(epochs=2, batch_size=128, device=DEVICE)
-    _, metrics = aekit.train_run(tmp_path / "full", config, aekit.DataConfig(name="digits"), train_config,
-                                 progress=False, analysis=False)  # fmt: skip
-    aekit.train_run(tmp_path / "cut", config, aekit.DataConfig(name="digits"), replace(train_config, epochs=1),
-                    progress=False, analysis=False)  # fmt: skip
+    _, metrics = aekit.train_run(tmp_path / "full", config, data, train_config, progress=False, analysis=False)
+    aekit.train_run(tmp_path / "cut", config, data, replace(train_config, epochs=1), progress=False, analysis=False)
     _, resumed = aekit.train_run(tmp_path / "cut", resume=True, epochs=2, progress=False, analysis=False)
     assert resumed == metrics
     full, cut = aekit.load_run(tmp_path / "full"), aekit.load_run(tmp_path / "cut")
     assert (full.model_config.body.kind, full.model_config.objective.kind) == (body, objective)
+    x = full.data().x_test
     with torch.no_grad():
-        assert torch.equal(full.model(digits.x_test), cut.model(digits.x_test))
+        assert torch.equal(full.model(x), cut.model(x))
     terms = {"vae": {"train_kl", "train_recon"}, "vq": {"train_recon", "train_codebook", "train_commitment"},
              "sparse": {"train_recon", "train_l1"}}.get(objective, set())  # fmt: skip
     assert terms <= set(RunDir(tmp_path / "full").read_history()[0])

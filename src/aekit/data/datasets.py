@@ -288,6 +288,22 @@ def load(config: DataConfig, space: Space | None = None) -> Data | stream.Stream
     return _finish(config, *split(x, y, config), columns, space=space)
 
 
+def refuse_unobserved(x_train: np.ndarray, columns: tuple, source: str) -> None:
+    """A feature (a table's column) with no observed value in the training rows is refused in one line: a model can
+    learn nothing of it, and filling it would be inventing numbers."""
+    if x_train.dtype.kind != "f" or not len(x_train):
+        return
+    flat = x_train.reshape(len(x_train), -1)
+    empty = np.isnan(flat).all(0)
+    if not empty.any():
+        return
+    feature = int(np.flatnonzero(empty)[0])
+    name = columns[tables.column_of_feature(columns)[feature]].name if columns else None
+    what = f"column {name!r}" if name is not None else f"feature {feature}"
+    raise DataError(f"{source}: {what} has no observed value in the {len(flat)} training rows (every cell empty); "
+                    "drop it")  # fmt: skip
+
+
 def _finish(config: DataConfig, x_train, y_train, x_test, y_test, columns: tuple = (), space: Space | None = None
             ) -> Data:  # fmt: skip
     """Apply ``limit``, choose the space from the training split (or take ``space``) and scale both splits into
@@ -298,6 +314,7 @@ def _finish(config: DataConfig, x_train, y_train, x_test, y_test, columns: tuple
         x_train = x_train[: config.limit]
         y_train = None if y_train is None else y_train[: config.limit]
     if space is None:
+        refuse_unobserved(x_train, columns, config.name)
         space = Space.fit(x_train, columns)
     train, test = (space.scale(space.shaped(x, config.name), config.name) for x in (x_train, x_test))
     as_labels = lambda y: None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731

@@ -219,17 +219,15 @@ class AutoEncoderBase(BaseEstimator):
         x, fitted = self._float64(X)
         return fitted.parts(x)["reconstruction_error"]
 
-    def save(self, path) -> Path:
+    def save(self, path, overwrite: bool = False) -> Path:
         """Write the fitted estimator as an aekit run directory: its model, its space (scaling), its anomaly score,
         its training history, the rows it was fitted on (``rows.npy``, as the run's data) and their metrics beside
         PCA. ``aekit.load_run``, ``aekit score``, ``serve``, ``export`` and ``report`` read it as any run; a row's
-        ``aekit score`` is minus the detector's ``score_samples``. Refuses a folder that already holds something."""
+        ``aekit score`` is minus the detector's ``score_samples``. A folder that already holds something is refused
+        unless ``overwrite`` (then its run is replaced once the new one is written)."""
         check_is_fitted(self, "fitted_")
-        rundir = RunDir(path)
-        rundir.check_target(resume=False, overwrite=False)
         rows = self._fit_rows
-        rundir.path.mkdir(parents=True, exist_ok=True)
-        with rundir.writing():
+        with RunDir(path).saving(overwrite) as rundir:
             space, model = self.fitted_.space, self.fitted_.model
             np.save(rundir / ROWS_FILE, rows.reshape(len(rows), *space.input_shape))
             data = DataConfig(name=ROWS_FILE, test_fraction=0.2 if len(rows) >= 10 else 0.5)
@@ -242,8 +240,8 @@ class AutoEncoderBase(BaseEstimator):
                 k: v for k, v in self.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}})
         from ..run.runs import load_run  # (the run layer, above this one's training)
 
-        load_run(rundir.path).evaluate()
-        return rundir.path
+        load_run(path).evaluate()
+        return Path(path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -241,7 +241,8 @@ def write_report(run_path: str | Path, figures: dict[str, Path] | None = None, o
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>aekit report: {html.escape(run_path.name)}"
              f"</title><style>{STYLE}</style></head><body>",
              f"<h1>aekit report: <code>{html.escape(str(run_path))}</code></h1>",
-             *_metrics_section(metrics, k), *_claims_section(metrics, k), *_generation_section(metrics),
+             *_metrics_section(metrics, k), *saved_estimator_note(run_path, run), *_claims_section(metrics, k),
+             *_generation_section(metrics),
              *_figures_section(figures, run_path),
              "<h2>Configuration</h2>"]  # fmt: skip
     for section in ("model", "data", "train"):
@@ -270,6 +271,19 @@ def _metrics_section(metrics: dict, k) -> list[str]:
         if lines:
             parts.append(f"<h2>{title}</h2><pre>" + html.escape("\n".join(lines[1:])) + "</pre>")
     return parts
+
+
+def saved_estimator_note(run_path: Path, run) -> list[str]:
+    """Which rows a saved estimator's metrics are on: it was fitted on every row it saved, so its "test" rows are
+    some of those (in-sample), beside a PCA fitted on the others."""
+    if not (run_path / "estimator.json").is_file():
+        return []
+    data = run.data()
+    total, test = len(data.x_train) + len(data.x_test), len(data.x_test)
+    return [f"<p class='note'><b>Rows scored.</b> This run was saved by a scikit-learn estimator, which was fitted on "
+            f"all {total} rows it saved ({html.escape(run.data_config.name)}): the {test} \"test\" rows above are "
+            f"{test} of those, in-sample, not held out, and PCA beside it is fitted on the other {total - test}. "
+            "Score rows it never saw (aekit score RUN --input NEW) to measure it on new data.</p>"]  # fmt: skip
 
 
 def _claims_section(metrics: dict, k) -> list[str]:

@@ -144,15 +144,13 @@ class SeriesOutlierDetector(BaseEstimator):
         """1 for each anomalous step (score above ``threshold_``), else 0 (PyOD's labels), shape (T,)."""
         return (self._scores(series) > self.threshold_).astype(np.int64)
 
-    def save(self, path) -> Path:
+    def save(self, path, overwrite: bool = False) -> Path:
         """Write the fitted detector as an ``aekit train --series`` run directory (its model, the series it was fitted
         on as ``series.npy``, its history, and metrics beside PCA): ``aekit score RUN --input SERIES`` gives the same
-        per-step scores as :meth:`explain`. Refuses a folder that already holds something."""
+        per-step scores as :meth:`explain`. A folder that already holds something is refused unless ``overwrite``
+        (then its run is replaced once the new one is written)."""
         check_is_fitted(self, "fitted_")
-        rundir = RunDir(path)
-        rundir.check_target(resume=False, overwrite=False)
-        rundir.path.mkdir(parents=True, exist_ok=True)
-        with rundir.writing():
+        with RunDir(path).saving(overwrite) as rundir:
             model = self.fitted_.model
             np.save(rundir / SERIES_FILE, self._series_fitted)
             data = DataConfig(name=SERIES_FILE, series=True, window=self.window_)
@@ -164,5 +162,5 @@ class SeriesOutlierDetector(BaseEstimator):
                 k: v for k, v in self.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}})
         from ..run.runs import load_run  # (the run layer, above this one's training)
 
-        load_run(rundir.path).evaluate()
-        return rundir.path
+        load_run(path).evaluate()
+        return Path(path)

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import DataError
 from .files import label_name
 from .format import Format
-from .tables import MAX_CATEGORIES, MISSING, Column, class_indices, one_hot, width
+from .tables import MAX_CATEGORIES, MISSING, Column, class_indices, one_hot, warn_if_identifier, width
 
 DELIMITERS = (",", ";", "\t")
 SNIFF_LINES = 50  # lines read to choose the delimiter
@@ -186,6 +186,7 @@ def _column(name: str, values: list[str], decimal_comma: bool, path) -> Column:
         raise DataError(f"{path}: column {name!r}, row {row + 1}: {word!r} is text in a column of numbers{more}; "
                         "correct it, or empty the cell to make it missing")  # fmt: skip
     categories = sorted(set(present))
+    warn_if_identifier(name, len(categories), len(values), path)
     if len(categories) > MAX_CATEGORIES:
         raise DataError(f"{path}: column {name!r} has {len(categories)} distinct values, more than the "
                         f"{MAX_CATEGORIES} categories aekit takes; drop it or give it as --label-column")  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from .files import atomic_write_bytes
 
 KINDS = ("numeric", "categorical")
 MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")  # the cell texts read as missing
+log = logging.getLogger(__name__)
+
 MAX_CATEGORIES = 1000  # a string column with more distinct values is an identifier or free text, not a category
 
 
@@ -123,6 +126,15 @@ def _texts(array) -> list[str | None]:
     return [None if v is None else str(v) for v in array.cast(pa.string()).to_pylist()]
 
 
+def warn_if_identifier(name: str, distinct: int, rows: int, source) -> None:
+    """Warn (one line) of a text column whose values are mostly unique, as an identifier's or free text's are: it
+    becomes as many one-hot slots, and a model learns nothing from it."""
+    if distinct > 20 and distinct > 0.5 * rows:
+        log.warning("warning: %s: column %r has %d distinct values in %d rows, mostly unique like an identifier's: it "
+                    "becomes %d one-hot slots; drop it, or give it as --label-column", source, name, distinct, rows,
+                    distinct)  # fmt: skip
+
+
 def infer_columns(table, label: str | None, source: str) -> tuple[Column, ...]:
     """The columns of a training table (all but ``label``): each numeric or categorical, categories sorted."""
     columns = []
@@ -141,6 +153,7 @@ def infer_columns(table, label: str | None, source: str) -> tuple[Column, ...]:
         if len(categories) > MAX_CATEGORIES:
             raise DataError(f"{source}: column {field.name!r} has {len(categories)} distinct values, more than the "
                             f"{MAX_CATEGORIES} categories aekit takes; drop it or give it as --label-column")  # fmt: skip
+        warn_if_identifier(str(field.name), len(categories), table.num_rows, source)
         columns.append(Column(str(field.name), "categorical", tuple(categories)))
     if not columns:
         raise DataError(f"{source}: no feature columns left besides the label column")

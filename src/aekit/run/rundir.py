@@ -168,6 +168,34 @@ class RunDir:
             raise CheckpointError(f"{self.path} already holds a run; pass --resume to continue it or --overwrite to "
                                   "replace it")  # fmt: skip
 
+    @contextmanager
+    def saving(self, overwrite: bool = False):
+        """A whole new run written into this folder by an estimator's ``save``: refused if the folder holds something,
+        unless ``overwrite``; then the new run is written beside it and moved in place of the old run's files once
+        complete (:meth:`replace_with`, as ``aekit train --overwrite`` does), so a failure leaves the old one. Yields
+        the RunDir to write into, this folder's lock held."""
+        self.refuse_if_shipped("cannot be written into")
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"{self.path}: exists and is not a folder")
+        if self.holds_run() and not overwrite:
+            raise CheckpointError(f"{self.path} already holds something; save(path, overwrite=True) replaces the run "
+                                  "in it")  # fmt: skip
+        self.path.mkdir(parents=True, exist_ok=True)
+        staging = RunDir(self.path.parent / f".{self.path.name}.aekit-new") if self.holds_run() else None
+        with self.writing():
+            target = staging or self
+            if staging is not None:
+                shutil.rmtree(staging.path, ignore_errors=True)
+                staging.path.mkdir()
+            try:
+                yield target
+            except BaseException:
+                if staging is not None:
+                    shutil.rmtree(staging.path, ignore_errors=True)
+                raise
+            if staging is not None:
+                self.replace_with(staging)
+
     def replace_with(self, new: RunDir) -> None:
         """Move ``new``'s files in place of this run's own files and of what aekit drew from them (``DERIVED``).
 
