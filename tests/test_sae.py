@@ -132,3 +132,15 @@ def test_the_report_of_an_image_sae_shows_its_metrics_and_features(tmp_path):
                     aekit.TrainConfig(epochs=2, device="cpu"), progress=False, analysis=False)  # fmt: skip
     page = write_report(tmp_path / "sae").read_text()
     assert "id='features'" in page and "latents active per test row (L0)" in page and "never active" in page
+
+
+def test_the_headline_compares_with_pca_at_the_l0_and_leaves_out_what_does_not_apply(sae_run):
+    tmp, _ = sae_run
+    run = aekit.load_run(tmp / "run")
+    metrics = run.metrics()
+    assert metrics["latent_dim"] == 32 and metrics["pca_components"] == 2 and metrics["pca_at_l0"] == 1.0
+    from aekit.faces.report import format_metrics
+
+    assert "PCA (k=2: the L0)" in format_metrics(metrics)
+    assert "holes" not in metrics  # random dense codes say nothing of a sparse one
+    assert "samples" not in run.analysis.kinds() and "interpolation" not in run.analysis.kinds()

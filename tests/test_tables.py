@@ -296,3 +296,37 @@ def test_a_column_with_no_observed_value_is_refused_and_an_identifier_column_war
         assert main(["train", "--data", str(table), "--out", str(tmp_path / "r3"), "--epochs", "1",
                      "--no-progress"]) == 0  # fmt: skip
     assert "column 'code' has 60 distinct values in 60 rows, mostly unique like an identifier's" in caplog.text
+
+
+def test_the_http_api_takes_a_tables_own_columns_as_aekit_score_does(mixed_run, tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    from aekit.faces.serve import create_app
+
+    path = mixed_run
+    with open(MIXED, newline="") as handle:
+        records = list(csv.DictReader(handle))[:6]
+    records = [{k: (None if v in ("", "NA") else v) for k, v in row.items()} for row in records]
+    subset = tmp_path / "six.csv"
+    with open(subset, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows([{k: "" if v is None else v for k, v in row.items()} for row in records])
+    assert main(["score", str(path), "--input", str(subset), "--out", str(tmp_path / "s.csv")]) == 0
+    expected = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    client = TestClient(create_app(path, map_points=20))
+    as_records = client.post("/v1/score", json={"inputs": records})
+    names = list(records[0])
+    as_lists = client.post("/v1/score", json={"inputs": [[row[n] for n in names] for row in records]})
+    for answer in (as_records, as_lists):
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["scores"], expected, rtol=1e-5)
+    codes = client.post("/v1/encode", json={"inputs": [{**row, "note": "ignored"} for row in records]})
+    assert codes.status_code == 200 and len(codes.json()["codes"]) == 6  # other keys (a label) are left out
+    filled = client.post("/v1/impute", json={"inputs": records}).json()["outputs"]
+    for row, out in zip(records, filled):  # every given value as it was, every hole filled in its own kind
+        assert all(out[j] is not None for j in range(len(names)))
+        assert all(out[j] == (float(v) if isinstance(out[j], float) else v) for j, v in enumerate(row.values())
+                   if v is not None)  # fmt: skip
+    unseen = client.post("/v1/score", json={"inputs": [{**records[0], "size": "enormous"}]})
+    assert unseen.status_code == 422 and "enormous" in unseen.json()["detail"]

@@ -145,12 +145,15 @@ def evaluate_model(model: AutoEncoder, data: Data) -> dict[str, float]:
     """
     unit = data.scaling == "unit"
     k = model.config.latent_dim
+    compared = model.config.objective.compared_components(k)  # a sparse autoencoder's: its L0
     metrics = reconstruction_metrics(data.x_test, reconstruct(model, data.x_test), unit)
-    pca = cached("pca", {"data": data.fingerprint, "k": k, "unit": unit}, lambda: reconstruction_metrics(
-        data.x_test, pca_reconstruct(data.x_train, data.x_test, k), unit))  # the data's alone: computed once
+    pca = cached("pca", {"data": data.fingerprint, "k": compared, "unit": unit}, lambda: reconstruction_metrics(
+        data.x_test, pca_reconstruct(data.x_train, data.x_test, compared), unit))  # the data's alone: computed once
     metrics.update({f"pca_{name}": value for name, value in pca.items()})
     metrics["latent_dim"] = k
-    metrics["pca_components"] = min(k, data.space.width, len(data.x_train))  # fewer when the data has fewer
+    metrics["pca_components"] = min(compared, data.space.width, len(data.x_train))  # fewer when the data has fewer
+    if compared != k:
+        metrics["pca_at_l0"] = 1.0  # PCA with as many components as the code has active latents per row
     metrics["features"] = data.space.width
     metrics["image_data"] = float(data.space.is_image)  # the report's words: pixels and images, or features and rows
     if data.has_missing:

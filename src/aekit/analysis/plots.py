@@ -408,6 +408,9 @@ def figures_for(config: ModelConfig) -> dict[str, tuple]:
     """The figures that apply to a model: the common ones and its body's and objective's, less those that need
     image data when its input is not an image."""
     figures = dict(COMMON_FIGURES)
+    if not config.objective.dense_code:  # decoding random dense codes says nothing of a sparse autoencoder
+        figures.pop("samples")
+        figures.pop("interpolation")
     for part in (config.body, config.objective):
         figures.update(PART_FIGURES.get(type(part), {}))
     return {name: entry for name, entry in figures.items() if not entry[1] or is_image_data(config.input_shape)}

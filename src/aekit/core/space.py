@@ -32,7 +32,8 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..io.files import check_finite
-from ..io.tables import one_hot_features
+from ..io import csvfile
+from ..io.tables import decoded, one_hot_features
 
 NEAR_CONSTANT = 1e-8  # a feature whose spread is below this is constant: it is centred, not divided
 
@@ -180,6 +181,31 @@ class Space:
         if self.is_image and self.input_shape[0] == 1:
             shapes.append(self.input_shape[1:])
         return list(dict.fromkeys(shapes))
+
+    def table_rows(self, rows: list, source: str = "inputs") -> np.ndarray | None:
+        """A table model's rows given in the table's own columns, as ``(N, width)`` float64 (numbers, categories
+        one-hot, NaN where a cell is missing): each row a record ``{column: value}`` (other keys, such as the label
+        column, ignored; a column left out is missing) or a list of one value per column, in order; a value ``None``
+        is missing. None when ``rows`` are not such rows (already encoded: numbers as wide as the model's input)."""
+        if not self.columns:
+            return None
+        names = [c.name for c in self.columns]
+        text = lambda value: "" if value is None else str(value)  # noqa: E731  (the CSV reader's cells: "" is missing)
+        if all(isinstance(row, dict) for row in rows):
+            cells = {name: [text(row.get(name)) for row in rows] for name in names}
+        elif all(isinstance(row, list) and len(row) == len(names) for row in rows) and (
+                len(names) != self.width or any(isinstance(v, str) for row in rows for v in row)):  # fmt: skip
+            cells = {name: [text(row[j]) for row in rows] for j, name in enumerate(names)}
+        else:
+            return None
+        return csvfile.encode(cells, self.columns, False, source)
+
+    def table_values(self, x: np.ndarray) -> list[list]:
+        """Rows ``(N, width)`` in the data's units as lists of the table's own values (a categorical column's likeliest
+        category), the columns in order."""
+        columns = decoded(np.asarray(x, dtype=np.float64).reshape(len(x), -1), self.columns)
+        values = [[float(v) if isinstance(v, (float, np.floating)) else v for v in columns[c.name]] for c in self.columns]
+        return [list(row) for row in zip(*values)]
 
     def check_loss(self, loss: str) -> None:
         """BCE compares with targets in [0, 1]: only for unit data."""

@@ -93,6 +93,8 @@ def pca_label(metrics: dict[str, float]) -> str:
     """PCA's row label: ``PCA (k=32)``, or what it was when the data has fewer features or rows than the code."""
     k = metrics.get("latent_dim", "?")
     used = int(metrics.get("pca_components", k if isinstance(k, (int, float)) else 0))
+    if metrics.get("pca_at_l0"):
+        return f"PCA (k={used}: the L0)"
     if used == k:
         return f"PCA (k={k})"
     if used == metrics.get("features"):

@@ -197,6 +197,11 @@ class Objective(Part):
 
     wing: ClassVar[str | None] = None
     fills_missing: ClassVar[bool] = False
+    dense_code: ClassVar[bool] = True  # random dense codes (N(0, I), the holes measure) mean something for it
+
+    def compared_components(self, latent_dim: int) -> int:
+        """How many PCA components its headline compares with: as many as the code has numbers."""
+        return latent_dim
 
     def code_width(self, latent_dim: int) -> int:
         """Width of the encoder's output (a VAE's holds a mean and a log-variance per code unit)."""
@@ -450,6 +455,11 @@ class TopK(Objective):
 
     kind: ClassVar[str] = "topk"
     wing: ClassVar[str | None] = "features"
+    dense_code: ClassVar[bool] = False  # k of its latents are on: N(0, I) codes and the holes measure do not apply
+
+    def compared_components(self, latent_dim: int) -> int:
+        """PCA at the code's L0: each row is rebuilt from ``k`` numbers, as from ``k`` components."""
+        return self.k
     help: ClassVar[str] = "a sparse autoencoder: each row keeps its k largest latents (TopK); with the linear body"
     k: int = option(32, "latents active per row")
     selection: str = option("row", "row: each row's k largest (TopK); batch: the batch's k x rows largest (BatchTopK)",

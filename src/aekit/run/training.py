@@ -317,10 +317,14 @@ def full_metrics(model: AutoEncoder, data: Data | Streamed, analysis: bool = Tru
         log.info("evaluating: the holes measure and the probes skipped: they need at least %d test rows (held out: %d)",
                  ANALYSIS_MIN_TEST_ROWS, len(memory.x_test))  # fmt: skip
     elif analysis:  # the model's and the data's alone: computed once (when training ends), read back after
-        log.info("evaluating: the holes measure (can random codes be told from real ones?)%s",
-                 ", probes of the codes beside PCA's and the raw inputs" if memory.y_train is not None else "")
-        metrics |= cached("analysis", {"data": memory.fingerprint, "model": model_fingerprint(model)}, lambda: {
-            **holes(model, memory.x_test), **feature_quality(model, memory)})  # fmt: skip
+        dense = model.config.objective.dense_code  # a sparse code's holes are not a question: left out
+        said = (["the holes measure (can random codes be told from real ones?)"] if dense else []) + (
+            ["probes of the codes beside PCA's and the raw inputs"] if memory.y_train is not None else [])  # fmt: skip
+        if said:
+            log.info("evaluating: %s", ", ".join(said))
+        key = {"data": memory.fingerprint, "model": model_fingerprint(model), **({} if dense else {"holes": False})}
+        metrics |= cached("analysis", key, lambda: {
+            **(holes(model, memory.x_test) if dense else {}), **feature_quality(model, memory)})  # fmt: skip
     return metrics
 
 
