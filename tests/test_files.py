@@ -78,3 +78,32 @@ def test_image_folder(tmp_path):
     assert x.shape == (7, 1, 4, 4)
     d = data.load(DataConfig(name=str(tmp_path), image_size=(4, 4)))
     assert d.scaling == "unit" and float(d.x_train.max()) <= 1
+
+
+def test_outputs_of_an_image_folder_carry_a_file_column(tmp_path):
+    import csv
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from aekit.faces.cli import main
+
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray((rng.random((6, 6)) * 255).astype(np.uint8)).save(folder / label / f"{i:02d}.png")
+    assert main(["train", "--data", str(folder), "--out", str(tmp_path / "run"), "--epochs", "1", "--latent-dim", "3",
+                 "--no-progress"]) == 0  # fmt: skip
+    expected = [f"{label}/{i:02d}.png" for label in ("a", "b") for i in range(12)]
+    assert main(["score", str(tmp_path / "run"), "--input", str(folder), "--out", str(tmp_path / "s.csv")]) == 0
+    with open(tmp_path / "s.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["file", "score"] and [r[0] for r in rows[1:]] == expected
+    assert main(["encode", str(tmp_path / "run"), "--input", str(folder), "--out", str(tmp_path / "z.parquet")]) == 0
+    table = pq.read_table(tmp_path / "z.parquet")
+    assert table.column_names[0] == "file" and table.column("file").to_pylist() == expected
+    assert table.num_columns == 4  # the file and the 3 code values
+    assert main(["score", str(tmp_path / "run"), "--input", str(folder), "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (24,)  # a .npy holds the numbers only

@@ -8,6 +8,7 @@ sibling that replaces the target only once complete, so a crash leaves no half-w
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -47,7 +48,10 @@ class RowWriter:
 
     SUFFIXES = OUTPUT_SUFFIXES
 
-    def __init__(self, path: str | Path, n_rows: int, row_shape: tuple[int, ...], header: list[str] | None = None):
+    def __init__(self, path: str | Path, n_rows: int, row_shape: tuple[int, ...], header: list[str] | None = None,
+                 names: list[str] | None = None):  # fmt: skip
+        """``names``: one text per row (an image folder's file paths), written first as a ``file`` column in a
+        ``.csv`` or ``.parquet`` (a ``.npy`` holds numbers only)."""
         self.path = Path(path)
         self.suffix = self.path.suffix.lower()
         if self.suffix not in self.SUFFIXES:
@@ -58,6 +62,9 @@ class RowWriter:
         self.n_rows, self.row_shape, self.written = n_rows, tuple(row_shape), 0
         width = math.prod(self.row_shape)
         self.header = header or [f"{i}" for i in range(width)]
+        self.names = names if self.suffix in (".csv", ".parquet") else None
+        if self.names is not None and len(self.names) != n_rows:
+            raise DataError(f"{self.path}: {len(self.names)} names for {n_rows} rows")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.aekit-partial")
         self.parquet = None
@@ -66,8 +73,8 @@ class RowWriter:
             self.memmap = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=shape)
         elif self.suffix == ".csv":
             self.handle = open(self.tmp, "w", newline="")
-            if header:  # CSV of codes or reconstructions: bare rows, as before; of scores: named columns
-                self.handle.write(",".join(header) + "\n")
+            if header or self.names is not None:  # codes or reconstructions: bare rows, as before; scores (or rows
+                self.handle.write(",".join(["file"] * (self.names is not None) + self.header) + "\n")  # of files): named
 
     def write(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.float32)
@@ -75,13 +82,19 @@ class RowWriter:
         if self.suffix == ".npy":
             self.memmap[self.written : self.written + n] = rows.reshape(n, *self.row_shape)
         elif self.suffix == ".csv":
-            np.savetxt(self.handle, rows.reshape(n, -1), delimiter=",", fmt="%.8g")
+            if self.names is None:
+                np.savetxt(self.handle, rows.reshape(n, -1), delimiter=",", fmt="%.8g")
+            else:
+                writer = csv.writer(self.handle, lineterminator="\n")
+                for name, row in zip(self.names[self.written : self.written + n], rows.reshape(n, -1)):
+                    writer.writerow([name, *(f"{v:.8g}" for v in row)])
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             flat = rows.reshape(n, -1)
-            table = pa.table({name: flat[:, j] for j, name in enumerate(self.header)})
+            columns = {} if self.names is None else {"file": pa.array(self.names[self.written : self.written + n])}
+            table = pa.table({**columns, **{name: flat[:, j] for j, name in enumerate(self.header)}})
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(self.tmp, table.schema)
             self.parquet.write_table(table)
@@ -105,7 +118,8 @@ class RowWriter:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                pq.write_table(pa.table({name: pa.array([], pa.float32()) for name in self.header}), self.tmp)
+                empty = {} if self.names is None else {"file": pa.array([], pa.string())}
+                pq.write_table(pa.table({**empty, **{name: pa.array([], pa.float32()) for name in self.header}}), self.tmp)
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

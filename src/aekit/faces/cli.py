@@ -231,7 +231,7 @@ def cmd_encode_or_reconstruct(args) -> int:
         return 0
     from ..data.stream import RowWriter
 
-    with RowWriter(args.out, n, shape) as out, progress_bar(n, args.command) as bar:
+    with RowWriter(args.out, n, shape, names=outputs().row_names(args.input)) as out, progress_bar(n, args.command) as bar:
         for x in chunks:
             out.write((run.encode(x) if encode else run.reconstruct(x)).numpy())
             bar.update(len(x))
@@ -307,7 +307,8 @@ def cmd_score(args) -> int:
 
     from ..data.stream import RowWriter
 
-    with (RowWriter(args.out, n, () if width == 1 else (width,), header + per_feature) as out,
+    names = outputs().row_names(args.input)  # an image folder's files: a first column of a CSV or Parquet output
+    with (RowWriter(args.out, n, () if width == 1 else (width,), header + per_feature, names) as out,
           progress_bar(n, "score") as bar):  # fmt: skip
         for x in chunks:
             scores = run.score(x)

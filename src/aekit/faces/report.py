@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 from ..analysis.evaluate import METRIC_NAMES, NEAR_ZERO
-from ..analysis.plots import KINDS
 from ..run.format import config_to_dict
 from ..run.outputs import write_bytes
 from ..run.runs import load_run
@@ -342,6 +341,8 @@ def _generation_section(metrics: dict) -> list[str]:
 
 def _figures_section(figures: dict[str, Path], run_path: Path) -> list[str]:
     parts = ["<h2>Figures</h2>"]
+    from ..analysis.plots import KINDS  # (matplotlib: loaded to draw, not to print metrics)
+
     for name in (*KINDS, "series", "codec", "priors", "error-vs-dim"):
         if name not in figures:
             continue

@@ -115,3 +115,18 @@ def impute_file(run, source: str, out: Path) -> tuple[int, int]:
     else:
         write_rows(run.space.shaped(filled, source), out, columns, exact=True)
     return int(holes.sum()), len(raw)
+
+
+def row_names(source: str | Path) -> list[str] | None:
+    """One name per row of an input, where its rows are files: an image folder's image paths (relative to it, in the
+    order they are read); None for any other input."""
+    from ..io.images import image_files
+
+    path = Path(source)
+    if not path.is_dir() or (path / "config.json").is_file():
+        return None
+    try:
+        files, _ = image_files(path)
+    except DataError:
+        return None
+    return [str(p.relative_to(path)) for p in files]
