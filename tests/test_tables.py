@@ -330,3 +330,16 @@ def test_the_http_api_takes_a_tables_own_columns_as_aekit_score_does(mixed_run, 
                    if v is not None)  # fmt: skip
     unseen = client.post("/v1/score", json={"inputs": [{**records[0], "size": "enormous"}]})
     assert unseen.status_code == 422 and "enormous" in unseen.json()["detail"]
+
+
+def test_the_label_column_is_optional_when_scoring_new_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [[f"{v:.3f}" for v in row] + [str(rng.integers(0, 3))] for row in rng.normal(size=(60, 3))]
+    table = write_csv(tmp_path / "t.csv", rows, "a,b,c,kind")
+    write_csv(tmp_path / "new.csv", [row[:3] for row in rows], "a,b,c")
+    assert main(["train", "--data", str(table), "--label-column", "kind", "--out", str(tmp_path / "run"),
+                 "--epochs", "2", "--no-progress"]) == 0  # fmt: skip
+    for name in ("t.csv", "new.csv"):
+        assert main(["score", str(tmp_path / "run"), "--input", str(tmp_path / name), "--out",
+                     str(tmp_path / f"{name}.npy")]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.load(tmp_path / "t.csv.npy"), np.load(tmp_path / "new.csv.npy"))

@@ -342,6 +342,11 @@ def test_torchrun_two_processes_match_one(tmp_path):
         torch.testing.assert_close(two[name], one[name], rtol=1e-3, atol=1e-4)
     _, metadata = load_tensors(tmp_path / "two" / "checkpoint.safetensors")
     assert '"world": 2' in metadata["progress"]
+    again = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            "-m", "aekit", *common, "--out", str(tmp_path / "two")], env=env, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert again.returncode != 0 and again.stderr.count("aekit train: error:") == 1, again.stderr[-2000:]
+    assert "already holds a run; pass --resume to continue it or --overwrite to replace it" in again.stderr
 
 
 def test_adam_step_is_bit_identical_to_adam(digits):

@@ -496,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     except (AekitError, OSError) as err:  # bad input, or what the operating system said about a path
         if debug:
             raise
-        print(f"aekit {args.command}: error: {expected_error(err)}", file=sys.stderr)
+        if not quiet:  # under torchrun every process fails alike: rank 0 says it once
+            print(f"aekit {args.command}: error: {expected_error(err)}", file=sys.stderr)
         return 2
 
 

@@ -105,6 +105,10 @@ def label_name(names: list[str], label_column: str, path) -> str:
         return label_column
     if label_column.isdigit() and int(label_column) < len(names):
         return names[int(label_column)]
-    raise DataError(f"{path}: no column {label_column!r}; columns are {names[:20]}")
+    raise MissingLabel(f"{path}: no column {label_column!r}; columns are {names[:20]}")
+
+
+class MissingLabel(DataError):
+    """A file lacks the label column it was asked for: an error when training, not when scoring new rows."""
 
 

@@ -25,13 +25,14 @@ from ..configs import DataConfig, TrainConfig
 from ..core.fitted import Fitted
 from ..core.space import Data, Space
 from ..data import datasets as data_mod
-from ..data.series import training_steps
 from ..data import stream
+from ..data.series import training_steps
 from ..errors import CheckpointError, ConfigError
 from ..generation.wing import Priors
-from ..series.wing import Series
+from ..io.files import MissingLabel
 from ..model.autoencoder import AutoEncoder
 from ..model.config import ModelConfig
+from ..series.wing import Series
 from ..training.loop import pick_device
 from . import pretrained as shipped
 from .rundir import RunDir
@@ -91,8 +92,11 @@ class Run:
                                               test_fraction=self.data_config.test_fraction,
                                               split_seed=self.data_config.split_seed), self.space)  # fmt: skip
             return (loaded.x_test, loaded.y_test) if split == "test" else (loaded.x_train, loaded.y_train)
-        raw, labels, _ = data_mod.read_data(source, self.data_config.label_column, self.data_config.image_size,
-                                            self.model_config.columns)  # fmt: skip
+        try:
+            raw, labels, _ = data_mod.read_data(source, self.data_config.label_column, self.data_config.image_size,
+                                                self.model_config.columns)  # fmt: skip
+        except MissingLabel:  # new rows need no label: the features are what the model reads
+            raw, labels, _ = data_mod.read_data(source, None, self.data_config.image_size, self.model_config.columns)
         return self.space.to_model(raw, source), None if labels is None else torch.from_numpy(labels)
 
     def chunks(self, source: str, split: str = "test") -> tuple[int, Iterator[torch.Tensor]]:
@@ -101,7 +105,10 @@ class Run:
         loaded whole, then cut into chunks of :data:`INFER_CHUNK_ROWS`."""
         config = self.data_config
         chunked = source not in data_mod.DATASETS and not self.model_config.columns
-        rows = data_mod.open_rows(source, config.label_column, image_size=config.image_size) if chunked else None
+        try:
+            rows = data_mod.open_rows(source, config.label_column, image_size=config.image_size) if chunked else None
+        except MissingLabel:  # new rows need no label
+            rows = data_mod.open_rows(source, None, image_size=config.image_size)
         if rows is None:
             x, _ = self.inputs(source, split)
             return len(x), (x[i : i + INFER_CHUNK_ROWS] for i in range(0, len(x), INFER_CHUNK_ROWS))
@@ -250,7 +257,9 @@ class Run:
             cells = "".join(f"<td>{metrics[prefix + n]:.5g}</td>" if prefix + n in metrics else "<td></td>"
                             for n in METRIC_NAMES)  # fmt: skip
             rows += f"<tr><td>{label}</td>{cells}</tr>"
-        parts = [f"<p><b>aekit run</b> <code>{html.escape(str(self.path))}</code>: {html.escape(self.model_config.name)}"
+        shown = os.path.relpath(self.path) if self.path.is_absolute() else str(self.path)
+        shown = str(self.path) if shown.startswith(os.path.join(os.pardir, os.pardir)) else shown  # near: relative
+        parts = [f"<p><b>aekit run</b> <code>{html.escape(shown)}</code>: {html.escape(self.model_config.name)}"
                  f", {len(self.history())} epochs</p><table><tr><th></th>{head}</tr>{rows}</table>"]  # fmt: skip
         if self.space.is_image:
             buffer = io.BytesIO()
