@@ -89,7 +89,7 @@ def train(name: str, out: Path) -> float:
     start = time.perf_counter()
     for command in RUNS[name]["commands"]:
         argv = [str(out) if arg == f"runs/{name}" else arg for arg in shlex.split(command)[1:]]
-        subprocess.run([*AEKIT, *argv], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*AEKIT, *argv], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
