@@ -39,8 +39,10 @@ def test_the_score_is_the_mean_squared_error_and_the_threshold_flags_its_share(r
     x, _ = run.inputs("digits")
     with torch.no_grad():
         expected = (run.model(x) - x).flatten(1).square().mean(1).numpy()
-    np.testing.assert_allclose(run.score(x), expected, rtol=1e-5, atol=1e-9)
-    train_scores = run.score(run.data().x_train)
+    scores = run.score(x)
+    assert isinstance(scores, torch.Tensor) and isinstance(run.encode(x), torch.Tensor)  # the handle's outputs alike
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-9)
+    train_scores = run.score(run.data().x_train).numpy()
     threshold = run.fitted.threshold(train_scores, 0.1)
     assert (train_scores > threshold).mean() == pytest.approx(0.1, abs=0.01)
     with pytest.raises(ConfigError, match="must be a share below 1"):
@@ -115,7 +117,7 @@ def test_fit_score_adds_the_latent_distance_to_an_existing_run(run, tmp_path, ca
     loaded = aekit.load_run(path)
     after = loaded.score(x[:20])
     assert loaded.fitted.score_spec.latent and not np.allclose(before, after)
-    errors = torch.from_numpy(before).double()
+    errors = before.double()
     distances = loaded.fitted.score_spec.distances(loaded.encode(x[:20]).double())
     np.testing.assert_allclose(after, loaded.fitted.score_spec.combine(errors, distances).numpy(), rtol=1e-5, atol=1e-5)
     stored = (path / RunDir.SCORE).read_bytes()

@@ -446,7 +446,7 @@ def fake_explorer():
     space = Space((4,), Scaler.from_moments(np.zeros(4), np.ones(4)))  # raw values, as they come
     run = Run(Path("fake"), model.config, aekit.DataConfig(), TrainConfig(), Fitted(model, space))
     x = torch.tensor([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
-    return Explorer(run, x, [0, 1, 0], {"holes": 0.75}, run.score(x))
+    return Explorer(run, x, [0, 1, 0], {"holes": 0.75}, run.score(x).numpy())
 
 
 def test_handlers_run_on_a_fake_through_the_dependency():

@@ -297,7 +297,7 @@ def cmd_score(args) -> int:
         return score_series(args, run)
     threshold = args.threshold
     if args.contamination is not None:
-        threshold = run.fitted.threshold(run.score(run.data().x_train), args.contamination)
+        threshold = run.fitted.threshold(run.score(run.data().x_train).numpy(), args.contamination)
     n, chunks = run.chunks(args.input, args.split)
     header = ["score"] if threshold is None else ["score", "outlier"]
     per_feature = [f"e{j}" for j in range(run.space.width)] if args.per_feature else []
@@ -311,7 +311,7 @@ def cmd_score(args) -> int:
     with (RowWriter(args.out, n, () if width == 1 else (width,), header + per_feature, names) as out,
           progress_bar(n, "score") as bar):  # fmt: skip
         for x in chunks:
-            scores = run.score(x)
+            scores = run.score(x).numpy()
             columns = [scores]
             if threshold is not None:
                 above = scores > threshold

@@ -52,7 +52,7 @@ class Explorer:
         if "holes" not in metrics and run.model_config.objective.dense_code and len(data.x_test) >= ANALYSIS_MIN_TEST_ROWS:
             metrics = {**metrics, **run.analysis.holes(data.x_test)}  # (a sparse code, a few rows: none)
         labels = None if data.y_test is None else data.y_test[pick].tolist()
-        return cls(run, data.x_test[pick], labels, metrics, run.score(data.x_test), tsne=tsne, seed=seed)
+        return cls(run, data.x_test[pick], labels, metrics, run.score(data.x_test).numpy(), tsne=tsne, seed=seed)
 
     # -- the API, rows in the data's units
     def model_space(self, rows: np.ndarray) -> torch.Tensor:
@@ -72,7 +72,7 @@ class Explorer:
         """Each row's score; a series run's rows are time steps of one series, each scored (``run.series``)."""
         if self.run.data_config.series:
             return self.run.series.score(rows, "inputs")
-        return self.run.score(self.model_space(rows))
+        return self.run.score(self.model_space(rows)).numpy()
 
     def impute(self, rows: np.ndarray) -> tuple[np.ndarray, str]:
         """Rows with NaN where missing, filled (observed values as given), and how the model filled them."""
@@ -118,7 +118,7 @@ class Explorer:
                 "input": self.input_row(index), "reconstruction": self.reconstructions[index].reshape(-1).tolist(),
                 "code": self.codes[index].tolist(), "bytes": (self.compressed_bytes(self.x[index : index + 1]) or
                                                               [None])[0],
-                "score": self.percentile_of(self.run.score(self.x[index : index + 1]))[0]}  # fmt: skip
+                "score": self.percentile_of(self.run.score(self.x[index : index + 1]).numpy())[0]}  # fmt: skip
 
     def percentile_of(self, scores: np.ndarray) -> list[dict]:
         share = np.searchsorted(self.test_scores, scores, side="right") / len(self.test_scores)

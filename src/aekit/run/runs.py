@@ -153,11 +153,11 @@ class Run:
             out[holes] = out[holes].astype(np.float32).astype(str).astype(np.float64)  # float64's 19.44481658935547
         return out
 
-    def score(self, x: torch.Tensor) -> np.ndarray:
-        """Each row's anomaly score ``(N,)``, higher is more abnormal, as the run's
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Each row's anomaly score ``(N,)`` float64, higher is more abnormal, as the run's
         :class:`aekit.core.fitted.ScoreSpec` defines it (none stored: the mean squared reconstruction error per
-        feature, in model space)."""
-        return self.fitted.score(x)
+        feature, in model space). A tensor, as :meth:`encode`, :meth:`decode` and :meth:`reconstruct` give."""
+        return torch.from_numpy(self.fitted.score(x))
 
     def fit_score(self, blur: int = 1, latent: bool = True, neighbors: int = 0):
         """Fit the anomaly score on the run's training rows and store it (``score.safetensors``): from then on
