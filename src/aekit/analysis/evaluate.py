@@ -99,13 +99,13 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor, unit: bool, row
     return metrics
 
 
-def flat_rows(x: torch.Tensor, fill: np.ndarray | None = None) -> np.ndarray:
-    """``x`` as flat rows ``(N, D)``, NumPy; PCA takes no holes, so missing cells (NaN) become ``fill`` (the
-    training rows' means, :func:`column_means`)."""
+def flat_rows(x: torch.Tensor, fill_from: torch.Tensor | None = None) -> np.ndarray:
+    """``x`` as flat rows ``(N, D)``, NumPy; PCA takes no holes, so missing cells (NaN) become the means of
+    ``fill_from``'s (the training rows', :func:`column_means`), computed only when ``x`` has one."""
     rows = x.reshape(len(x), -1).numpy()
-    if fill is None or not np.isnan(rows).any():
+    if fill_from is None or not np.isnan(rows).any():
         return rows
-    return np.where(np.isnan(rows), fill.astype(rows.dtype), rows)
+    return np.where(np.isnan(rows), column_means(fill_from).astype(rows.dtype), rows)
 
 
 def column_means(x_train: torch.Tensor) -> np.ndarray:
@@ -121,7 +121,7 @@ def column_means(x_train: torch.Tensor) -> np.ndarray:
 def fit_pca(x_train: torch.Tensor, n_components: int):
     """scikit-learn's PCA of the flattened training data (covariance eigendecomposition when examples outnumber
     features); its missing cells filled with their features' means."""
-    train = flat_rows(x_train, column_means(x_train))
+    train = flat_rows(x_train, x_train)
     solver = "covariance_eigh" if train.shape[0] > train.shape[1] else "full"
     from sklearn.decomposition import PCA  # (scikit-learn loads in a second: only where it is used)
 
@@ -133,7 +133,7 @@ def fit_pca(x_train: torch.Tensor, n_components: int):
 def pca_reconstruct(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> torch.Tensor:
     """Fit PCA with ``n_components`` on the training data and return its reconstruction of the test data."""
     pca = fit_pca(x_train, n_components)
-    test = flat_rows(x_test, column_means(x_train))
+    test = flat_rows(x_test, x_train)
     return torch.from_numpy(pca.inverse_transform(pca.transform(test))).reshape(x_test.shape)
 
 
@@ -271,8 +271,8 @@ PART_METRICS = {Denoising: denoising_metrics, LinearBody: linear_metrics, Vector
 # ------------------------------------------------------------------------------------------ the chapter's claims
 def pca_codes(x_train: torch.Tensor, x_test: torch.Tensor, n_components: int) -> tuple[np.ndarray, np.ndarray]:
     """PCA codes of the training and test data (fitted on the training data), as the AE's codes are."""
-    pca, fill = fit_pca(x_train, n_components), column_means(x_train)
-    return pca.transform(flat_rows(x_train, fill)), pca.transform(flat_rows(x_test, fill))
+    pca = fit_pca(x_train, n_components)
+    return pca.transform(flat_rows(x_train, x_train)), pca.transform(flat_rows(x_test, x_train))
 
 
 def gaussian_like(codes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

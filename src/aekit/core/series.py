@@ -128,9 +128,13 @@ def step_scores(fitted, series: np.ndarray, source: str = "input", moments: np.n
     it rebuilds, more than one value); and the largest standardized channel rather than the channels' mean (Daphnet
     with injected anomalies: 0.79 against 0.60: an anomaly in one sensor of nine is not averaged away)."""
     errors = channel_errors(fitted, series, source)
-    if moments is None:
-        return {"score": errors.mean(1), "channels": errors}
-    return {"score": ((errors - moments[0]) / moments[1]).max(1), "channels": errors}
+    return {"score": most_abnormal(errors, moments), "channels": errors}
+
+
+def most_abnormal(errors: np.ndarray, moments: np.ndarray | None = None) -> np.ndarray:
+    """Each step's score from its channels' errors ``(T, C)``: the largest standardized by ``moments``, or without
+    them the channels' mean."""
+    return errors.mean(1) if moments is None else ((errors - moments[0]) / moments[1]).max(1)
 
 
 def spread(values: np.ndarray, at: np.ndarray, length: int, window: int) -> np.ndarray:

@@ -263,7 +263,8 @@ def add_service_parsers(commands) -> None:
                             description="Write one part of RUN's model as an ONNX graph with a dynamic batch axis, "
                             "taking raw inputs (a standardized run's scaling is folded in): encoder x -> z (a VAE's "
                             "posterior mean), decoder z -> x_hat, autoencoder x -> x_hat, score x -> the anomaly score "
-                            "as 'aekit score' writes it (with the run's latent-distance score if it has one). Needs the 'onnx' extra "
+                            "as 'aekit score' writes it (with the run's latent-distance score if it has one; a series run's: a series "
+                            "(T, C) -> one score per step). Needs the 'onnx' extra "
                             "(pip install 'aekit[onnx]').")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN", help=RUN_HELP)
     p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")

@@ -19,7 +19,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..configs import DataConfig, TrainConfig
 from ..core.fitted import Fitted
-from ..core.series import as_series, auto_window, channel_errors, channel_moments, cut, step_scores
+from ..core.series import (as_series, auto_window, channel_errors, channel_moments, cut, most_abnormal,
+                           step_scores)  # fmt: skip
 from ..core.space import Data, Space
 from ..data.series import MAX_TRAIN_WINDOWS, stride_for
 from ..model.autoencoder import build_model
@@ -116,8 +117,9 @@ class SeriesOutlierDetector(BaseEstimator):
         self.history_ = [{"epoch": r["epoch"], "train_loss": r["train_loss"], "seconds": r["seconds"]} for r in history]
         self.window_, self.n_features_in_, self._series_fitted = window, x.shape[1], x
         self.fitted_ = Fitted(model.cpu().eval(), space)
-        self.moments_ = channel_moments(channel_errors(self.fitted_, x, "series"))
-        self.decision_scores_ = self._scores(x)
+        errors = channel_errors(self.fitted_, x, "series")  # once: the moments and the fitted series' own scores
+        self.moments_ = channel_moments(errors)
+        self.decision_scores_ = most_abnormal(errors, self.moments_)
         self.threshold_ = self.fitted_.threshold(self.decision_scores_, self.contamination)
         self.offset_ = -self.threshold_
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)

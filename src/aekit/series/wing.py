@@ -4,6 +4,7 @@ the training part, and which channel is abnormal where. Built from the fitted wi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -29,13 +30,17 @@ class Series:
         self.fitted, self._series, self.read, self.moments = fitted, series, read, moments
         self._training_scores: np.ndarray | None = None
 
+    @functools.cached_property
+    def _whole(self) -> tuple[np.ndarray, int]:
+        return self._series()  # the run's file, read once
+
     def _training(self) -> np.ndarray:
-        x, n_train = self._series()
+        x, n_train = self._whole
         return x[:n_train]
 
     def held_out(self) -> np.ndarray:
         """The steps of the run's series held out from training (its test part)."""
-        x, n_train = self._series()
+        x, n_train = self._whole
         return x[n_train:] if len(x) - n_train >= self.window else x[len(x) - self.window :]
 
     @property
