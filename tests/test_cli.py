@@ -96,6 +96,19 @@ def test_module_entry_point_help():
     assert result.returncode == 0 and "mnist" in result.stdout and "digits" in result.stdout
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`aekit datasets | head -1`: the pipe's reader is gone before aekit writes (its end closed before the start),
+    so every write fails; the command ends with a shell's 141 and says nothing, no "Broken pipe" error."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "aekit", "datasets"], stdout=write_end, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
 def test_score_writes_one_anomaly_score_per_row(tmp_path, capsys):
     rng = np.random.default_rng(0)
     table = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 6)) + 0.05 * rng.normal(size=(300, 6))

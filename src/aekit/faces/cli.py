@@ -486,7 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "run", None) is not None:  # pretrained:NAME is a shipped run's folder, once checked
             args.run = pretrained.resolve(args.run)
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that left early is met here, not at exit
+        return code
+    except BrokenPipeError:  # `aekit ... | head`: the reader has what it wanted; end quietly, as a shell's tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's last flush goes nowhere
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool ended so
     except Interrupted as err:  # Ctrl-C or SIGTERM, after the checkpoint was saved: 128 + the signal, as a shell says
         print(f"aekit {args.command}: {err}", file=sys.stderr)
         return 128 + err.signum
