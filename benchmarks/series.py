@@ -32,6 +32,7 @@ import time
 import warnings
 
 import numpy as np
+import torch
 
 try:
     from aeon.anomaly_detection.collection import ROCKAD
@@ -47,7 +48,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
 import aekit
-from aekit.core.series import cut, spread, starts
+from aekit.core.series import channel_moments, cut, most_abnormal, overlap_mean, starts
 
 WINDOW = 100
 SEED = 0
@@ -108,13 +109,10 @@ def pca_windows(train: np.ndarray, test: np.ndarray, window: int, as_aekit: bool
         at = starts(len(x), window)
         flat = cut(x, window, at=at).reshape(len(at), -1)
         squared = (pca.inverse_transform(pca.transform(flat)) - flat) ** 2
-        return spread(squared.reshape(len(at), x.shape[1], window).mean(2), at, len(x), window)
+        return overlap_mean(torch.from_numpy(squared.reshape(len(at), x.shape[1], window).mean(2)), window).numpy()
 
     errors = channel_errors(b)
-    if not as_aekit:
-        return errors.mean(1)
-    reference = channel_errors(a)
-    return ((errors - reference.mean(0)) / (reference.std(0) + 1e-12)).max(1)
+    return most_abnormal(errors, channel_moments(channel_errors(a)) if as_aekit else None)
 
 
 def aeon_detectors(window: int) -> dict:

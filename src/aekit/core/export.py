@@ -28,12 +28,12 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AekitError, ConfigError
 from ..io.files import atomic_write_bytes
 from .fitted import Fitted, ScoreGraph
+from .series import most_abnormal, overlap_mean
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ OPSET = 18
 class SeriesScore(nn.Module):
     """The ``score`` graph of a series run: a long series ``(T, C)`` in the data's units -> one score per step
     ``(T,)``, as :func:`aekit.core.series.step_scores` computes it: every window (stride 1) gathered, its error in
-    each channel from the fitted score's per-feature errors, each step given the mean over the windows that cover it
-    (a grouped transposed convolution with kernels of ones sums them, and counts them), standardized by the
-    channel ``moments`` (or not, without them) and the largest channel taken (the channels' mean without them)."""
+    each channel from the fitted score's per-feature errors, then the one step rule that Python runs too
+    (:func:`~aekit.core.series.overlap_mean`, :func:`~aekit.core.series.most_abnormal`): each step the mean over the
+    windows that cover it, standardized by the channel ``moments`` and the largest channel taken (the channels' mean
+    without them)."""
 
     def __init__(self, fitted: Fitted, moments=None):
         super().__init__()
@@ -55,9 +56,9 @@ class SeriesScore(nn.Module):
         self.register_buffer("mean", mean[:, 0].clone())
         self.register_buffer("std", std[:, 0].clone())
         self.score = ScoreGraph(fitted.model.eval(), fitted.score_spec)
-        self.register_buffer("ones", torch.ones(self.channels, 1, self.window))
-        self.standardized = moments is not None
-        if moments is not None:
+        if moments is None:
+            self.moments = None  # the channels' mean, unstandardized
+        else:
             self.register_buffer("moments", torch.as_tensor(moments, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,13 +66,7 @@ class SeriesScore(nn.Module):
         steps = torch.arange(x.shape[0] - self.window + 1, device=x.device)
         windows = x[steps[:, None] + torch.arange(self.window, device=x.device)].transpose(1, 2)  # (N, C, W)
         errors = self.score.feature_errors(windows).reshape(-1, self.channels, self.window).sum(2) * self.channels
-        per_window = errors.float().transpose(0, 1).unsqueeze(0)  # (1, C, N)
-        total = F.conv_transpose1d(per_window, self.ones, groups=self.channels)[0]  # (C, T): window n adds to n..n+W-1
-        covered = F.conv_transpose1d(torch.ones_like(per_window[:, :1]), self.ones[:1])[0]  # (1, T)
-        steps_by_channel = (total / covered).transpose(0, 1)  # (T, C)
-        if not self.standardized:
-            return steps_by_channel.mean(1)
-        return ((steps_by_channel - self.moments[0]) / self.moments[1]).amax(1)
+        return most_abnormal(overlap_mean(errors.float(), self.window), self.moments)  # (T,): the one step rule
 
     def example(self, steps: int = 0) -> torch.Tensor:
         return torch.randn(steps or 2 * self.window + 3, self.channels, device=self.mean.device)

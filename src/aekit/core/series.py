@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import DataError
 
@@ -107,7 +108,7 @@ def channel_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndar
         rows = fitted.space.to_model(cut(x, window, at=part), source, dtype=torch.float64)
         errors = fitted.parts(rows)["feature_errors"].reshape(len(part), channels, window)  # squared / (C * W)
         per_channel[i : i + len(part)] = errors.sum(2) * channels
-    return spread(per_channel, at, len(x), window)
+    return overlap_mean(torch.from_numpy(per_channel), window).numpy()  # ``at`` is every step: stride 1
 
 
 def channel_moments(errors: np.ndarray) -> np.ndarray:
@@ -131,20 +132,22 @@ def step_scores(fitted, series: np.ndarray, source: str = "input", moments: np.n
     return {"score": most_abnormal(errors, moments), "channels": errors}
 
 
-def most_abnormal(errors: np.ndarray, moments: np.ndarray | None = None) -> np.ndarray:
-    """Each step's score from its channels' errors ``(T, C)``: the largest standardized by ``moments``, or without
-    them the channels' mean."""
-    return errors.mean(1) if moments is None else ((errors - moments[0]) / moments[1]).max(1)
+# The step rule, once, in torch: NumPy arrays pass through it (float64) and the ONNX score graph traces it
+# (aekit.core.export.SeriesScore), so Python, HTTP and ONNX cannot come apart.
+def overlap_mean(per_window: torch.Tensor, window: int) -> torch.Tensor:
+    """Per-window values ``(N, C)`` of the windows starting at steps 0 .. N - 1 as per-step means over the windows
+    that cover each step ``(N + W - 1, C)``: a grouped transposed convolution with kernels of ones sums them (window
+    n adds to steps n .. n + W - 1), and counts them. Exact sums of W values, at any length, in float32 too."""
+    channels = per_window.shape[1]
+    ones = torch.ones(channels, 1, window, dtype=per_window.dtype, device=per_window.device)
+    total = F.conv_transpose1d(per_window.transpose(0, 1).unsqueeze(0), ones, groups=channels)[0]  # (C, T)
+    covered = F.conv_transpose1d(torch.ones_like(per_window[:, :1]).transpose(0, 1).unsqueeze(0), ones[:1])[0]
+    return (total / covered).transpose(0, 1)
 
 
-def spread(values: np.ndarray, at: np.ndarray, length: int, window: int) -> np.ndarray:
-    """Per-window values ``(N, ...)`` (windows starting at ``at``) as per-step means over the windows covering each
-    step ``(length, ...)``: cumulative sums, so any window length costs the same."""
-    change = np.zeros((length + 1, *values.shape[1:]))
-    np.add.at(change, at, values)
-    np.add.at(change, at + window, -values)
-    count = np.zeros(length + 1)
-    np.add.at(count, at, 1)
-    np.add.at(count, at + window, -1)
-    total, covered = np.cumsum(change, 0)[:length], np.cumsum(count)[:length]
-    return total / covered.reshape(-1, *([1] * (values.ndim - 1)))
+def most_abnormal(errors, moments=None):
+    """Each step's score ``(T,)`` from its channels' errors ``(T, C)``: the largest standardized by ``moments``
+    ``(2, C)``, or without them the channels' mean. Tensors give a tensor; NumPy arrays an array (float64)."""
+    if isinstance(errors, np.ndarray):
+        return most_abnormal(torch.from_numpy(errors), None if moments is None else torch.as_tensor(moments)).numpy()
+    return errors.mean(1) if moments is None else ((errors - moments[0]) / moments[1]).amax(1)
