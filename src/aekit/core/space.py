@@ -288,6 +288,7 @@ class Data:
     y_train: torch.Tensor | None = None  # (N,) int64
     y_test: torch.Tensor | None = None  # (M,) int64
     space: Space | None = None  # None: unit data of x_train's shape
+    series: np.ndarray | None = None  # a long series' training part (T, C), its units: its step score's reference
 
     def __post_init__(self):
         if self.space is None:

@@ -71,4 +71,4 @@ def load_series(x: np.ndarray, config: DataConfig, space: Space | None = None) -
     log.info("series %s: %d steps x %d channel(s); windows of %d steps: %d for training (first %d steps), %d for "
              "testing", config.name, len(x), x.shape[1], window, len(train_windows), len(train), len(test_windows))
     to_model = lambda w: space.scale(w, config.name)  # noqa: E731
-    return Data(to_model(train_windows), to_model(test_windows), space=space)
+    return Data(to_model(train_windows), to_model(test_windows), space=space, series=train)

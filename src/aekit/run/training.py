@@ -22,7 +22,6 @@ from ..core.fitted import Fitted, ScoreSpec, encode
 from ..core.series import channel_errors, channel_moments
 from ..core.space import Data, Space
 from ..data import datasets as data_mod
-from ..data import series as series_mod
 from ..data.stream import Streamed
 from ..errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from ..model.autoencoder import AutoEncoder, build_model
@@ -130,7 +129,7 @@ def _train_run(out, model_config, data_config, train_config, resume, overwrite, 
             board.close()
         metrics = finish(model, data, target, analysis, latent_distance, resume) if rank == 0 else {}  # rank 0 writes
         if rank == 0 and data_config.series:
-            save_series_moments(model, data.space, target, data_config)
+            save_series_moments(model, data, target, data_config.name)
     except BaseException as err:
         if staging is not None and rank == 0:
             shutil.rmtree(staging.path, ignore_errors=True)
@@ -163,11 +162,9 @@ def finish(model: AutoEncoder, data: Data | Streamed, target: RunDir, analysis: 
     return metrics
 
 
-def save_series_moments(model: AutoEncoder, space: Space, target: RunDir, config: DataConfig) -> None:
+def save_series_moments(model: AutoEncoder, data: Data, target: RunDir, source: str) -> None:
     """A series run's channel error moments on its training part (what its step score is standardized by)."""
-    series = data_mod.read_series(config.name, config.label_column)
-    train_part = series[: series_mod.training_steps(len(series), config)]
-    target.save_series(channel_moments(channel_errors(Fitted(model, space), train_part, config.name)))
+    target.save_series(channel_moments(channel_errors(Fitted(model, data.space), data.series, source)))
 
 
 def each(*callbacks: Callable[[dict], None] | None) -> Callable[[dict], None] | None:
