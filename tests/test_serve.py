@@ -1,6 +1,7 @@
 """aekit serve: the API against the in-process model (FastAPI's test client and a real socket), bad requests,
 and the explorer page driven in a real headless Chromium."""
 
+import contextlib
 import io
 import json
 import os
@@ -340,6 +341,26 @@ def test_the_api_pages_load_nothing_from_another_host(server, path):
     context.stop()
 
 
+@contextlib.contextmanager
+def served(app):
+    """``app`` served by uvicorn over a real socket in a thread: its URL, while the block runs."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    while not instance.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def named_table_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve-named")
@@ -358,56 +379,62 @@ def test_a_table_run_in_the_browser_has_named_bars_and_no_image_panels(named_tab
 
     info = TestClient(create_app(named_table_run, map_points=50)).get("/v1/info").json()
     assert info["feature_names"] == ["height", "width", "depth", "mass", "price"] and not info["is_image"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    import uvicorn
+    with served(create_app(named_table_run, map_points=50)) as url:
+        context, browser, page, _, errors = browse(url + "/")
+        for panel in ("#draw-panel", "#probe-panel", "#fill-panel"):
+            assert not page.is_visible(panel), panel
+        assert page.evaluate("document.getElementById('decoded').width") == 360
+        assert page.evaluate("document.getElementById('decoded').dataset.drawn") == "bars"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve-table.png"), full_page=True)
+        assert errors == [], errors
+        browser.close()
+        context.stop()
 
-    instance = uvicorn.Server(uvicorn.Config(create_app(named_table_run, map_points=50), host="127.0.0.1", port=port,
-                                             log_level="warning"))  # fmt: skip
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    while not instance.started:
-        time.sleep(0.05)
-    context, browser, page, _, errors = browse(f"http://127.0.0.1:{port}/")
-    for panel in ("#draw-panel", "#probe-panel", "#fill-panel"):
-        assert not page.is_visible(panel), panel
-    assert page.evaluate("document.getElementById('decoded').width") == 360
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "serve-table.png"), full_page=True)
-    assert errors == [], errors
-    browser.close()
-    context.stop()
-    instance.should_exit = True
-    thread.join(timeout=10)
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
+def test_a_series_run_in_the_browser_draws_its_windows_as_curves(tmp_path):
+    """The explorer of a series run maps its windows and draws each (the decoded code, the samples) as one curve per
+    channel, not as bars: the canvas says what it drew, and a curve leaves pixels in most of its columns."""
+    t = np.arange(1200)[:, None]
+    series = np.sin(2 * np.pi * t / 30 + np.array([[0.0, 1.0]])) + 0.05 * np.random.default_rng(0).normal(size=(1200, 2))
+    np.savetxt(tmp_path / "s.csv", series, delimiter=",", header="a,b", comments="", fmt="%.5f")
+    aekit.train_run(tmp_path / "run", aekit.make_config(latent_dim=4, hidden=(32,)), aekit.DataConfig(
+                    name=str(tmp_path / "s.csv"), series=True), TrainConfig(epochs=2, device="cpu"), progress=False)  # fmt: skip
+    with served(create_app(tmp_path / "run", map_points=50)) as url:
+        context, browser, page, _, errors = browse(url + "/")
+        assert not page.is_visible("#draw-panel")
+        assert page.evaluate("document.getElementById('decoded').dataset.drawn") == "curves"
+        inked = page.evaluate("""(() => {  // the columns of the decoded canvas with any drawn (non-blank) pixel
+            const c = document.getElementById('decoded'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+            let columns = 0;
+            for (let x = 0; x < c.width; x++) {
+              for (let y = 0; y < c.height; y++) if (d.data[4 * (y * c.width + x) + 3] > 0) { columns++; break; }
+            }
+            return columns / c.width;
+        })()""")
+        assert inked > 0.9, inked  # a curve across the canvas (bars of 60 values would leave gaps between them too)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve-series.png"), full_page=True)
+        assert errors == [], errors
+        browser.close()
+        context.stop()
 
 
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
 def test_a_sparse_autoencoder_opens_on_t_sne_with_its_features(tmp_path):
-    import uvicorn
-
     aekit.train_run(tmp_path / "sae", aekit.make_config("sae", latent_dim=48, k=4), aekit.DataConfig(name="digits"),
                     TrainConfig(epochs=2, device="cpu"), progress=False, analysis=False)  # fmt: skip
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    instance = uvicorn.Server(uvicorn.Config(create_app(tmp_path / "sae", map_points=200, tsne=True), host="127.0.0.1",
-                                             port=port, log_level="warning"))  # fmt: skip
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    while not instance.started:
-        time.sleep(0.05)
-    context, browser, page, _, errors = browse(f"http://127.0.0.1:{port}/")
-    assert page.input_value("#mapkind") == "tsne" and "t-SNE has no inverse" in page.inner_text("#maphow")
-    assert page.is_visible("#features-panel") and int(page.evaluate("document.getElementById('features-panel')"
-                                                                    ".dataset.features")) == 12  # fmt: skip
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "serve-sae.png"), full_page=True)
-    assert errors == [], errors
-    browser.close()
-    context.stop()
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(tmp_path / "sae", map_points=200, tsne=True)) as url:
+        context, browser, page, _, errors = browse(url + "/")
+        assert page.input_value("#mapkind") == "tsne" and "t-SNE has no inverse" in page.inner_text("#maphow")
+        assert page.is_visible("#features-panel") and int(page.evaluate("document.getElementById('features-panel')"
+                                                                        ".dataset.features")) == 12  # fmt: skip
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve-sae.png"), full_page=True)
+        assert errors == [], errors
+        browser.close()
+        context.stop()
 
 
 def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
