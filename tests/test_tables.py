@@ -330,6 +330,17 @@ def test_the_http_api_takes_a_tables_own_columns_as_aekit_score_does(mixed_run, 
                    if v is not None)  # fmt: skip
     unseen = client.post("/v1/score", json={"inputs": [{**records[0], "size": "enormous"}]})
     assert unseen.status_code == 422 and "enormous" in unseen.json()["detail"]
+    # the body read once as JSON serves the encoded rows' path too: numbers as wide as the model's input, or errors
+    space = runs.load_run(path).space
+    whole = [i for i, row in enumerate(records) if None not in row.values()]
+    encoded = client.post("/v1/score", json={"inputs": space.table_rows([records[i] for i in whole]).tolist()})
+    assert encoded.status_code == 200 and whole, encoded.text
+    np.testing.assert_allclose(encoded.json()["scores"], expected[whole], rtol=1e-5)
+    narrow = client.post("/v1/score", json={"inputs": [[0.5, 1.5]]})
+    assert narrow.status_code == 422 and narrow.json()["detail"] == (f"inputs: each row must have {space.width} "
+                                                                      "values (the model's width); got 2")  # fmt: skip
+    broken = client.post("/v1/score", content=b'{"inputs": [[1, 2', headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and "JSON" in broken.json()["detail"], broken.text
 
 
 def test_the_label_column_is_optional_when_scoring_new_rows(tmp_path):

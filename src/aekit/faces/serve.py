@@ -133,8 +133,10 @@ def get_explorer(request: Request) -> Explorer:
 ExplorerDep = Annotated[Explorer, Depends(get_explorer)]
 
 
-async def _rows(request: Request, field: str, model: type[BaseModel], layouts: list[tuple[int, ...]]) -> np.ndarray:
-    """A request's rows: a .npy body, or JSON checked by pydantic; each row in one of ``layouts`` (flat first)."""
+async def _rows(request: Request, field: str, model: type[BaseModel], layouts: list[tuple[int, ...]],
+                parsed=None) -> np.ndarray:  # fmt: skip
+    """A request's rows: a .npy body, or JSON checked by pydantic (``parsed``: the body already read as JSON); each
+    row in one of ``layouts`` (flat first)."""
     if request.headers.get("content-type", "").startswith("application/x-npy"):
         try:
             array = array_from_npy(await request.body())  # its header checked against the payload first
@@ -147,7 +149,8 @@ async def _rows(request: Request, field: str, model: type[BaseModel], layouts: l
             raise HTTPException(422, "body: holds NaN or infinite values")
     else:
         try:
-            rows = getattr(model.model_validate_json(await request.body()), field)
+            body = model.model_validate_json(await request.body()) if parsed is None else model.model_validate(parsed)
+            rows = getattr(body, field)
         except ValidationError as err:
             raise HTTPException(422, problems(err.errors())) from None
         try:
@@ -165,20 +168,21 @@ async def _rows(request: Request, field: str, model: type[BaseModel], layouts: l
     return array
 
 
-async def own_columns(request: Request, explorer: Explorer) -> np.ndarray | None:
+async def own_columns(request: Request, explorer: Explorer) -> tuple[np.ndarray | None, object]:
     """A table run's ``{"inputs": [...]}`` in the table's own columns (records or lists of its values, strings and
-    numbers, null where missing; :meth:`aekit.core.space.Space.table_rows`) as encoded rows; None for any other body."""
+    numbers, null where missing; :meth:`aekit.core.space.Space.table_rows`) as encoded rows, and the JSON body as
+    read (None when not read: not a table run, a .npy body, not JSON); the rows None for any other body."""
     if not explorer.run.model_config.columns or request.headers.get("content-type", "").startswith("application/x-npy"):
-        return None
+        return None, None
     try:
         body = json.loads(await request.body())
     except ValueError:
-        return None
+        return None, None  # pydantic reads it again, to say where it is not JSON
     rows = body.get("inputs") if isinstance(body, dict) else None
     if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_ROWS:
-        return None
+        return None, body
     try:
-        return explorer.run.space.table_rows(rows, "inputs")
+        return explorer.run.space.table_rows(rows, "inputs"), body
     except DataError as err:
         raise HTTPException(422, str(err)) from None
 
@@ -186,13 +190,13 @@ async def own_columns(request: Request, explorer: Explorer) -> np.ndarray | None
 async def input_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
     """The rows of an ``{"inputs": ...}`` (or .npy) body, as wide as the model's input; a table run's also in the
     table's own columns. Missing cells there are refused unless the model takes them (impute takes them)."""
-    table = await own_columns(request, explorer)
+    table, body = await own_columns(request, explorer)
     if table is not None:
         if np.isnan(table).any() and not explorer.run.space.missing:
             raise HTTPException(422, "inputs: a cell is missing and this model was trained without missing cells; "
                                      "fill it, or use /v1/impute")  # fmt: skip
         return table
-    return await _rows(request, "inputs", Inputs, sorted(explorer.run.space.layouts(), key=len))
+    return await _rows(request, "inputs", Inputs, sorted(explorer.run.space.layouts(), key=len), body)
 
 
 async def scored_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
@@ -259,12 +263,13 @@ def holey_rows(body: WithHoles, explorer: Explorer) -> np.ndarray:
 async def impute(request: Request, explorer: ExplorerDep) -> Outputs:
     """Rows with null where a value is missing, filled; every given value comes back as it was. A table run takes
     and gives its rows in its own columns too (each filled category the likeliest)."""
-    table = await own_columns(request, explorer)
+    table, parsed = await own_columns(request, explorer)
     try:
         if table is not None:
             return Outputs(outputs=explorer.run.space.table_values(explorer.impute(table)[0]))
         try:
-            body = WithHoles.model_validate_json(await request.body())
+            body = (WithHoles.model_validate_json(await request.body()) if parsed is None else
+                    WithHoles.model_validate(parsed))  # fmt: skip
         except ValidationError as err:
             raise HTTPException(422, problems(err.errors())) from None
         return Outputs(outputs=explorer.impute(holey_rows(body, explorer))[0].tolist())
