@@ -53,7 +53,7 @@ def test_a_planted_anomaly_scores_above_every_normal_step(series_run, tmp_path, 
     assert run.data_config.series and run.data_config.window == PERIOD and run.space.input_shape == (2, PERIOD)
     assert main(["score", str(run_path), "--input", test_csv, "--out", str(tmp_path / "s.csv"),
                  "--contamination", "0.01", "--per-feature"]) == 0  # fmt: skip
-    assert "one per time step" in capsys.readouterr().out
+    assert "one per time step" in (out := capsys.readouterr().out) and "columns e0..e1 (sensor0, sensor1)" in out
     table = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
     assert table.shape == (400, 4)  # score, outlier, e0, e1: one row per input row
     scores = table[:, 0]
@@ -64,6 +64,21 @@ def test_a_planted_anomaly_scores_above_every_normal_step(series_run, tmp_path, 
     assert (table[planted, 3] > table[planted, 2]).all()  # the channel it was planted in explains it
     as_written = np.loadtxt(test_csv, delimiter=",", skiprows=1)
     np.testing.assert_allclose(run.series.score(as_written), scores, rtol=1e-6)  # (the output's float32 digits)
+
+
+def test_the_worst_windows_are_the_most_abnormal_each_drawn_in_its_channel_by_name(series_run):
+    run_path, _, test = series_run
+    series = aekit.load_run(run_path).series
+    assert series.names == ("sensor0", "sensor1")  # the CSV's columns
+    worst = series.worst(test, k=3)
+    start, window, rebuilt, channel = worst[0]
+    assert 200 - PERIOD < start <= 205 and channel == 1  # the window over the spike, in the channel it was planted in
+    np.testing.assert_array_equal(window, test[start : start + PERIOD].T)
+    assert rebuilt.shape == window.shape and all(abs(s - start) >= PERIOD for s, *_ in worst[1:])
+    figure = series.draw(series=test)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert f"steps {start}-{start + PERIOD - 1} (sensor1, the most abnormal)" in titles
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["sensor0", "sensor1"]
 
 
 def test_the_cli_python_http_and_onnx_give_the_same_scores(series_run, tmp_path):

@@ -432,19 +432,23 @@ def draw(kind: str, fitted: Fitted, data: Data | None, history: list[dict], metr
     return figures[kind][0](fitted, data, history, metrics, path)
 
 
-def series_scores(x: np.ndarray, scores: np.ndarray, threshold: float, worst: list, path=None) -> Figure:
-    """A long series ``(T, C)`` (up to 4 channels drawn) above its score per step and the threshold, and below them
-    the worst windows (``(start, window, reconstruction)``, each ``(C, W)``) beside their reconstructions."""
+def series_scores(x: np.ndarray, scores: np.ndarray, threshold: float, worst: list, path=None,
+                  names: tuple[str, ...] | None = None) -> Figure:  # fmt: skip
+    """A long series ``(T, C)`` (up to 4 channels drawn, by ``names``) above its score per step and the threshold, and
+    below them the worst windows (``(start, window, reconstruction, channel)``, each ``(C, W)``) beside their
+    reconstructions, each in its most abnormal channel."""
+    names = names or tuple(f"channel {c}" for c in range(x.shape[1]))
     steps = np.arange(len(x))
     fig = Figure(figsize=(11, 6.2), layout="constrained")
     grid = fig.add_gridspec(3, max(1, len(worst)), height_ratios=(1.2, 0.8, 1.0))
     top = fig.add_subplot(grid[0, :])
     for c in range(min(4, x.shape[1])):
-        top.plot(steps, x[:, c], lw=0.7, label=f"channel {c}")
+        top.plot(steps, x[:, c], lw=0.7, label=names[c])
     above = scores > threshold
-    for start, window, _ in worst:
+    for start, window, _, _ in worst:
         top.axvspan(start, start + window.shape[1], color="tab:red", alpha=0.12)
-    top.set_title("the series (the worst windows shaded)", fontsize=9)
+    top.set_title("the series (the worst windows shaded)" + (f"; the first 4 of {x.shape[1]} channels"
+                                                             if x.shape[1] > 4 else ""), fontsize=9)  # fmt: skip
     if x.shape[1] > 1:
         top.legend(fontsize=7, loc="upper right")
     middle = fig.add_subplot(grid[1, :], sharex=top)
@@ -452,14 +456,15 @@ def series_scores(x: np.ndarray, scores: np.ndarray, threshold: float, worst: li
     middle.axhline(threshold, color="tab:red", lw=0.8, ls="--", label=f"threshold {threshold:.3g}")
     middle.fill_between(steps, threshold, scores, where=above, color="tab:red", alpha=0.3,
                         label=f"{int(above.sum())} steps above")  # fmt: skip
-    middle.set_title("anomaly score per step (the mean error of the windows covering it)", fontsize=9)
+    middle.set_title("anomaly score per step (its most abnormal channel's error over the windows covering it, "
+                     "standardized on the training part)", fontsize=9)
     middle.legend(fontsize=7, loc="upper right")
-    for i, (start, window, rebuilt) in enumerate(worst):
+    for i, (start, window, rebuilt, channel) in enumerate(worst):
         ax = fig.add_subplot(grid[2, i])
         offsets = np.arange(start, start + window.shape[1])
-        ax.plot(offsets, window[0], lw=0.9, label="window")
-        ax.plot(offsets, rebuilt[0], lw=0.9, ls="--", label="reconstruction")
-        ax.set_title(f"steps {start}-{start + window.shape[1] - 1} (channel 0)", fontsize=8)
+        ax.plot(offsets, window[channel], lw=0.9, label="window")
+        ax.plot(offsets, rebuilt[channel], lw=0.9, ls="--", label="reconstruction")
+        ax.set_title(f"steps {start}-{start + window.shape[1] - 1} ({names[channel]}, the most abnormal)", fontsize=8)
         ax.tick_params(labelsize=7)
         if i == 0:
             ax.legend(fontsize=7)

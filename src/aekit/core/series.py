@@ -90,10 +90,10 @@ def cut(x: np.ndarray, window: int, stride: int = 1, at: np.ndarray | None = Non
 
 
 @torch.no_grad()
-def channel_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndarray:
-    """Each channel's error at each time step ``(T, C)``: the mean over the windows that cover the step (every
-    window, stride 1) of the window's mean squared error in that channel (the one score's per-feature errors,
-    :meth:`~aekit.core.fitted.Fitted.parts`). Float64, the same whatever the batching."""
+def window_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndarray:
+    """Each window's mean squared error in each channel ``(T - W + 1, C)``, for the windows starting at every step
+    (the one score's per-feature errors, :meth:`~aekit.core.fitted.Fitted.parts`). Float64, the same whatever the
+    batching; a chunk of windows at a time."""
     channels, window = fitted.space.input_shape
     x = as_series(series, source)
     if x.shape[1] != channels:
@@ -101,14 +101,20 @@ def channel_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndar
     if not np.isfinite(x).all():
         row = int((~np.isfinite(x)).any(1).argmax())
         raise DataError(f"{source}: has missing or infinite values (first at step {row}); fill the gaps first")
-    at = starts(len(x), window)
-    per_channel = np.empty((len(at), channels))  # each window's mean squared error of each channel
+    at = starts(len(x), window)  # every step: stride 1
+    per_channel = np.empty((len(at), channels))
     for i in range(0, len(at), SCORE_CHUNK_WINDOWS):
         part = at[i : i + SCORE_CHUNK_WINDOWS]
         rows = fitted.space.to_model(cut(x, window, at=part), source, dtype=torch.float64)
         errors = fitted.parts(rows)["feature_errors"].reshape(len(part), channels, window)  # squared / (C * W)
         per_channel[i : i + len(part)] = errors.sum(2) * channels
-    return overlap_mean(torch.from_numpy(per_channel), window).numpy()  # ``at`` is every step: stride 1
+    return per_channel
+
+
+def channel_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndarray:
+    """Each channel's error at each time step ``(T, C)``: the mean over the windows that cover the step of the
+    window's mean squared error in that channel (:func:`window_errors`, :func:`overlap_mean`)."""
+    return overlap_mean(torch.from_numpy(window_errors(fitted, series, source)), fitted.space.input_shape[1]).numpy()
 
 
 def channel_moments(errors: np.ndarray) -> np.ndarray:

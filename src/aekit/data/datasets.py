@@ -236,9 +236,9 @@ def read_data(path: str | Path, label_column: str | None = None, image_size: tup
     return check_finite(x, str(path), missing=True), y, columns
 
 
-def read_series(path: str | Path, label_column: str | None = None) -> np.ndarray:
+def read_series(path: str | Path, label_column: str | None = None, names: bool = False):
     """A user's file as one long series ``(T, C)`` float64, rows time steps (:func:`aekit.data.series.checked_series`:
-    numbers only, no gaps)."""
+    numbers only, no gaps); with ``names``, also its channels' names (the file's columns; None for a ``.npy``)."""
     if Path(path).suffix.lower() == ".npy" and Path(path).is_file():  # (T,) is a series too, not only (T, C)
         try:
             x, columns = np.load(path, allow_pickle=False), ()
@@ -246,7 +246,8 @@ def read_series(path: str | Path, label_column: str | None = None) -> np.ndarray
             raise DataError(f"{path}: not a readable .npy file ({err})") from None
     else:
         x, _, columns = read_data(path, label_column)
-    return series.checked_series(x, columns, str(path))
+    x = series.checked_series(x, columns, str(path))
+    return (x, tuple(c.name for c in columns) or None) if names else x
 
 
 def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,

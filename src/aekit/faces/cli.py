@@ -344,7 +344,7 @@ def score_series(args, run) -> int:
 
     if args.input in ("mnist", "digits"):
         raise AekitError(f"--input {args.input}: {args.run} scores a long series; give a file of one (rows time steps)")
-    series = run.series.read(args.input)
+    series, names = run.series.read(args.input)
     scored = run.series.scored(series, args.input)
     scores = scored["score"]
     threshold = args.threshold if args.contamination is None else run.series.threshold(args.contamination)
@@ -361,7 +361,8 @@ def score_series(args, run) -> int:
                                             "marked outlier=1")  # fmt: skip
     print(f"wrote {len(scores)} anomaly scores, one per time step, to {args.out} (windows of {run.series.window} "
           f"steps; median {float(np.median(scores)):.4g}, max {float(scores.max()):.4g}){flagged}"
-          + ("; each channel's error in columns e0..e" + str(series.shape[1] - 1) if args.per_feature else ""))  # fmt: skip
+          + (f"; each channel's error in columns e0..e{series.shape[1] - 1}" + (f" ({', '.join(names)})" if names else "")
+             if args.per_feature else ""))  # fmt: skip
     return 0
 
 

@@ -46,9 +46,10 @@ CAPTIONS = {
     "codec": "Test images and their decodings from the codec's file, each with its bytes: coded alone (one stream, "
     "with the coder's few bytes of flush) and as its share of one file of all the test images (what aekit compress "
     "writes). PNG takes about 270 bytes a digit, WebP lossless about 200.",
-    "series": "The run's held-out steps (its last --test-fraction), the anomaly score of each step (the mean error of "
-    "the windows that cover it) with the threshold at the training part's 99th percentile, and the three windows the "
-    "model rebuilds worst beside their reconstructions.",
+    "series": "The run's held-out steps (its last --test-fraction; the channels named as the file names them), the "
+    "anomaly score of each step (its most abnormal channel's error over the windows that cover it, standardized on the "
+    "training part) with the threshold at the training part's 99th percentile, and the three most abnormal windows, "
+    "each in its most abnormal channel, beside their reconstructions.",
     "priors": "36 decoded samples from each latent prior the run has (aekit fit-prior), seed 0, with its FD. Look "
     "at how the holes fill: N(0, I) decodes to blots for a plain autoencoder, a Gaussian fitted to the codes to "
     "blurry in-between digits, a mixture or the diffusion prior to digits of every class.",

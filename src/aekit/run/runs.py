@@ -232,12 +232,14 @@ class Run:
             raise ConfigError(f"{self.path} was not trained on a long series (aekit train --series); its scores are "
                               "per row: run.score")  # fmt: skip
 
-        def series() -> tuple[np.ndarray, int]:
-            x = data_mod.read_series(self.data_config.name, self.data_config.label_column)
-            return x, training_steps(len(x), self.data_config)
+        def series() -> tuple[np.ndarray, int, tuple[str, ...] | None]:
+            x, names = data_mod.read_series(self.data_config.name, self.data_config.label_column, names=True)
+            return x, training_steps(len(x), self.data_config), names
 
-        return Series(self.fitted, series, lambda path: data_mod.read_series(path, self.data_config.label_column),
-                      self.rundir.load_series(self.space.input_shape[0]))  # fmt: skip
+        def read(path: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+            return data_mod.read_series(path, self.data_config.label_column, names=True)
+
+        return Series(self.fitted, series, read, self.rundir.load_series(self.space.input_shape[0]))
 
     @cached_property
     def analysis(self) -> Analysis:

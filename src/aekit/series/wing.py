@@ -1,6 +1,7 @@
 """A series run's capability (``run.series``): one anomaly score per time step of a long series, its threshold from
 the training part, and which channel is abnormal where. Built from the fitted window model (``input_shape`` ``(C, W)``,
-:mod:`aekit.core.series`) and the training series it was fitted on (read again when a threshold is asked for)."""
+:mod:`aekit.core.series`) and the series it was fitted on (its file read once, when first needed: the held-out part,
+the threshold, the channels' names)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import functools
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from ..core.fitted import Fitted
-from ..core.series import as_series, cut, starts, step_scores
+from ..core.series import as_series, most_abnormal, step_scores, window_errors
 from ..errors import ConfigError
 
 
@@ -19,10 +19,12 @@ class Series:
     """Scores per time step of a window model's series: :meth:`score` ``(T,)``, :meth:`channels` ``(T, C)``,
     :meth:`threshold` from the training part's own scores, :meth:`predict` 0/1 per step."""
 
-    def __init__(self, fitted: Fitted, series: Callable[[], tuple[np.ndarray, int]], read: Callable[[str], np.ndarray],
+    def __init__(self, fitted: Fitted, series: Callable[[], tuple[np.ndarray, int, tuple[str, ...] | None]],
+                 read: Callable[[str], tuple[np.ndarray, tuple[str, ...] | None]],
                  moments: np.ndarray | None = None):  # fmt: skip
-        """``series``: gives the run's series ``(T, C)`` in the data's units and how many of its first steps trained
-        the model (the rest was held out); ``read``: a file of a series as ``(T, C)``, read as the run's was;
+        """``series``: gives the run's series ``(T, C)`` in the data's units, how many of its first steps trained
+        the model (the rest was held out) and its channels' names (None: a file without them, a ``.npy``); ``read``:
+        a file of a series as ``(T, C)`` and its channels' names, read as the run's was;
         ``moments``: each channel's error mean and spread on the training part (:func:`~aekit.core.series.step_scores`;
         None: the score is the channels' mean error)."""
         if len(fitted.space.input_shape) != 2:
@@ -31,17 +33,23 @@ class Series:
         self._training_scores: np.ndarray | None = None
 
     @functools.cached_property
-    def _whole(self) -> tuple[np.ndarray, int]:
+    def _whole(self) -> tuple[np.ndarray, int, tuple[str, ...] | None]:
         return self._series()  # the run's file, read once
 
     def _training(self) -> np.ndarray:
-        x, n_train = self._whole
+        x, n_train, _ = self._whole
         return x[:n_train]
 
     def held_out(self) -> np.ndarray:
         """The steps of the run's series held out from training (its test part)."""
-        x, n_train = self._whole
+        x, n_train, _ = self._whole
         return x[n_train:] if len(x) - n_train >= self.window else x[len(x) - self.window :]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The channels' names: the run's file's columns, else ``channel 0``, ``channel 1``, ..."""
+        names = self._whole[2]
+        return tuple(names) if names else tuple(f"channel {c}" for c in range(self.channels_count))
 
     @property
     def window(self) -> int:
@@ -78,26 +86,29 @@ class Series:
         """1 for each step scoring above :meth:`threshold`, else 0."""
         return (self.score(series, source) > self.threshold(contamination)).astype(np.int64)
 
-    def worst(self, series: np.ndarray, k: int = 3) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """The ``k`` windows of ``series`` the model rebuilds worst, apart from each other: ``(start, window,
-        reconstruction)``, each ``(C, W)`` in the data's units."""
+    def worst(self, series: np.ndarray, k: int = 3) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
+        """The ``k`` most abnormal windows of ``series``, apart from each other, by the step rule's measure (each
+        window's most abnormal channel, its error standardized on the training part): ``(start, window,
+        reconstruction, channel)``, the windows ``(C, W)`` in the data's units, ``channel`` the most abnormal one."""
         x = as_series(series)
-        at = starts(len(x), self.window)
-        windows = cut(x, self.window, at=at)
-        errors = self.fitted.score(self.fitted.space.to_model(windows, dtype=torch.float64))
+        per_channel = window_errors(self.fitted, x)  # (N, C), the windows starting at every step
+        standardized = per_channel if self.moments is None else (per_channel - self.moments[0]) / self.moments[1]
+        errors = most_abnormal(per_channel, self.moments)
         chosen: list[int] = []
-        for i in np.argsort(-errors):
-            if all(abs(int(at[i]) - int(at[j])) >= self.window for j in chosen):
+        for i in np.argsort(-errors, kind="stable"):
+            if all(abs(int(i) - j) >= self.window for j in chosen):
                 chosen.append(int(i))
             if len(chosen) == k:
                 break
-        rebuilt = self.fitted.reconstruct(self.fitted.space.to_model(windows[chosen])).numpy()
-        return [(int(at[i]), windows[i], rebuilt[n]) for n, i in enumerate(chosen)]
+        windows = np.stack([x[i : i + self.window].T for i in chosen])
+        rebuilt = self.fitted.reconstruct(self.fitted.space.to_model(windows)).numpy()
+        return [(i, windows[n], rebuilt[n], int(standardized[i].argmax())) for n, i in enumerate(chosen)]
 
     def draw(self, path=None, series: np.ndarray | None = None, contamination: float = 0.01):
         """The series (default: the run's held-out part) with its score per step, the threshold (the training part's
-        ``1 - contamination`` quantile) and the three worst windows beside their reconstructions."""
+        ``1 - contamination`` quantile) and the three worst windows beside their reconstructions, each in its most
+        abnormal channel; the channels named as the run's file names them."""
         from ..analysis import plots
 
         x = as_series(self.held_out() if series is None else series)
-        return plots.series_scores(x, self.score(x), self.threshold(contamination), self.worst(x), path)
+        return plots.series_scores(x, self.score(x), self.threshold(contamination), self.worst(x), path, self.names)
