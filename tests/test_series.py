@@ -1,5 +1,7 @@
 """Long series: windows, one score per time step, the same through the CLI, Python, HTTP and ONNX; bad input."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -87,10 +89,22 @@ def test_the_cli_python_http_and_onnx_give_the_same_scores(series_run, tmp_path)
 
     from aekit.faces.serve import create_app
 
+    from aekit.faces.explorer import MAX_ROWS, MAX_STEPS
+
     run_path, _, test = series_run
     expected = aekit.load_run(run_path).series.score(test)
-    served = TestClient(create_app(run_path, map_points=20)).post("/v1/score", json={"inputs": test.tolist()})
+    client = TestClient(create_app(run_path, map_points=20))
+    served = client.post("/v1/score", json={"inputs": test.tolist()})
     np.testing.assert_allclose(served.json()["scores"], expected, rtol=1e-5, atol=1e-12)
+    long = periodic(MAX_ROWS + 1000, 2, seed=3)  # a series is scored whole, past the rows' limit, to MAX_STEPS steps
+    served = client.post("/v1/score", json={"inputs": long.tolist()})
+    assert served.status_code == 200 and client.get("/v1/info").json()["limits"]["max_steps"] == MAX_STEPS
+    np.testing.assert_allclose(served.json()["scores"], aekit.load_run(run_path).series.score(long), rtol=1e-5,
+                               atol=1e-12)  # fmt: skip
+    too_long = io.BytesIO()
+    np.save(too_long, np.zeros((MAX_STEPS + 1, 2)))
+    refused = client.post("/v1/score", content=too_long.getvalue(), headers={"content-type": "application/x-npy"})
+    assert refused.status_code == 422 and f"of 1 to {MAX_STEPS} rows" in refused.json()["detail"]
     assert main(["export", str(run_path), "--part", "score", "--out", str(tmp_path / "s.onnx")]) == 0
     session = onnxruntime.InferenceSession(str(tmp_path / "s.onnx"))
     for steps in (400, PERIOD, 97):  # any length of at least one window

@@ -12,6 +12,7 @@ from ..run.runs import REFINEMENTS, Run
 from ..run.training import ANALYSIS_MIN_TEST_ROWS
 
 MAX_ROWS = 4096  # rows per request
+MAX_STEPS = 65536  # time steps per request to a series run's /v1/score (each of C values; scored in chunks)
 MAX_BODY_BYTES = 64 * 2**20  # a larger request body is refused with 413 before it is parsed
 MAP_POINTS = 2000  # test examples on the latent map
 NEAREST = 8  # codes averaged to decode a click on the t-SNE map
@@ -183,4 +184,5 @@ class Explorer:
                 "input_shape": list(self.config.input_shape), "latent_dim": self.config.latent_dim,
                 "is_image": self.is_image, "variational": self.variational, "metrics": self.metrics,
                 "maps": sorted(self.maps), "code_mean": self.code_mean.tolist(), "code_std": self.code_std.tolist(),
-                "limits": {"max_rows": MAX_ROWS, "max_body_bytes": MAX_BODY_BYTES}, "priors": self.priors()}  # fmt: skip
+                "limits": {"max_rows": MAX_ROWS, "max_body_bytes": MAX_BODY_BYTES,
+                           **({"max_steps": MAX_STEPS} if self.run.data_config.series else {})}, "priors": self.priors()}  # fmt: skip

@@ -23,7 +23,8 @@ value per column, strings and numbers, null where missing; ``/v1/impute`` then a
 
 The loaded run reaches every handler through one dependency, :func:`get_explorer` (tests override it with a
 small untrained model); the rows reach them through :func:`input_rows` / :func:`code_rows`, which accept JSON
-(checked by pydantic: numbers only, finite, 1 to ``MAX_ROWS`` rows) or a ``.npy`` body and check the row width.
+(checked by pydantic: numbers only, finite, 1 to ``MAX_ROWS`` rows, or a series run's ``MAX_STEPS`` time steps) or a
+``.npy`` body and check the row width.
 Those two read the raw body, as FastAPI's guide does for a second content type, so each route's request body
 in the OpenAPI document is :func:`rows_body` of its pydantic model. Each bad request gets a 4xx with a message
 naming the problem. Only the run's own files are read, once, at start: no path from a request reaches the file
@@ -43,7 +44,7 @@ from .._version import __version__
 from ..errors import AekitError, DataError
 from ..run.outputs import array_from_npy
 from ..run.runs import load_run
-from .explorer import MAP_POINTS, MAX_BODY_BYTES, MAX_ROWS, Explorer
+from .explorer import MAP_POINTS, MAX_BODY_BYTES, MAX_ROWS, MAX_STEPS, Explorer
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -65,6 +66,12 @@ class Inputs(BaseModel):
     """Rows in the data's units: flat, or for an image run ``(C, H, W)`` or (one channel) ``(H, W)`` each."""
 
     inputs: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+class Steps(BaseModel):
+    """A long series for a series run's score: one row of C values per time step."""
+
+    inputs: Annotated[list[list[Number]], Field(min_length=1, max_length=MAX_STEPS)]
 
 
 class Codes(BaseModel):
@@ -134,7 +141,7 @@ ExplorerDep = Annotated[Explorer, Depends(get_explorer)]
 
 
 async def _rows(request: Request, field: str, model: type[BaseModel], layouts: list[tuple[int, ...]],
-                parsed=None) -> np.ndarray:  # fmt: skip
+                parsed=None, most: int = MAX_ROWS) -> np.ndarray:  # fmt: skip
     """A request's rows: a .npy body, or JSON checked by pydantic (``parsed``: the body already read as JSON); each
     row in one of ``layouts`` (flat first)."""
     if request.headers.get("content-type", "").startswith("application/x-npy"):
@@ -142,8 +149,8 @@ async def _rows(request: Request, field: str, model: type[BaseModel], layouts: l
             array = array_from_npy(await request.body())  # its header checked against the payload first
         except DataError as err:
             raise HTTPException(422, f"body: not a .npy array ({err})") from None
-        if array.dtype.kind not in "biuf" or array.ndim < 2 or not 1 <= len(array) <= MAX_ROWS:
-            raise HTTPException(422, f"body: need a numeric (rows, ...) array of 1 to {MAX_ROWS} rows, got "
+        if array.dtype.kind not in "biuf" or array.ndim < 2 or not 1 <= len(array) <= most:
+            raise HTTPException(422, f"body: need a numeric (rows, ...) array of 1 to {most} rows, got "
                                      f"{array.dtype} {array.shape}")  # fmt: skip
         if not np.isfinite(array).all():
             raise HTTPException(422, "body: holds NaN or infinite values")
@@ -202,7 +209,7 @@ async def input_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
 async def scored_rows(request: Request, explorer: ExplorerDep) -> np.ndarray:
     """The rows to score: the model's inputs, or for a series run the time steps of a series (C values each)."""
     if explorer.run.data_config.series:
-        return await _rows(request, "inputs", Inputs, [explorer.run.space.input_shape[:1]])
+        return await _rows(request, "inputs", Steps, [explorer.run.space.input_shape[:1]], most=MAX_STEPS)
     return await input_rows(request, explorer)
 
 
