@@ -9,6 +9,7 @@ from cli_helpers import exit_code, one_error_line
 
 import aekit
 from aekit.core.series import auto_window, channel_errors, channel_moments, cut, dominant_period, starts, step_scores
+from aekit.data.series import is_time_stamp
 from aekit.faces.cli import main
 
 PERIOD = 25
@@ -205,3 +206,43 @@ def test_whole_series_of_one_length_are_a_collection_with_the_sequence_bodies(tm
         assert np.mean(scores[50:, None] > scores[None, :50]) > 0.9, body  # ROC-AUC of square waves among sines
     with pytest.raises(ValueError):
         aekit.AutoEncoderOutlierDetector(input_shape=(1, 64)).fit([list(range(64)), list(range(50))])
+
+
+@pytest.mark.parametrize("cell, stamp", [("2026-01-01", True), ("2026-01-01T08:30:00", True), ("2026-01-01 08:30", True),
+                                         ("2026-01-01T08:30:00+01:00", True), ("2026-01-01T08:30:00Z", True),
+                                         ("20260101", False), ("1.5", False), ("-3", False), ("pump", False), ("", False)])
+def test_a_time_stamp_is_an_iso_date_or_time_not_a_number(cell, stamp):
+    assert is_time_stamp(cell) is stamp
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_time_stamp_column_is_the_series_index_not_a_channel(suffix, tmp_path, caplog):
+    """A sensor log's first column is its time: recognised (an ISO 8601 CSV column, a Parquet date or time type), left
+    out of the channels and said so; training and scoring read the file alike. A clock in numbers is warned of."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = periodic(600, 2)
+    stamps = [dt.datetime(2026, 1, 1) + dt.timedelta(minutes=i) for i in range(600)]
+    path = tmp_path / f"log.{suffix}"
+    if suffix == "csv":
+        lines = [f"{s.isoformat()},{a:.6f},{b:.6f}" for s, (a, b) in zip(stamps, x)]
+        path.write_text("time,flow,heat\n" + "\n".join(lines) + "\n")
+    else:
+        pq.write_table(pa.table({"time": pa.array(stamps, pa.timestamp("s")), "flow": x[:, 0], "heat": x[:, 1]}), path)
+    with caplog.at_level("INFO"):
+        assert main(["train", "--data", str(path), "--series", "--window", "25", "--out", str(tmp_path / "run"),
+                     *FAST]) == 0  # fmt: skip
+    assert "column 'time' holds time stamps: left out of the channels" in caplog.text
+    run = aekit.load_run(tmp_path / "run")
+    assert run.space.input_shape == (2, 25) and run.series.names == ("flow", "heat")
+    assert main(["score", str(tmp_path / "run"), "--input", str(path), "--out", str(tmp_path / "s.npy")]) == 0
+    as_read, names = run.series.read(str(path))
+    assert names == ("flow", "heat") and np.abs(as_read - x).max() < 1e-6  # the stamps left out, the channels kept
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), run.series.score(as_read), rtol=1e-5)
+    clocked = write_csv(tmp_path / "clock.csv", np.column_stack([1.7e9 + 60 * np.arange(600), x]))
+    caplog.clear()
+    assert main(["train", "--data", clocked, "--series", "--window", "25", "--out", str(tmp_path / "c"), *FAST]) == 0
+    assert "channel 'sensor0' rises by 60 at every step, like a clock or a row number" in caplog.text

@@ -24,7 +24,7 @@ from ..configs import DataConfig
 from ..core.space import Data, Space
 from ..errors import DataError
 from ..io import tables
-from ..io.csvfile import Csv
+from ..io.csvfile import Csv, first_record
 from ..io.idx import Idx
 from ..io.images import Image, ImageFolder
 from ..io.npy import Npy, Npz, Shards
@@ -245,9 +245,30 @@ def read_series(path: str | Path, label_column: str | None = None, names: bool =
         except (ValueError, OSError) as err:
             raise DataError(f"{path}: not a readable .npy file ({err})") from None
     else:
+        stamps = time_column(path) if label_column is None else None
+        if stamps is not None:
+            log.info("%s: column %r holds time stamps: left out of the channels (the rows are taken in the file's "
+                     "order)", path, stamps)  # fmt: skip
+        label_column = label_column if stamps is None else stamps
         x, _, columns = read_data(path, label_column)
+        if not columns and isinstance(source_for(path), Parquet):  # numbers only: read without Column objects
+            named = tuple(tables.Column(n) for n in tables.parquet_columns(Path(path)) if n != label_column)
+            columns = named if len(named) == x.shape[-1] else ()  # (a label given by its index: names unsure)
     x = series.checked_series(x, columns, str(path))
     return (x, tuple(c.name for c in columns) or None) if names else x
+
+
+def time_column(path: str | Path) -> str | None:
+    """A long series' time-stamp column, which is not a channel: the first Parquet column of a date or time type, or
+    the first CSV column whose first value is an ISO 8601 date or time (2026-01-01, 2026-01-01T08:30:00,
+    2026-01-01 08:30:00+01:00)."""
+    path = Path(path)
+    if isinstance(source_for(path), Parquet) and path.is_file():
+        return next((name for name, kind in tables.parquet_columns(path).items() if kind == "time"), None)
+    if isinstance(source_for(path), Csv) and path.is_file():
+        record = first_record(path) or {}
+        return next((name for name, cell in record.items() if series.is_time_stamp(cell)), None)
+    return None
 
 
 def open_rows(path: str | Path, label_column: str | None = None, chunk_bytes: int | None = None,

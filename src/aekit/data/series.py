@@ -10,6 +10,7 @@ stride chosen so that at most :data:`MAX_TRAIN_WINDOWS` are kept; test windows a
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import numpy as np
 
@@ -32,11 +33,37 @@ def checked_series(x: np.ndarray, columns: tuple, source: str) -> np.ndarray:
         raise DataError(f"{source}: column {text[0]!r} is not numbers; a series' channels are numeric (give a label or "
                         "time-stamp column with --label-column, or drop it)")  # fmt: skip
     x = as_series(x, source)
+    warn_if_clock(x, [c.name for c in columns], source)
     if np.isnan(x).any():
         row, column = map(int, np.argwhere(np.isnan(x))[0])
         raise DataError(f"{source}: a gap (missing value) at row {row}, channel {column}; fill or drop the gaps first "
                         "(a series is read without missing values)")  # fmt: skip
     return x
+
+
+def is_time_stamp(cell: str) -> bool:
+    """Whether a cell is an ISO 8601 date or date and time (not a number: 20260101 is a number)."""
+    cell = cell.strip()
+    if not cell or cell[0] in "+-" or cell.replace(".", "", 1).isdigit():
+        return False
+    try:
+        datetime.fromisoformat(cell.replace("Z", "+00:00") if cell.endswith("Z") else cell)
+    except ValueError:
+        return False
+    return True
+
+
+def warn_if_clock(x: np.ndarray, names: list[str], source: str) -> None:
+    """Warn of a channel that rises by the same amount at every step, as a clock or a row number does: it never
+    repeats, so every new step would look abnormal (it belongs out of the channels, as --label-column)."""
+    if len(x) < 3:
+        return
+    steps = np.diff(x, axis=0)
+    for j in np.flatnonzero((steps[0] > 0) & (np.ptp(steps, axis=0) <= 1e-9 * np.abs(steps[0]))):
+        name = repr(names[j]) if j < len(names) else str(int(j))
+        log.warning("warning: %s: channel %s rises by %g at every step, like a clock or a row number: it never "
+                    "repeats, so every new step would look abnormal; leave it out (give it as --label-column)", source,
+                    name, steps[0, j])  # fmt: skip
 
 
 def stride_for(length: int, window: int, most: int) -> int:

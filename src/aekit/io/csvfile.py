@@ -103,6 +103,21 @@ def _is_header(rows: list[list[str]], decimal_comma: bool) -> bool:
     return False
 
 
+def first_record(path: str | Path) -> dict[str, str] | None:
+    """A CSV file's header and first row, from its first lines only: ``{name: cell}``; None for a file without a
+    header (or not a CSV table: :func:`read_csv` says why when it reads it)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            head = handle.read(64 * 1024)
+        delimiter = sniff(head, path)
+        rows = _rows(head, delimiter)[:SNIFF_LINES]
+    except (csv.Error, DataError, OSError):
+        return None
+    if len(rows) < 2 or not _is_header(rows, delimiter == ";"):
+        return None
+    return dict(zip(rows[0], rows[1]))
+
+
 def read_csv(path: str | Path, label_column: str | None = None, columns: tuple[Column, ...] = ()
              ) -> tuple[np.ndarray, np.ndarray | None, tuple[Column, ...]]:  # fmt: skip
     """A CSV file as ``(x, labels or None, columns)``: ``x`` float64 ``(N, features)`` with a table's categorical

@@ -105,6 +105,21 @@ def read_arrow(path: Path):
         raise DataError(f"{path}: not a readable table ({str(err).splitlines()[0]})") from None
 
 
+def parquet_columns(path: Path) -> dict[str, str]:
+    """A Parquet file's columns and their kinds, "time" for a date or time type (only its schema is read; ``{}`` for
+    a file that does not read: :func:`read_arrow` says why when it reads it)."""
+    pa = pyarrow_for(str(path))
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError):
+        return {}
+    timed = lambda t: pat.is_timestamp(t) or pat.is_date(t) or pat.is_time(t)  # noqa: E731
+    return {f.name: "time" if timed(f.type) else str(_kind(f)) for f in schema}
+
+
 def _kind(field) -> str | None:
     import pyarrow.types as pat
 
