@@ -397,10 +397,12 @@ def test_a_series_run_in_the_browser_draws_its_windows_as_curves(tmp_path):
     """The explorer of a series run maps its windows and draws each (the decoded code, the samples) as one curve per
     channel, not as bars: the canvas says what it drew, and a curve leaves pixels in most of its columns."""
     t = np.arange(1200)[:, None]
-    series = np.sin(2 * np.pi * t / 30 + np.array([[0.0, 1.0]])) + 0.05 * np.random.default_rng(0).normal(size=(1200, 2))
+    noise = 0.05 * np.random.default_rng(0).normal(size=(1200, 2))
+    series = np.sin(2 * np.pi * t / 30 + np.array([[0.0, 1.0]])) + noise
     np.savetxt(tmp_path / "s.csv", series, delimiter=",", header="a,b", comments="", fmt="%.5f")
-    aekit.train_run(tmp_path / "run", aekit.make_config(latent_dim=4, hidden=(32,)), aekit.DataConfig(
-                    name=str(tmp_path / "s.csv"), series=True), TrainConfig(epochs=2, device="cpu"), progress=False)  # fmt: skip
+    data = aekit.DataConfig(name=str(tmp_path / "s.csv"), series=True)
+    aekit.train_run(tmp_path / "run", aekit.make_config(latent_dim=4, hidden=(32,)), data, TrainConfig(epochs=2,
+                    device="cpu"), progress=False)  # fmt: skip
     with served(create_app(tmp_path / "run", map_points=50)) as url:
         context, browser, page, _, errors = browse(url + "/")
         assert not page.is_visible("#draw-panel")

@@ -218,6 +218,8 @@ def cmd_encode_or_reconstruct(args) -> int:
     encode = args.command == "encode"
     (check_output_path if encode else check_grid_or_rows_output)(args.out)
     run = runs().load_run(args.run, args.device)
+    if run.data_config.series:
+        return series_codes_or_reconstruction(args, run, encode)
     if not encode:
         check_grid_fits(args.out, run)
     n, chunks = run.chunks(args.input, args.split)
@@ -236,6 +238,26 @@ def cmd_encode_or_reconstruct(args) -> int:
             out.write((run.encode(x) if encode else run.reconstruct(x)).numpy())
             bar.update(len(x))
     print(f"wrote {'codes' if encode else 'reconstructions'} of shape {(n, *shape)} to {args.out}")
+    return 0
+
+
+def series_codes_or_reconstruction(args, run, encode: bool) -> int:
+    """``aekit encode`` / ``reconstruct`` of a series run: INPUT is a long series; the code of the window starting at
+    each step, or the series rebuilt (each step the mean of the windows' reconstructions covering it), its columns
+    named as the input's channels (so a reconstruction reads back as a series)."""
+    from ..data.stream import RowWriter
+
+    if args.input in ("mnist", "digits") or args.out.suffix.lower() == ".png":
+        raise AekitError(f"{args.run} is a series run: give --input a file of one long series and --out a .npy, .csv "
+                         "or .parquet file")  # fmt: skip
+    series, names = run.series.read(args.input)
+    rows = run.series.encode(series, args.input) if encode else run.series.reconstruct(series, args.input)
+    with RowWriter(args.out, len(rows), rows.shape[1:], None if encode else names and list(names)) as out:
+        out.write(rows)
+    what = (f"codes of the {len(rows)} windows of {run.series.window} steps (window n starts at step n)" if encode else
+            f"the series rebuilt, {len(rows)} steps x {rows.shape[1]} channel(s) (each step the mean of the windows "
+            "covering it)")  # fmt: skip
+    print(f"wrote {what} to {args.out}")
     return 0
 
 
@@ -359,10 +381,10 @@ def score_series(args, run) -> int:
         out.write(scores if len(header) == 1 else np.column_stack(columns))
     flagged = "" if threshold is None else (f"; {int((scores > threshold).sum())} above the threshold {threshold:.4g} "
                                             "marked outlier=1")  # fmt: skip
+    named = f" ({', '.join(names)})" if names else ""
     print(f"wrote {len(scores)} anomaly scores, one per time step, to {args.out} (windows of {run.series.window} "
           f"steps; median {float(np.median(scores)):.4g}, max {float(scores.max()):.4g}){flagged}"
-          + (f"; each channel's error in columns e0..e{series.shape[1] - 1}" + (f" ({', '.join(names)})" if names else "")
-             if args.per_feature else ""))  # fmt: skip
+          + (f"; each channel's error in columns e0..e{series.shape[1] - 1}{named}" if args.per_feature else ""))  # fmt: skip
     return 0
 
 

@@ -185,4 +185,5 @@ class Explorer:
                 "is_image": self.is_image, "variational": self.variational, "metrics": self.metrics,
                 "maps": sorted(self.maps), "code_mean": self.code_mean.tolist(), "code_std": self.code_std.tolist(),
                 "limits": {"max_rows": MAX_ROWS, "max_body_bytes": MAX_BODY_BYTES,
-                           **({"max_steps": MAX_STEPS} if self.run.data_config.series else {})}, "priors": self.priors()}  # fmt: skip
+                           **({"max_steps": MAX_STEPS} if self.run.data_config.series else {})},
+                "priors": self.priors()}  # fmt: skip

@@ -123,6 +123,12 @@ def config_from_args(cls, args, base: dict | None = None):
     return cls(**{**(base or {}), **given})
 
 
+INPUTS_HELP = ("INPUT is a dataset name (its --split), a .npy/.npz/.csv/.parquet file, a folder of .npy shards or an "
+               "image folder, shaped like the training data; .npy, shards, Parquet and image folders are read a chunk "
+               "at a time.")
+SERIES_INPUT = "A series run (train --series) takes a long series and writes "  # encode's and reconstruct's help
+
+
 def add_inference_parsers(commands) -> None:
     ev = commands.add_parser("evaluate", help="test metrics of a run beside PCA at the same code size",
                              description="Evaluate RUN on its test split: MSE per pixel, SSE per image "
@@ -136,16 +142,16 @@ def add_inference_parsers(commands) -> None:
     ev.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs (default: auto = cuda, "
                     "then mps, then cpu)")
 
-    inputs = ("INPUT is a dataset name (its --split), a .npy/.npz/.csv/.parquet file, a folder of .npy shards or an "
-              "image folder, shaped like the training data; .npy, shards, Parquet and image folders are read a chunk at "
-              "a time.")
+    inputs = INPUTS_HELP
     for name, help_text, description, out in (
         ("encode", "write the codes (N, latent_dim) of a dataset or file",
-         f"Write the codes of INPUT through RUN's encoder. {inputs} The output's suffix picks .npy, .csv or "
-         ".parquet; it is written as it is computed.", "FILE.npy|FILE.csv|FILE.parquet"),
+         f"Write the codes of INPUT through RUN's encoder. {inputs} The output's suffix picks .npy, .csv or .parquet; "
+         f"it is written as it is computed. {SERIES_INPUT}the code of the window starting at each step.",
+         "FILE.npy|FILE.csv|FILE.parquet"),
         ("reconstruct", "write the reconstructions of a dataset or file, in the data's units",
          f"Write the reconstructions of INPUT, in the data's original units. {inputs} The output's suffix picks "
-         ".npy, .csv or .parquet (written as it is computed), or, for images, a .png grid.",
+         f".npy, .csv or .parquet (written as it is computed), or, for images, a .png grid. {SERIES_INPUT}it rebuilt, "
+         "each step the mean of the windows covering it, in the input's channels.",
          "FILE.npy|FILE.csv|FILE.parquet|FILE.png"),
         ("impute", "fill the missing cells of a file: a table's empty or NA cells, an array's NaN",
          "Fill the missing cells of INPUT with RUN's model (a run trained with --objective impute, which training "

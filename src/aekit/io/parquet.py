@@ -66,7 +66,7 @@ def open_parquet(path: Path, label_column: str | None = None) -> Rows:
 
     numeric_label = label is None or pat.is_integer(schema.field(label).type) or pat.is_floating(schema.field(label).type)
     # a text (or dictionary, boolean) label: its classes numbered over the whole column once, as a CSV's are
-    labels = None if numeric_label else tables.labels_of(file.read(columns=[label]), label, path)  # (as text: dates too)
+    labels = None if numeric_label else tables.labels_of(file.read(columns=[label]), label, path)  # text, dates too
 
     # uint8 columns stay uint8 (pixels: scaled to [0, 1] as a .npy of uint8 would be); anything else is float32
     dtype = np.dtype(np.uint8) if all(pat.is_uint8(schema.field(n).type) for n in features) else np.dtype(np.float32)
