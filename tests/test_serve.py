@@ -361,6 +361,21 @@ def served(app):
         thread.join(timeout=10)
 
 
+@contextlib.contextmanager
+def browsed(url: str, screenshot: str):
+    """The page at ``url`` (:func:`browse`) for the block; after it, the page's screenshot under the test artifacts,
+    no console errors, and the browser closed."""
+    context, browser, page, _, errors = browse(url)
+    try:
+        yield page
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+        assert errors == [], errors
+    finally:
+        browser.close()
+        context.stop()
+
+
 @pytest.fixture(scope="module")
 def named_table_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve-named")
@@ -379,17 +394,11 @@ def test_a_table_run_in_the_browser_has_named_bars_and_no_image_panels(named_tab
 
     info = TestClient(create_app(named_table_run, map_points=50)).get("/v1/info").json()
     assert info["feature_names"] == ["height", "width", "depth", "mass", "price"] and not info["is_image"]
-    with served(create_app(named_table_run, map_points=50)) as url:
-        context, browser, page, _, errors = browse(url + "/")
+    with served(create_app(named_table_run, map_points=50)) as url, browsed(url + "/", "serve-table.png") as page:
         for panel in ("#draw-panel", "#probe-panel", "#fill-panel"):
             assert not page.is_visible(panel), panel
         assert page.evaluate("document.getElementById('decoded').width") == 360
         assert page.evaluate("document.getElementById('decoded').dataset.drawn") == "bars"
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "serve-table.png"), full_page=True)
-        assert errors == [], errors
-        browser.close()
-        context.stop()
 
 
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
@@ -403,8 +412,7 @@ def test_a_series_run_in_the_browser_draws_its_windows_as_curves(tmp_path):
     data = aekit.DataConfig(name=str(tmp_path / "s.csv"), series=True)
     aekit.train_run(tmp_path / "run", aekit.make_config(latent_dim=4, hidden=(32,)), data, TrainConfig(epochs=2,
                     device="cpu"), progress=False)  # fmt: skip
-    with served(create_app(tmp_path / "run", map_points=50)) as url:
-        context, browser, page, _, errors = browse(url + "/")
+    with served(create_app(tmp_path / "run", map_points=50)) as url, browsed(url + "/", "serve-series.png") as page:
         assert not page.is_visible("#draw-panel")
         assert page.evaluate("document.getElementById('decoded').dataset.drawn") == "curves"
         inked = page.evaluate("""(() => {  // the columns of the decoded canvas with any drawn (non-blank) pixel
@@ -416,27 +424,17 @@ def test_a_series_run_in_the_browser_draws_its_windows_as_curves(tmp_path):
             return columns / c.width;
         })()""")
         assert inked > 0.9, inked  # a curve across the canvas (bars of 60 values would leave gaps between them too)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "serve-series.png"), full_page=True)
-        assert errors == [], errors
-        browser.close()
-        context.stop()
 
 
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (make test installs it where apt can)")
 def test_a_sparse_autoencoder_opens_on_t_sne_with_its_features(tmp_path):
     aekit.train_run(tmp_path / "sae", aekit.make_config("sae", latent_dim=48, k=4), aekit.DataConfig(name="digits"),
                     TrainConfig(epochs=2, device="cpu"), progress=False, analysis=False)  # fmt: skip
-    with served(create_app(tmp_path / "sae", map_points=200, tsne=True)) as url:
-        context, browser, page, _, errors = browse(url + "/")
+    app = create_app(tmp_path / "sae", map_points=200, tsne=True)
+    with served(app) as url, browsed(url + "/", "serve-sae.png") as page:
         assert page.input_value("#mapkind") == "tsne" and "t-SNE has no inverse" in page.inner_text("#maphow")
         assert page.is_visible("#features-panel") and int(page.evaluate("document.getElementById('features-panel')"
                                                                         ".dataset.features")) == 12  # fmt: skip
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "serve-sae.png"), full_page=True)
-        assert errors == [], errors
-        browser.close()
-        context.stop()
 
 
 def test_a_missing_serve_extra_is_one_line(run, monkeypatch, capsys):
