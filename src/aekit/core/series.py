@@ -89,11 +89,10 @@ def cut(x: np.ndarray, window: int, stride: int = 1, at: np.ndarray | None = Non
     return np.ascontiguousarray(view[at])
 
 
-@torch.no_grad()
-def window_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndarray:
-    """Each window's mean squared error in each channel ``(T - W + 1, C)``, for the windows starting at every step
-    (the one score's per-feature errors, :meth:`~aekit.core.fitted.Fitted.parts`). Float64, the same whatever the
-    batching; a chunk of windows at a time."""
+def model_windows(fitted, series: np.ndarray, source: str = "input", dtype: torch.dtype = torch.float32):
+    """The windows of ``series`` (``(T,)`` or ``(T, C)``, the data's units) starting at every step, in model space,
+    a chunk of at most :data:`SCORE_CHUNK_WINDOWS` at a time; a series of other channels, or with gaps, refused in
+    one line."""
     channels, window = fitted.space.input_shape
     x = as_series(series, source)
     if x.shape[1] != channels:
@@ -102,13 +101,19 @@ def window_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndarr
         row = int((~np.isfinite(x)).any(1).argmax())
         raise DataError(f"{source}: has missing or infinite values (first at step {row}); fill the gaps first")
     at = starts(len(x), window)  # every step: stride 1
-    per_channel = np.empty((len(at), channels))
     for i in range(0, len(at), SCORE_CHUNK_WINDOWS):
-        part = at[i : i + SCORE_CHUNK_WINDOWS]
-        rows = fitted.space.to_model(cut(x, window, at=part), source, dtype=torch.float64)
-        errors = fitted.parts(rows)["feature_errors"].reshape(len(part), channels, window)  # squared / (C * W)
-        per_channel[i : i + len(part)] = errors.sum(2) * channels
-    return per_channel
+        yield fitted.space.to_model(cut(x, window, at=at[i : i + SCORE_CHUNK_WINDOWS]), source, dtype=dtype)
+
+
+@torch.no_grad()
+def window_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndarray:
+    """Each window's mean squared error in each channel ``(T - W + 1, C)``, for the windows starting at every step
+    (the one score's per-feature errors, :meth:`~aekit.core.fitted.Fitted.parts`). Float64, the same whatever the
+    batching."""
+    channels, window = fitted.space.input_shape
+    errors = [fitted.parts(rows)["feature_errors"].reshape(len(rows), channels, window).sum(2) * channels
+              for rows in model_windows(fitted, series, source, torch.float64)]  # squared / (C * W), summed over W
+    return np.concatenate(errors)
 
 
 def channel_errors(fitted, series: np.ndarray, source: str = "input") -> np.ndarray:

@@ -11,9 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.fitted import Fitted
-from ..core.series import (SCORE_CHUNK_WINDOWS, as_series, cut, most_abnormal, starts, step_scores,
-                           window_errors)  # fmt: skip
-from ..errors import ConfigError, DataError
+from ..core.series import as_series, model_windows, most_abnormal, step_scores, window_errors
+from ..errors import ConfigError
 
 
 class Series:
@@ -75,30 +74,22 @@ class Series:
 
     def encode(self, series: np.ndarray, source: str = "input") -> np.ndarray:
         """The code of each window ``(T - W + 1, latent_dim)``: row ``n`` the window starting at step ``n``."""
-        return np.concatenate([self.fitted.encode(rows).numpy() for rows in self._windows(series, source)])
+        return np.concatenate([self.fitted.encode(rows).numpy() for rows in model_windows(self.fitted, series, source)])
 
     def reconstruct(self, series: np.ndarray, source: str = "input") -> np.ndarray:
         """The series as the model rebuilds it ``(T, C)``, in the data's units: each step the mean of its value in
         the reconstructions of the windows that cover it (overlap-add)."""
         x = as_series(series, source)
         total, done = np.zeros_like(x), 0
-        for rows in self._windows(x, source):
+        for rows in model_windows(self.fitted, x, source):
             rebuilt = self.fitted.reconstruct(rows).double().numpy()  # (n, C, W): windows done .. done + n - 1
             for offset in range(self.window):  # window i's step ``offset`` is the series' step i + offset
                 total[done + offset : done + offset + len(rebuilt)] += rebuilt[:, :, offset]
             done += len(rebuilt)
+        # windows covering step t: t + 1 near the start, T - t near the end, else W (or all N = T - W + 1 of them)
         covered = np.minimum.reduce([np.arange(1, len(x) + 1), np.arange(len(x), 0, -1),
                                      np.full(len(x), min(self.window, len(x) - self.window + 1))])  # fmt: skip
         return total / covered[:, None]
-
-    def _windows(self, series: np.ndarray, source: str):
-        """The model-space windows of ``series`` starting at every step, a chunk at a time."""
-        x = as_series(series, source)
-        if x.shape[1] != self.channels_count:
-            raise DataError(f"{source}: {x.shape[1]} channel(s); the model was trained on {self.channels_count}")
-        at = starts(len(x), self.window)
-        for i in range(0, len(at), SCORE_CHUNK_WINDOWS):
-            yield self.fitted.space.to_model(cut(x, self.window, at=at[i : i + SCORE_CHUNK_WINDOWS]), source)
 
     def training_scores(self) -> np.ndarray:
         """The per-step scores of the training part (computed once)."""
