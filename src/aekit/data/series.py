@@ -76,24 +76,35 @@ def training_steps(length: int, config: DataConfig) -> int:
     return int(round(length * (1 - config.test_fraction)))
 
 
+def window_space(train: np.ndarray, window: int | None, source: str, option: str = "--window") -> Space:
+    """The space of a series' windows fitted to its training part ``train`` ``(T, C)``: ``window`` steps (None: the
+    part's dominant period, :func:`aekit.core.series.auto_window`), refused unless two fit in the part, each channel
+    standardized on it (:meth:`aekit.core.space.Space.of_series`)."""
+    window = window or auto_window(train)
+    if len(train) < 2 * window:
+        raise DataError(f"{source}: {len(train)} steps to train on, fewer than two windows of {window}; give a longer "
+                        f"series or a smaller {option}")  # fmt: skip
+    return Space.of_series(train, window, source)
+
+
+def training_windows(train: np.ndarray, window: int) -> np.ndarray:
+    """The windows a series model learns from its training part, unscaled: every step, or evenly strided so that at
+    most :data:`MAX_TRAIN_WINDOWS` are kept."""
+    return cut(train, window, stride_for(len(train), window, MAX_TRAIN_WINDOWS))
+
+
 def load_series(x: np.ndarray, config: DataConfig, space: Space | None = None) -> Data:
     """The dataset of long series ``x`` (``(T, C)``, :func:`checked_series`): windows of its training and test parts
     in model space, of ``config.window`` steps, or the model's (``space``), or chosen from the training part."""
     n_train = training_steps(len(x), config)
     train, test = x[:n_train], x[n_train:]
-    if space is not None:
-        window = space.input_shape[-1]
-    else:
-        window = config.window or auto_window(train)
-        if len(train) < 2 * window:
-            raise DataError(f"{config.name}: its training part has {len(train)} steps, fewer than two windows of "
-                            f"{window}; give a longer series or a smaller --window")  # fmt: skip
-        space = Space.of_series(train, window, config.name)
+    space = window_space(train, config.window, config.name) if space is None else space
+    window = space.input_shape[-1]
     if space.input_shape[0] != x.shape[1]:
         raise DataError(f"{config.name}: {x.shape[1]} channel(s); the model was trained on {space.input_shape[0]}")
     if len(test) < window:  # a short test part: its last window reaches back into the training part
         test = x[len(x) - window :]
-    train_windows = cut(train, window, stride_for(len(train), window, MAX_TRAIN_WINDOWS))
+    train_windows = training_windows(train, window)
     test_windows = cut(test, window, stride_for(len(test), window, MAX_TEST_WINDOWS))
     log.info("series %s: %d steps x %d channel(s); windows of %d steps: %d for training (first %d steps), %d for "
              "testing", config.name, len(x), x.shape[1], window, len(train_windows), len(train), len(test_windows))

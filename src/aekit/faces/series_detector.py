@@ -19,10 +19,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..configs import DataConfig, TrainConfig
 from ..core.fitted import Fitted
-from ..core.series import (as_series, auto_window, channel_errors, channel_moments, cut, most_abnormal,
-                           step_scores)  # fmt: skip
-from ..core.space import Data, Space
-from ..data.series import MAX_TRAIN_WINDOWS, stride_for
+from ..core.series import as_series, channel_errors, channel_moments, most_abnormal, step_scores
+from ..core.space import Data
+from ..data.series import training_windows, window_space
 from ..model.autoencoder import build_model
 from ..model.config import ModelConfig, make_config
 from ..model.parts import MLPBody
@@ -98,12 +97,9 @@ class SeriesOutlierDetector(BaseEstimator):
         x = self._series(series)
         if not np.isfinite(x).all():
             raise ValueError("series: has missing or infinite values; fill the gaps first")
-        window = auto_window(x) if self.window == "auto" else int(self.window)
-        if len(x) < 2 * window:
-            raise ValueError(f"series: {len(x)} steps, fewer than two windows of {window}; give a longer series or "
-                             "a smaller window")  # fmt: skip
-        space = Space.of_series(x, window, "series")
-        windows = space.scale(cut(x, window, stride_for(len(x), window, MAX_TRAIN_WINDOWS)))
+        space = window_space(x, None if self.window == "auto" else int(self.window), "series", "window")
+        window = space.input_shape[1]
+        windows = space.scale(training_windows(x, window))
         config = make_config(None, body=self.body, objective=self.objective, base=SERIES_BASE,
                              input_shape=space.input_shape, latent_dim=self.n_components)  # fmt: skip
         seed = check_random_state(self.random_state).randint(2**31 - 1)
