@@ -351,13 +351,6 @@ def cmd_score(args) -> int:
     return 0
 
 
-def into_run(run: Path, what: str) -> None:
-    """Refuse, in one line saying how to copy it, a command that would write ``what`` into a run shipped with aekit."""
-    name = pretrained.shipped_name(run)
-    if name is not None:
-        raise AekitError(pretrained.read_only_message(name, what))
-
-
 def score_series(args, run) -> int:
     """``aekit score`` of a series run: one score per row (time step) of INPUT, a long series like the training one."""
     import numpy as np
@@ -390,7 +383,7 @@ def score_series(args, run) -> int:
 
 def cmd_plot(args) -> int:
     if args.out is None:
-        into_run(args.run, "its figures cannot be drawn into it: give --out DIR")
+        pretrained.refuse_if_shipped(args.run, "its figures cannot be drawn into it: give --out DIR")
     folder = args.out or args.run / "figures"
     runs().load_run(args.run).analysis.draw(args.kind, folder)
     print(f"wrote {folder / args.kind}.png and .svg")
@@ -451,7 +444,7 @@ def cmd_fit_score(args) -> int:
 
 def cmd_report(args) -> int:
     if args.out is None:
-        into_run(args.run, "its report cannot be written into it: give --out FILE.html")
+        pretrained.refuse_if_shipped(args.run, "its report cannot be written into it: give --out FILE.html")
     elif args.out.suffix.lower() not in (".html", ".htm"):
         raise AekitError(f"--out {args.out}: a report is an HTML file (.html)")
     print(f"report written: {report().write_report(args.run, out=args.out)}")  # loading the run first names a bad RUN
@@ -459,7 +452,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_error_vs_dim(args) -> int:
-    into_run(args.run, "error-vs-dim trains its models into it")
+    pretrained.refuse_if_shipped(args.run, "error-vs-dim trains its models into it")
     result = sweep().sweep_error_vs_dim(args.run, args.dims, args.epochs, progress=progress_wanted(args))
     print(f"{'k':>4}{'autoencoder':>14}{'PCA':>10}   (test SSE per image, {result['epochs']} epochs each)")
     for k, a, p in zip(result["dims"], result["autoencoder"], result["pca"]):

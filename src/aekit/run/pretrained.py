@@ -80,9 +80,13 @@ def shipped_name(path: str | Path) -> str | None:
         return None
 
 
-def read_only_message(name: str, what: str) -> str:
-    return (f"{PREFIX}{name} is read-only (it ships with aekit) and {what}; copy it into a run of your own first: "
-            f"aekit pretrained {name} --out runs/{name}")
+def refuse_if_shipped(path: str | Path, what: str) -> None:
+    """A CheckpointError, saying how to copy it, when ``path`` is a run that ships with aekit (``what``: why that
+    matters, "cannot be written into")."""
+    name = shipped_name(path)
+    if name is not None:
+        raise CheckpointError(f"{PREFIX}{name} is read-only (it ships with aekit) and {what}; copy it into a run of "
+                              f"your own first: aekit pretrained {name} --out runs/{name}")  # fmt: skip
 
 
 def copy(name: str, out: str | Path) -> Path:

@@ -53,7 +53,7 @@ from ..training.loop import TrainState
 from .format import (FORMAT, FORMAT_V1, HISTORY_COLUMNS, TEST_COLUMNS, config_from_dict, config_to_dict,
                      load_model_tensors, load_tensors, migrate_model_v1, model_tensors, read_json, save_tensors,
                      write_json)  # fmt: skip
-from .pretrained import read_only_message, shipped_name
+from .pretrained import refuse_if_shipped, shipped_name
 
 
 class RunDir:
@@ -143,9 +143,7 @@ class RunDir:
 
     def refuse_if_shipped(self, what: str) -> None:
         """A CheckpointError saying how to copy it when this is one of the runs that ship with aekit."""
-        name = shipped_name(self.path)
-        if name is not None:
-            raise CheckpointError(read_only_message(name, what))
+        refuse_if_shipped(self.path, what)
 
     def holds_run(self) -> bool:
         return self.path.is_dir() and any(self.path.iterdir())
