@@ -258,6 +258,18 @@ def read_series(path: str | Path, label_column: str | None = None, names: bool =
     return (x, tuple(c.name for c in columns) or None) if names else x
 
 
+def has_column(path: str | Path, column: str) -> bool:
+    """Whether the table at ``path`` has ``column`` (a name, or a 0-based index), told from its header alone (a CSV's
+    first lines, a Parquet file's schema); True for any other source, whose reader says."""
+    path = Path(path)
+    if not path.is_file() or not isinstance(source_for(path), (Csv, Parquet)):
+        return True
+    names = list(first_record(path) or {}) if isinstance(source_for(path), Csv) else list(tables.parquet_columns(path))
+    if not names:
+        return True  # no header to tell by (a CSV of numbers only): its reader takes the label by index, or says
+    return column in names or (column.isdigit() and int(column) < len(names))
+
+
 def time_column(path: str | Path) -> str | None:
     """A long series' time-stamp column, which is not a channel: the first Parquet column of a date or time type, or
     the first CSV column whose first value is an ISO 8601 date or time (2026-01-01, 2026-01-01T08:30:00,

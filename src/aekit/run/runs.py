@@ -29,7 +29,6 @@ from ..data import stream
 from ..data.series import training_steps
 from ..errors import CheckpointError, ConfigError
 from ..generation.wing import Priors
-from ..io.files import MissingLabel
 from ..model.autoencoder import AutoEncoder
 from ..model.config import ModelConfig
 from ..series.wing import Series
@@ -92,12 +91,15 @@ class Run:
                                               test_fraction=self.data_config.test_fraction,
                                               split_seed=self.data_config.split_seed), self.space)  # fmt: skip
             return (loaded.x_test, loaded.y_test) if split == "test" else (loaded.x_train, loaded.y_train)
-        try:
-            raw, labels, _ = data_mod.read_data(source, self.data_config.label_column, self.data_config.image_size,
-                                                self.model_config.columns)  # fmt: skip
-        except MissingLabel:  # new rows need no label: the features are what the model reads
-            raw, labels, _ = data_mod.read_data(source, None, self.data_config.image_size, self.model_config.columns)
+        raw, labels, _ = data_mod.read_data(source, self._new_rows_label(source), self.data_config.image_size,
+                                            self.model_config.columns)  # fmt: skip
         return self.space.to_model(raw, source), None if labels is None else torch.from_numpy(labels)
+
+    def _new_rows_label(self, source: str) -> str | None:
+        """The label column to leave out of ``source``'s features: the run's, where the file has it (new rows need
+        no label: the features are what the model reads), told from its header alone."""
+        label = self.data_config.label_column
+        return label if label is not None and data_mod.has_column(source, label) else None
 
     def chunks(self, source: str, split: str = "test") -> tuple[int, Iterator[torch.Tensor]]:
         """``(n_rows, chunks)``: the input in model space, chunk by chunk. A source read in chunks (``.npy``, shard
@@ -105,10 +107,7 @@ class Run:
         loaded whole, then cut into chunks of :data:`INFER_CHUNK_ROWS`."""
         config = self.data_config
         chunked = source not in data_mod.DATASETS and not self.model_config.columns
-        try:
-            rows = data_mod.open_rows(source, config.label_column, image_size=config.image_size) if chunked else None
-        except MissingLabel:  # new rows need no label
-            rows = data_mod.open_rows(source, None, image_size=config.image_size)
+        rows = data_mod.open_rows(source, self._new_rows_label(source), image_size=config.image_size) if chunked else None
         if rows is None:
             x, _ = self.inputs(source, split)
             return len(x), (x[i : i + INFER_CHUNK_ROWS] for i in range(0, len(x), INFER_CHUNK_ROWS))
