@@ -139,7 +139,13 @@ def step_scores(fitted, series: np.ndarray, source: str = "input", moments: np.n
     position's in them (KDD-TSAD 135: VUS-PR 0.968 against 0.152: an anomaly is a shape that no window containing
     it rebuilds, more than one value); and the largest standardized channel rather than the channels' mean (Daphnet
     with injected anomalies: 0.79 against 0.60: an anomaly in one sensor of nine is not averaged away)."""
-    errors = channel_errors(fitted, series, source)
+    return steps_from_windows(window_errors(fitted, series, source), fitted.space.input_shape[1], moments)
+
+
+def steps_from_windows(per_window: np.ndarray, window: int, moments: np.ndarray | None = None
+                       ) -> dict[str, np.ndarray]:  # fmt: skip
+    """:func:`step_scores` from the windows' errors already computed (:func:`window_errors`)."""
+    errors = overlap_mean(torch.from_numpy(per_window), window).numpy()
     return {"score": most_abnormal(errors, moments), "channels": errors}
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.fitted import Fitted
-from ..core.series import as_series, model_windows, most_abnormal, step_scores, window_errors
+from ..core.series import as_series, model_windows, most_abnormal, step_scores, steps_from_windows, window_errors
 from ..errors import ConfigError
 
 
@@ -110,7 +110,10 @@ class Series:
         window's most abnormal channel, its error standardized on the training part): ``(start, window,
         reconstruction, channel)``, the windows ``(C, W)`` in the data's units, ``channel`` the most abnormal one."""
         x = as_series(series)
-        per_channel = window_errors(self.fitted, x)  # (N, C), the windows starting at every step
+        return self._worst(x, window_errors(self.fitted, x), k)
+
+    def _worst(self, x: np.ndarray, per_channel: np.ndarray, k: int) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
+        """:meth:`worst` from the windows' errors already computed ``(N, C)``, the windows starting at every step."""
         standardized = per_channel if self.moments is None else (per_channel - self.moments[0]) / self.moments[1]
         errors = most_abnormal(per_channel, self.moments)
         chosen: list[int] = []
@@ -130,4 +133,7 @@ class Series:
         from ..analysis import plots
 
         x = as_series(self.held_out() if series is None else series)
-        return plots.series_scores(x, self.score(x), self.threshold(contamination), self.worst(x), path, self.names)
+        per_window = window_errors(self.fitted, x)  # once, for the scores and the worst windows
+        scores = steps_from_windows(per_window, self.window, self.moments)["score"]
+        return plots.series_scores(x, scores, self.threshold(contamination), self._worst(x, per_window, 3), path,
+                                   self.names)  # fmt: skip
