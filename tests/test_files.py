@@ -107,3 +107,9 @@ def test_outputs_of_an_image_folder_carry_a_file_column(tmp_path):
     assert table.num_columns == 4  # the file and the 3 code values
     assert main(["score", str(tmp_path / "run"), "--input", str(folder), "--out", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (24,)  # a .npy holds the numbers only
+    for suffix in ("npy", "csv", "parquet"):  # what reconstruct writes, score reads: the file names left out
+        assert main(["reconstruct", str(tmp_path / "run"), "--input", str(folder), "--out",
+                     str(tmp_path / f"r.{suffix}")]) == 0  # fmt: skip
+        assert main(["score", str(tmp_path / "run"), "--input", str(tmp_path / f"r.{suffix}"), "--out",
+                     str(tmp_path / f"rs.{suffix}.npy")]) == 0  # fmt: skip
+        np.testing.assert_allclose(np.load(tmp_path / f"rs.{suffix}.npy"), np.load(tmp_path / "rs.npy.npy"), rtol=1e-5)

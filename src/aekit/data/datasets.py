@@ -258,16 +258,17 @@ def read_series(path: str | Path, label_column: str | None = None, names: bool =
     return (x, tuple(c.name for c in columns) or None) if names else x
 
 
-def has_column(path: str | Path, column: str) -> bool:
-    """Whether the table at ``path`` has ``column`` (a name, or a 0-based index), told from its header alone (a CSV's
-    first lines, a Parquet file's schema); True for any other source, whose reader says."""
+def left_out_column(path: str | Path, label: str | None, named: bool) -> str | None:
+    """The column of a file of new rows to leave out of their features, told from its header alone (a CSV's first
+    lines, a Parquet file's schema): the run's ``label`` where the file has it (new rows need no label); for a model
+    of unnamed features (not ``named`` columns), the ``file`` column aekit writes beside an image folder's rows."""
     path = Path(path)
-    if not path.is_file() or not isinstance(source_for(path), (Csv, Parquet)):
-        return True
-    names = list(first_record(path) or {}) if isinstance(source_for(path), Csv) else list(tables.parquet_columns(path))
-    if not names:
-        return True  # no header to tell by (a CSV of numbers only): its reader takes the label by index, or says
-    return column in names or (column.isdigit() and int(column) < len(names))
+    names = None
+    if path.is_file() and isinstance(source_for(path), (Csv, Parquet)):
+        names = list(first_record(path) or {}) if isinstance(source_for(path), Csv) else list(tables.parquet_columns(path))
+    if label is not None:  # without a header to tell by, its reader takes the label by index, or says
+        return label if not names or label in names or (label.isdigit() and int(label) < len(names)) else None
+    return stream.FILE_COLUMN if names and stream.FILE_COLUMN in names and not named else None
 
 
 def time_column(path: str | Path) -> str | None:

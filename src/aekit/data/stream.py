@@ -42,6 +42,9 @@ def keep_heap_small(threshold: int = 2**20) -> None:
         pass
 
 
+FILE_COLUMN = "file"  # beside rows of an image folder, in a CSV or Parquet output: each row's image (read back: left out)
+
+
 class RowWriter:
     """Writes rows as they come to ``.npy`` (an open memmap of ``n_rows``), ``.csv`` or ``.parquet``; the file
     appears under its name only when :meth:`close` is reached without an error (use it as a context manager)."""
@@ -61,7 +64,9 @@ class RowWriter:
             needs_pyarrow(str(self.path))
         self.n_rows, self.row_shape, self.written = n_rows, tuple(row_shape), 0
         width = math.prod(self.row_shape)
-        self.header = header or [f"{i}" for i in range(width)]
+        # unnamed values: bare rows in a CSV, "0", "1", ... in Parquet; beside file names, "x0", "x1", ... (a CSV header
+        # of text, so that it reads back as one)
+        self.header = header or [f"{'x' if names is not None else ''}{i}" for i in range(width)]
         self.names = names if self.suffix in (".csv", ".parquet") else None
         if self.names is not None and len(self.names) != n_rows:
             raise DataError(f"{self.path}: {len(self.names)} names for {n_rows} rows")
@@ -74,7 +79,7 @@ class RowWriter:
         elif self.suffix == ".csv":
             self.handle = open(self.tmp, "w", newline="")
             if header or self.names is not None:  # codes or reconstructions: bare rows, as before; scores (or rows
-                self.handle.write(",".join(["file"] * (self.names is not None) + self.header) + "\n")  # of files): named
+                self.handle.write(",".join([FILE_COLUMN] * (self.names is not None) + self.header) + "\n")  # of files): named
 
     def write(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.float32)
@@ -93,7 +98,7 @@ class RowWriter:
             import pyarrow.parquet as pq
 
             flat = rows.reshape(n, -1)
-            columns = {} if self.names is None else {"file": pa.array(self.names[self.written : self.written + n])}
+            columns = {} if self.names is None else {FILE_COLUMN: pa.array(self.names[self.written : self.written + n])}
             table = pa.table({**columns, **{name: flat[:, j] for j, name in enumerate(self.header)}})
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(self.tmp, table.schema)
@@ -118,7 +123,7 @@ class RowWriter:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                empty = {} if self.names is None else {"file": pa.array([], pa.string())}
+                empty = {} if self.names is None else {FILE_COLUMN: pa.array([], pa.string())}
                 pq.write_table(pa.table({**empty, **{name: pa.array([], pa.float32()) for name in self.header}}), self.tmp)
             os.replace(self.tmp, self.path)
         else:

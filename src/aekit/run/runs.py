@@ -96,10 +96,9 @@ class Run:
         return self.space.to_model(raw, source), None if labels is None else torch.from_numpy(labels)
 
     def _new_rows_label(self, source: str) -> str | None:
-        """The label column to leave out of ``source``'s features: the run's, where the file has it (new rows need
-        no label: the features are what the model reads), told from its header alone."""
-        label = self.data_config.label_column
-        return label if label is not None and data_mod.has_column(source, label) else None
+        """The column to leave out of ``source``'s features (:func:`aekit.data.datasets.left_out_column`): the run's
+        label where the file has it, or the file names aekit wrote beside an image folder's rows."""
+        return data_mod.left_out_column(source, self.data_config.label_column, bool(self.model_config.columns))
 
     def chunks(self, source: str, split: str = "test") -> tuple[int, Iterator[torch.Tensor]]:
         """``(n_rows, chunks)``: the input in model space, chunk by chunk. A source read in chunks (``.npy``, shard
